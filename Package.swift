@@ -1,0 +1,87 @@
+// swift-tools-version: 6.2
+//
+// Tessera: self-supervised ViT pretraining on CPUs.
+//
+//   COpenBLAS    system library (pkg-config "openblas"); only Sources/CKernels/gemm.c calls it.
+//   CKernels     hand-written C kernels, forward and backward side by side (internal target).
+//   TesseraEngine  Swift tensors, reverse-mode autograd, modules, optimizers (Sources/Engine).
+//   TesseraModels  the shared ViT and the pretraining methods (Sources/Models).
+//
+// OpenMP: the C kernels are built with clang's -fopenmp and linked against Debian's LLVM runtime
+// (libomp-dev installs it as libomp5.so; `-lomp` is not on the default search path there). Set
+// TESSERA_NO_OPENMP=1 when building to compile every kernel single-threaded; the pragmas then fall
+// back to `#pragma omp simd` only (-fopenmp-simd needs no runtime).
+import PackageDescription
+
+let useOpenMP = Context.environment["TESSERA_NO_OPENMP"] == nil
+let openMPCFlags: [String] = useOpenMP ? ["-fopenmp"] : ["-fopenmp-simd"]
+let openMPLink: [LinkerSetting] = useOpenMP ? [.linkedLibrary("omp5", .when(platforms: [.linux]))] : []
+
+let package = Package(
+    name: "Tessera",
+    products: [
+        .library(name: "TesseraEngine", targets: ["TesseraEngine"]),
+        .library(name: "TesseraModels", targets: ["TesseraModels"]),
+        .executable(name: "tessera-bench", targets: ["TesseraBench"]),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenBLAS",
+            path: "Sources/COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .target(
+            name: "CKernels",
+            dependencies: ["COpenBLAS"],
+            path: "Sources/CKernels",
+            exclude: ["README.md"],
+            cSettings: [
+                .unsafeFlags(openMPCFlags + ["-O3", "-Wall", "-Wno-unknown-pragmas"]),
+            ],
+            linkerSettings: openMPLink + [.linkedLibrary("m")]
+        ),
+        .target(
+            name: "TesseraEngine",
+            dependencies: ["CKernels"],
+            path: "Sources/Engine"
+        ),
+        .target(
+            name: "TesseraModels",
+            dependencies: ["TesseraEngine"],
+            path: "Sources/Models"
+        ),
+        .executableTarget(
+            name: "TesseraBench",
+            dependencies: ["TesseraEngine", "CKernels", "CKernelsRef"],
+            path: "Bench/KernelBench"
+        ),
+        // Naive references of every kernel: plain loops, no OpenMP, no BLAS. Tests and the benchmark only.
+        .target(
+            name: "CKernelsRef",
+            path: "Tests/CKernelsRef",
+            cSettings: [.unsafeFlags(["-O2"])]
+        ),
+        .target(
+            name: "TestSupport",
+            dependencies: ["TesseraEngine"],
+            path: "Tests/TestSupport"
+        ),
+        .testTarget(
+            name: "CKernelsTests",
+            dependencies: ["CKernels", "CKernelsRef", "TesseraEngine", "TestSupport"],
+            path: "Tests/CKernelsTests",
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "EngineTests",
+            dependencies: ["TesseraEngine", "CKernels", "TestSupport"],
+            path: "Tests/EngineTests"
+        ),
+        .testTarget(
+            name: "ModelsTests",
+            dependencies: ["TesseraModels", "TesseraEngine", "TestSupport"],
+            path: "Tests/ModelsTests"
+        ),
+    ]
+)

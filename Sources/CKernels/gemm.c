@@ -1,0 +1,34 @@
+// The single BLAS call site. Swapping the GEMM backend (BLIS, oneDNN, a hand-written kernel)
+// means changing this file only.
+#include "ck_internal.h"
+#include "ck_gemm.h"
+#include <cblas.h>
+#include <stdio.h>
+
+// OpenBLAS extensions (declared in its cblas.h on Debian; repeated here for other layouts).
+void openblas_set_num_threads(int num_threads);
+char *openblas_get_config(void);
+char *openblas_get_corename(void);
+
+void ck_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+              float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+              float beta, float *C, int64_t ldc) {
+    if (M == 0 || N == 0) return;
+    if (K == 0) {   // BLAS would only scale C; keep the semantics explicit
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+void ck_gemm_set_num_threads(int n) { openblas_set_num_threads(n); }
+
+const char *ck_gemm_backend(void) {
+    static char buf[256];
+    const char *cfg = openblas_get_config();
+    const char *core = openblas_get_corename();
+    snprintf(buf, sizeof buf, "%s (core %s)", cfg ? cfg : "OpenBLAS", core ? core : "?");
+    return buf;
+}

@@ -1,0 +1,29 @@
+// CKernels: Tessera's hand-written float32 kernels.
+//
+// Every kernel family lives in one .c file with its forward and backward side by side and one header
+// here. Conventions (see Sources/CKernels/README.md):
+//   * shapes in one vocabulary: B batch, N tokens, L patches, K kept patches, H heads, D head dim or
+//     channels, C channels/classes, R rows, P patch size; all tensors contiguous row-major float32;
+//   * argument order: outputs, saved-for-backward outputs, inputs, parameters, sizes; the backward
+//     mirrors it with d-prefixed gradients;
+//   * backward kernels ACCUMULATE (+=) into gradients; the engine zeroes them once per step;
+//   * kernels never allocate, print or exit; the Swift caller validates shapes and owns scratch;
+//   * OpenMP `parallel for` on the outermost independent loop only; reductions that cross rows are
+//     split so that results do not depend on the thread count;
+//   * the BLAS is called from gemm.c only, never inside a parallel region.
+//
+// Example, a LayerNorm over R rows of C channels and its backward:
+//   ck_layernorm_forward(y, mean, rstd, x, w, b, R, C, 1e-6f);
+//   memset(dx, 0, ...); memset(dw, 0, ...); memset(db, 0, ...);
+//   ck_layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, R, C);
+#pragma once
+#include "ck_runtime.h"
+#include "ck_gemm.h"
+#include "ck_patchify.h"
+#include "ck_gather.h"
+#include "ck_softmax.h"
+#include "ck_attention.h"
+#include "ck_norm.h"
+#include "ck_activation.h"
+#include "ck_elementwise.h"
+#include "ck_optim.h"

@@ -1,0 +1,15 @@
+#pragma once
+#include <stdint.h>
+
+/// Row-major single-precision GEMM, the only place the BLAS is called:
+///   C[M, N] = alpha · op(A)[M, K] · op(B)[K, N] + beta · C
+/// op(X) = X when trans_x == 0, Xᵀ when 1. lda/ldb/ldc are row strides of the stored matrices.
+/// Never call it from inside an OpenMP parallel region.
+void ck_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+              float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+              float beta, float *C, int64_t ldc);
+
+/// Sets the BLAS's own thread pool size (called by ck_set_num_threads).
+void ck_gemm_set_num_threads(int n);
+/// Name and configuration of the BLAS in use, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX".
+const char *ck_gemm_backend(void);

@@ -1,0 +1,11 @@
+#pragma once
+#include <stdint.h>
+
+/// Threads used by the kernels' OpenMP regions and by the BLAS. Sets both, so they always agree.
+void ck_set_num_threads(int n);
+/// Threads the next parallel region will use (1 when built without OpenMP).
+int ck_get_num_threads(void);
+/// 1 when the kernels were compiled with OpenMP.
+int ck_has_openmp(void);
+/// The instruction set the dispatched row kernels run on: "avx512f", "avx2" or "baseline".
+const char *ck_cpu_level(void);

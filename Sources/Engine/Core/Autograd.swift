@@ -1,0 +1,86 @@
+/// The record of one differentiable op: its inputs and the closure that, given the gradient of the
+/// op's output, accumulates the gradients of the inputs (by calling the op's C backward kernel).
+final class Node {
+    let name: String
+    let inputs: [Tensor]
+    let backward: (UnsafeMutablePointer<Float>) -> Void
+
+    init(name: String, inputs: [Tensor], backward: @escaping (UnsafeMutablePointer<Float>) -> Void) {
+        self.name = name
+        self.inputs = inputs
+        self.backward = backward
+    }
+}
+
+/// Gradient recording on or off (``withNoGrad(_:)``). The engine is driven from one Swift thread;
+/// parallelism lives inside the kernels.
+public enum GradMode {
+    nonisolated(unsafe) static var depth = 0
+    /// Whether ops currently record themselves for autograd.
+    public static var isEnabled: Bool { depth == 0 }
+}
+
+/// Runs `body` without recording ops for autograd (EMA teachers, evaluation, target computation).
+@discardableResult
+public func withNoGrad<T>(_ body: () throws -> T) rethrows -> T {
+    GradMode.depth += 1
+    defer { GradMode.depth -= 1 }
+    return try body()
+}
+
+extension Tensor {
+    /// Whether an op on these inputs should be recorded.
+    static func needsGrad(_ inputs: Tensor...) -> Bool {
+        GradMode.isEnabled && inputs.contains { $0.requiresGrad }
+    }
+
+    /// Attaches a backward closure to `self` (the op's output) when any input requires a gradient.
+    /// The closure receives the output's gradient buffer.
+    @discardableResult
+    func recorded(_ name: String, _ inputs: [Tensor],
+                  _ backward: @escaping (UnsafeMutablePointer<Float>) -> Void) -> Tensor {
+        guard GradMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else { return self }
+        requiresGrad = true
+        node = Node(name: name, inputs: inputs, backward: backward)
+        return self
+    }
+
+    /// A tensor sharing this one's storage with no autograd history (stop-gradient).
+    public func detach() -> Tensor { Tensor(storage: storage, offset: offset, shape: shape) }
+
+    /// Reverse-mode differentiation from this tensor. A scalar gets seed 1; otherwise pass `seed`
+    /// of the same shape. Walks the graph once in reverse topological order, accumulating into each
+    /// tensor's ``grad``, and frees the graph of intermediate tensors as it goes.
+    public func backward(seed: Tensor? = nil) {
+        precondition(requiresGrad, "backward: tensor of shape \(shape) does not require grad")
+        if let seed {
+            precondition(seed.shape == shape, "backward: seed shape \(seed.shape) != tensor shape \(shape)")
+            ck_axpy_swift(gradData(), seed.data, count)
+        } else {
+            precondition(count == 1, "backward: non-scalar tensor of shape \(shape) needs a seed")
+            gradData()[0] += 1
+        }
+        // Iterative depth-first topological order (no recursion: graphs can be thousands deep).
+        var order: [Tensor] = []
+        var visited = Set<ObjectIdentifier>()
+        var stack: [(Tensor, Bool)] = [(self, false)]
+        while let (t, expanded) = stack.popLast() {
+            if expanded { order.append(t); continue }
+            if !visited.insert(ObjectIdentifier(t)).inserted { continue }
+            stack.append((t, true))
+            for input in t.node?.inputs ?? [] where input.requiresGrad && !visited.contains(ObjectIdentifier(input)) {
+                stack.append((input, false))
+            }
+        }
+        for t in order.reversed() {
+            guard let node = t.node else { continue }
+            if let g = t.grad { node.backward(g.data) }
+            t.node = nil   // retain_graph = false: release saved tensors now
+        }
+    }
+}
+
+import CKernels
+@inline(__always) func ck_axpy_swift(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
+    ck_axpy(y, 1, x, Int64(n))
+}

@@ -1,0 +1,167 @@
+/// `y = x Wᵀ + b` with `W [out, in]` (PyTorch layout; names `weight`, `bias`).
+///
+/// Initialized as the official MAE code does for every Linear: Xavier-uniform weight, zero bias.
+public final class Linear: Module {
+    public let weight: Tensor
+    public let bias: Tensor?
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout TesseraRNG) {
+        weight = .xavierUniform([outFeatures, inFeatures], rng: &rng, requiresGrad: true)
+        self.bias = bias ? .zeros([outFeatures], requiresGrad: true) : nil
+        super.init()
+        register("weight", weight)
+        if let b = self.bias { register("bias", b) }
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight, bias) }
+}
+
+/// LayerNorm over the last axis with elementwise affine (`weight` 1, `bias` 0). MAE uses eps 1e-6.
+public final class LayerNorm: Module {
+    public let weight: Tensor, bias: Tensor
+    public let eps: Float
+
+    public init(_ dim: Int, eps: Float = 1e-6) {
+        weight = .ones([dim], requiresGrad: true)
+        bias = .zeros([dim], requiresGrad: true)
+        self.eps = eps
+        super.init()
+        register("weight", weight)
+        register("bias", bias)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.layerNorm(weight: weight, bias: bias, eps: eps) }
+}
+
+/// BatchNorm1d over rows `[R, C]` (PyTorch semantics and names: `weight`, `bias`, `running_mean`,
+/// `running_var`; momentum 0.1, eps 1e-5 by default). Batch statistics in training, running ones in eval.
+public final class BatchNorm1d: Module {
+    public let weight: Tensor?, bias: Tensor?
+    public let runningMean: Tensor, runningVar: Tensor
+    public let eps: Float, momentum: Float
+    /// Number of training batches seen (PyTorch's `num_batches_tracked`).
+    public var batchesTracked = 0
+
+    public init(_ dim: Int, affine: Bool = true, eps: Float = 1e-5, momentum: Float = 0.1) {
+        weight = affine ? .ones([dim], requiresGrad: true) : nil
+        bias = affine ? .zeros([dim], requiresGrad: true) : nil
+        runningMean = .zeros([dim])
+        runningVar = .ones([dim])
+        self.eps = eps
+        self.momentum = momentum
+        super.init()
+        if let weight, let bias { register("weight", weight); register("bias", bias) }
+        registerBuffer("running_mean", runningMean)
+        registerBuffer("running_var", runningVar)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let shape = x.shape
+        let rows = x.reshaped([-1, shape.last!])
+        if isTraining { batchesTracked += 1 }
+        return rows.batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
+                              training: isTraining, momentum: momentum, eps: eps).reshaped(shape)
+    }
+}
+
+/// Transformer MLP: `fc2(gelu(fc1(x)))`, exact-erf GELU fused with fc1's bias.
+public final class MLP: Module {
+    public let fc1: Linear, fc2: Linear
+
+    public init(_ dim: Int, hidden: Int, rng: inout TesseraRNG) {
+        fc1 = Linear(dim, hidden, rng: &rng)
+        fc2 = Linear(hidden, dim, rng: &rng)
+        super.init()
+        register("fc1", fc1)
+        register("fc2", fc2)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { fc2(x.linearGELU(fc1.weight, fc1.bias)) }
+}
+
+/// Multi-head self-attention: one `qkv` Linear (rows ordered q | k | v, heads major inside each),
+/// the fused attention kernel with scale D^-1/2, then `proj`.
+public final class Attention: Module {
+    public let qkv: Linear, proj: Linear
+    public let heads: Int
+
+    public init(_ dim: Int, heads: Int, rng: inout TesseraRNG) {
+        precondition(heads > 0 && dim % heads == 0, "Attention: dim \(dim) is not divisible by \(heads) heads")
+        // One Xavier over the fused [3·dim, dim] matrix, as MAE's init does.
+        qkv = Linear(dim, 3 * dim, rng: &rng)
+        proj = Linear(dim, dim, rng: &rng)
+        self.heads = heads
+        super.init()
+        register("qkv", qkv)
+        register("proj", proj)
+    }
+
+    /// x [B, N, dim] → [B, N, dim].
+    public func callAsFunction(_ x: Tensor) -> Tensor { proj(qkv(x).fusedAttention(heads: heads)) }
+}
+
+/// Pre-norm ViT block (timm): `x + attn(norm1(x))`, then `x + mlp(norm2(x))`.
+public final class Block: Module {
+    public let norm1: LayerNorm, attn: Attention, norm2: LayerNorm, mlp: MLP
+
+    public init(_ dim: Int, heads: Int, mlpRatio: Float = 4, eps: Float = 1e-6, rng: inout TesseraRNG) {
+        norm1 = LayerNorm(dim, eps: eps)
+        attn = Attention(dim, heads: heads, rng: &rng)
+        norm2 = LayerNorm(dim, eps: eps)
+        mlp = MLP(dim, hidden: Int(Float(dim) * mlpRatio), rng: &rng)
+        super.init()
+        register("norm1", norm1)
+        register("attn", attn)
+        register("norm2", norm2)
+        register("mlp", mlp)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let h = x + attn(norm1(x))
+        return h + mlp(norm2(h))
+    }
+}
+
+/// Patch embedding stored as the Conv2d of timm's `PatchEmbed` (`proj.weight [D, C, p, p]`,
+/// `proj.bias [D]`) and computed as a matmul on patchified images. The conv weight becomes the
+/// matmul weight by the same permutation as patchify: `W_lin[d, (i·p + j)·C + c] = W[d, c, i, j]`.
+public final class PatchEmbed: Module {
+    public let proj: Conv2dWeights
+    public let patchSize: Int, channels: Int, dim: Int
+
+    public init(patchSize: Int, channels: Int, dim: Int, rng: inout TesseraRNG) {
+        proj = Conv2dWeights(out: dim, in: channels, kernel: patchSize, rng: &rng)
+        self.patchSize = patchSize
+        self.channels = channels
+        self.dim = dim
+        super.init()
+        register("proj", proj)
+    }
+
+    /// Images [B, C, H, W] → tokens [B, L, D], L = (H/p)·(W/p) in row-major patch order.
+    public func callAsFunction(_ images: Tensor) -> Tensor {
+        callAsFunction(patches: images.patchify(patchSize: patchSize))
+    }
+
+    /// Already-patchified images [B, L, p·p·C] → tokens [B, L, D].
+    public func callAsFunction(patches: Tensor) -> Tensor {
+        let w = proj.weight.patchify(patchSize: patchSize).reshaped([dim, patchSize * patchSize * channels])
+        return patches.linear(w, proj.bias)
+    }
+}
+
+/// The parameters of a square-kernel Conv2d (`weight [out, in, k, k]`, `bias [out]`).
+/// Weight: Xavier-uniform on the flattened `[out, in·k·k]` view (MAE); bias: PyTorch's Conv2d default
+/// U(−1/√fan_in, 1/√fan_in), which MAE never re-initializes.
+public final class Conv2dWeights: Module {
+    public let weight: Tensor, bias: Tensor
+
+    public init(out: Int, in channels: Int, kernel: Int, rng: inout TesseraRNG) {
+        weight = .xavierUniform([out, channels, kernel, kernel], rng: &rng, requiresGrad: true)
+        let bound = 1 / Float(channels * kernel * kernel).squareRoot()
+        bias = .uniform([out], low: -bound, high: bound, rng: &rng, requiresGrad: true)
+        super.init()
+        register("weight", weight)
+        register("bias", bias)
+    }
+}

@@ -1,0 +1,86 @@
+import CKernels
+
+// Broadcasting binary ops (numpy rules: shapes aligned at the right, size-1 or missing dims broadcast),
+// unary ops and scalar arithmetic. Backward: ck_binary_backward / ck_unary_backward.
+
+/// The broadcast result shape of `a` and `b`, or nil if they do not broadcast.
+public func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int]? {
+    let n = max(a.count, b.count)
+    var out = [Int](repeating: 1, count: n)
+    for i in 0..<n {
+        let da = i < n - a.count ? 1 : a[i - (n - a.count)]
+        let db = i < n - b.count ? 1 : b[i - (n - b.count)]
+        if da != db && da != 1 && db != 1 { return nil }
+        out[i] = da == 1 ? db : da
+    }
+    return out
+}
+
+/// Element strides of a contiguous tensor of `shape` read as `outShape` (0 along broadcast dims).
+func broadcastStrides(_ shape: [Int], to outShape: [Int]) -> [Int64] {
+    let n = outShape.count
+    var strides = [Int64](repeating: 0, count: n)
+    var s: Int64 = 1
+    for i in stride(from: shape.count - 1, through: 0, by: -1) {
+        let o = i + (n - shape.count)
+        strides[o] = shape[i] == 1 ? 0 : s
+        s *= Int64(shape[i])
+    }
+    return strides
+}
+
+extension Tensor {
+    func binary(_ op: ck_binary_op, _ name: String, _ other: Tensor) -> Tensor {
+        let a = self, b = other
+        guard let outShape = broadcastShape(a.shape, b.shape) else {
+            preconditionFailure("\(name): shapes \(a.shape) and \(b.shape) do not broadcast")
+        }
+        let out = Tensor(zeros: outShape)
+        if a.shape == b.shape && op == CK_ADD {
+            ck_residual_add_forward(out.data, a.data, b.data, Int64(out.count))
+            return out.recorded(name, [a, b]) { g in
+                ck_residual_add_backward(a.requiresGrad ? a.gradData() : nil,
+                                         b.requiresGrad ? b.gradData() : nil, g, Int64(out.count))
+            }
+        }
+        // Rank-0 results are computed as shape [1].
+        let shape64 = outShape.isEmpty ? [Int64(1)] : outShape.map(Int64.init)
+        let dims = outShape.isEmpty ? [1] : outShape
+        let sa = broadcastStrides(a.shape, to: dims), sb = broadcastStrides(b.shape, to: dims)
+        ck_binary_forward(op, out.data, a.data, sa, b.data, sb, shape64, Int32(shape64.count))
+        return out.recorded(name, [a, b]) { g in
+            ck_binary_backward(op, a.requiresGrad ? a.gradData() : nil, b.requiresGrad ? b.gradData() : nil,
+                               g, a.data, sa, b.data, sb, shape64, Int32(shape64.count))
+        }
+    }
+
+    func unary(_ op: ck_unary_op, _ name: String, _ p: Float = 0) -> Tensor {
+        let x = self
+        let out = Tensor(zeros: shape)
+        ck_unary_forward(op, out.data, x.data, Int64(count), p)
+        return out.recorded(name, [x]) { g in
+            ck_unary_backward(op, x.gradData(), g, x.data, out.data, Int64(out.count), p)
+        }
+    }
+
+    public func exp() -> Tensor { unary(CK_EXP, "exp") }
+    public func log() -> Tensor { unary(CK_LOG, "log") }
+    public func sqrt() -> Tensor { unary(CK_SQRT, "sqrt") }
+    /// Elementwise power with a constant exponent.
+    public func pow(_ p: Float) -> Tensor { unary(CK_POW, "pow", p) }
+    /// Multiplies by a constant.
+    public func scaled(by s: Float) -> Tensor { unary(CK_SCALE, "scale", s) }
+    /// Adds a constant.
+    public func shifted(by s: Float) -> Tensor { unary(CK_SHIFT, "shift", s) }
+
+    public static func + (a: Tensor, b: Tensor) -> Tensor { a.binary(CK_ADD, "add", b) }
+    public static func - (a: Tensor, b: Tensor) -> Tensor { a.binary(CK_SUB, "sub", b) }
+    public static func * (a: Tensor, b: Tensor) -> Tensor { a.binary(CK_MUL, "mul", b) }
+    public static func / (a: Tensor, b: Tensor) -> Tensor { a.binary(CK_DIV, "div", b) }
+    public static func + (a: Tensor, s: Float) -> Tensor { a.shifted(by: s) }
+    public static func - (a: Tensor, s: Float) -> Tensor { a.shifted(by: -s) }
+    public static func * (a: Tensor, s: Float) -> Tensor { a.scaled(by: s) }
+    public static func * (s: Float, a: Tensor) -> Tensor { a.scaled(by: s) }
+    public static func / (a: Tensor, s: Float) -> Tensor { a.scaled(by: 1 / s) }
+    public static prefix func - (a: Tensor) -> Tensor { a.scaled(by: -1) }
+}

@@ -1,0 +1,92 @@
+import CKernels
+
+// Matrix products on the BLAS (ck_sgemm, the only GEMM entry point).
+
+/// Accumulating linear backward shared by `linear` and `linearGELU`:
+/// dx[R, I] += dy[R, O]·W[O, I], dW[O, I] += dyᵀ·x, db[O] += Σ_r dy.
+func linearBackward(_ dy: UnsafePointer<Float>, x: Tensor, weight: Tensor, bias: Tensor?, R: Int, I: Int, O: Int) {
+    if x.requiresGrad {
+        ck_sgemm(0, 0, Int64(R), Int64(I), Int64(O), 1, dy, Int64(O), weight.data, Int64(I), 1, x.gradData(), Int64(I))
+    }
+    if weight.requiresGrad {
+        ck_sgemm(1, 0, Int64(O), Int64(I), Int64(R), 1, dy, Int64(O), x.data, Int64(I), 1, weight.gradData(), Int64(I))
+    }
+    if let bias, bias.requiresGrad {
+        ck_bias_add_backward(nil, bias.gradData(), dy, Int64(R), Int64(O))
+    }
+}
+
+extension Tensor {
+    /// `y = x · Wᵀ + b` over the last axis, with PyTorch's weight layout `W [out, in]`.
+    /// x [..., in] → y [..., out].
+    public func linear(_ weight: Tensor, _ bias: Tensor? = nil) -> Tensor {
+        let x = self
+        precondition(weight.rank == 2 && x.rank >= 1 && x.shape.last == weight.shape[1],
+                     "linear: input \(x.shape) does not match weight \(weight.shape) ([out, in])")
+        let O = weight.shape[0], I = weight.shape[1], R = x.count / max(I, 1)
+        if let bias { precondition(bias.shape == [O], "linear: bias \(bias.shape) for weight \(weight.shape)") }
+        let out = Tensor(zeros: Array(x.shape.dropLast()) + [O])
+        ck_sgemm(0, 1, Int64(R), Int64(O), Int64(I), 1, x.data, Int64(I), weight.data, Int64(I), 0, out.data, Int64(O))
+        if let bias { ck_bias_add_forward(out.data, out.data, bias.data, Int64(R), Int64(O)) }
+        let inputs = [x, weight] + (bias.map { [$0] } ?? [])
+        return out.recorded("linear", inputs) { g in
+            linearBackward(g, x: x, weight: weight, bias: bias, R: R, I: I, O: O)
+        }
+    }
+
+    /// `gelu(x · Wᵀ + b)` in one op: the bias add and the activation are one pass, and only the
+    /// pre-activation is saved (the MLP's first layer).
+    public func linearGELU(_ weight: Tensor, _ bias: Tensor?) -> Tensor {
+        let x = self
+        precondition(weight.rank == 2 && x.shape.last == weight.shape[1],
+                     "linearGELU: input \(x.shape) does not match weight \(weight.shape) ([out, in])")
+        let O = weight.shape[0], I = weight.shape[1], R = x.count / max(I, 1)
+        if let bias { precondition(bias.shape == [O], "linearGELU: bias \(bias.shape) for weight \(weight.shape)") }
+        let outShape = Array(x.shape.dropLast()) + [O]
+        let pre = Tensor(zeros: outShape), out = Tensor(zeros: outShape)
+        ck_sgemm(0, 1, Int64(R), Int64(O), Int64(I), 1, x.data, Int64(I), weight.data, Int64(I), 0, pre.data, Int64(O))
+        ck_bias_gelu_forward(out.data, pre.data, bias?.data, Int64(R), Int64(O))
+        let inputs = [x, weight] + (bias.map { [$0] } ?? [])
+        return out.recorded("linearGELU", inputs) { g in
+            let dpre = Tensor(zeros: outShape)
+            ck_gelu_backward(dpre.data, g, pre.data, Int64(R * O))
+            linearBackward(dpre.data, x: x, weight: weight, bias: bias, R: R, I: I, O: O)
+        }
+    }
+
+    /// Matrix product. `a [..., M, K] · b [K, N] → [..., M, N]`, or batched
+    /// `a [Bt, M, K] · b [Bt, K, N] → [Bt, M, N]` when both have rank 3.
+    public func matmul(_ other: Tensor) -> Tensor {
+        let a = self, b = other
+        if b.rank == 2 {
+            precondition(a.rank >= 1 && a.shape.last == b.shape[0], "matmul: \(a.shape) · \(b.shape): inner dims differ")
+            let K = b.shape[0], N = b.shape[1], M = a.count / max(K, 1)
+            let out = Tensor(zeros: Array(a.shape.dropLast()) + [N])
+            ck_sgemm(0, 0, Int64(M), Int64(N), Int64(K), 1, a.data, Int64(K), b.data, Int64(N), 0, out.data, Int64(N))
+            return out.recorded("matmul", [a, b]) { g in
+                if a.requiresGrad { ck_sgemm(0, 1, Int64(M), Int64(K), Int64(N), 1, g, Int64(N), b.data, Int64(N), 1, a.gradData(), Int64(K)) }
+                if b.requiresGrad { ck_sgemm(1, 0, Int64(K), Int64(N), Int64(M), 1, a.data, Int64(K), g, Int64(N), 1, b.gradData(), Int64(N)) }
+            }
+        }
+        precondition(a.rank == 3 && b.rank == 3 && a.shape[0] == b.shape[0] && a.shape[2] == b.shape[1],
+                     "matmul: \(a.shape) · \(b.shape): expected [..., M, K]·[K, N] or [B, M, K]·[B, K, N]")
+        let Bt = a.shape[0], M = a.shape[1], K = a.shape[2], N = b.shape[2]
+        let out = Tensor(zeros: [Bt, M, N])
+        for i in 0..<Bt {
+            ck_sgemm(0, 0, Int64(M), Int64(N), Int64(K), 1, a.data + i * M * K, Int64(K), b.data + i * K * N, Int64(N),
+                     0, out.data + i * M * N, Int64(N))
+        }
+        return out.recorded("bmm", [a, b]) { g in
+            for i in 0..<Bt {
+                if a.requiresGrad {
+                    ck_sgemm(0, 1, Int64(M), Int64(K), Int64(N), 1, g + i * M * N, Int64(N), b.data + i * K * N, Int64(N),
+                             1, a.gradData() + i * M * K, Int64(K))
+                }
+                if b.requiresGrad {
+                    ck_sgemm(1, 0, Int64(K), Int64(N), Int64(M), 1, a.data + i * M * K, Int64(K), g + i * M * N, Int64(N),
+                             1, b.gradData() + i * K * N, Int64(N))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import CKernels
+
+// LayerNorm, BatchNorm1d, GELU, L2-normalize and MAE's per-row standardization.
+
+extension Tensor {
+    /// LayerNorm over the last axis (biased variance; `eps` inside the square root).
+    /// Backward reads the input and the saved mean/rstd.
+    public func layerNorm(weight: Tensor?, bias: Tensor?, eps: Float) -> Tensor {
+        let x = self, (R, C) = rowsAndColumns
+        if let weight { precondition(weight.shape == [C], "layerNorm: weight \(weight.shape) for input \(shape)") }
+        if let bias { precondition(bias.shape == [C], "layerNorm: bias \(bias.shape) for input \(shape)") }
+        let out = Tensor(zeros: shape), mean = Tensor(zeros: [R]), rstd = Tensor(zeros: [R])
+        ck_layernorm_forward(out.data, mean.data, rstd.data, x.data, weight?.data, bias?.data, Int64(R), Int64(C), eps)
+        let inputs = [x] + [weight, bias].compactMap { $0 }
+        return out.recorded("layerNorm", inputs) { g in
+            ck_layernorm_backward(x.requiresGrad ? x.gradData() : nil,
+                                  weight?.requiresGrad == true ? weight!.gradData() : nil,
+                                  bias?.requiresGrad == true ? bias!.gradData() : nil,
+                                  g, x.data, weight?.data, mean.data, rstd.data, Int64(R), Int64(C))
+        }
+    }
+
+    /// BatchNorm1d over the rows of a [R, C] tensor. In training it uses (and returns gradients
+    /// through) the batch statistics and updates the running ones; in eval it uses the running ones.
+    public func batchNorm(weight: Tensor?, bias: Tensor?, runningMean: Tensor?, runningVar: Tensor?,
+                          training: Bool, momentum: Float = 0.1, eps: Float = 1e-5) -> Tensor {
+        let x = self
+        precondition(rank == 2, "batchNorm: expects [rows, channels], got \(shape)")
+        let R = shape[0], C = shape[1]
+        precondition(training || (runningMean != nil && runningVar != nil), "batchNorm: eval mode needs running statistics")
+        precondition(!training || R > 1, "batchNorm: training needs more than one row, got \(shape)")
+        for t in [weight, bias, runningMean, runningVar].compactMap({ $0 }) {
+            precondition(t.shape == [C], "batchNorm: parameter \(t.shape) for input \(shape)")
+        }
+        let out = Tensor(zeros: shape), mean = Tensor(zeros: [C]), rstd = Tensor(zeros: [C])
+        ck_batchnorm_forward(out.data, mean.data, rstd.data, runningMean?.data, runningVar?.data, x.data,
+                             weight?.data, bias?.data, Int64(R), Int64(C), eps, momentum, training ? 1 : 0)
+        let inputs = [x] + [weight, bias].compactMap { $0 }
+        return out.recorded("batchNorm", inputs) { g in
+            ck_batchnorm_backward(x.requiresGrad ? x.gradData() : nil,
+                                  weight?.requiresGrad == true ? weight!.gradData() : nil,
+                                  bias?.requiresGrad == true ? bias!.gradData() : nil,
+                                  g, x.data, weight?.data, mean.data, rstd.data, Int64(R), Int64(C), training ? 1 : 0)
+        }
+    }
+
+    /// Exact-erf GELU (`torch.nn.GELU()`). Backward reads the input.
+    public func gelu() -> Tensor {
+        let x = self
+        let out = Tensor(zeros: shape)
+        ck_gelu_forward(out.data, x.data, Int64(count))
+        return out.recorded("gelu", [x]) { g in ck_gelu_backward(x.gradData(), g, x.data, Int64(x.count)) }
+    }
+
+    /// Rows scaled to unit L2 norm: `x / max(‖x‖, eps)` (`F.normalize`). Backward reads the output.
+    public func l2Normalized(eps: Float = 1e-12) -> Tensor {
+        let x = self, (R, C) = rowsAndColumns
+        let out = Tensor(zeros: shape), norm = Tensor(zeros: [R])
+        ck_l2norm_forward(out.data, norm.data, x.data, Int64(R), Int64(C), eps)
+        return out.recorded("l2Normalized", [x]) { g in
+            ck_l2norm_backward(x.gradData(), g, out.data, norm.data, Int64(R), Int64(C), eps)
+        }
+    }
+
+    /// Per-row standardization with the *unbiased* variance and `eps` inside the square root:
+    /// MAE's norm-pix target `(x − mean) / √(var + eps)`. Backward reads the output.
+    public func standardizedRows(eps: Float = 1e-6) -> Tensor {
+        let x = self, (R, C) = rowsAndColumns
+        precondition(C >= 2, "standardizedRows: needs at least 2 columns, got \(shape)")
+        let out = Tensor(zeros: shape), mean = Tensor(zeros: [R]), rstd = Tensor(zeros: [R])
+        ck_standardize_forward(out.data, mean.data, rstd.data, x.data, Int64(R), Int64(C), eps)
+        return out.recorded("standardizedRows", [x]) { g in
+            ck_standardize_backward(x.gradData(), g, out.data, rstd.data, Int64(R), Int64(C))
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import CKernels
+
+/// All trainable parameters of a model in one flat buffer, with their gradients in a second one.
+///
+/// Building an arena copies each parameter into the flat buffer and re-points the tensor at its
+/// slice (and its ``Tensor/grad`` at the matching slice of the gradient buffer), so the optimizer,
+/// the gradient norm and an EMA update are each one pass over contiguous memory. Parameters that get
+/// weight decay come first; `decayCount` elements of them.
+public final class ParameterArena {
+    /// The parameters in arena order, with their element offset.
+    public let entries: [(name: String, tensor: Tensor, offset: Int)]
+    public let values: Storage
+    public let gradients: Storage?
+    public let count: Int
+    /// Elements (from the start) that receive weight decay.
+    public let decayCount: Int
+
+    /// MAE / timm rule: no weight decay on 1-D tensors and on anything named `*.bias`.
+    public static func defaultDecay(_ name: String, _ t: Tensor) -> Bool {
+        !(t.rank <= 1 || name.hasSuffix(".bias"))
+    }
+
+    /// - Parameters:
+    ///   - parameters: named tensors (usually ``Module/trainableParameters()``).
+    ///   - withGradients: allocate and bind a gradient buffer (false for EMA teachers).
+    ///   - decay: which tensors receive weight decay.
+    public init(_ parameters: [(name: String, tensor: Tensor)], withGradients: Bool = true,
+                decay: (String, Tensor) -> Bool = ParameterArena.defaultDecay) {
+        let decayed = parameters.filter { decay($0.name, $0.tensor) }
+        let rest = parameters.filter { !decay($0.name, $0.tensor) }
+        let ordered = decayed + rest
+        count = ordered.reduce(0) { $0 + $1.tensor.count }
+        decayCount = decayed.reduce(0) { $0 + $1.tensor.count }
+        values = Storage(count: count)
+        gradients = withGradients ? Storage(count: count) : nil
+        var entries: [(String, Tensor, Int)] = []
+        var off = 0
+        for (name, t) in ordered {
+            (values.base + off).update(from: t.data, count: t.count)
+            t.storage = values
+            t.offset = off
+            if let gradients { t.grad = Tensor(storage: gradients, offset: off, shape: t.shape) }
+            entries.append((name, t, off))
+            off += t.count
+        }
+        self.entries = entries
+    }
+
+    /// Sets every gradient to zero (one memset).
+    public func zeroGrad() {
+        if let g = gradients { g.base.update(repeating: 0, count: count) }
+    }
+
+    /// The global L2 norm of the gradients (summed in double over fixed blocks: thread-count independent).
+    public func gradientNorm() -> Float {
+        guard let g = gradients else { return 0 }
+        var scratch = [Double](repeating: 0, count: Int(ck_sum_squares_scratch(Int64(count))))
+        return Float(ck_sum_squares(g.base, Int64(count), &scratch).squareRoot())
+    }
+
+    /// Scales the gradients so their global norm is at most `maxNorm` (`clip_grad_norm_`, with its
+    /// `1e-6` in the denominator). Returns the norm before clipping.
+    @discardableResult
+    public func clipGradients(maxNorm: Float) -> Float {
+        let norm = gradientNorm()
+        let coef = maxNorm / (norm + 1e-6)
+        if coef < 1, let g = gradients { ck_scale(g.base, Int64(count), coef) }
+        return norm
+    }
+
+    /// `self ← m·self + (1 − m)·student`, for an EMA teacher built with the same layout.
+    public func emaUpdate(from student: ParameterArena, momentum: Float) {
+        precondition(student.count == count && zip(entries, student.entries).allSatisfy { $0.name == $1.name && $0.tensor.shape == $1.tensor.shape },
+                     "emaUpdate: teacher and student arenas have different layouts")
+        ck_ema_update(values.base, student.values.base, Int64(count), momentum)
+    }
+}

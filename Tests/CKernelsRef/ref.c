@@ -1,0 +1,1 @@
+int ckref_dummy(void){return 0;}
