@@ -1,1 +1,0 @@
-int ckref_dummy(void){return 0;}

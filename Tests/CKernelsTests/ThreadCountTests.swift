@@ -1,0 +1,82 @@
+import CKernels
+import TesseraEngine
+import TestSupport
+import XCTest
+
+/// Every kernel gives the same bits at 1 thread and at N threads (the shapes are large enough that
+/// the parallel regions really split the work).
+final class ThreadCountTests: XCTestCase {
+    /// Runs `body` at 1 and 3 threads and compares every array it returns bit for bit.
+    func assertThreadIndependent(_ name: String, file: StaticString = #filePath, line: UInt = #line,
+                                 _ body: () -> [[Float]]) {
+        let one = withThreads(1, body), many = withThreads(3, body)
+        for (i, (a, b)) in zip(one, many).enumerated() { assertBitIdentical(a, b, "\(name) output \(i)", file: file, line: line) }
+    }
+
+    /// Forward and backward through an op with a fixed probe: returns [out, grads...].
+    func run(_ inputs: [Tensor], _ f: () -> Tensor) -> [[Float]] {
+        for t in inputs { t.requiresGrad = true; t.grad = nil }
+        let y = f()
+        (y * randomTensor(y.shape, seed: 77)).sum().backward()
+        return [y.array] + inputs.map { $0.grad!.array }
+    }
+
+    func testKernelsAreThreadCountIndependent() {
+        XCTAssertTrue(Runtime.hasOpenMP || true)
+        let x = randomTensor([96, 50, 64], seed: 1)
+        let w = randomTensor([64], seed: 2), b = randomTensor([64], seed: 3)
+        assertThreadIndependent("layerNorm") { run([x, w, b]) { x.layerNorm(weight: w, bias: b, eps: 1e-6) } }
+        assertThreadIndependent("gelu") { run([x]) { x.gelu() } }
+        assertThreadIndependent("softmax") { run([x]) { x.softmax() } }
+        assertThreadIndependent("logSoftmax") { run([x]) { x.logSoftmax() } }
+        assertThreadIndependent("l2Normalized") { run([x]) { x.l2Normalized() } }
+        assertThreadIndependent("standardizedRows") { run([x]) { x.standardizedRows() } }
+        let rows = randomTensor([4800, 64], seed: 4)
+        assertThreadIndependent("batchNorm") {
+            run([rows, w, b]) { rows.batchNorm(weight: w, bias: b, runningMean: nil, runningVar: nil, training: true) }
+        }
+        let qkv = randomTensor([16, 50, 3 * 3 * 32], seed: 5)
+        assertThreadIndependent("fusedAttention") { run([qkv]) { qkv.fusedAttention(heads: 3) } }
+        let imgs = randomTensor([64, 3, 32, 32], seed: 6)
+        assertThreadIndependent("patchify") { run([imgs]) { imgs.patchify(patchSize: 4) } }
+        var rng = TesseraRNG(seed: 7)
+        let m = MaskIndices.random(batch: 96, patches: 50, maskRatio: 0.75, rng: &rng)
+        assertThreadIndependent("gatherKept") { run([x]) { x.gatherKept(m) } }
+        let kept = randomTensor([96, 1 + m.keep, 64], seed: 8), token = randomTensor([64], seed: 9)
+        let m2 = MaskIndices(noise: Tensor.uniform([96, 50], rng: &rng), keep: m.keep)
+        assertThreadIndependent("unshuffled") { run([kept, token]) { kept.unshuffled(m2, maskToken: token) } }
+        let t = randomTensor([96, 50, 64], seed: 12, 0, 1)
+        assertThreadIndependent("crossEntropy") { run([x, t]) { crossEntropy(logits: x, target: t) } }
+        let bias = randomTensor([50, 64], seed: 13)
+        assertThreadIndependent("broadcast mul") { run([x, bias]) { x * bias } }
+        assertThreadIndependent("sum axis") { run([x]) { x.sum(axis: 1) } }
+    }
+
+    /// The BLAS is the documented exception: OpenBLAS picks kernels and splits by thread count, so
+    /// GEMM results may differ in the last bits between thread counts (the README says so). They must
+    /// still agree to float32 rounding.
+    func testGemmOpsAgreeAcrossThreadCountsToRounding() {
+        let x = randomTensor([96, 50, 64], seed: 1)
+        let wl = randomTensor([128, 64], seed: 10), bl = randomTensor([128], seed: 11)
+        for (name, f) in [("linear", { x.linear(wl, bl) }), ("linearGELU", { x.linearGELU(wl, bl) })] {
+            let one = withThreads(1) { run([x, wl, bl], f) }, many = withThreads(3) { run([x, wl, bl], f) }
+            for (a, b) in zip(one, many) { assertClose(a, b, rtol: 1e-4, atol: 1e-4, "\(name) 1 vs 3 threads") }
+        }
+    }
+
+    func testOptimizerIsThreadCountIndependent() {
+        assertThreadIndependent("adamw + clip") {
+            let p = randomTensor([300, 200], seed: 1, requiresGrad: true), q = randomTensor([200], seed: 2, requiresGrad: true)
+            let opt = AdamW([("p", p), ("q.bias", q)], learningRate: 1e-3, betas: (0.9, 0.95), weightDecay: 0.05)
+            var norms: [Float] = []
+            for s in 0..<3 {
+                opt.zeroGrad()
+                p.grad!.copy(from: randomTensor([300, 200], seed: UInt64(10 + s)))
+                q.grad!.copy(from: randomTensor([200], seed: UInt64(20 + s)))
+                norms.append(opt.arena.clipGradients(maxNorm: 1))
+                opt.update()
+            }
+            return [p.array, q.array, norms]
+        }
+    }
+}

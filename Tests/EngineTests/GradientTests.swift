@@ -1,0 +1,103 @@
+import TesseraEngine
+import TestSupport
+import XCTest
+
+/// Every differentiable op's backward against central finite differences.
+final class GradientTests: XCTestCase {
+    func t(_ shape: [Int], _ seed: UInt64, _ lo: Float = -1, _ hi: Float = 1) -> Tensor { randomTensor(shape, seed: seed, lo, hi) }
+
+    func testElementwiseAndBroadcasting() {
+        let a = t([3, 4, 5], 1), b = t([4, 5], 2), c = t([3, 1, 5], 3), d = t([5], 4, 0.5, 2), s = t([3, 4, 1], 5, 0.5, 2)
+        assertGradients("add same", inputs: [a, t([3, 4, 5], 6)]) { a + t([3, 4, 5], 6) }
+        let a2 = t([3, 4, 5], 6)
+        assertGradients("add", inputs: [a, a2]) { a + a2 }
+        assertGradients("add suffix", inputs: [a, b]) { a + b }
+        assertGradients("sub middle-1", inputs: [a, c]) { a - c }
+        assertGradients("mul vector", inputs: [a, d]) { a * d }
+        assertGradients("div trailing-1", inputs: [a, s]) { a / s }
+        assertGradients("div vector", inputs: [b, d]) { b / d }
+        assertGradients("scalar ops", inputs: [a]) { (a * 3 + 1) / 2 - 0.5 }
+    }
+
+    func testUnary() {
+        let p = t([4, 6], 1, 0.2, 2), x = t([4, 6], 2)
+        assertGradients("exp", inputs: [x]) { x.exp() }
+        assertGradients("log", inputs: [p]) { p.log() }
+        assertGradients("sqrt", inputs: [p]) { p.sqrt() }
+        assertGradients("pow", inputs: [p]) { p.pow(2.5) }
+        assertGradients("neg", inputs: [x]) { -x }
+    }
+
+    func testReductionsAndShapes() {
+        let x = t([2, 3, 4], 1)
+        assertGradients("sum axis 0", inputs: [x]) { x.sum(axis: 0) }
+        assertGradients("sum axis 1 keep", inputs: [x]) { x.sum(axis: 1, keepDims: true) }
+        assertGradients("mean axis -1", inputs: [x]) { x.mean(axis: -1) }
+        assertGradients("sum all", inputs: [x]) { x.sum() }
+        assertGradients("mean all", inputs: [x]) { x.mean() }
+        assertGradients("reshape", inputs: [x]) { x.reshaped([6, 4]) * x.reshaped([6, 4]) }
+        assertGradients("narrow axis 1", inputs: [x]) { x.narrow(axis: 1, start: 1, length: 2) }
+        assertGradients("slice leading", inputs: [x]) { x[1..<2] }
+        assertGradients("select", inputs: [x]) { x.select(axis: 1, index: 0) }
+        assertGradients("transpose", inputs: [x]) { x.transposed() }
+        let y = t([2, 1, 4], 2)
+        assertGradients("concat", inputs: [x, y]) { concat([y, x], axis: 1) }
+        let a = t([3, 5], 3), b = t([5, 4], 4)
+        assertGradients("mse", inputs: [a, t([3, 5], 5)]) { mseLoss(a, t([3, 5], 5)) }
+        assertGradients("matmul", inputs: [a, b]) { a.matmul(b) }
+        let ba = t([2, 3, 5], 6), bb = t([2, 5, 4], 7)
+        assertGradients("bmm", inputs: [ba, bb]) { ba.matmul(bb) }
+    }
+
+    func testLinearAndNorms() {
+        let x = t([2, 3, 6], 1), w = t([5, 6], 2), b = t([5], 3)
+        assertGradients("linear", inputs: [x, w, b]) { x.linear(w, b) }
+        assertGradients("linear no bias", inputs: [x, w]) { x.linear(w) }
+        assertGradients("linearGELU", inputs: [x, w, b]) { x.linearGELU(w, b) }
+        let g = t([4, 7], 4), lw = t([7], 5), lb = t([7], 6)
+        assertGradients("layerNorm", inputs: [g, lw, lb]) { g.layerNorm(weight: lw, bias: lb, eps: 1e-6) }
+        assertGradients("layerNorm no affine", inputs: [g]) { g.layerNorm(weight: nil, bias: nil, eps: 1e-5) }
+        let r = t([6, 3], 7, -2, 2)
+        assertGradients("batchNorm train", inputs: [r, t([3], 8), t([3], 9)]) {
+            r.batchNorm(weight: nil, bias: nil, runningMean: nil, runningVar: nil, training: true)
+        }
+        let bw = t([3], 8), bb = t([3], 9)
+        assertGradients("batchNorm train affine", inputs: [r, bw, bb]) {
+            r.batchNorm(weight: bw, bias: bb, runningMean: nil, runningVar: nil, training: true)
+        }
+        let rm = t([3], 10), rv = t([3], 11, 0.5, 2)
+        assertGradients("batchNorm eval", inputs: [r, bw, bb]) {
+            r.batchNorm(weight: bw, bias: bb, runningMean: rm, runningVar: rv, training: false)
+        }
+        assertGradients("gelu", inputs: [g]) { g.gelu() }
+        assertGradients("l2Normalized", inputs: [g]) { g.l2Normalized() }
+        assertGradients("standardizedRows", inputs: [g]) { g.standardizedRows() }
+    }
+
+    func testSoftmaxFamily() {
+        let x = t([3, 8], 1, -3, 3), target = t([3, 8], 2, 0, 1)
+        assertGradients("softmax", inputs: [x]) { x.softmax() }
+        assertGradients("logSoftmax", inputs: [x]) { x.logSoftmax() }
+        assertGradients("crossEntropy soft", inputs: [x, target]) { crossEntropy(logits: x, target: target) }
+        assertGradients("crossEntropy labels", inputs: [x]) { crossEntropy(logits: x, labels: [0, 7, 3]) }
+    }
+
+    func testAttentionPatchifyAndMasking() {
+        for (B, N, H, D) in [(1, 1, 1, 4), (2, 5, 2, 3), (1, 13, 3, 8)] {
+            let qkv = t([B, N, 3 * H * D], UInt64(N), -1.5, 1.5)
+            assertGradients("fusedAttention N\(N)", inputs: [qkv]) { qkv.fusedAttention(heads: H) }
+        }
+        let imgs = t([2, 3, 4, 6], 1)
+        assertGradients("patchify", inputs: [imgs]) { imgs.patchify(patchSize: 2) }
+        let patches = t([2, 6, 12], 2)
+        assertGradients("unpatchify", inputs: [patches]) { patches.unpatchify(patchSize: 2, channels: 3, height: 4, width: 6) }
+        var rng = TesseraRNG(seed: 3)
+        let m = MaskIndices.random(batch: 2, patches: 8, maskRatio: 0.75, rng: &rng)
+        let x = t([2, 8, 3], 4)
+        assertGradients("gatherKept", inputs: [x]) { x.gatherKept(m) }
+        let shared = MaskIndices.random(batch: 2, patches: 8, maskRatio: 0.5, sharedAcrossBatch: true, rng: &rng)
+        assertGradients("gatherKept shared", inputs: [x]) { x.gatherKept(shared) }
+        let kept = t([2, 1 + m.keep, 3], 5), token = t([1, 1, 3], 6)
+        assertGradients("unshuffled", inputs: [kept, token]) { kept.unshuffled(m, maskToken: token) }
+    }
+}
