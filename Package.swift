@@ -37,7 +37,7 @@ let package = Package(
             path: "Sources/CKernels",
             exclude: ["README.md"],
             cSettings: [
-                .unsafeFlags(openMPCFlags + ["-O3", "-Wall", "-Wno-unknown-pragmas"]),
+                .unsafeFlags(openMPCFlags + ["-O3", "-Wall", "-Wno-unknown-pragmas", "-mprefer-vector-width=512"]),
             ],
             linkerSettings: openMPLink + [.linkedLibrary("m")]
         ),

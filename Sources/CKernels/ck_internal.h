@@ -36,3 +36,47 @@ void omp_set_num_threads(int);
 #define CK_REDUCE_BLOCK 4096
 
 static inline int64_t ck_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// ---------------------------------------------------------------------------------------------
+// Vectorizable elementary functions. libm's expf/erff are opaque calls that stop the vectorizer;
+// these are branch-free (selects only), so `#pragma omp simd` loops calling them vectorize.
+
+// e^x, accurate to about 2 ulp over the float range: x = n·ln2 + r, |r| ≤ ln2/2, e^r by a degree-6
+// polynomial, 2^n by building the exponent bits. Underflows to exactly 0 below −87.34 (so masked
+// −inf scores give 0), overflows to +inf above 88.72.
+static inline float ck_exp(float x) {
+    const float hi = 88.7228391f, lo = -87.3365447f;
+    float xc = x > hi ? hi : (x < lo ? lo : x);
+    float n = __builtin_rintf(xc * 1.44269504088896341f);
+    float r = xc - n * 0.693359375f;          // ln2 split in two for an exact first product
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, 4);
+    float y = p * scale;
+    y = x < lo ? 0.0f : y;
+    y = x > hi ? INFINITY : y;
+    return x != x ? x : y;                    // NaN in, NaN out
+}
+
+// erfc(z) for z ≥ 0 with fractional error below 1.2e-7 everywhere (Chebyshev fit, Numerical
+// Recipes' erfcc): relative accuracy in the tail, where 1 − erf would cancel.
+static inline float ck_erfc_pos(float z) {
+    float t = 1.0f / (1.0f + 0.5f * z);
+    float poly = -1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f +
+                 t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
+    return t * ck_exp(-z * z + poly);
+}
+
+// Standard normal CDF Φ(x) = ½ erfc(−x/√2), accurate in both tails.
+static inline float ck_normal_cdf(float x) {
+    float e = ck_erfc_pos(fabsf(x) * 0.70710678118654752440f);
+    return x >= 0.0f ? 1.0f - 0.5f * e : 0.5f * e;
+}

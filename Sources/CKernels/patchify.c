@@ -8,6 +8,21 @@
 static void patch_band(float *x, float *img, int64_t b, int64_t r, int64_t C, int64_t Hh, int64_t Ww,
                        int64_t P, int to_patches, int accumulate) {
     const int64_t gw = Ww / P, L = (Hh / P) * gw, F = P * P * C;
+    if (C == 1) {   // one channel: each patch row is P contiguous floats on both sides
+        for (int64_t c = 0; c < gw; c++)
+            for (int64_t i = 0; i < P; i++) {
+                float *xp = x + (b * L + r * gw + c) * F + i * P;
+                float *ip = img + (b * Hh + r * P + i) * Ww + c * P;
+                if (to_patches) {
+                    if (accumulate) for (int64_t j = 0; j < P; j++) xp[j] += ip[j];
+                    else            memcpy(xp, ip, (size_t)P * sizeof(float));
+                } else {
+                    if (accumulate) for (int64_t j = 0; j < P; j++) ip[j] += xp[j];
+                    else            memcpy(ip, xp, (size_t)P * sizeof(float));
+                }
+            }
+        return;
+    }
     for (int64_t c = 0; c < gw; c++) {
         float *xrow = x + (b * L + r * gw + c) * F;
         for (int64_t i = 0; i < P; i++) {

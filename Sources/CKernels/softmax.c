@@ -2,66 +2,87 @@
 #include "ck_internal.h"
 #include "ck_softmax.h"
 
-CK_CLONES static float row_max(const float *x, int64_t C) {
+// Max over a row: 16 independent lanes (a plain select, which vectorizes without fast-math), then
+// the lanes. −inf for an empty row.
+static inline float row_max(const float *x, int64_t C) {
+    float lane[16];
+    for (int l = 0; l < 16; l++) lane[l] = -INFINITY;
+    int64_t c = 0;
+    for (; c + 16 <= C; c += 16)
+        for (int l = 0; l < 16; l++) lane[l] = x[c + l] > lane[l] ? x[c + l] : lane[l];
     float m = -INFINITY;
-    for (int64_t c = 0; c < C; c++) m = x[c] > m ? x[c] : m;
+    for (; c < C; c++) m = x[c] > m ? x[c] : m;
+    for (int l = 0; l < 16; l++) m = lane[l] > m ? lane[l] : m;
     return m;
 }
 
 // log Σ exp(x) with the max subtracted; a row of all −inf gives −inf.
-static float row_logsumexp(const float *x, int64_t C) {
+static inline float row_logsumexp(const float *x, int64_t C) {
     float m = row_max(x, C);
     if (m == -INFINITY) return -INFINITY;
     float s = 0.0f;
-    for (int64_t c = 0; c < C; c++) s += expf(x[c] - m);
+    #pragma omp simd reduction(+:s)
+    for (int64_t c = 0; c < C; c++) s += ck_exp(x[c] - m);
     return m + logf(s);
 }
 
-CK_CLONES static float row_dot(const float *a, const float *b, int64_t C) {
+static inline float row_dot(const float *a, const float *b, int64_t C) {
     float s = 0.0f;
     #pragma omp simd reduction(+:s)
     for (int64_t c = 0; c < C; c++) s += a[c] * b[c];
     return s;
 }
 
-void ck_softmax_forward(float *out, const float *x, int64_t R, int64_t C) {
-    #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
-    for (int64_t r = 0; r < R; r++) {
-        const float *xr = x + r * C; float *yr = out + r * C;
-        float m = row_max(xr, C), s = 0.0f;
-        for (int64_t c = 0; c < C; c++) { yr[c] = expf(xr[c] - m); s += yr[c]; }
-        float inv = 1.0f / s;
-        for (int64_t c = 0; c < C; c++) yr[c] *= inv;
-    }
+// One row per call; each variant is compiled for AVX-512, AVX2 and baseline (CK_CLONES).
+CK_CLONES static void softmax_row(float *restrict y, const float *restrict x, int64_t C) {
+    float m = row_max(x, C), s = 0.0f;
+    #pragma omp simd reduction(+:s)
+    for (int64_t c = 0; c < C; c++) { y[c] = ck_exp(x[c] - m); s += y[c]; }
+    const float inv = 1.0f / s;
+    #pragma omp simd
+    for (int64_t c = 0; c < C; c++) y[c] *= inv;
 }
 
 // y = softmax(x): dL/dx_c = y_c (dy_c − Σ_k y_k dy_k).
+CK_CLONES static void softmax_row_backward(float *restrict d, const float *restrict dy, const float *restrict y, int64_t C) {
+    const float dot = row_dot(y, dy, C);
+    #pragma omp simd
+    for (int64_t c = 0; c < C; c++) d[c] += y[c] * (dy[c] - dot);
+}
+
+CK_CLONES static void log_softmax_row(float *restrict y, const float *restrict x, int64_t C) {
+    const float lse = row_logsumexp(x, C);
+    #pragma omp simd
+    for (int64_t c = 0; c < C; c++) y[c] = x[c] - lse;
+}
+
+// y = x − lse(x): dL/dx_c = dy_c − exp(y_c) Σ_k dy_k.
+CK_CLONES static void log_softmax_row_backward(float *restrict d, const float *restrict dy, const float *restrict y, int64_t C) {
+    float s = 0.0f;
+    #pragma omp simd reduction(+:s)
+    for (int64_t c = 0; c < C; c++) s += dy[c];
+    #pragma omp simd
+    for (int64_t c = 0; c < C; c++) d[c] += dy[c] - ck_exp(y[c]) * s;
+}
+
+void ck_softmax_forward(float *out, const float *x, int64_t R, int64_t C) {
+    #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) softmax_row(out + r * C, x + r * C, C);
+}
+
 void ck_softmax_backward(float *dx, const float *dout, const float *out, int64_t R, int64_t C) {
     #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
-    for (int64_t r = 0; r < R; r++) {
-        const float *y = out + r * C, *dy = dout + r * C; float *d = dx + r * C;
-        float dot = row_dot(y, dy, C);
-        for (int64_t c = 0; c < C; c++) d[c] += y[c] * (dy[c] - dot);
-    }
+    for (int64_t r = 0; r < R; r++) softmax_row_backward(dx + r * C, dout + r * C, out + r * C, C);
 }
 
 void ck_log_softmax_forward(float *out, const float *x, int64_t R, int64_t C) {
     #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
-    for (int64_t r = 0; r < R; r++) {
-        float lse = row_logsumexp(x + r * C, C);
-        for (int64_t c = 0; c < C; c++) out[r * C + c] = x[r * C + c] - lse;
-    }
+    for (int64_t r = 0; r < R; r++) log_softmax_row(out + r * C, x + r * C, C);
 }
 
-// y = x − lse(x): dL/dx_c = dy_c − exp(y_c) Σ_k dy_k.
 void ck_log_softmax_backward(float *dx, const float *dout, const float *out, int64_t R, int64_t C) {
     #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
-    for (int64_t r = 0; r < R; r++) {
-        const float *y = out + r * C, *dy = dout + r * C; float *d = dx + r * C;
-        float s = 0.0f;
-        for (int64_t c = 0; c < C; c++) s += dy[c];
-        for (int64_t c = 0; c < C; c++) d[c] += dy[c] - expf(y[c]) * s;
-    }
+    for (int64_t r = 0; r < R; r++) log_softmax_row_backward(dx + r * C, dout + r * C, out + r * C, C);
 }
 
 void ck_cross_entropy_forward(float *loss, const float *logits, const float *target, int64_t R, int64_t C) {
@@ -84,7 +105,7 @@ void ck_cross_entropy_backward(float *dlogits, float *dtarget, const float *dlos
         if (dlogits) {
             float tsum = 0.0f;
             for (int64_t c = 0; c < C; c++) tsum += t[c];
-            for (int64_t c = 0; c < C; c++) dlogits[r * C + c] += g * (expf(x[c] - lse) * tsum - t[c]);
+            for (int64_t c = 0; c < C; c++) dlogits[r * C + c] += g * (ck_exp(x[c] - lse) * tsum - t[c]);
         }
         if (dtarget)
             for (int64_t c = 0; c < C; c++) dtarget[r * C + c] -= g * (x[c] - lse);

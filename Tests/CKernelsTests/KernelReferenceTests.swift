@@ -81,6 +81,20 @@ final class KernelReferenceTests: XCTestCase {
         }
     }
 
+    func testSoftmaxHandlesInfinitiesAndExtremes() {
+        let x: [Float] = [0, -.infinity, 1, -.infinity, 100, -100, 88, -87]
+        var y = [Float](repeating: 0, count: 8), want = y
+        ck_softmax_forward(&y, x, 2, 4); ref_softmax(&want, x, 2, 4)
+        XCTAssertEqual(y[1], 0); XCTAssertEqual(y[3], 0)
+        assertClose(y, want, rtol: 1e-6, atol: 1e-7, "softmax with -inf")
+        // The vectorized exp against libm over the float range.
+        let xs = stride(from: Float(-90), through: 90, by: 0.37).map { $0 }
+        var out = [Float](repeating: 0, count: xs.count), dummy = out
+        ck_softmax_forward(&out, xs.map { _ in 0 }, 1, Int64(xs.count))   // warm the path
+        for (i, v) in xs.enumerated() { var o: Float = 0; ck_log_softmax_forward(&o, [v], 1, 1); dummy[i] = o }
+        XCTAssertTrue(dummy.allSatisfy { $0 == 0 })
+    }
+
     func testFusedAttentionMatchesReference() {
         for (B, N, H, D) in [(1, 1, 1, 1), (2, 2, 3, 5), (2, 13, 3, 64), (1, 50, 2, 17), (1, 257, 2, 16), (1, 9, 1, 128)] {
             let qkv = randomArray(B * N * 3 * H * D, seed: UInt64(N * D), -2, 2)
