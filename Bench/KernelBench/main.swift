@@ -126,7 +126,7 @@ func naiveAttention(qkv: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<
     let ld = Int64(3 * H * D), ldo = Int64(H * D), n = Int64(N), d = Int64(D)
     for bh in 0..<(B * H) {
         let b = bh / H, h = bh % H
-        let q = qkv + b * N * 3 * H * D + h * D, k = q + H * D, v = q + 2 * H * D
+        let q = qkv + b * N * 3 * H * D + h * D, k = q + H * D
         let s = P + bh * N * N
         ck_sgemm(0, 1, n, n, d, scale, q, ld, k, ld, 0, s, n)
     }
