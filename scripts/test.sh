@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
-# Installs what is missing (Debian) and runs the whole test suite: once with OpenMP, and the kernel
-# tests once more built without OpenMP (every kernel must also pass single-threaded).
+# Installs what is missing (Debian) and runs the whole test suite (XCTest): once with OpenMP, and the
+# kernel and engine tests once more built without OpenMP (every kernel must also pass single-threaded).
+# Ends with one line "tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 install_deps
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+status=0
 echo "== swift test (OpenMP, ${TESSERA_THREADS:-all} threads)"
-swift test
+swift test --disable-swift-testing 2>&1 | tee "$logs/omp.log" || status=1
 echo "== swift test without OpenMP (TESSERA_NO_OPENMP=1)"
-TESSERA_NO_OPENMP=1 swift test --scratch-path .build-noomp --filter 'CKernelsTests|EngineTests'
+TESSERA_NO_OPENMP=1 swift test --disable-swift-testing --scratch-path .build-noomp \
+    --filter 'CKernelsTests|EngineTests' 2>&1 | tee "$logs/noomp.log" || status=1
+# XCTest's last "Executed N tests, with F failures" line of a run is that run's total.
+passed=0 failed=0
+for f in "$logs"/omp.log "$logs"/noomp.log; do
+    read -r n k < <(grep -E 'Executed [0-9]+ tests?, with [0-9]+ failures?' "$f" | tail -1 \
+        | sed -E 's/.*Executed ([0-9]+) tests?, with ([0-9]+) failures?.*/\1 \2/' || echo "0 1")
+    passed=$((passed + ${n:-0} - ${k:-1})); failed=$((failed + ${k:-1}))
+done
+echo "tests: ${passed} passed, ${failed} failed"
+[ "$status" -eq 0 ] && [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
