@@ -15,10 +15,10 @@ static void patch_band(float *x, float *img, int64_t b, int64_t r, int64_t C, in
                 float *ip = img + (b * Hh + r * P + i) * Ww + c * P;
                 if (to_patches) {
                     if (accumulate) for (int64_t j = 0; j < P; j++) xp[j] += ip[j];
-                    else            memcpy(xp, ip, (size_t)P * sizeof(float));
+                    else            for (int64_t j = 0; j < P; j++) xp[j] = ip[j];
                 } else {
                     if (accumulate) for (int64_t j = 0; j < P; j++) ip[j] += xp[j];
-                    else            memcpy(ip, xp, (size_t)P * sizeof(float));
+                    else            for (int64_t j = 0; j < P; j++) ip[j] = xp[j];
                 }
             }
         return;
