@@ -74,7 +74,9 @@ func memCases(rows R: Int, cols C: Int, label: String) -> [MemCase] {
         MemCase(name: "layernorm bwd (dx)", shape: label, bytes: 16 * n) { ck_layernorm_backward(dx, nil, nil, dy, x, w, mean, rstd, rr, cc) },
         MemCase(name: "gelu fwd", shape: label, bytes: 8 * n) { ck_gelu_forward(y, x, Int64(n)) },
         MemCase(name: "gelu bwd", shape: label, bytes: 16 * n) { ck_gelu_backward(dx, dy, x, Int64(n)) },
-        MemCase(name: "residual add", shape: label, bytes: 12 * n) { ck_residual_add_forward(y, x, dx, Int64(n)) },
+        MemCase(name: "residual add (binary)", shape: label, bytes: 12 * n) {
+            var flat = Int64(n), unit: Int64 = 1
+            ck_binary_forward(CK_ADD, y, x, &unit, dx, &unit, &flat, 1) },
     ]
 }
 

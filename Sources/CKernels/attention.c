@@ -15,7 +15,8 @@ static inline float dot(const float *restrict a, const float *restrict b, int64_
 // of once per query row.
 #define RB 4
 
-// out[r] = Σ_d a_r[d]·x[d] for the RB rows a_0..a_3 (rows past rb are not read).
+// out[r] = Σ_d a_r[d]·x[d] for the RB rows a_0..a_3 (a partial block points its missing rows at a
+// row of zeros).
 static inline void dot_rows(float out[RB], const float *const a[RB], const float *restrict x, int64_t D) {
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3];

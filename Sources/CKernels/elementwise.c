@@ -30,16 +30,6 @@ void ck_bias_add_backward(float *dx, float *dbias, const float *dout, int64_t R,
     if (dbias) column_sum_accumulate(dbias, dout, R, C);
 }
 
-void ck_residual_add_forward(float *out, const float *a, const float *b, int64_t N) {
-    #pragma omp parallel for simd schedule(static) if (N >= CK_PAR_MIN)
-    for (int64_t i = 0; i < N; i++) out[i] = a[i] + b[i];
-}
-
-void ck_residual_add_backward(float *da, float *db, const float *dout, int64_t N) {
-    if (da) ck_axpy(da, 1.0f, dout, N);
-    if (db) ck_axpy(db, 1.0f, dout, N);
-}
-
 static inline float binary_apply(ck_binary_op op, float a, float b) {
     switch (op) {
     case CK_ADD: return a + b;
@@ -62,6 +52,12 @@ static void row_offsets(int64_t row, const int64_t *shape, int ndim, const int64
 
 void ck_binary_forward(ck_binary_op op, float *out, const float *a, const int64_t *as,
                        const float *b, const int64_t *bs, const int64_t *shape, int ndim) {
+    if (ndim == 1) {   // one flat run (same-shape operands, or one scalar operand)
+        const int64_t N = shape[0], ac = as[0], bc = bs[0];
+        #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
+        for (int64_t i = 0; i < N; i++) out[i] = binary_apply(op, a[i * ac], b[i * bc]);
+        return;
+    }
     const int64_t C = shape[ndim - 1];
     int64_t R = 1;
     for (int d = 0; d < ndim - 1; d++) R *= shape[d];
@@ -105,6 +101,12 @@ static void binary_grad_one(ck_binary_op op, int wrt_b, float *dt, const float *
     const int64_t tc = ts[ndim - 1];
     // A broadcast target receives sums from many output elements: one thread, output order.
     const int serial = has_broadcast(ts, shape, ndim);
+    if (ndim == 1 && !serial) {   // one flat run, split evenly across threads
+        const int64_t N = shape[0];
+        #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
+        for (int64_t i = 0; i < N; i++) dt[i] += dout[i] * partial(op, wrt_b, a[i * ac], b[i * bc]);
+        return;
+    }
     #pragma omp parallel for schedule(static) if (!serial && R * C >= CK_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         int64_t ao, bo;

@@ -8,15 +8,12 @@ void ck_bias_add_forward(float *out, const float *x, const float *bias, int64_t 
 /// dx[R, C] += dout, dbias[C] += Σ_r dout[r, :]. Accumulates; either may be null.
 void ck_bias_add_backward(float *dx, float *dbias, const float *dout, int64_t R, int64_t C);
 
-/// out[N] = a + b (the residual stream).
-void ck_residual_add_forward(float *out, const float *a, const float *b, int64_t N);
-/// da += dout, db += dout. Accumulates; either may be null.
-void ck_residual_add_backward(float *da, float *db, const float *dout, int64_t N);
-
 typedef enum { CK_ADD = 0, CK_SUB = 1, CK_MUL = 2, CK_DIV = 3 } ck_binary_op;
 
-/// Broadcasting binary op over an output of `ndim` ≤ 8 dims `shape`: out = a ∘ b with per-dim element
-/// strides for a and b (0 along a broadcast dim). out is contiguous.
+/// Broadcasting binary op over an output of `ndim` dims `shape`: out = a ∘ b with per-dim element
+/// strides for a and b (0 along a broadcast dim). out is contiguous. Callers pass coalesced shapes
+/// (adjacent dims merged wherever both operands allow): same-shape operands, such as the residual
+/// stream `x + attn(x)`, are then one flat run of ndim = 1 and split evenly across threads.
 void ck_binary_forward(ck_binary_op op, float *out, const float *a, const int64_t *a_strides,
                        const float *b, const int64_t *b_strides, const int64_t *shape, int ndim);
 /// da (strided like a) += ∂(a ∘ b)/∂a · dout, db likewise; reductions over broadcast dims happen in

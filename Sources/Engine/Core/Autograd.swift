@@ -1,3 +1,5 @@
+import CKernels
+
 /// The record of one differentiable op: its inputs and the closure that, given the gradient of the
 /// op's output, accumulates the gradients of the inputs (by calling the op's C backward kernel).
 final class Node {
@@ -55,7 +57,7 @@ extension Tensor {
         precondition(requiresGrad, "backward: tensor of shape \(shape) does not require grad")
         if let seed {
             precondition(seed.shape == shape, "backward: seed shape \(seed.shape) != tensor shape \(shape)")
-            ck_axpy_swift(gradData(), seed.data, count)
+            ck_axpy(gradData(), 1, seed.data, Int64(count))
         } else {
             precondition(count == 1, "backward: non-scalar tensor of shape \(shape) needs a seed")
             gradData()[0] += 1
@@ -78,9 +80,4 @@ extension Tensor {
             t.node = nil   // retain_graph = false: release saved tensors now
         }
     }
-}
-
-import CKernels
-@inline(__always) func ck_axpy_swift(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
-    ck_axpy(y, 1, x, Int64(n))
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A seeded, reproducible random number generator (xoshiro256**, seeded through SplitMix64).
 ///
 /// The same seed gives the same stream on every machine. Every random initializer and masking
@@ -39,13 +41,9 @@ public struct TesseraRNG: RandomNumberGenerator, Codable, Equatable, Sendable {
         var u1 = Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0)
         if u1 < 1e-300 { u1 = 1e-300 }
         let u2 = Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0)
-        return Float((-2.0 * Foundation_log(u1)).squareRoot() * Foundation_cos(2.0 * Double.pi * u2))
+        return Float((-2.0 * log(u1)).squareRoot() * cos(2.0 * Double.pi * u2))
     }
 
     /// An integer in 0..<n.
     public mutating func int(below n: Int) -> Int { Int(next(upperBound: UInt64(n))) }
 }
-
-import Foundation
-@inline(__always) func Foundation_log(_ x: Double) -> Double { Foundation.log(x) }
-@inline(__always) func Foundation_cos(_ x: Double) -> Double { Foundation.cos(x) }

@@ -44,6 +44,16 @@ public final class Tensor: CustomStringConvertible {
         self.requiresGrad = requiresGrad
     }
 
+    /// An op output whose every element the op's forward kernel writes: no zero-fill pass.
+    init(uninitialized shape: [Int]) {
+        Runtime.ensureConfigured()
+        precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in shape \(shape)")
+        self.shape = shape
+        self.storage = Storage(count: shape.reduce(1, *), zeroed: false)
+        self.offset = 0
+        self.requiresGrad = false
+    }
+
     /// A view of `storage` starting at `offset`.
     public init(storage: Storage, offset: Int, shape: [Int], requiresGrad: Bool = false) {
         Runtime.ensureConfigured()

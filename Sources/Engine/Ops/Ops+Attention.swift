@@ -12,14 +12,12 @@ extension Tensor {
                      "fusedAttention: qkv \(shape) is not [B, N, 3·H·D] for \(H) heads")
         let B = shape[0], N = shape[1], D = shape[2] / (3 * H)
         let s = scale ?? 1 / Float(D).squareRoot()
-        let out = Tensor(zeros: [B, N, H * D]), lse = Tensor(zeros: [B, H, N])
+        let out = Tensor(uninitialized: [B, N, H * D]), lse = Tensor(uninitialized: [B, H, N])
         let perThread = Int(ck_attention_scratch_floats(Int64(N), Int64(D)))
-        let threads = Runtime.threads
-        let scratch = Storage(count: perThread * threads)
-        ck_attention_forward(out.data, lse.data, qkv.data, scratch.base, Int64(B), Int64(N), Int64(H), Int64(D), s)
+        ck_attention_forward(out.data, lse.data, qkv.data, Scratch.floats(perThread * Runtime.threads),
+                             Int64(B), Int64(N), Int64(H), Int64(D), s)
         return out.recorded("fusedAttention", [qkv]) { g in
-            let scratch = Storage(count: perThread * Runtime.threads)
-            ck_attention_backward(qkv.gradData(), g, qkv.data, out.data, lse.data, scratch.base,
+            ck_attention_backward(qkv.gradData(), g, qkv.data, out.data, lse.data, Scratch.floats(perThread * Runtime.threads),
                                   Int64(B), Int64(N), Int64(H), Int64(D), s)
         }
     }

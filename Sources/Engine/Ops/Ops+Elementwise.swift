@@ -29,24 +29,31 @@ func broadcastStrides(_ shape: [Int], to outShape: [Int]) -> [Int64] {
     return strides
 }
 
+/// Merges adjacent dims of `shape` wherever both operands step through them as one run
+/// (`stride[i-1] == stride[i]·shape[i]`, which also merges two broadcast dims), and drops size-1 dims.
+/// Same-shape operands become one flat dim; `[B, N, D] + [D]` becomes `[B·N, D]`. Rank 0 becomes `[1]`.
+func coalesced(_ shape: [Int], _ sa: [Int64], _ sb: [Int64]) -> (shape: [Int64], a: [Int64], b: [Int64]) {
+    var dims: [Int64] = [], a: [Int64] = [], b: [Int64] = []
+    for i in 0..<shape.count where shape[i] != 1 {
+        let n = Int64(shape[i])
+        if let last = dims.last, a.last! == sa[i] * n, b.last! == sb[i] * n {
+            dims[dims.count - 1] = last * n
+            a[a.count - 1] = sa[i]; b[b.count - 1] = sb[i]
+        } else {
+            dims.append(n); a.append(sa[i]); b.append(sb[i])
+        }
+    }
+    return dims.isEmpty ? ([1], [0], [0]) : (dims, a, b)
+}
+
 extension Tensor {
     func binary(_ op: ck_binary_op, _ name: String, _ other: Tensor) -> Tensor {
         let a = self, b = other
         guard let outShape = broadcastShape(a.shape, b.shape) else {
             preconditionFailure("\(name): shapes \(a.shape) and \(b.shape) do not broadcast")
         }
-        let out = Tensor(zeros: outShape)
-        if a.shape == b.shape && op == CK_ADD {
-            ck_residual_add_forward(out.data, a.data, b.data, Int64(out.count))
-            return out.recorded(name, [a, b]) { g in
-                ck_residual_add_backward(a.requiresGrad ? a.gradData() : nil,
-                                         b.requiresGrad ? b.gradData() : nil, g, Int64(out.count))
-            }
-        }
-        // Rank-0 results are computed as shape [1].
-        let shape64 = outShape.isEmpty ? [Int64(1)] : outShape.map(Int64.init)
-        let dims = outShape.isEmpty ? [1] : outShape
-        let sa = broadcastStrides(a.shape, to: dims), sb = broadcastStrides(b.shape, to: dims)
+        let out = Tensor(uninitialized: outShape)
+        let (shape64, sa, sb) = coalesced(outShape, broadcastStrides(a.shape, to: outShape), broadcastStrides(b.shape, to: outShape))
         ck_binary_forward(op, out.data, a.data, sa, b.data, sb, shape64, Int32(shape64.count))
         return out.recorded(name, [a, b]) { g in
             ck_binary_backward(op, a.requiresGrad ? a.gradData() : nil, b.requiresGrad ? b.gradData() : nil,
@@ -56,7 +63,7 @@ extension Tensor {
 
     func unary(_ op: ck_unary_op, _ name: String, _ p: Float = 0) -> Tensor {
         let x = self
-        let out = Tensor(zeros: shape)
+        let out = Tensor(uninitialized: shape)
         ck_unary_forward(op, out.data, x.data, Int64(count), p)
         return out.recorded(name, [x]) { g in
             ck_unary_backward(op, x.gradData(), g, x.data, out.data, Int64(out.count), p)

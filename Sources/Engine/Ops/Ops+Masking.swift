@@ -58,7 +58,7 @@ extension Tensor {
                      "gatherKept: input \(shape) does not match masking of \(m.batch)×\(m.patches) patches")
         let x = self
         let B = shape[0], L = shape[1], D = shape[2], K = m.keep
-        let out = Tensor(zeros: [B, K, D])
+        let out = Tensor(uninitialized: [B, K, D])
         let ids = m.idsKeep, stride = m.idsStride
         ck_gather_rows_forward(out.data, x.data, ids, stride, Int64(B), Int64(L), Int64(K), Int64(D))
         return out.recorded("gatherKept", [x]) { g in
@@ -75,7 +75,7 @@ extension Tensor {
                      "unshuffled: input \(shape) and mask token \(maskToken.shape) do not match \(m.batch)×(\(S)+\(m.keep)) tokens")
         let x = self
         let B = shape[0], D = shape[2], L = m.patches, K = m.keep
-        let out = Tensor(zeros: [B, S + L, D])
+        let out = Tensor(uninitialized: [B, S + L, D])
         let ids = m.idsRestore
         ck_unshuffle_forward(out.data, x.data, maskToken.data, ids, Int64(B), Int64(S), Int64(L), Int64(K), Int64(D))
         return out.recorded("unshuffled", [x, maskToken]) { g in

@@ -25,7 +25,7 @@ extension Tensor {
                      "linear: input \(x.shape) does not match weight \(weight.shape) ([out, in])")
         let O = weight.shape[0], I = weight.shape[1], R = x.count / max(I, 1)
         if let bias { precondition(bias.shape == [O], "linear: bias \(bias.shape) for weight \(weight.shape)") }
-        let out = Tensor(zeros: Array(x.shape.dropLast()) + [O])
+        let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [O])
         ck_sgemm(0, 1, Int64(R), Int64(O), Int64(I), 1, x.data, Int64(I), weight.data, Int64(I), 0, out.data, Int64(O))
         if let bias { ck_bias_add_forward(out.data, out.data, bias.data, Int64(R), Int64(O)) }
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
@@ -43,7 +43,7 @@ extension Tensor {
         let O = weight.shape[0], I = weight.shape[1], R = x.count / max(I, 1)
         if let bias { precondition(bias.shape == [O], "linearGELU: bias \(bias.shape) for weight \(weight.shape)") }
         let outShape = Array(x.shape.dropLast()) + [O]
-        let pre = Tensor(zeros: outShape), out = Tensor(zeros: outShape)
+        let pre = Tensor(uninitialized: outShape), out = Tensor(uninitialized: outShape)
         ck_sgemm(0, 1, Int64(R), Int64(O), Int64(I), 1, x.data, Int64(I), weight.data, Int64(I), 0, pre.data, Int64(O))
         ck_bias_gelu_forward(out.data, pre.data, bias?.data, Int64(R), Int64(O))
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
@@ -61,7 +61,7 @@ extension Tensor {
         if b.rank == 2 {
             precondition(a.rank >= 1 && a.shape.last == b.shape[0], "matmul: \(a.shape) · \(b.shape): inner dims differ")
             let K = b.shape[0], N = b.shape[1], M = a.count / max(K, 1)
-            let out = Tensor(zeros: Array(a.shape.dropLast()) + [N])
+            let out = Tensor(uninitialized: Array(a.shape.dropLast()) + [N])
             ck_sgemm(0, 0, Int64(M), Int64(N), Int64(K), 1, a.data, Int64(K), b.data, Int64(N), 0, out.data, Int64(N))
             return out.recorded("matmul", [a, b]) { g in
                 if a.requiresGrad { ck_sgemm(0, 1, Int64(M), Int64(K), Int64(N), 1, g, Int64(N), b.data, Int64(N), 1, a.gradData(), Int64(K)) }
@@ -71,7 +71,7 @@ extension Tensor {
         precondition(a.rank == 3 && b.rank == 3 && a.shape[0] == b.shape[0] && a.shape[2] == b.shape[1],
                      "matmul: \(a.shape) · \(b.shape): expected [..., M, K]·[K, N] or [B, M, K]·[B, K, N]")
         let Bt = a.shape[0], M = a.shape[1], K = a.shape[2], N = b.shape[2]
-        let out = Tensor(zeros: [Bt, M, N])
+        let out = Tensor(uninitialized: [Bt, M, N])
         for i in 0..<Bt {
             ck_sgemm(0, 0, Int64(M), Int64(N), Int64(K), 1, a.data + i * M * K, Int64(K), b.data + i * K * N, Int64(N),
                      0, out.data + i * M * N, Int64(N))

@@ -9,7 +9,7 @@ extension Tensor {
         let x = self, (R, C) = rowsAndColumns
         if let weight { precondition(weight.shape == [C], "layerNorm: weight \(weight.shape) for input \(shape)") }
         if let bias { precondition(bias.shape == [C], "layerNorm: bias \(bias.shape) for input \(shape)") }
-        let out = Tensor(zeros: shape), mean = Tensor(zeros: [R]), rstd = Tensor(zeros: [R])
+        let out = Tensor(uninitialized: shape), mean = Tensor(uninitialized: [R]), rstd = Tensor(uninitialized: [R])
         ck_layernorm_forward(out.data, mean.data, rstd.data, x.data, weight?.data, bias?.data, Int64(R), Int64(C), eps)
         let inputs = [x] + [weight, bias].compactMap { $0 }
         return out.recorded("layerNorm", inputs) { g in
@@ -32,7 +32,7 @@ extension Tensor {
         for t in [weight, bias, runningMean, runningVar].compactMap({ $0 }) {
             precondition(t.shape == [C], "batchNorm: parameter \(t.shape) for input \(shape)")
         }
-        let out = Tensor(zeros: shape), mean = Tensor(zeros: [C]), rstd = Tensor(zeros: [C])
+        let out = Tensor(uninitialized: shape), mean = Tensor(uninitialized: [C]), rstd = Tensor(uninitialized: [C])
         ck_batchnorm_forward(out.data, mean.data, rstd.data, runningMean?.data, runningVar?.data, x.data,
                              weight?.data, bias?.data, Int64(R), Int64(C), eps, momentum, training ? 1 : 0)
         let inputs = [x] + [weight, bias].compactMap { $0 }
@@ -47,7 +47,7 @@ extension Tensor {
     /// Exact-erf GELU (`torch.nn.GELU()`). Backward reads the input.
     public func gelu() -> Tensor {
         let x = self
-        let out = Tensor(zeros: shape)
+        let out = Tensor(uninitialized: shape)
         ck_gelu_forward(out.data, x.data, Int64(count))
         return out.recorded("gelu", [x]) { g in ck_gelu_backward(x.gradData(), g, x.data, Int64(x.count)) }
     }
@@ -55,7 +55,7 @@ extension Tensor {
     /// Rows scaled to unit L2 norm: `x / max(‖x‖, eps)` (`F.normalize`). Backward reads the output.
     public func l2Normalized(eps: Float = 1e-12) -> Tensor {
         let x = self, (R, C) = rowsAndColumns
-        let out = Tensor(zeros: shape), norm = Tensor(zeros: [R])
+        let out = Tensor(uninitialized: shape), norm = Tensor(uninitialized: [R])
         ck_l2norm_forward(out.data, norm.data, x.data, Int64(R), Int64(C), eps)
         return out.recorded("l2Normalized", [x]) { g in
             ck_l2norm_backward(x.gradData(), g, out.data, norm.data, Int64(R), Int64(C), eps)
@@ -67,7 +67,7 @@ extension Tensor {
     public func standardizedRows(eps: Float = 1e-6) -> Tensor {
         let x = self, (R, C) = rowsAndColumns
         precondition(C >= 2, "standardizedRows: needs at least 2 columns, got \(shape)")
-        let out = Tensor(zeros: shape), mean = Tensor(zeros: [R]), rstd = Tensor(zeros: [R])
+        let out = Tensor(uninitialized: shape), mean = Tensor(uninitialized: [R]), rstd = Tensor(uninitialized: [R])
         ck_standardize_forward(out.data, mean.data, rstd.data, x.data, Int64(R), Int64(C), eps)
         return out.recorded("standardizedRows", [x]) { g in
             ck_standardize_backward(x.gradData(), g, out.data, rstd.data, Int64(R), Int64(C))

@@ -8,7 +8,7 @@ extension Tensor {
                      "patchify: images \(shape) are not [B, C, H, W] with H and W divisible by patch size \(p)")
         let x = self
         let B = shape[0], C = shape[1], Hh = shape[2], Ww = shape[3]
-        let out = Tensor(zeros: [B, (Hh / p) * (Ww / p), p * p * C])
+        let out = Tensor(uninitialized: [B, (Hh / p) * (Ww / p), p * p * C])
         ck_patchify_forward(out.data, x.data, Int64(B), Int64(C), Int64(Hh), Int64(Ww), Int64(p))
         return out.recorded("patchify", [x]) { g in
             ck_patchify_backward(x.gradData(), g, Int64(B), Int64(C), Int64(Hh), Int64(Ww), Int64(p))
@@ -22,7 +22,7 @@ extension Tensor {
                      "unpatchify: patches \(shape) do not match \(C)×\(Hh)×\(Ww) images with patch size \(p)")
         let x = self
         let B = shape[0]
-        let out = Tensor(zeros: [B, C, Hh, Ww])
+        let out = Tensor(uninitialized: [B, C, Hh, Ww])
         ck_unpatchify_forward(out.data, x.data, Int64(B), Int64(C), Int64(Hh), Int64(Ww), Int64(p))
         return out.recorded("unpatchify", [x]) { g in
             ck_unpatchify_backward(x.gradData(), g, Int64(B), Int64(C), Int64(Hh), Int64(Ww), Int64(p))

@@ -16,7 +16,7 @@ extension Tensor {
         let O = shape[..<a].reduce(1, *), A = shape[a], I = shape[(a + 1)...].reduce(1, *)
         var outShape = shape
         if keepDims { outShape[a] = 1 } else { outShape.remove(at: a) }
-        let out = Tensor(zeros: outShape)
+        let out = Tensor(uninitialized: outShape)
         ck_sum_axis_forward(out.data, x.data, Int64(O), Int64(A), Int64(I))
         return out.recorded("sum", [x]) { g in
             ck_sum_axis_backward(x.gradData(), g, Int64(O), Int64(A), Int64(I))

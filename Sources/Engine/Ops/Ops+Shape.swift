@@ -31,7 +31,7 @@ extension Tensor {
             let out = Tensor(storage: storage, offset: offset + start * I, shape: outShape)
             return out.recorded("narrow", [x]) { g in ck_axpy(x.gradData() + start * I, 1, g, Int64(length * I)) }
         }
-        let out = Tensor(zeros: outShape)
+        let out = Tensor(uninitialized: outShape)
         ck_copy_rows(out.data, Int64(length * I), x.data + start * I, Int64(shape[a] * I), Int64(O), Int64(length * I), 0)
         return out.recorded("narrow", [x]) { g in
             ck_copy_rows(x.gradData() + start * I, Int64(x.shape[a] * I), g, Int64(length * I), Int64(O), Int64(length * I), 1)
@@ -56,7 +56,7 @@ extension Tensor {
         let M = shape[rank - 2], N = shape[rank - 1], Bt = count / max(M * N, 1)
         var s = shape
         s.swapAt(rank - 2, rank - 1)
-        let out = Tensor(zeros: s)
+        let out = Tensor(uninitialized: s)
         ck_transpose(out.data, x.data, Int64(Bt), Int64(M), Int64(N), 0)
         return out.recorded("transpose", [x]) { g in
             ck_transpose(x.gradData(), g, Int64(Bt), Int64(N), Int64(M), 1)
@@ -77,7 +77,7 @@ public func concat(_ tensors: [Tensor], axis: Int) -> Tensor {
     let total = tensors.map { $0.shape[a] }.reduce(0, +)
     var outShape = first.shape
     outShape[a] = total
-    let out = Tensor(zeros: outShape)
+    let out = Tensor(uninitialized: outShape)
     var starts: [Int] = []
     var pos = 0
     for t in tensors {

@@ -11,7 +11,7 @@ extension Tensor {
     /// Softmax over the last axis. Backward reads the output.
     public func softmax() -> Tensor {
         let x = self, (R, C) = rowsAndColumns
-        let out = Tensor(zeros: shape)
+        let out = Tensor(uninitialized: shape)
         ck_softmax_forward(out.data, x.data, Int64(R), Int64(C))
         return out.recorded("softmax", [x]) { g in ck_softmax_backward(x.gradData(), g, out.data, Int64(R), Int64(C)) }
     }
@@ -19,7 +19,7 @@ extension Tensor {
     /// Log-softmax over the last axis. Backward reads the output.
     public func logSoftmax() -> Tensor {
         let x = self, (R, C) = rowsAndColumns
-        let out = Tensor(zeros: shape)
+        let out = Tensor(uninitialized: shape)
         ck_log_softmax_forward(out.data, x.data, Int64(R), Int64(C))
         return out.recorded("logSoftmax", [x]) { g in ck_log_softmax_backward(x.gradData(), g, out.data, Int64(R), Int64(C)) }
     }
@@ -31,7 +31,7 @@ extension Tensor {
 public func crossEntropy(logits: Tensor, target: Tensor) -> Tensor {
     precondition(logits.shape == target.shape, "crossEntropy: logits \(logits.shape) and target \(target.shape) differ")
     let (R, C) = logits.rowsAndColumns
-    let out = Tensor(zeros: Array(logits.shape.dropLast()))
+    let out = Tensor(uninitialized: Array(logits.shape.dropLast()))
     ck_cross_entropy_forward(out.data, logits.data, target.data, Int64(R), Int64(C))
     return out.recorded("crossEntropy", [logits, target]) { g in
         ck_cross_entropy_backward(logits.requiresGrad ? logits.gradData() : nil,
