@@ -6,6 +6,8 @@
 //   CKernels     hand-written C kernels, forward and backward side by side (internal target).
 //   TesseraEngine  Swift tensors, reverse-mode autograd, modules, optimizers (Sources/Engine).
 //   TesseraModels  the shared ViT and the pretraining methods (Sources/Models).
+//   tessera      the command-line tool (Sources/CLI).
+// System libraries: OpenBLAS, LLVM's OpenMP runtime, zlib, libpng and libjpeg-turbo (Debian -dev packages).
 //
 // OpenMP: the C kernels are built with clang's -fopenmp and linked against Debian's LLVM runtime
 // (libomp-dev installs it as libomp5.so; `-lomp` is not on the default search path there). Set
@@ -22,7 +24,12 @@ let package = Package(
     products: [
         .library(name: "TesseraEngine", targets: ["TesseraEngine"]),
         .library(name: "TesseraModels", targets: ["TesseraModels"]),
+        .executable(name: "tessera", targets: ["tessera"]),
         .executable(name: "tessera-bench", targets: ["TesseraBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -39,17 +46,26 @@ let package = Package(
             cSettings: [
                 .unsafeFlags(openMPCFlags + ["-O3", "-Wall", "-Wno-unknown-pragmas", "-mprefer-vector-width=512"]),
             ],
-            linkerSettings: openMPLink + [.linkedLibrary("m")]
+            linkerSettings: openMPLink + [.linkedLibrary("m"), .linkedLibrary("z"), .linkedLibrary("png16"),
+                                          .linkedLibrary("jpeg")]
         ),
         .target(
             name: "TesseraEngine",
-            dependencies: ["CKernels"],
+            dependencies: ["CKernels", .product(name: "Logging", package: "swift-log")],
             path: "Sources/Engine"
         ),
         .target(
             name: "TesseraModels",
-            dependencies: ["TesseraEngine"],
+            dependencies: ["TesseraEngine", .product(name: "Logging", package: "swift-log")],
             path: "Sources/Models"
+        ),
+        // The command-line tool: pretrain, eval, embed, reconstruct, inspect, export, bench.
+        .executableTarget(
+            name: "tessera",
+            dependencies: ["TesseraEngine", "TesseraModels", "CKernels",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log")],
+            path: "Sources/CLI"
         ),
         .executableTarget(
             name: "TesseraBench",
@@ -76,12 +92,14 @@ let package = Package(
         .testTarget(
             name: "EngineTests",
             dependencies: ["TesseraEngine", "CKernels", "TestSupport"],
-            path: "Tests/EngineTests"
+            path: "Tests/EngineTests",
+            resources: [.copy("Corpus")]
         ),
         .testTarget(
             name: "ModelsTests",
             dependencies: ["TesseraModels", "TesseraEngine", "TestSupport"],
-            path: "Tests/ModelsTests"
+            path: "Tests/ModelsTests",
+            resources: [.copy("Fixtures")]
         ),
     ]
 )

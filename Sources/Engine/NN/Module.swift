@@ -39,10 +39,20 @@ open class Module {
         return module
     }
 
+    /// Registers a child whose tensors appear at this module's level, without a name prefix (MAE's
+    /// encoder tensors are top-level names: `cls_token`, `blocks.0…`, next to `decoder_blocks.0…`).
+    @discardableResult
+    public func registerInline<M: Module>(_ module: M) -> M {
+        children.append(("", module))
+        return module
+    }
+
+    private static func childPrefix(_ prefix: String, _ name: String) -> String { name.isEmpty ? prefix : prefix + name + "." }
+
     /// Every parameter with its dotted name, trainable or frozen.
     public func namedParameters(prefix: String = "") -> [(name: String, tensor: Tensor)] {
         var out = ownParameters.map { (prefix + $0.name, $0.tensor) }
-        for (n, m) in children { out += m.namedParameters(prefix: prefix + n + ".") }
+        for (n, m) in children { out += m.namedParameters(prefix: Module.childPrefix(prefix, n)) }
         return out
     }
 
@@ -54,7 +64,7 @@ open class Module {
     /// Parameters and buffers in PyTorch `state_dict` order.
     public func stateDict(prefix: String = "") -> [(name: String, tensor: Tensor)] {
         var out = ownParameters.map { (prefix + $0.name, $0.tensor) } + ownBuffers.map { (prefix + $0.name, $0.tensor) }
-        for (n, m) in children { out += m.stateDict(prefix: prefix + n + ".") }
+        for (n, m) in children { out += m.stateDict(prefix: Module.childPrefix(prefix, n)) }
         return out
     }
 

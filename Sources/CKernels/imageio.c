@@ -1,0 +1,164 @@
+// gzip, PNG and JPEG decoding (zlib, libpng, libjpeg-turbo) and PNG encoding for the data pipeline.
+// Everything reads from memory; every failure is a return code, including libjpeg's fatal errors
+// (caught with setjmp) and libpng's (its simplified API reports them in png_image.message).
+#include <stdio.h>
+#include <setjmp.h>
+#include <string.h>
+#include <zlib.h>
+#include <png.h>
+#include <jpeglib.h>
+#include "ck_imageio.h"
+
+int ck_gunzip(uint8_t *dst, size_t cap, size_t *out_len, const uint8_t *src, size_t n) {
+    *out_len = 0;
+    if (n < 18 || src[0] != 0x1f || src[1] != 0x8b) return CK_IO_CORRUPT;
+    size_t used = 0, produced = 0;
+    while (used < n) {
+        z_stream zs;
+        memset(&zs, 0, sizeof zs);
+        if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return CK_IO_CORRUPT;
+        int rc = Z_OK;
+        zs.next_in = (Bytef *)(src + used);
+        zs.next_out = dst + produced;
+        zs.avail_out = 0;
+        size_t in_left = n - used, out_left = cap - produced;
+        while (rc == Z_OK) {
+            if (zs.avail_in == 0) {   // feed in chunks: avail_in is 32-bit
+                uInt chunk = in_left > 0x40000000u ? 0x40000000u : (uInt)in_left;
+                zs.avail_in = chunk; in_left -= chunk;
+            }
+            if (zs.avail_out == 0) {
+                uInt chunk = out_left > 0x40000000u ? 0x40000000u : (uInt)out_left;
+                zs.avail_out = chunk; out_left -= chunk;
+            }
+            uInt before_in = zs.avail_in, before_out = zs.avail_out;
+            rc = inflate(&zs, Z_NO_FLUSH);
+            if (rc == Z_BUF_ERROR || (rc == Z_OK && zs.avail_in == before_in && zs.avail_out == before_out)) {
+                int truncated = zs.avail_in == 0 && in_left == 0;
+                int full = zs.avail_out == 0 && out_left == 0;
+                inflateEnd(&zs);
+                return full ? CK_IO_TOO_LARGE : (truncated ? CK_IO_TRUNCATED : CK_IO_CORRUPT);
+            }
+        }
+        size_t consumed = (size_t)zs.total_in, written = (size_t)zs.total_out;
+        inflateEnd(&zs);
+        if (rc != Z_STREAM_END) return rc == Z_DATA_ERROR ? CK_IO_CORRUPT : CK_IO_TRUNCATED;
+        used += consumed;
+        produced += written;
+        // Another member follows only if it starts with the gzip magic; trailing zeros are tolerated.
+        if (used + 2 <= n && src[used] == 0x1f && src[used + 1] == 0x8b) continue;
+        break;
+    }
+    *out_len = produced;
+    return CK_IO_OK;
+}
+
+int ck_image_kind(const uint8_t *src, size_t n) {
+    static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
+    if (n >= 8 && memcmp(src, png_magic, 8) == 0) return 1;
+    if (n >= 3 && src[0] == 0xff && src[1] == 0xd8 && src[2] == 0xff) return 2;
+    return 0;
+}
+
+// ---- JPEG: libjpeg reports fatal errors through error_exit, which must not return.
+struct jpeg_guard { struct jpeg_error_mgr mgr; jmp_buf jump; };
+static void jpeg_fail(j_common_ptr cinfo) { longjmp(((struct jpeg_guard *)cinfo->err)->jump, 1); }
+static void jpeg_quiet(j_common_ptr cinfo, int level) { (void)cinfo; (void)level; }
+
+static int jpeg_run(uint8_t *dst, const uint8_t *src, size_t n, int64_t *w, int64_t *h, int64_t *ch,
+                    int64_t want_channels, int64_t max_pixels) {
+    struct jpeg_decompress_struct cinfo;
+    struct jpeg_guard guard;
+    cinfo.err = jpeg_std_error(&guard.mgr);
+    guard.mgr.error_exit = jpeg_fail;
+    guard.mgr.emit_message = jpeg_quiet;
+    if (setjmp(guard.jump)) { jpeg_destroy_decompress(&cinfo); return CK_IO_CORRUPT; }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, src, (unsigned long)n);
+    if (jpeg_read_header(&cinfo, TRUE) != JPEG_HEADER_OK) { jpeg_destroy_decompress(&cinfo); return CK_IO_CORRUPT; }
+    if (!dst) {
+        *w = cinfo.image_width; *h = cinfo.image_height; *ch = cinfo.num_components;
+        jpeg_destroy_decompress(&cinfo);
+        return CK_IO_OK;
+    }
+    if ((int64_t)cinfo.image_width * (int64_t)cinfo.image_height > max_pixels) {
+        jpeg_destroy_decompress(&cinfo); return CK_IO_TOO_LARGE;
+    }
+    if ((int64_t)cinfo.image_width != *w || (int64_t)cinfo.image_height != *h) {
+        jpeg_destroy_decompress(&cinfo); return CK_IO_SIZE_MISMATCH;
+    }
+    cinfo.out_color_space = want_channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_start_decompress(&cinfo);
+    if (cinfo.output_components != want_channels) { jpeg_destroy_decompress(&cinfo); return CK_IO_UNSUPPORTED; }
+    const size_t stride = (size_t)cinfo.output_width * (size_t)want_channels;
+    while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW row = dst + (size_t)cinfo.output_scanline * stride;
+        if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) { jpeg_destroy_decompress(&cinfo); return CK_IO_TRUNCATED; }
+    }
+    // A truncated file makes libjpeg pad with grey and warn; treat that warning as an error.
+    int damaged = guard.mgr.num_warnings > 0;
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    return damaged ? CK_IO_TRUNCATED : CK_IO_OK;
+}
+
+int ck_image_info(const uint8_t *src, size_t n, int64_t *width, int64_t *height, int64_t *channels) {
+    int kind = ck_image_kind(src, n);
+    if (kind == 1) {
+        png_image img;
+        memset(&img, 0, sizeof img);
+        img.version = PNG_IMAGE_VERSION;
+        if (!png_image_begin_read_from_memory(&img, src, n)) { png_image_free(&img); return CK_IO_CORRUPT; }
+        *width = img.width; *height = img.height;
+        *channels = (int64_t)PNG_IMAGE_SAMPLE_CHANNELS(img.format);
+        png_image_free(&img);
+        return CK_IO_OK;
+    }
+    if (kind == 2) return jpeg_run(NULL, src, n, width, height, channels, 0, 0);
+    return CK_IO_UNSUPPORTED;
+}
+
+int ck_image_decode(uint8_t *dst, const uint8_t *src, size_t n, int64_t width, int64_t height, int64_t channels,
+                    int64_t max_pixels) {
+    if (channels != 1 && channels != 3) return CK_IO_UNSUPPORTED;
+    if (width <= 0 || height <= 0) return CK_IO_CORRUPT;
+    if (width * height > max_pixels) return CK_IO_TOO_LARGE;
+    int kind = ck_image_kind(src, n);
+    if (kind == 1) {
+        png_image img;
+        memset(&img, 0, sizeof img);
+        img.version = PNG_IMAGE_VERSION;
+        if (!png_image_begin_read_from_memory(&img, src, n)) { png_image_free(&img); return CK_IO_CORRUPT; }
+        if ((int64_t)img.width != width || (int64_t)img.height != height) { png_image_free(&img); return CK_IO_SIZE_MISMATCH; }
+        img.format = channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+        // Alpha is composited onto black by the simplified API when the output has no alpha channel.
+        if (!png_image_finish_read(&img, NULL, dst, (png_int_32)(width * channels), NULL)) {
+            png_image_free(&img);
+            return CK_IO_CORRUPT;
+        }
+        png_image_free(&img);
+        return CK_IO_OK;
+    }
+    if (kind == 2) {
+        int64_t w = width, h = height, c = channels;
+        return jpeg_run(dst, src, n, &w, &h, &c, channels, max_pixels);
+    }
+    return CK_IO_UNSUPPORTED;
+}
+
+int ck_png_encode(uint8_t *dst, size_t cap, size_t *out_len, const uint8_t *pixels, int64_t width, int64_t height,
+                  int64_t channels) {
+    if ((channels != 1 && channels != 3) || width <= 0 || height <= 0) return CK_IO_UNSUPPORTED;
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    img.width = (png_uint_32)width;
+    img.height = (png_uint_32)height;
+    img.format = channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+    png_alloc_size_t size = dst ? cap : 0;
+    int ok = png_image_write_to_memory(&img, dst, &size, 0, pixels, (png_int_32)(width * channels), NULL);
+    png_image_free(&img);
+    *out_len = (size_t)size;
+    if (!ok) return dst && size > cap ? CK_IO_TOO_LARGE : CK_IO_CORRUPT;
+    return CK_IO_OK;
+}

@@ -1,0 +1,103 @@
+import CKernels
+import Foundation
+
+/// Where one view was cut from its source image: the crop box in source pixels and the flip.
+/// SIM needs these to relate two views of the same image.
+public struct CropView: Sendable, Equatable, Codable {
+    public var top: Float, left: Float, height: Float, width: Float
+    public var flipped: Bool
+    public var sourceHeight: Int, sourceWidth: Int
+}
+
+/// Resampling filter of a crop-resize.
+public enum Interpolation: String, Codable, Sendable, CaseIterable {
+    case bilinear, bicubic
+    var code: Int32 { self == .bicubic ? Int32(CK_INTERP_BICUBIC) : Int32(CK_INTERP_BILINEAR) }
+}
+
+/// MAE's augmentation: `RandomResizedCrop(size, scale, ratio, interpolation)`, `RandomHorizontalFlip`,
+/// `Normalize(mean, std)`. With `random == false` it is the evaluation transform: the whole image
+/// resized to `size`, no flip.
+public struct Augmentation: Codable, Sendable, Equatable {
+    public var size: Int
+    public var scale: ClosedRange<Float> = 0.2...1
+    public var ratio: ClosedRange<Float> = 0.75...(4.0 / 3.0)
+    public var interpolation: Interpolation = .bicubic
+    public var flip = true
+    public var random = true
+    public var mean: [Float]
+    public var std: [Float]
+
+    public init(size: Int, mean: [Float], std: [Float], scale: ClosedRange<Float> = 0.2...1, ratio: ClosedRange<Float> = 0.75...(4.0 / 3.0),
+                interpolation: Interpolation = .bicubic, flip: Bool = true, random: Bool = true) {
+        self.size = size; self.mean = mean; self.std = std; self.scale = scale; self.ratio = ratio
+        self.interpolation = interpolation; self.flip = flip; self.random = random
+    }
+
+    /// The evaluation transform with the same size and normalization.
+    public var evaluation: Augmentation {
+        var a = self; a.random = false; a.flip = false; return a
+    }
+
+    /// torchvision's `RandomResizedCrop.get_params`: up to 10 draws of an area fraction in `scale` and
+    /// a log-uniform aspect ratio in `ratio`; if none fits, the centre crop clamped to `ratio`.
+    public func sampleCrop(height H: Int, width W: Int, rng: inout TesseraRNG) -> (top: Int, left: Int, height: Int, width: Int) {
+        let area = Float(H * W)
+        let logLo = Foundation.log(ratio.lowerBound), logHi = Foundation.log(ratio.upperBound)
+        for _ in 0..<10 {
+            let target = area * rng.uniform(scale.lowerBound, scale.upperBound)
+            let aspect = Foundation.exp(rng.uniform(logLo, logHi))
+            let w = Int((target * aspect).squareRoot().rounded())
+            let h = Int((target / aspect).squareRoot().rounded())
+            if w > 0 && w <= W && h > 0 && h <= H {
+                let top = rng.int(below: H - h + 1), left = rng.int(below: W - w + 1)
+                return (top, left, h, w)
+            }
+        }
+        let inRatio = Float(W) / Float(H)
+        var w = W, h = H
+        if inRatio < ratio.lowerBound { w = W; h = Int((Float(w) / ratio.lowerBound).rounded()) }
+        else if inRatio > ratio.upperBound { h = H; w = Int((Float(h) * ratio.upperBound).rounded()) }
+        return ((H - h) / 2, (W - w) / 2, h, w)
+    }
+
+    /// Draws one view of an image of the given size: crop box and flip.
+    public func sampleView(height H: Int, width W: Int, rng: inout TesseraRNG) -> CropView {
+        guard random else { return CropView(top: 0, left: 0, height: Float(H), width: Float(W), flipped: false, sourceHeight: H, sourceWidth: W) }
+        let c = sampleCrop(height: H, width: W, rng: &rng)
+        let f = flip && rng.uniform() < 0.5
+        return CropView(top: Float(c.top), left: Float(c.left), height: Float(c.height), width: Float(c.width), flipped: f,
+                        sourceHeight: H, sourceWidth: W)
+    }
+
+    /// Renders `views[k]` of image `indices[k]` into a `[B, C, size, size]` tensor (C kernel, parallel
+    /// over images when `threads` is 0 or more than 1).
+    public func render(_ set: ImageSet, indices: [Int], views: [CropView], threads: Int = 0) -> Tensor {
+        precondition(indices.count == views.count, "Augmentation.render: \(indices.count) images, \(views.count) views")
+        precondition(mean.count == set.channels && std.count == set.channels,
+                     "Augmentation.render: normalization has \(mean.count) channels, images have \(set.channels)")
+        let B = indices.count, C = set.channels, S = size
+        let out = Tensor(uninitialized: [B, C, S, S])
+        let heights = indices.map { Int64(set.heights[$0]) }, widths = indices.map { Int64(set.widths[$0]) }
+        var boxes = [Float](), flips = [UInt8]()
+        for v in views { boxes += [v.top, v.left, v.height, v.width]; flips.append(v.flipped ? 1 : 0) }
+        let workers = threads > 0 ? threads : Runtime.threads
+        let scratchCount = Int(ck_crop_resize_scratch_floats(heights.max() ?? 1, widths.max() ?? 1, Int64(S), Int64(C), Int64(workers)))
+        var scratch = [Float](repeating: 0, count: scratchCount + 16)
+        set.pixels.withUnsafeBufferPointer { px in
+            var ptrs = indices.map { Optional(px.baseAddress! + set.offsets[$0]) }
+            scratch.withUnsafeMutableBufferPointer { sp in
+                // 64-byte align the scratch start (the kernel stores int64 tables at the front).
+                let base = UnsafeMutableRawPointer(sp.baseAddress!)
+                let aligned = (Int(bitPattern: base) + 63) & ~63
+                let p = UnsafeMutablePointer<Float>(bitPattern: aligned)!
+                let rc = ptrs.withUnsafeMutableBufferPointer { pp in
+                    ck_crop_resize_batch(out.data, pp.baseAddress, heights, widths, boxes, flips, Int64(B), Int64(C), Int64(S),
+                                         interpolation.code, mean, std, p, Int64(scratchCount), Int32(threads))
+                }
+                precondition(rc == 0, "Augmentation.render: scratch too small")
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// File reading and atomic writing with one-line errors.
+public enum FileIO {
+    /// An I/O failure, described in one line that names the path.
+    public struct Error: Swift.Error, CustomStringConvertible {
+        public let message: String
+        public init(message: String) { self.message = message }
+        public var description: String { message }
+    }
+
+    /// Reads a whole file, refusing files larger than `limit` bytes.
+    public static func readAll(_ path: String, limit: Int = 1 << 34) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Error(message: "\(path): cannot open (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw Error(message: "\(path): cannot stat (\(String(cString: strerror(errno))))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw Error(message: "\(path): not a regular file") }
+        let size = Int(st.st_size)
+        guard size <= limit else { throw Error(message: "\(path): \(size) bytes exceeds the \(limit)-byte limit") }
+        var out = [UInt8](repeating: 0, count: size)
+        var done = 0
+        while done < size {
+            let r = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, size - done) }
+            if r < 0 && errno == EINTR { continue }
+            guard r > 0 else { throw Error(message: "\(path): read failed after \(done) of \(size) bytes") }
+            done += r
+        }
+        return out
+    }
+
+    /// Writes `bytes` to `path` so that a crash at any moment leaves either the old file or the new
+    /// one: write a temporary file in the same directory, fsync it, rename it over `path`, fsync the
+    /// directory. The temporary file is removed on failure.
+    public static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw Error(message: "\(path): cannot write (\(String(cString: strerror(errno)))); check that \(dir) exists and is writable") }
+        var ok = false
+        defer { if !ok { unlink(tmp) } }
+        var done = 0
+        while done < bytes.count {
+            let r = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, bytes.count - done) }
+            if r < 0 && errno == EINTR { continue }
+            guard r > 0 else {
+                let msg = String(cString: strerror(errno))
+                close(fd)
+                throw Error(message: "\(path): write failed (\(msg))")
+            }
+            done += r
+        }
+        guard fsync(fd) == 0 else { close(fd); throw Error(message: "\(path): fsync failed (\(String(cString: strerror(errno))))") }
+        close(fd)
+        guard rename(tmp, path) == 0 else { throw Error(message: "\(path): rename failed (\(String(cString: strerror(errno))))") }
+        ok = true
+        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+
+    /// Writes text atomically.
+    public static func writeAtomically(_ text: String, to path: String) throws {
+        try writeAtomically(Array(text.utf8), to: path)
+    }
+
+    /// Appends a line to a file (metrics logs), creating it if needed.
+    public static func appendLine(_ line: String, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw Error(message: "\(path): cannot append (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        let bytes = Array((line + "\n").utf8)
+        guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress!, bytes.count) }) == bytes.count else {
+            throw Error(message: "\(path): append failed (\(String(cString: strerror(errno))))")
+        }
+    }
+
+    /// Creates a directory (and parents) or fails with a one-line error.
+    public static func makeDirectory(_ path: String) throws {
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+            throw Error(message: "\(path): cannot create directory (\(error.localizedDescription)); choose a writable location")
+        }
+        guard access(path, W_OK) == 0 else { throw Error(message: "\(path): directory is not writable; choose a writable location") }
+    }
+}

@@ -1,0 +1,118 @@
+import TesseraEngine
+
+/// Sizes and options of a masked autoencoder (He et al., 2022).
+public struct MAEConfig: Codable, Equatable, Sendable {
+    public var encoder: ViTConfig
+    public var decoderDim: Int
+    public var decoderDepth: Int
+    public var decoderHeads: Int
+    /// Fraction of patches removed (0.75: the encoder sees 25%).
+    public var maskRatio: Float = 0.75
+    /// Per-patch standardized pixel targets (unbiased variance, eps 1e-6).
+    public var normPixLoss = true
+
+    public init(encoder: ViTConfig, decoderDim: Int, decoderDepth: Int, decoderHeads: Int, maskRatio: Float = 0.75,
+                normPixLoss: Bool = true) {
+        self.encoder = encoder; self.decoderDim = decoderDim; self.decoderDepth = decoderDepth
+        self.decoderHeads = decoderHeads; self.maskRatio = maskRatio; self.normPixLoss = normPixLoss
+    }
+
+    /// Named sizes: `vit-tiny` (192/12/3, decoder 128/2/4, RC-MAE's tiny), `vit-small` (384/12/6,
+    /// decoder 256/4/8), `vit-base` (768/12/12, decoder 512/8/16). Patch 16 on 224×224×3 unless
+    /// overridden afterwards.
+    public static func named(_ name: String) -> MAEConfig? {
+        switch name {
+        case "vit-tiny": return MAEConfig(encoder: ViTConfig(dim: 192, depth: 12, heads: 3), decoderDim: 128, decoderDepth: 2, decoderHeads: 4)
+        case "vit-small": return MAEConfig(encoder: ViTConfig(dim: 384, depth: 12, heads: 6), decoderDim: 256, decoderDepth: 4, decoderHeads: 8)
+        case "vit-base": return MAEConfig(encoder: ViTConfig(dim: 768, depth: 12, heads: 12), decoderDim: 512, decoderDepth: 8, decoderHeads: 16)
+        default: return nil
+        }
+    }
+    public static let names = ["vit-tiny", "vit-small", "vit-base"]
+
+    /// Patches kept per image: `Int(L · (1 − ratio))` as the official code.
+    public var keptPatches: Int { Int(Float(encoder.patches) * (1 - maskRatio)) }
+}
+
+/// The official `MaskedAutoencoderViT`: a ViT encoder on the visible patches, a light decoder that
+/// re-inserts a shared mask token at the removed positions, and a per-patch pixel regression loss
+/// on the removed patches only.
+///
+/// Tensor names and shapes are the official state_dict's (`cls_token`, `pos_embed`, `mask_token`,
+/// `decoder_pos_embed`, `patch_embed.proj.weight [D, C, p, p]`, `blocks.i.…`, `norm.…`,
+/// `decoder_embed.…`, `decoder_blocks.j.…`, `decoder_norm.…`, `decoder_pred.…`).
+public final class MaskedAutoencoder: Module {
+    public let config: MAEConfig
+    public let encoder: ViTEncoder
+    public let maskToken: Tensor
+    public let decoderPosEmbed: Tensor
+    public let decoderEmbed: Linear
+    public let decoderBlocks: [Block]
+    public let decoderNorm: LayerNorm
+    public let decoderPred: Linear
+
+    public init(_ config: MAEConfig, rng: inout TesseraRNG) {
+        let e = config.encoder
+        precondition(config.maskRatio >= 0 && config.maskRatio < 1, "MAE: mask ratio must be in [0, 1)")
+        self.config = config
+        encoder = ViTEncoder(e, rng: &rng)
+        maskToken = Tensor.randn([1, 1, config.decoderDim], std: 0.02, rng: &rng, requiresGrad: true)
+        decoderPosEmbed = sinCosPositionalEmbedding(dim: config.decoderDim, gridHeight: e.grid, gridWidth: e.grid)
+        decoderEmbed = Linear(e.dim, config.decoderDim, rng: &rng)
+        decoderBlocks = (0..<config.decoderDepth).map { _ in
+            Block(config.decoderDim, heads: config.decoderHeads, mlpRatio: e.mlpRatio, eps: e.layerNormEps, rng: &rng)
+        }
+        decoderNorm = LayerNorm(config.decoderDim, eps: e.layerNormEps)
+        decoderPred = Linear(config.decoderDim, e.patchSize * e.patchSize * e.channels, rng: &rng)
+        super.init()
+        registerInline(encoder)
+        register("mask_token", maskToken)
+        register("decoder_pos_embed", decoderPosEmbed)
+        register("decoder_embed", decoderEmbed)
+        for (j, b) in decoderBlocks.enumerated() { register("decoder_blocks.\(j)", b) }
+        register("decoder_norm", decoderNorm)
+        register("decoder_pred", decoderPred)
+    }
+
+    /// A fresh random masking for a batch of `B` images (per-sample uniform noise, argsort).
+    public func randomMask(batch B: Int, rng: inout TesseraRNG) -> MaskIndices {
+        MaskIndices.random(batch: B, patches: config.encoder.patches, maskRatio: config.maskRatio, rng: &rng)
+    }
+
+    /// Encoder on the visible patches: `[B, C, H, W] → [B, 1 + K, D]`.
+    public func encode(_ images: Tensor, mask: MaskIndices) -> Tensor { encoder(images, mask: mask) }
+
+    /// Decoder: latent `[B, 1 + K, D]` → predicted patches `[B, L, p·p·C]` for every position.
+    public func decode(_ latent: Tensor, mask: MaskIndices) -> Tensor {
+        let L = config.encoder.patches
+        var x = decoderEmbed(latent).unshuffled(mask, maskToken: maskToken) + decoderPosEmbed
+        for block in decoderBlocks { x = block(x) }
+        return decoderPred(decoderNorm(x)).narrow(axis: 1, start: 1, length: L)
+    }
+
+    /// The regression target: patchified images, standardized per patch when `normPixLoss`.
+    public func target(_ images: Tensor) -> Tensor {
+        withNoGrad {
+            let t = images.patchify(patchSize: config.encoder.patchSize)
+            return config.normPixLoss ? t.standardizedRows(eps: 1e-6) : t
+        }
+    }
+
+    /// Per-patch MSE averaged over the removed patches: `Σ mask·mean_k (pred − target)² / Σ mask`.
+    public static func maskedPatchMSE(_ pred: Tensor, _ target: Tensor, mask: MaskIndices) -> Tensor {
+        let d = pred - target
+        let perPatch = (d * d).mean(axis: 2)                         // [B, L]
+        let m = mask.maskTensor
+        let removed = Float(mask.batch * (mask.patches - mask.keep))
+        return (perPatch * m).sum() / removed
+    }
+
+    /// One forward pass: loss, predictions `[B, L, p·p·C]` and the masking used.
+    public func callAsFunction(_ images: Tensor, mask: MaskIndices) -> (loss: Tensor, pred: Tensor) {
+        let e = config.encoder
+        precondition(images.rank == 4 && images.shape[1] == e.channels && images.shape[2] == e.imageSize && images.shape[3] == e.imageSize,
+                     "MAE: images \(images.shape) do not match [B, \(e.channels), \(e.imageSize), \(e.imageSize)]")
+        let pred = decode(encode(images, mask: mask), mask: mask)
+        return (Self.maskedPatchMSE(pred, target(images), mask: mask), pred)
+    }
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Writes Tests/ModelsTests/Fixtures/mae_tiny.safetensors (developer-only; CI never runs it):
+a tiny MAE built by Tools/mae_reference.py (the official architecture), a batch of images, the masking
+noise, and PyTorch's loss, predictions and gradients for that batch, saved with the `safetensors`
+package. The Swift test loads the weights through Tessera's safetensors reader and compares.
+
+    /root/torchenv/bin/pip install torch numpy safetensors
+    /root/torchenv/bin/python Tools/make_model_fixtures.py
+"""
+import os
+import sys
+
+import torch
+from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(__file__))
+from mae_reference import MaskedAutoencoderViT  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "Tests", "ModelsTests", "Fixtures")
+torch.manual_seed(0)
+model = MaskedAutoencoderViT(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=2, num_heads=2,
+                             decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, norm_pix_loss=True)
+imgs = torch.randn(3, 1, 16, 16)
+noise = torch.rand(3, 16)
+loss, pred, mask = model(imgs, mask_ratio=0.75, noise=noise)
+loss.backward()
+tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+tensors["fixture.images"] = imgs
+tensors["fixture.noise"] = noise
+tensors["fixture.loss"] = loss.detach().reshape(1)
+tensors["fixture.pred"] = pred.detach().contiguous()
+tensors["fixture.mask"] = mask
+for name, p in model.named_parameters():
+    if p.grad is not None:
+        tensors["grad." + name] = p.grad.contiguous()
+# pixel-target loss too
+model.norm_pix_loss = False
+loss_pix, _, _ = model(imgs, mask_ratio=0.75, noise=noise)
+tensors["fixture.loss_pix"] = loss_pix.detach().reshape(1)
+os.makedirs(OUT, exist_ok=True)
+save_file(tensors, os.path.join(OUT, "mae_tiny.safetensors"), metadata={"format": "pt"})
+print("wrote mae_tiny.safetensors:", len(tensors), "tensors, loss", loss.item())
