@@ -1,0 +1,153 @@
+import Foundation
+
+/// Frozen features of a labeled image set: `count × dim` floats, row-major.
+public struct FeatureSet: Sendable {
+    public var values: [Float]
+    public var count: Int, dim: Int
+    public var labels: [Int]
+    public var classCount: Int
+
+    public init(values: [Float], count: Int, dim: Int, labels: [Int], classCount: Int) {
+        precondition(values.count == count * dim && labels.count == count, "FeatureSet: sizes do not match")
+        self.values = values; self.count = count; self.dim = dim; self.labels = labels; self.classCount = classCount
+    }
+
+    public var tensor: Tensor { Tensor(values, shape: [count, dim]) }
+
+    /// The rows at `indices`.
+    public func subset(_ indices: [Int]) -> FeatureSet {
+        var v: [Float] = []
+        v.reserveCapacity(indices.count * dim)
+        for i in indices { v += values[(i * dim)..<((i + 1) * dim)] }
+        return FeatureSet(values: v, count: indices.count, dim: dim, labels: indices.map { labels[$0] }, classCount: classCount)
+    }
+}
+
+/// Standard evaluations of frozen features: weighted kNN, a linear probe and few-shot logistic
+/// regression. All are deterministic for a given seed.
+public enum Probes {
+    /// DINO's weighted kNN: cosine similarity to every training feature, the `k` nearest vote with
+    /// weight `exp(sim / temperature)`. Returns top-1 accuracy on `test`.
+    public static func knn(train: FeatureSet, test: FeatureSet, k: Int = 20, temperature: Float = 0.07) -> Float {
+        precondition(train.dim == test.dim, "knn: feature sizes differ")
+        let k = min(k, train.count)
+        let trainN = train.tensor.l2Normalized()
+        let testN = test.tensor.l2Normalized()
+        let chunk = 512
+        var correct = 0
+        var start = 0
+        while start < test.count {
+            let n = min(chunk, test.count - start)
+            let sims = testN.narrow(axis: 0, start: start, length: n).linear(trainN)   // [n, Ntrain]
+            let s = sims.data
+            for r in 0..<n {
+                let row = s + r * train.count
+                // Top-k by a bounded insertion list (k is small).
+                var best: [(Float, Int)] = []
+                best.reserveCapacity(k + 1)
+                for j in 0..<train.count {
+                    let v = row[j]
+                    if best.count < k || v > best[best.count - 1].0 {
+                        var pos = best.count
+                        while pos > 0 && best[pos - 1].0 < v { pos -= 1 }
+                        best.insert((v, j), at: pos)
+                        if best.count > k { best.removeLast() }
+                    }
+                }
+                var votes = [Float](repeating: 0, count: train.classCount)
+                for (v, j) in best { votes[train.labels[j]] += Foundation.exp(v / temperature) }
+                let pred = votes.indices.max { votes[$0] < votes[$1] }!
+                if pred == test.labels[start + r] { correct += 1 }
+            }
+            start += n
+        }
+        return Float(correct) / Float(test.count)
+    }
+
+    /// Per-dimension mean and standard deviation of `f` (for standardizing probe inputs).
+    public static func statistics(_ f: FeatureSet) -> (mean: [Float], std: [Float]) {
+        var mean = [Double](repeating: 0, count: f.dim), sq = mean
+        for i in 0..<f.count { for d in 0..<f.dim { let v = Double(f.values[i * f.dim + d]); mean[d] += v; sq[d] += v * v } }
+        let n = Double(f.count)
+        let m = mean.map { $0 / n }
+        let s = zip(sq, m).map { (max($0 / n - $1 * $1, 0)).squareRoot() + 1e-6 }
+        return (m.map(Float.init), s.map(Float.init))
+    }
+
+    static func standardized(_ f: FeatureSet, _ st: (mean: [Float], std: [Float])) -> FeatureSet {
+        var v = f.values
+        for i in 0..<f.count { for d in 0..<f.dim { v[i * f.dim + d] = (v[i * f.dim + d] - st.mean[d]) / st.std[d] } }
+        return FeatureSet(values: v, count: f.count, dim: f.dim, labels: f.labels, classCount: f.classCount)
+    }
+
+    /// Multinomial logistic regression trained with AdamW on standardized features (the train set's
+    /// statistics), mini-batches of `batch` in a seeded order, cosine learning rate. Returns
+    /// (train accuracy, test accuracy).
+    public static func logisticRegression(train: FeatureSet, test: FeatureSet, epochs: Int, batch: Int, learningRate: Float,
+                                          weightDecay: Float, seed: UInt64, statisticsFrom: FeatureSet? = nil) -> (train: Float, test: Float) {
+        let st = statistics(statisticsFrom ?? train)
+        let tr = standardized(train, st), te = standardized(test, st)
+        var rng = TesseraRNG(seed: seed)
+        let head = Linear(train.dim, train.classCount, rng: &rng)
+        head.weight.fill(0)
+        let opt = AdamW(head.trainableParameters(), learningRate: learningRate, betas: (0.9, 0.999), weightDecay: weightDecay)
+        let steps = max(1, (tr.count + batch - 1) / batch)
+        let total = Double(epochs * steps)
+        var it = 0
+        for _ in 0..<epochs {
+            var order = Array(0..<tr.count)
+            for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.int(below: i + 1)) }
+            for s in 0..<steps {
+                let idx = Array(order[(s * batch)..<min((s + 1) * batch, tr.count)])
+                let b = tr.subset(idx)
+                opt.learningRate = Float(Schedule.cosine(progress: Double(it) / total, from: Double(learningRate), to: 0))
+                opt.zeroGrad()
+                crossEntropy(logits: head(b.tensor), labels: b.labels).backward()
+                opt.update()
+                it += 1
+            }
+        }
+        func accuracy(_ f: FeatureSet) -> Float {
+            let logits = withNoGrad { head(f.tensor) }
+            let l = logits.data
+            var correct = 0
+            for i in 0..<f.count {
+                var best = 0
+                for c in 1..<f.classCount where l[i * f.classCount + c] > l[i * f.classCount + best] { best = c }
+                if best == f.labels[i] { correct += 1 }
+            }
+            return Float(correct) / Float(max(f.count, 1))
+        }
+        return (accuracy(tr), accuracy(te))
+    }
+
+    /// Linear probe on cached features: logistic regression over the whole train set (standardized
+    /// features, AdamW lr 1e-3, batch 256, 30 epochs, no weight decay). Returns test accuracy.
+    public static func linearProbe(train: FeatureSet, test: FeatureSet, epochs: Int = 30, seed: UInt64 = 0) -> Float {
+        logisticRegression(train: train, test: test, epochs: epochs, batch: 256, learningRate: 1e-3, weightDecay: 0, seed: seed).test
+    }
+
+    /// Few-shot: `shots` labeled images per class drawn from `train` (seeded per split), logistic
+    /// regression on them (full batch, 300 steps, weight decay 0.05), evaluated on `test`.
+    /// Returns mean and standard deviation of the test accuracy over `splits` draws.
+    public static func fewShot(train: FeatureSet, test: FeatureSet, shots: Int, splits: Int = 3, seed: UInt64 = 0) -> (mean: Float, std: Float) {
+        var byClass = [[Int]](repeating: [], count: train.classCount)
+        for (i, l) in train.labels.enumerated() { byClass[l].append(i) }
+        var accs: [Float] = []
+        for split in 0..<splits {
+            var rng = TesseraRNG(seed: deriveSeed(seed, 7, UInt64(split)))
+            var pick: [Int] = []
+            for c in 0..<train.classCount {
+                var ids = byClass[c]
+                for i in 0..<min(shots, ids.count) { ids.swapAt(i, i + rng.int(below: ids.count - i)) }
+                pick += ids.prefix(shots)
+            }
+            let sub = train.subset(pick)
+            accs.append(logisticRegression(train: sub, test: test, epochs: 300, batch: sub.count, learningRate: 1e-2,
+                                           weightDecay: 0.05, seed: deriveSeed(seed, 8, UInt64(split)), statisticsFrom: train).test)
+        }
+        let mean = accs.reduce(0, +) / Float(accs.count)
+        let std = (accs.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(max(accs.count - 1, 1))).squareRoot()
+        return (mean, std)
+    }
+}

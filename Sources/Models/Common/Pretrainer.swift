@@ -1,0 +1,295 @@
+import Foundation
+import Logging
+import TesseraEngine
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Everything about a pretraining run except the model: saved as `config.json` in the run folder
+/// and in every checkpoint's metadata.
+public struct PretrainConfig: Codable, Equatable, Sendable {
+    public var method = "mae"
+    public var model = "vit-tiny"
+    public var mae: MAEConfig
+    /// Training data (see ``DataSource``) and the labeled sets used by probes.
+    public var data = "fashion-mnist"
+    public var evalData: String?
+    public var epochs = 10
+    public var warmupEpochs: Double = 1
+    public var batchSize = 256
+    public var accumSteps = 1
+    /// Base learning rate; the actual rate is `blr · batchSize · accumSteps / 256`.
+    public var blr: Double = 1.5e-4
+    public var weightDecay: Float = 0.05
+    public var beta1: Float = 0.9, beta2: Float = 0.95
+    public var seed: UInt64 = 0
+    public var augmentation: Augmentation
+    /// Save a checkpoint every this many epochs (and always at the end).
+    public var saveEvery = 1
+    /// kNN accuracy on the eval set every this many epochs (0: never); keeps best.safetensors.
+    public var knnEvery = 0
+    /// Use only the first `limit` training images (quick runs, tests).
+    public var limit: Int?
+    public var logEvery = 20
+
+    public init(mae: MAEConfig, augmentation: Augmentation) { self.mae = mae; self.augmentation = augmentation }
+
+    public var effectiveBatch: Int { batchSize * accumSteps }
+    public var learningRate: Double { blr * Double(effectiveBatch) / 256 }
+
+    public func json() -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: try! enc.encode(self), as: UTF8.self)
+    }
+
+    public static func decode(_ text: String) throws -> PretrainConfig {
+        do { return try JSONDecoder().decode(PretrainConfig.self, from: Data(text.utf8)) } catch {
+            throw FileIO.Error(message: "configuration is not a valid Tessera config (\(error))")
+        }
+    }
+}
+
+/// Why a run stopped early.
+public struct TrainingError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Files of a run folder.
+public struct RunFolder: Sendable {
+    public let path: String
+    public init(_ path: String) { self.path = path }
+    public var config: String { path + "/config.json" }
+    public var metricsCSV: String { path + "/metrics.csv" }
+    public var metricsJSONL: String { path + "/metrics.jsonl" }
+    public func model(_ tag: String) -> String { path + "/\(tag).safetensors" }
+    public func encoder(_ tag: String) -> String { path + "/\(tag).encoder.safetensors" }
+    public func trainState(_ tag: String) -> String { path + "/\(tag).train-state.safetensors" }
+}
+
+/// Runs the pretraining loop of any ``PretrainingMethod``: AdamW with MAE's parameter groups,
+/// per-iteration warmup + cosine learning rate, optional gradient accumulation, a background data
+/// loader, progress and metrics, atomic checkpoints every N epochs, full-state resume, and kNN
+/// monitoring.
+///
+/// Determinism: batch (epoch, step) and the method's randomness at global step t are functions of
+/// (seed, epoch, step) and (seed, t) only, so resuming after epoch k reproduces the uninterrupted
+/// run bit for bit at the same thread count.
+public final class Pretrainer {
+    public let config: PretrainConfig
+    public let method: any PretrainingMethod
+    public let optimizer: AdamW
+    public let loader: Loader
+    public let run: RunFolder
+    public let evalSets: (train: ImageSet, test: ImageSet)?
+    public var logger = Logger(label: "tessera.pretrain")
+    /// Where progress lines go (stdout unless replaced).
+    public var print: (String) -> Void = { Swift.print($0) }
+    /// Completed epochs and optimizer steps.
+    public private(set) var epoch = 0
+    public private(set) var step = 0
+    public private(set) var bestKNN: Float = -1
+
+    public init(config: PretrainConfig, method: any PretrainingMethod, train: ImageSet, evalSets: (train: ImageSet, test: ImageSet)?,
+                runFolder: String) throws {
+        self.config = config
+        self.method = method
+        var trainSet = train
+        if let limit = config.limit, limit < train.count { trainSet = train.subset(Array(0..<limit)) }
+        guard trainSet.count >= config.batchSize else {
+            throw TrainingError(description: "training set has \(trainSet.count) images, fewer than one batch of \(config.batchSize); lower --batch-size")
+        }
+        loader = Loader(trainSet, batchSize: config.batchSize, augmentation: config.augmentation, seed: config.seed)
+        optimizer = AdamW(method.trainableParameters(), learningRate: Float(config.learningRate), betas: (config.beta1, config.beta2),
+                          weightDecay: config.weightDecay)
+        run = RunFolder(runFolder)
+        self.evalSets = evalSets
+    }
+
+    public var stepsPerEpoch: Int { loader.stepsPerEpoch / config.accumSteps }
+    public var totalSteps: Int { stepsPerEpoch * config.epochs }
+
+    /// Learning rate at a (fractional) epoch: linear warmup from 0, then half-cycle cosine to 0.
+    public func learningRate(atEpoch e: Double) -> Double {
+        Schedule.warmupCosine(iteration: e, base: config.learningRate, warmup: config.warmupEpochs, total: Double(config.epochs))
+    }
+
+    // MARK: checkpoints
+
+    func metadata() -> [String: String] {
+        ["format": "pt", "method": method.methodName, "config": config.json(), "epoch": "\(epoch)", "step": "\(step)",
+         "producer": "tessera"]
+    }
+
+    /// Writes `<tag>.train-state`, then `<tag>` (full model) and `<tag>.encoder`, each atomically.
+    public func saveCheckpoint(tag: String, includeTrainState: Bool = true) throws {
+        let meta = metadata()
+        if includeTrainState {
+            var tensors: [(name: String, entry: SafeTensors.Entry)] = []
+            for (name, t, off) in optimizer.arena.entries {
+                tensors.append(("exp_avg." + name, .init(floats: Array(UnsafeBufferPointer(start: optimizer.m.base + off, count: t.count)), shape: t.shape)))
+                tensors.append(("exp_avg_sq." + name, .init(floats: Array(UnsafeBufferPointer(start: optimizer.v.base + off, count: t.count)), shape: t.shape)))
+            }
+            for (name, t) in method.extraState() { tensors.append(("extra." + name, .init(floats: t.array, shape: t.shape))) }
+            tensors.append(("optimizer.step", .init(int64s: [Int64(optimizer.step)], shape: [])))
+            try SafeTensors.write(.init(tensors: tensors, metadata: meta), to: run.trainState(tag))
+        }
+        try SafeTensors.write(.init(tensors: method.stateDict().map { ($0.name, .init(floats: $0.tensor.array, shape: $0.tensor.shape)) }, metadata: meta),
+                              to: run.model(tag))
+        try SafeTensors.write(.init(tensors: method.evaluationEncoder.stateDict().map { ($0.name, .init(floats: $0.tensor.array, shape: $0.tensor.shape)) },
+                                    metadata: meta), to: run.encoder(tag))
+    }
+
+    /// Restores weights, optimizer moments, step counters and extra state from `<tag>` files.
+    public func resume(tag: String = "last") throws {
+        let model = try SafeTensors.read(run.model(tag))
+        let state = try SafeTensors.read(run.trainState(tag))
+        guard model.metadata["step"] == state.metadata["step"], let stepText = model.metadata["step"], let s = Int(stepText),
+              let e = Int(model.metadata["epoch"] ?? "") else {
+            throw TrainingError(description: "\(run.path): \(tag).safetensors and \(tag).train-state.safetensors are from different steps; start a new run or restore both files")
+        }
+        if let c = model.metadata["config"] {
+            let saved = try PretrainConfig.decode(c)
+            var a = saved, b = config
+            a.epochs = 0; b.epochs = 0   // more epochs may be asked for on resume; everything else must match
+            guard a == b else {
+                throw TrainingError(description: "\(run.path): the checkpoint was trained with a different configuration (see config.json); resume with the same options")
+            }
+        }
+        try loadWeights(model, into: method)
+        for (name, t, off) in optimizer.arena.entries {
+            guard let m = state["exp_avg." + name]?.floats(), let v = state["exp_avg_sq." + name]?.floats(), m.count == t.count, v.count == t.count else {
+                throw TrainingError(description: "\(run.trainState(tag)): optimizer state for '\(name)' is missing or has the wrong size")
+            }
+            (optimizer.m.base + off).update(from: m, count: t.count)
+            (optimizer.v.base + off).update(from: v, count: t.count)
+        }
+        for (name, t) in method.extraState() {
+            guard let v = state["extra." + name]?.floats(), v.count == t.count else {
+                throw TrainingError(description: "\(run.trainState(tag)): state '\(name)' is missing or has the wrong size")
+            }
+            t.data.update(from: v, count: t.count)
+        }
+        guard let st = state["optimizer.step"]?.int64s()?.first else { throw TrainingError(description: "\(run.trainState(tag)): no optimizer.step") }
+        optimizer.restore(step: Int(st))
+        step = s
+        epoch = e
+    }
+
+    // MARK: the loop
+
+    struct Meter {
+        var start = Date()
+        var images = 0
+        var lossSum = 0.0, lossCount = 0
+    }
+
+    /// Trains from the current epoch to `config.epochs`. Returns the mean loss of the last epoch.
+    @discardableResult
+    public func train() throws -> Double {
+        try FileIO.makeDirectory(run.path)
+        try FileIO.writeAtomically(config.json() + "\n", to: run.config)
+        if !FileManager.default.fileExists(atPath: run.metricsCSV) {
+            try FileIO.appendLine("kind,epoch,step,loss,lr,images_per_s,knn", to: run.metricsCSV)
+        }
+        let tty = isatty(STDERR_FILENO) != 0
+        print("\(method.methodName) on \(loader.set.count) images: effective batch \(config.effectiveBatch) (\(config.batchSize) × \(config.accumSteps) accumulation), lr \(String(format: "%.3g", config.learningRate)) (blr \(config.blr)), \(stepsPerEpoch) steps/epoch, \(config.epochs) epochs, \(Runtime.threads) threads")
+        var lastEpochLoss = Double.nan
+        let runStart = Date()
+        let stepsAtStart = step
+        while epoch < config.epochs {
+            var meter = Meter()
+            var window = Meter()
+            var micro = 0
+            var batches = loader.batches(epoch: epoch)
+            optimizer.zeroGrad()
+            while let batch = batches.next() {
+                if micro % config.accumSteps == 0 {
+                    let e = Double(epoch) + Double(micro) / Double(loader.stepsPerEpoch)
+                    optimizer.learningRate = Float(learningRate(atEpoch: e))
+                }
+                var rng = TesseraRNG(seed: deriveSeed(config.seed, 100, UInt64(step * config.accumSteps + micro % config.accumSteps)))
+                let (loss, extra) = method.trainingLoss(batch, rng: &rng)
+                let value = loss.item
+                guard value.isFinite else {
+                    let last = FileManager.default.fileExists(atPath: run.model("last")) ? run.model("last") : "none (no checkpoint saved yet)"
+                    throw TrainingError(description: "loss is \(value) at epoch \(epoch + 1) step \(step + 1); stopping. Last good checkpoint: \(last). Lower --blr or check the data")
+                }
+                (config.accumSteps == 1 ? loss : loss.scaled(by: 1 / Float(config.accumSteps))).backward()
+                micro += 1
+                meter.images += batch.indices.count; window.images += batch.indices.count
+                meter.lossSum += Double(value); meter.lossCount += 1
+                window.lossSum += Double(value); window.lossCount += 1
+                guard micro % config.accumSteps == 0 else { continue }
+                optimizer.update()
+                optimizer.zeroGrad()
+                step += 1
+                method.afterUpdate(step: step, totalSteps: totalSteps)
+                let inEpoch = micro / config.accumSteps
+                if inEpoch % config.logEvery == 0 || inEpoch == stepsPerEpoch {
+                    let ips = Double(window.images) / max(Date().timeIntervalSince(window.start), 1e-9)
+                    let wloss = window.lossSum / Double(max(window.lossCount, 1))
+                    let done = step - stepsAtStart
+                    let eta = Date().timeIntervalSince(runStart) / Double(max(done, 1)) * Double(totalSteps - step)
+                    var line = String(format: "epoch %d/%d step %d/%d loss %.4f lr %.3e %.0f img/s ETA %@",
+                                      epoch + 1, config.epochs, inEpoch, stepsPerEpoch, wloss, Double(optimizer.learningRate), ips, formatDuration(eta))
+                    for (k, v) in extra { line += String(format: " %@ %.4g", k, v) }
+                    if tty { FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8)) } else { print(line) }
+                    try logMetrics(kind: "step", loss: wloss, lr: Double(optimizer.learningRate), ips: ips, knn: nil, extra: extra)
+                    window = Meter()
+                }
+            }
+            if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+            epoch += 1
+            lastEpochLoss = meter.lossSum / Double(max(meter.lossCount, 1))
+            let ips = Double(meter.images) / max(Date().timeIntervalSince(meter.start), 1e-9)
+            var knn: Float?
+            if config.knnEvery > 0, epoch % config.knnEvery == 0 || epoch == config.epochs, let evalSets {
+                let enc = method.evaluationEncoder
+                let trF = enc.features(of: evalSets.train, augmentation: config.augmentation)
+                let teF = enc.features(of: evalSets.test, augmentation: config.augmentation)
+                knn = Probes.knn(train: trF, test: teF)
+            }
+            print(String(format: "epoch %d/%d done: loss %.4f, %.0f img/s", epoch, config.epochs, lastEpochLoss, ips)
+                  + (knn.map { String(format: ", kNN %.2f%%", $0 * 100) } ?? ""))
+            try logMetrics(kind: "epoch", loss: lastEpochLoss, lr: Double(optimizer.learningRate), ips: ips, knn: knn, extra: [])
+            if epoch % config.saveEvery == 0 || epoch == config.epochs {
+                try saveCheckpoint(tag: "last")
+            }
+            if let knn, knn > bestKNN {
+                bestKNN = knn
+                try saveCheckpoint(tag: "best", includeTrainState: false)
+            }
+        }
+        return lastEpochLoss
+    }
+
+    func logMetrics(kind: String, loss: Double, lr: Double, ips: Double, knn: Float?, extra: [(String, Float)]) throws {
+        let k = knn.map { String(format: "%.4f", $0) } ?? ""
+        try FileIO.appendLine("\(kind),\(epoch),\(step),\(String(format: "%.6f", loss)),\(String(format: "%.6e", lr)),\(String(format: "%.1f", ips)),\(k)", to: run.metricsCSV)
+        var json = "{\"kind\":\"\(kind)\",\"epoch\":\(epoch),\"step\":\(step),\"loss\":\(jsonNumber(loss)),\"lr\":\(jsonNumber(lr)),\"images_per_s\":\(jsonNumber(ips))"
+        if let knn { json += ",\"knn\":\(jsonNumber(Double(knn)))" }
+        for (name, v) in extra { json += ",\(name.debugDescription):\(jsonNumber(Double(v)))" }
+        try FileIO.appendLine(json + "}", to: run.metricsJSONL)
+    }
+}
+
+func jsonNumber(_ v: Double) -> String { v.isFinite ? "\(v)" : "null" }
+
+func formatDuration(_ s: Double) -> String {
+    guard s.isFinite, s >= 0 else { return "--:--" }
+    let t = Int(s.rounded())
+    return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
+}
+
+/// Copies a checkpoint's tensors into a module (names and shapes must match exactly).
+public func loadWeights(_ file: SafeTensors.File, into module: Module, strict: Bool = true) throws {
+    var state: [String: Tensor] = [:]
+    for (name, entry) in file.tensors {
+        guard let v = entry.floats() else { throw TrainingError(description: "tensor '\(name)' has dtype \(entry.dtype.rawValue), which cannot be loaded as float32") }
+        state[name] = Tensor(v, shape: entry.shape)
+    }
+    do { try module.load(stateDict: state, strict: strict) } catch let e as EngineError {
+        throw TrainingError(description: "checkpoint does not fit the model: \(e)")
+    }
+}
