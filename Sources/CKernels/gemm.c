@@ -32,3 +32,8 @@ const char *ck_gemm_backend(void) {
     snprintf(buf, sizeof buf, "%s (core %s)", cfg ? cfg : "OpenBLAS", core ? core : "?");
     return buf;
 }
+
+const char *ck_gemm_core_name(void) {
+    const char *core = openblas_get_corename();
+    return core ? core : "";
+}

@@ -35,3 +35,14 @@ const char *ck_cpu_level(void) {
 #endif
     return "baseline";
 }
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+void ck_keep_freed_memory(void) {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);   // glibc's maximum; larger blocks still use mmap
+    mallopt(M_TRIM_THRESHOLD, 0x7fffffff);
+#endif
+}

@@ -13,3 +13,5 @@ void ck_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 void ck_gemm_set_num_threads(int n);
 /// Name and configuration of the BLAS in use, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX".
 const char *ck_gemm_backend(void);
+// The BLAS's CPU kernel family (OpenBLAS core name, e.g. "Prescott", "SkylakeX").
+const char *ck_gemm_core_name(void);

@@ -9,3 +9,6 @@ int ck_get_num_threads(void);
 int ck_has_openmp(void);
 /// The instruction set the dispatched row kernels run on: "avx512f", "avx2" or "baseline".
 const char *ck_cpu_level(void);
+// Keep freed heap blocks for reuse instead of returning them to the kernel (glibc mallopt;
+// no-op elsewhere). Op outputs are allocated every step; without this each step page-faults anew.
+void ck_keep_freed_memory(void);

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Foundation
+import TesseraEngine
+import TesseraModels
+
+/// Options to pick the labeled data and feature of an evaluation.
+struct FeatureOptions: ParsableArguments {
+    @Option(help: "Labeled data with train and test splits (default: the checkpoint's eval data or training data).") var data: String?
+    @Option(help: "Feature: cls (CLS token after the final norm) or mean (average of patch tokens).") var pooling = "cls"
+
+    func resolvedPooling() throws -> Pooling {
+        guard let p = Pooling(rawValue: pooling) else { throw CLIError("--pooling must be cls or mean, got '\(pooling)'") }
+        return p
+    }
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Frozen-feature evaluation of a checkpoint: weighted kNN, linear probe, few-shot logistic regression.",
+        discussion: "kNN: cosine, k = 20, T = 0.07. Linear probe: logistic regression on standardized cached features. Few-shot: 1, 2, 5 images per class, mean ± std over 3 splits.")
+
+    @Argument(help: "A checkpoint (.safetensors) written by 'tessera pretrain' (full or encoder-only).") var checkpoint: String
+    @OptionGroup var features: FeatureOptions
+    @Flag(help: "Skip the linear probe.") var noLinear = false
+    @Option(help: "Few-shot sizes, comma-separated, or 'none'.") var fewShot = "1,2,5"
+    @Flag(help: "Evaluate a randomly initialized encoder of the same architecture (a baseline).") var randomInit = false
+    @OptionGroup var runtime: RuntimeOptions
+
+    func run() throws {
+        try runtime.apply()
+        let shots: [Int]
+        if fewShot == "none" { shots = [] } else {
+            shots = try fewShot.split(separator: ",").map { s in
+                guard let v = Int(s.trimmingCharacters(in: .whitespaces)), v >= 1 else { throw CLIError("--few-shot must be a list of positive integers or 'none', got '\(fewShot)'") }
+                return v
+            }
+        }
+        let ck = try LoadedCheckpoint(checkpoint)
+        var encoder = ck.encoder
+        if randomInit {
+            var rng = TesseraRNG(seed: ck.config.seed)
+            encoder = MaskedAutoencoder(ck.config.mae, rng: &rng).encoder
+        }
+        let spec = features.data ?? ck.config.evalData ?? ck.config.data
+        let train = try loadData(spec, split: .train, channels: ck.config.mae.encoder.channels)
+        let test = try loadData(spec, split: .test, channels: ck.config.mae.encoder.channels)
+        guard train.labels != nil, test.labels != nil else { throw CLIError("\(spec) has no labels; evaluation needs a labeled train/test pair") }
+        guard train.channels == ck.config.mae.encoder.channels else {
+            throw CLIError("\(spec) has \(train.channels)-channel images, the model expects \(ck.config.mae.encoder.channels)")
+        }
+        let pooling = try features.resolvedPooling()
+        let t0 = Date()
+        let trF = encoder.features(of: train, augmentation: ck.config.augmentation, pooling: pooling)
+        let teF = encoder.features(of: test, augmentation: ck.config.augmentation, pooling: pooling)
+        let tFeat = Date().timeIntervalSince(t0)
+        let result = evaluate(train: trF, test: teF, linear: !noLinear, fewShot: shots, seed: ck.config.seed)
+        print("\(randomInit ? "random-init encoder" : checkpoint) on \(spec) (\(train.count) train / \(test.count) test, \(pooling.rawValue) feature, \(String(format: "%.0f", tFeat)) s to extract):")
+        print(result.table)
+        // Append to the run's metrics when the checkpoint sits in a run folder.
+        let dir = (checkpoint as NSString).deletingLastPathComponent
+        let run = RunFolder(dir.isEmpty ? "." : dir)
+        if FileManager.default.fileExists(atPath: run.config) {
+            var json = "{\"kind\":\"eval\",\"checkpoint\":\((checkpoint as NSString).lastPathComponent.debugDescription),\"epoch\":\(ck.file.metadata["epoch"] ?? "null"),\"random_init\":\(randomInit),\"data\":\(spec.debugDescription),\"pooling\":\"\(pooling.rawValue)\",\"knn\":\(result.knn)"
+            if let l = result.linear { json += ",\"linear\":\(l)" }
+            for (s, v) in result.fewShot.sorted(by: { $0.key < $1.key }) { json += ",\"fewshot_\(s)\":[\(v[0]),\(v[1])]" }
+            try FileIO.appendLine(json + "}", to: run.metricsJSONL)
+            print("appended to \(run.metricsJSONL)")
+        }
+    }
+}
+
+struct Embed: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write frozen features of a dataset split to a .npy file ([N, D] float32; labels to OUT-labels.npy).")
+
+    @Argument(help: "A checkpoint written by 'tessera pretrain'.") var checkpoint: String
+    @OptionGroup var features: FeatureOptions
+    @Option(help: "Split: train or test.") var split = "test"
+    @Option(help: "Output .npy path.") var out: String
+    @OptionGroup var runtime: RuntimeOptions
+
+    func run() throws {
+        try runtime.apply()
+        guard let sp = DataSource.Split(rawValue: split) else { throw CLIError("--split must be train or test, got '\(split)'") }
+        guard out.hasSuffix(".npy") else { throw CLIError("--out must end in .npy, got '\(out)'") }
+        let ck = try LoadedCheckpoint(checkpoint)
+        let set = try loadData(features.data ?? ck.config.evalData ?? ck.config.data, split: sp, channels: ck.config.mae.encoder.channels)
+        let f = ck.encoder.features(of: set, augmentation: ck.config.augmentation, pooling: try features.resolvedPooling())
+        try FileIO.writeAtomically(NpyArray.serialize(floats: f.values, shape: [f.count, f.dim]), to: out)
+        if let labels = set.labels {
+            let lp = String(out.dropLast(4)) + "-labels.npy"
+            try FileIO.writeAtomically(NpyArray.serialize(floats: labels.map(Float.init), shape: [labels.count]), to: lp)
+            print("wrote \(out) [\(f.count), \(f.dim)] and \(lp)")
+        } else {
+            print("wrote \(out) [\(f.count), \(f.dim)]")
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the tensors, shapes and metadata of a safetensors file.")
+
+    @Argument(help: "A .safetensors file.") var file: String
+
+    func run() throws {
+        let f = try SafeTensors.read(file)
+        print("\(file): \(f.tensors.count) tensors, \(f.tensors.reduce(0) { $0 + $1.entry.count }) elements")
+        for k in f.metadata.keys.sorted() where k != "config" { print("  \(k): \(f.metadata[k]!)") }
+        if let c = f.metadata["config"] { print("  config: " + c.replacingOccurrences(of: "\n", with: "\n  ")) }
+        for (name, e) in f.tensors {
+            print("  \(name.padding(toLength: max(40, name.count), withPad: " ", startingAt: 0)) \(e.dtype.rawValue) \(e.shape)")
+        }
+    }
+}

@@ -1,0 +1,154 @@
+import ArgumentParser
+import Foundation
+import TesseraEngine
+import TesseraModels
+
+struct Pretrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Pretrain a ViT with MAE; checkpoints, metrics and config go to the run folder.",
+        discussion: """
+        Defaults follow the MAE recipe: AdamW (0.9, 0.95), weight decay 0.05, lr = blr x batch / 256 with blr 1.5e-4,
+        linear warmup then cosine, RandomResizedCrop(scale 0.2-1) + flip, mask ratio 0.75, norm-pix loss.
+        Image size and channels default to the data's; patch size to 4 for images up to 64 pixels, else 16.
+        """)
+
+    @Option(help: "Method (mae).") var method = "mae"
+    @Option(help: "Model size: vit-tiny, vit-small or vit-base.") var model = "vit-tiny"
+    @Option(help: "Training data: fashion-mnist, a .npy file, an IDX images file, or an image folder.") var data = "fashion-mnist"
+    @Option(help: "Labeled data for --knn-every (default: the test split of --data).") var evalData: String?
+    @Option(name: .customLong("run"), help: "Run folder (created; must not hold a run unless --resume).") var runPath = "runs/mae"
+    @Flag(help: "Continue the run in --run from its last checkpoint.") var resume = false
+
+    @Option(help: "Image size (default: the data's).") var imageSize: Int?
+    @Option(help: "Patch size.") var patchSize: Int?
+    @Option(help: "Image channels, 1 or 3 (default: the data's).") var channels: Int?
+    @Option(help: "Encoder depth.") var depth: Int?
+    @Option(help: "Encoder width.") var dim: Int?
+    @Option(help: "Encoder heads.") var heads: Int?
+    @Option(help: "Decoder width.") var decoderDim: Int?
+    @Option(help: "Decoder depth.") var decoderDepth: Int?
+    @Option(help: "Decoder heads.") var decoderHeads: Int?
+    @Option(help: "Fraction of patches removed.") var maskRatio: Float = 0.75
+    @Flag(help: "Regress raw pixels instead of per-patch normalized ones.") var noNormPix = false
+
+    @Option(help: "Epochs.") var epochs = 10
+    @Option(help: "Warmup epochs.") var warmupEpochs: Double = 1
+    @Option(help: "Images per step.") var batchSize = 256
+    @Option(help: "Gradient accumulation steps.") var accum = 1
+    @Option(help: "Base learning rate (lr = blr x effective batch / 256).") var blr: Double = 1.5e-4
+    @Option(help: "Weight decay (not on biases and 1-D tensors).") var weightDecay: Float = 0.05
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Crop scale lower bound.") var minScale: Float = 0.2
+    @Option(help: "Resampling: bicubic or bilinear.") var interpolation = "bicubic"
+    @Option(help: "Save a checkpoint every N epochs (and at the end).") var saveEvery = 1
+    @Option(help: "kNN accuracy on the eval data every N epochs; keeps best.safetensors (0: off).") var knnEvery = 0
+    @Option(help: "Use only the first N training images.") var limit: Int?
+    @Option(help: "Progress line every N steps.") var logEvery = 20
+    @Flag(help: "After training, run 'tessera eval' on the last checkpoint.") var evaluate = false
+    @OptionGroup var runtime: RuntimeOptions
+
+    func validate() throws {
+        guard method == "mae" else { throw CLIError("unknown --method '\(method)'; this build trains: mae") }
+        guard MAEConfig.named(model) != nil else { throw CLIError("unknown --model '\(model)'; choose one of \(MAEConfig.names.joined(separator: ", "))") }
+        guard epochs >= 1, batchSize >= 1, accum >= 1, saveEvery >= 1, logEvery >= 1, knnEvery >= 0 else {
+            throw CLIError("--epochs, --batch-size, --accum, --save-every and --log-every must be positive")
+        }
+        guard maskRatio > 0 && maskRatio < 1 else { throw CLIError("--mask-ratio must be between 0 and 1, got \(maskRatio)") }
+        guard Interpolation(rawValue: interpolation) != nil else { throw CLIError("--interpolation must be bicubic or bilinear") }
+        guard minScale > 0 && minScale <= 1 else { throw CLIError("--min-scale must be in (0, 1]") }
+        if let channels, channels != 1 && channels != 3 { throw CLIError("--channels must be 1 or 3") }
+    }
+
+    func run() throws {
+        try runtime.apply()
+        let folder = RunFolder(runPath)
+        if !resume && FileManager.default.fileExists(atPath: folder.model("last")) {
+            throw CLIError("\(runPath) already holds a run (last.safetensors); pass --resume to continue it or choose another --run")
+        }
+        if resume && !FileManager.default.fileExists(atPath: folder.model("last")) {
+            throw CLIError("\(runPath) has no checkpoint to resume (last.safetensors missing); drop --resume to start a new run")
+        }
+        try FileIO.makeDirectory(runPath)   // fail early on an unwritable location, before loading data
+
+        let train = try loadData(data, split: .train, channels: channels)
+        let size = imageSize ?? train.heights[0]
+        guard imageSize != nil || (Set(train.heights).count == 1 && train.heights == train.widths) else {
+            throw CLIError("images of \(data) are not all square and of one size; pass --image-size")
+        }
+        let patch = patchSize ?? (size <= 64 ? 4 : 16)
+        guard patch >= 1, size % patch == 0 else {
+            throw CLIError("image size \(size) is not divisible by patch size \(patch); pass --patch-size with a divisor of \(size) or --image-size")
+        }
+        var mae = MAEConfig.named(model)!
+        mae.encoder.imageSize = size
+        mae.encoder.patchSize = patch
+        mae.encoder.channels = channels ?? train.channels
+        guard mae.encoder.channels == train.channels else {
+            throw CLIError("--channels \(mae.encoder.channels) but \(data) has \(train.channels)-channel images")
+        }
+        if let depth { mae.encoder.depth = depth }
+        if let dim { mae.encoder.dim = dim }
+        if let heads { mae.encoder.heads = heads }
+        if let decoderDim { mae.decoderDim = decoderDim }
+        if let decoderDepth { mae.decoderDepth = decoderDepth }
+        if let decoderHeads { mae.decoderHeads = decoderHeads }
+        mae.maskRatio = maskRatio
+        mae.normPixLoss = !noNormPix
+        for (name, d, h) in [("encoder", mae.encoder.dim, mae.encoder.heads), ("decoder", mae.decoderDim, mae.decoderHeads)] {
+            guard h >= 1, d % h == 0, d % 4 == 0 else {
+                throw CLIError("\(name) width \(d) must be a multiple of 4 and of its head count \(h); adjust --dim/--heads or --decoder-dim/--decoder-heads")
+            }
+        }
+        guard mae.keptPatches >= 1 else { throw CLIError("--mask-ratio \(maskRatio) keeps no patch of \(mae.encoder.patches); lower it") }
+
+        // Normalization: ImageNet statistics for RGB, the training set's own for grayscale.
+        let stats = train.channels == 3 ? (mean: [Float](arrayLiteral: 0.485, 0.456, 0.406), std: [Float](arrayLiteral: 0.229, 0.224, 0.225))
+                                        : train.channelStatistics()
+        var aug = Augmentation(size: size, mean: stats.mean, std: stats.std, scale: minScale...1,
+                               interpolation: Interpolation(rawValue: interpolation)!)
+        aug.mean = aug.mean.map { ($0 * 1e4).rounded() / 1e4 }
+        aug.std = aug.std.map { ($0 * 1e4).rounded() / 1e4 }
+
+        var config = PretrainConfig(mae: mae, augmentation: aug)
+        config.model = model
+        config.data = data
+        config.evalData = evalData
+        config.epochs = epochs
+        config.warmupEpochs = warmupEpochs
+        config.batchSize = batchSize
+        config.accumSteps = accum
+        config.blr = blr
+        config.weightDecay = weightDecay
+        config.seed = seed
+        config.saveEvery = saveEvery
+        config.knnEvery = knnEvery
+        config.limit = limit
+        config.logEvery = logEvery
+
+        var evalSets: (ImageSet, ImageSet)?
+        if knnEvery > 0 {
+            let spec = evalData ?? data
+            let tr = evalData == nil ? train : try loadData(spec, split: .train, channels: channels)
+            let te = try loadData(spec, split: .test, channels: channels)
+            guard tr.labels != nil, te.labels != nil else { throw CLIError("--knn-every needs labeled data; \(spec) has no labels") }
+            evalSets = (tr, te)
+        }
+
+        var rng = TesseraRNG(seed: seed)
+        let model = MaskedAutoencoder(mae, rng: &rng)
+        let trainer = try Pretrainer(config: config, method: model, train: train, evalSets: evalSets, runFolder: runPath)
+        if resume {
+            try trainer.resume()
+            print("resumed \(runPath) at epoch \(trainer.epoch), step \(trainer.step)")
+        }
+        print("model: \(model.parameterCount) parameters (encoder \(mae.encoder.dim)/\(mae.encoder.depth)/\(mae.encoder.heads), decoder \(mae.decoderDim)/\(mae.decoderDepth)/\(mae.decoderHeads)), patch \(patch) on \(size)x\(size)x\(mae.encoder.channels), \(mae.keptPatches)/\(mae.encoder.patches) patches visible")
+        print("BLAS: \(Runtime.gemmBackend)")
+        try trainer.train()
+        print("checkpoints: \(folder.model("last")) (full MAE), \(folder.encoder("last")) (encoder only)")
+        if evaluate {
+            var e = try Eval.parse([folder.model("last")])
+            e.runtime = runtime
+            try e.run()
+        }
+    }
+}

@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import TesseraEngine
+import TesseraModels
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `tessera`: self-supervised ViT pretraining on CPUs.
+struct Tessera: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tessera",
+        abstract: "Self-supervised ViT pretraining (MAE) on CPUs.",
+        discussion: """
+        Examples:
+          tessera pretrain --run runs/fmnist --epochs 10 --depth 6
+          tessera eval runs/fmnist/last.safetensors
+          tessera reconstruct runs/fmnist/last.safetensors --out recon.png
+          tessera embed runs/fmnist/last.encoder.safetensors --split test --out test.npy
+          tessera inspect runs/fmnist/last.safetensors
+        """,
+        subcommands: [Pretrain.self, Eval.self, Embed.self, Reconstruct.self, Inspect.self])
+}
+
+/// A command-line failure: printed as one line, exit status 1.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+@main
+enum Main {
+    static func main() {
+        Runtime.restartWithTunedBLASIfNeeded()
+        do {
+            var command = try Tessera.parseAsRoot()
+            try command.run()
+        } catch {
+            let code = Tessera.exitCode(for: error)
+            if code == .success { Tessera.exit(withError: error) }   // --help, --version
+            var message: String
+            if error is CLIError || error is DataError || error is FileIO.Error || error is TrainingError || error is SafeTensors.FormatError {
+                message = "\(error)"
+            } else {
+                message = Tessera.message(for: error)
+                if message.isEmpty { message = "\(error)" }
+                message = message.split(separator: "\n").first.map(String.init) ?? message
+                if !message.contains("--help") { message += " (see 'tessera help')" }
+            }
+            if message.hasPrefix("Error: ") { message.removeFirst(7) }
+            FileHandle.standardError.write(Data(("error: " + message.replacingOccurrences(of: "\n", with: " ") + "\n").utf8))
+            exit(code.rawValue == 0 ? 1 : code.rawValue)
+        }
+    }
+}
+
+/// Options every command that runs a model takes.
+struct RuntimeOptions: ParsableArguments {
+    @Option(help: "Threads for the kernels and the BLAS (default: TESSERA_THREADS, OMP_NUM_THREADS, or all cores).")
+    var threads: Int?
+
+    func apply() throws {
+        if let threads {
+            guard threads >= 1 else { throw CLIError("--threads must be at least 1, got \(threads)") }
+            Runtime.setThreads(threads)
+        }
+    }
+}
+
+/// Loads a dataset split, naming the option on failure.
+func loadData(_ spec: String, split: DataSource.Split, channels: Int?) throws -> ImageSet {
+    try DataSource.load(spec, split: split, channels: channels)
+}
+
+/// A Tessera checkpoint: its configuration and the model it holds.
+struct LoadedCheckpoint {
+    let path: String
+    let file: SafeTensors.File
+    let config: PretrainConfig
+    let encoder: ViTEncoder
+    let model: MaskedAutoencoder?
+
+    /// Reads a full model (`last.safetensors`) or an encoder-only file (`last.encoder.safetensors`).
+    init(_ path: String) throws {
+        self.path = path
+        file = try SafeTensors.read(path)
+        guard let c = file.metadata["config"] else {
+            throw CLIError("\(path): no Tessera configuration in the metadata; only checkpoints written by 'tessera pretrain' can be read")
+        }
+        config = try PretrainConfig.decode(c)
+        var rng = TesseraRNG(seed: 0)
+        if file["decoder_pred.weight"] != nil {
+            let m = MaskedAutoencoder(config.mae, rng: &rng)
+            try loadWeights(file, into: m)
+            model = m
+            encoder = m.encoder
+        } else {
+            let e = ViTEncoder(config.mae.encoder, rng: &rng)
+            try loadWeights(file, into: e)
+            encoder = e
+            model = nil
+        }
+    }
+}
