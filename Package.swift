@@ -101,5 +101,11 @@ let package = Package(
             path: "Tests/ModelsTests",
             resources: [.copy("Fixtures")]
         ),
+        // Runs the built `tessera` binary as a user would: bad input, and a tiny end-to-end run.
+        .testTarget(
+            name: "CLITests",
+            dependencies: ["tessera", "TesseraEngine"],
+            path: "Tests/CLITests"
+        ),
     ]
 )

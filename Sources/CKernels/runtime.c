@@ -46,3 +46,6 @@ void ck_keep_freed_memory(void) {
     mallopt(M_TRIM_THRESHOLD, 0x7fffffff);
 #endif
 }
+
+#include <stdio.h>
+void ck_stdout_line_buffered(void) { setvbuf(stdout, NULL, _IOLBF, 0); }

@@ -68,7 +68,7 @@ struct Pretrain: ParsableCommand {
         if resume && !FileManager.default.fileExists(atPath: folder.model("last")) {
             throw CLIError("\(runPath) has no checkpoint to resume (last.safetensors missing); drop --resume to start a new run")
         }
-        try FileIO.makeDirectory(runPath)   // fail early on an unwritable location, before loading data
+        try FileIO.checkCreatable(runPath)   // fail early on an unwritable location, before loading data
 
         let train = try loadData(data, split: .train, channels: channels)
         let size = imageSize ?? train.heights[0]
@@ -134,6 +134,7 @@ struct Pretrain: ParsableCommand {
             evalSets = (tr, te)
         }
 
+        try FileIO.makeDirectory(runPath)   // only now: a run that fails validation leaves nothing behind
         var rng = TesseraRNG(seed: seed)
         let model = MaskedAutoencoder(mae, rng: &rng)
         let trainer = try Pretrainer(config: config, method: model, train: train, evalSets: evalSets, runFolder: runPath)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TesseraEngine
 import TesseraModels
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,6 +33,7 @@ struct CLIError: Error, CustomStringConvertible {
 enum Main {
     static func main() {
         Runtime.restartWithTunedBLASIfNeeded()
+        ck_stdout_line_buffered()   // progress lines reach a pipe or log file as they happen
         do {
             var command = try Tessera.parseAsRoot()
             try command.run()

@@ -12,3 +12,5 @@ const char *ck_cpu_level(void);
 // Keep freed heap blocks for reuse instead of returning them to the kernel (glibc mallopt;
 // no-op elsewhere). Op outputs are allocated every step; without this each step page-faults anew.
 void ck_keep_freed_memory(void);
+// Make stdout line-buffered (progress lines reach pipes and log files as they are printed).
+void ck_stdout_line_buffered(void);

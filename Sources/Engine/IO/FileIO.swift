@@ -79,6 +79,22 @@ public enum FileIO {
         }
     }
 
+    /// Fails with a one-line error unless `path` is a writable directory or could be created as one
+    /// (its nearest existing ancestor is a writable directory). Creates nothing.
+    public static func checkCreatable(_ path: String) throws {
+        var p = URL(fileURLWithPath: path).standardizedFileURL.path
+        while !FileManager.default.fileExists(atPath: p) {
+            let parent = (p as NSString).deletingLastPathComponent
+            if parent == p || parent.isEmpty { break }
+            p = parent
+        }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir), isDir.boolValue else {
+            throw Error(message: "\(path): \(p) is not a directory; choose another location")
+        }
+        guard access(p, W_OK) == 0 else { throw Error(message: "\(path): \(p) is not writable; choose a writable location") }
+    }
+
     /// Creates a directory (and parents) or fails with a one-line error.
     public static func makeDirectory(_ path: String) throws {
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {

@@ -1,0 +1,123 @@
+import Foundation
+import TesseraEngine
+import XCTest
+
+/// The `tessera` executable, run as a subprocess.
+final class CLITests: XCTestCase {
+    var binary: URL {
+        // The executable is in the products directory, which holds (or is) the test bundle.
+        let bundle = Bundle(for: CLITests.self).bundleURL
+        let candidates = [bundle.appendingPathComponent("tessera"), bundle.deletingLastPathComponent().appendingPathComponent("tessera")]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[1]
+    }
+
+    struct Result { let status: Int32; let stdout: String; let stderr: String }
+
+    func tessera(_ args: [String], env: [String: String] = [:]) throws -> Result {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        var e = ProcessInfo.processInfo.environment
+        e["TESSERA_THREADS"] = "2"
+        for (k, v) in env { e[k] = v }
+        p.environment = e
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), r = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: r, as: UTF8.self))
+    }
+
+    func tempDir() throws -> String {
+        let d = NSTemporaryDirectory() + "tessera-cli-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
+        return d
+    }
+
+    /// A small labeled `.npy` dataset: 48 images 16×16, 3 classes (a bright band at different heights).
+    func tinyData(_ dir: String) throws -> String {
+        var rng = TesseraRNG(seed: 3)
+        var px: [Float] = []
+        var labels: [Float] = []
+        for i in 0..<48 {
+            let c = i % 3
+            labels.append(Float(c))
+            for y in 0..<16 { for _ in 0..<16 { px.append((y / 5 == c ? 0.8 : 0.1) + rng.uniform(0, 0.2)) } }
+        }
+        try FileIO.writeAtomically(NpyArray.serialize(floats: px, shape: [48, 16, 16]), to: dir + "/tiny.npy")
+        // Labels as int64, as numpy saves them by default.
+        var header = "{'descr': '<i8', 'fortran_order': False, 'shape': (48,), }"
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count), 0] + Array(header.utf8)
+        labels.map { Int64($0) }.withUnsafeBytes { bytes += $0 }
+        try FileIO.writeAtomically(bytes, to: dir + "/tiny-labels.npy")
+        return dir + "/tiny.npy"
+    }
+
+    /// One line on stderr starting with "error:", a non-zero status.
+    func assertOneLineError(_ r: Result, mentions: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertNotEqual(r.status, 0, "status", file: file, line: line)
+        let lines = r.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, "stderr: \(r.stderr)", file: file, line: line)
+        XCTAssertTrue(r.stderr.hasPrefix("error: "), r.stderr, file: file, line: line)
+        XCTAssertTrue(r.stderr.contains(mentions), "'\(mentions)' not in: \(r.stderr)", file: file, line: line)
+    }
+
+    func testBadInputGivesOneLineAndLeavesNothing() throws {
+        let dir = try tempDir()
+        assertOneLineError(try tessera(["pretrain", "--data", dir + "/missing.npy", "--run", dir + "/r1"]), mentions: "missing.npy")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/r1"))
+        assertOneLineError(try tessera(["pretrain", "--data", "fashion-mnist:" + dir + "/nowhere", "--run", dir + "/r2"]), mentions: "apt-get install dataset-fashion-mnist")
+        let data = try tinyData(dir)
+        assertOneLineError(try tessera(["pretrain", "--data", data, "--patch-size", "5", "--run", dir + "/r3"]), mentions: "not divisible by patch size 5")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/r3"))
+        assertOneLineError(try tessera(["pretrain", "--bogus-flag"]), mentions: "--bogus-flag")
+        assertOneLineError(try tessera(["pretrain", "--data", data, "--run", "/proc/tessera-run"]), mentions: "/proc")
+        try Data("not a checkpoint".utf8).write(to: URL(fileURLWithPath: dir + "/bad.safetensors"))
+        assertOneLineError(try tessera(["eval", dir + "/bad.safetensors"]), mentions: "bad.safetensors")
+        assertOneLineError(try tessera(["inspect", dir + "/none.safetensors"]), mentions: "none.safetensors")
+        assertOneLineError(try tessera(["pretrain", "--model", "vit-huge"]), mentions: "vit-tiny")
+        XCTAssertEqual(try tessera(["--help"]).status, 0)
+    }
+
+    func testTinyRunEndToEnd() throws {
+        let dir = try tempDir()
+        let data = try tinyData(dir)
+        let run = dir + "/run"
+        let common = ["--data", data, "--run", run, "--batch-size", "16", "--depth", "1", "--dim", "32", "--heads", "2",
+                      "--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "2", "--blr", "0.01"]
+        let first = try tessera(["pretrain", "--epochs", "1"] + common)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(first.stdout.contains("effective batch 16"), first.stdout)
+        // Same run folder without --resume is refused; with --resume it continues.
+        assertOneLineError(try tessera(["pretrain", "--epochs", "2"] + common), mentions: "--resume")
+        let second = try tessera(["pretrain", "--epochs", "2", "--resume"] + common)
+        XCTAssertEqual(second.status, 0, second.stderr)
+        XCTAssertTrue(second.stdout.contains("resumed"), second.stdout)
+        for f in ["config.json", "metrics.csv", "metrics.jsonl", "last.safetensors", "last.encoder.safetensors", "last.train-state.safetensors"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/" + f), f)
+        }
+        let eval = try tessera(["eval", run + "/last.safetensors", "--few-shot", "1"])
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        XCTAssertTrue(eval.stdout.contains("kNN"), eval.stdout)
+        XCTAssertTrue(eval.stdout.contains("linear probe"), eval.stdout)
+        XCTAssertTrue(try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).contains("\"kind\":\"eval\""))
+        let recon = try tessera(["reconstruct", run + "/last.safetensors", "--count", "3", "--out", dir + "/r.png", "--save-noise", dir + "/noise.npy"])
+        XCTAssertEqual(recon.status, 0, recon.stderr)
+        let png = try ImageSet.decodeImage(dir + "/r.png", channels: 1)
+        XCTAssertEqual([png.width, png.height], [4 * 112 + 5 * 2, 3 * 112 + 4 * 2])   // 4 panels × 3 images, 7x upscaled
+        let again = try tessera(["reconstruct", run + "/last.safetensors", "--count", "3", "--out", dir + "/r2.png", "--noise", dir + "/noise.npy"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/r.png")), try Data(contentsOf: URL(fileURLWithPath: dir + "/r2.png")))
+        let emb = try tessera(["embed", run + "/last.encoder.safetensors", "--split", "train", "--out", dir + "/f.npy"])
+        XCTAssertEqual(emb.status, 0, emb.stderr)
+        XCTAssertEqual(try NpyArray.read(dir + "/f.npy").shape, [48, 32])
+        let inspect = try tessera(["inspect", run + "/last.safetensors"])
+        XCTAssertTrue(inspect.stdout.contains("decoder_pred.weight"), inspect.stdout)
+        XCTAssertTrue(inspect.stdout.contains("format: pt"), inspect.stdout)
+    }
+}
