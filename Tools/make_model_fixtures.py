@@ -40,3 +40,20 @@ tensors["fixture.loss_pix"] = loss_pix.detach().reshape(1)
 os.makedirs(OUT, exist_ok=True)
 save_file(tensors, os.path.join(OUT, "mae_tiny.safetensors"), metadata={"format": "pt"})
 print("wrote mae_tiny.safetensors:", len(tensors), "tensors, loss", loss.item())
+
+# PIL's crop + resize (what torchvision's RandomResizedCrop does on PIL images), for the augmentation kernel.
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+rng = np.random.default_rng(0)
+src = rng.integers(0, 256, size=(20, 24, 3), dtype=np.uint8)
+out = {"fixture.src": torch.from_numpy(src.astype(np.float32))}
+cases = [("bicubic_up", (3, 5, 9, 11), 16, Image.BICUBIC), ("bilinear_up", (0, 0, 20, 24), 28, Image.BILINEAR),
+         ("bicubic_down", (2, 1, 18, 20), 7, Image.BICUBIC), ("bilinear_down", (4, 4, 16, 12), 5, Image.BILINEAR)]
+for name, (top, left, h, w), size, filt in cases:
+    img = Image.fromarray(src).crop((left, top, left + w, top + h)).resize((size, size), filt)
+    out["fixture." + name] = torch.from_numpy(np.asarray(img).astype(np.float32).copy())
+    out["fixture." + name + ".box"] = torch.tensor([top, left, h, w], dtype=torch.float32)
+EVAL_OUT = os.path.join(os.path.dirname(__file__), "..", "Tests", "EngineTests", "Corpus")
+save_file(out, os.path.join(EVAL_OUT, "fixture_pil_resize.safetensors"), metadata={"format": "pt"})
+print("wrote fixture_pil_resize.safetensors")

@@ -36,8 +36,12 @@ static void axis_weights(int64_t *first, int64_t *n, float *w, int64_t K, double
         double center = start + (i + 0.5) * scale;
         int64_t lo = (int64_t)floor(center - support + 0.5);
         int64_t hi = (int64_t)floor(center + support + 0.5);
-        if (lo < 0) lo = 0;
-        if (hi > in_size) hi = in_size;
+        // Only pixels inside the crop contribute (torchvision crops, then resizes the crop).
+        int64_t box_lo = (int64_t)floor(start), box_hi = (int64_t)ceil(start + length);
+        if (box_lo < 0) box_lo = 0;
+        if (box_hi > in_size) box_hi = in_size;
+        if (lo < box_lo) lo = box_lo;
+        if (hi > box_hi) hi = box_hi;
         if (hi - lo > K) hi = lo + K;
         if (hi <= lo) { lo = center < 0 ? 0 : (center >= in_size ? in_size - 1 : (int64_t)center); hi = lo + 1; }
         double total = 0, tmp[hi - lo];
@@ -73,8 +77,8 @@ static void crop_resize_one(float *out, const uint8_t *src, int64_t Hh, int64_t 
     axis_weights(fx, nx, wx, kx, left, bw, Ww, S, interp);
     axis_weights(fy, ny, wy, ky, top, bh, Hh, S, interp);
     const int64_t r0 = fy[0], r1 = fy[S - 1] + ny[S - 1];   // source rows the vertical pass reads
-    // Horizontal pass: rows[r − r0, x, c] = Σ_j wx · src[r, fx[x] + j, c], kept in float (PIL rounds the
-    // intermediate to 8 bits; we round once, after the vertical pass).
+    // Horizontal pass: rows[r − r0, x, c] = Σ_j wx · src[r, fx[x] + j, c], rounded and clamped to 0…255
+    // as PIL's 8-bit intermediate image (bicubic overshoots, and PIL clips before the vertical pass).
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *sr = src + r * Ww * C;
         float *dr = rows + (r - r0) * S * C;
@@ -84,7 +88,8 @@ static void crop_resize_one(float *out, const uint8_t *src, int64_t Hh, int64_t 
             for (int64_t c = 0; c < C; c++) {
                 float acc = 0;
                 for (int64_t j = 0; j < nx[x]; j++) acc += w[j] * (float)sp[j * C + c];
-                dr[x * C + c] = acc;
+                acc = __builtin_rintf(acc);
+                dr[x * C + c] = acc < 0 ? 0 : (acc > 255 ? 255 : acc);
             }
         }
     }

@@ -7,6 +7,11 @@ public struct CropView: Sendable, Equatable, Codable {
     public var top: Float, left: Float, height: Float, width: Float
     public var flipped: Bool
     public var sourceHeight: Int, sourceWidth: Int
+
+    public init(top: Float, left: Float, height: Float, width: Float, flipped: Bool, sourceHeight: Int, sourceWidth: Int) {
+        self.top = top; self.left = left; self.height = height; self.width = width; self.flipped = flipped
+        self.sourceHeight = sourceHeight; self.sourceWidth = sourceWidth
+    }
 }
 
 /// Resampling filter of a crop-resize.
