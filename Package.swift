@@ -51,7 +51,7 @@ let package = Package(
         ),
         .target(
             name: "TesseraEngine",
-            dependencies: ["CKernels", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CKernels"],
             path: "Sources/Engine"
         ),
         .target(

@@ -97,8 +97,12 @@ extension ImageSet {
     /// Reads a file, gunzipping it when it ends in `.gz`, with `limit` bytes at most after decompression.
     static func readMaybeGzip(_ path: String, limit: Int = 1 << 32) throws -> [UInt8] {
         let raw = try FileIO.readAll(path, limit: limit)
-        guard path.hasSuffix(".gz") else { return raw }
-        guard raw.count >= 18 else { throw DataError("\(path): truncated gzip file (\(raw.count) bytes)") }
+        return path.hasSuffix(".gz") ? try gunzip(raw, name: path, limit: limit) : raw
+    }
+
+    /// Decompresses gzip bytes (all members), at most `limit` bytes of output.
+    public static func gunzip(_ raw: [UInt8], name: String, limit: Int = 1 << 32) throws -> [UInt8] {
+        guard raw.count >= 18 else { throw DataError("\(name): truncated gzip file (\(raw.count) bytes)") }
         // ISIZE (last 4 bytes) is the size mod 2^32: a hint, verified by the decoder. Deflate expands
         // at most 1032:1, which bounds what a hostile ISIZE can make us allocate.
         let isize = Int(raw.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: raw.count - 4, as: UInt32.self)) })
@@ -110,7 +114,7 @@ extension ImageSet {
             let rc = ck_gunzip(&out, cap, &len, raw, raw.count)
             if rc == Int32(CK_IO_OK) { out.removeLast(cap - len); return out }
             if rc == Int32(CK_IO_TOO_LARGE) && cap < bound { cap = min(cap * 2, bound); continue }
-            throw DataError("\(path): corrupt gzip data (\(ioMessage(rc))); re-download or reinstall the file")
+            throw DataError("\(name): corrupt gzip data (\(ioMessage(rc))); re-download or reinstall the file")
         }
     }
 
@@ -311,16 +315,20 @@ extension ImageSet {
 
     /// Decodes one PNG or JPEG file to 8-bit HWC with `channels` (1 or 3).
     public static func decodeImage(_ path: String, channels: Int) throws -> (pixels: [UInt8], height: Int, width: Int) {
-        let bytes = try FileIO.readAll(path, limit: 1 << 30)
+        try decodeImage(bytes: FileIO.readAll(path, limit: 1 << 30), name: path, channels: channels)
+    }
+
+    /// Decodes PNG or JPEG bytes; `name` is used in error messages.
+    public static func decodeImage(bytes: [UInt8], name: String, channels: Int) throws -> (pixels: [UInt8], height: Int, width: Int) {
         var w: Int64 = 0, h: Int64 = 0, c: Int64 = 0
         var rc = ck_image_info(bytes, bytes.count, &w, &h, &c)
-        guard rc == 0 else { throw DataError("\(path): cannot read image header (\(ioMessage(rc))); the file is not a valid PNG or JPEG") }
+        guard rc == 0 else { throw DataError("\(name): cannot read image header (\(ioMessage(rc))); the file is not a valid PNG or JPEG") }
         guard w > 0, h > 0, w * h <= Int64(maxPixels) else {
-            throw DataError("\(path): \(w)×\(h) pixels exceeds the \(maxPixels)-pixel limit; downscale the image")
+            throw DataError("\(name): \(w)×\(h) pixels exceeds the \(maxPixels)-pixel limit; downscale the image")
         }
         var out = [UInt8](repeating: 0, count: Int(w * h) * channels)
         rc = ck_image_decode(&out, bytes, bytes.count, w, h, Int64(channels), Int64(maxPixels))
-        guard rc == 0 else { throw DataError("\(path): cannot decode image (\(ioMessage(rc)))") }
+        guard rc == 0 else { throw DataError("\(name): cannot decode image (\(ioMessage(rc)))") }
         return (out, Int(h), Int(w))
     }
 
