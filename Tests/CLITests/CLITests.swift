@@ -89,7 +89,7 @@ final class CLITests: XCTestCase {
         let data = try tinyData(dir)
         let run = dir + "/run"
         let common = ["--data", data, "--run", run, "--batch-size", "16", "--depth", "1", "--dim", "32", "--heads", "2",
-                      "--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "2", "--blr", "0.01"]
+                      "--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "2", "--blr", "0.01", "--knn-every", "1"]
         let first = try tessera(["pretrain", "--epochs", "1"] + common)
         XCTAssertEqual(first.status, 0, first.stderr)
         XCTAssertTrue(first.stdout.contains("effective batch 16"), first.stdout)
@@ -98,7 +98,9 @@ final class CLITests: XCTestCase {
         let second = try tessera(["pretrain", "--epochs", "2", "--resume"] + common)
         XCTAssertEqual(second.status, 0, second.stderr)
         XCTAssertTrue(second.stdout.contains("resumed"), second.stdout)
-        for f in ["config.json", "metrics.csv", "metrics.jsonl", "last.safetensors", "last.encoder.safetensors", "last.train-state.safetensors"] {
+        XCTAssertTrue(second.stdout.contains("kNN"), second.stdout)
+        for f in ["config.json", "metrics.csv", "metrics.jsonl", "last.safetensors", "last.encoder.safetensors", "last.train-state.safetensors",
+                  "best.safetensors", "best.encoder.safetensors"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/" + f), f)
         }
         let eval = try tessera(["eval", run + "/last.safetensors", "--few-shot", "1"])

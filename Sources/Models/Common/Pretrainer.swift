@@ -138,6 +138,7 @@ public final class Pretrainer {
                               to: run.model(tag))
         try SafeTensors.write(.init(tensors: method.evaluationEncoder.stateDict().map { ($0.name, .init(floats: $0.tensor.array, shape: $0.tensor.shape)) },
                                     metadata: meta), to: run.encoder(tag))
+        logger.debug("checkpoint written", metadata: ["path": "\(run.model(tag))", "epoch": "\(epoch)", "step": "\(step)"])
     }
 
     /// Restores weights, optimizer moments, step counters and extra state from `<tag>` files.
