@@ -12,7 +12,7 @@ struct Pretrain: ParsableCommand {
         Image size and channels default to the data's; patch size to 4 for images up to 64 pixels, else 16.
         """)
 
-    @Option(help: "Method (mae).") var method = "mae"
+    @Option(help: "Method: mae or rcmae.") var method = "mae"
     @Option(help: "Model size: vit-tiny, vit-small or vit-base.") var model = "vit-tiny"
     @Option(help: "Training data: fashion-mnist, a .npy file, an IDX images file, or an image folder.") var data = "fashion-mnist"
     @Option(help: "Labeled data for --knn-every (default: the test split of --data).") var evalData: String?
@@ -44,11 +44,16 @@ struct Pretrain: ParsableCommand {
     @Option(help: "kNN accuracy on the eval data every N epochs; keeps best.safetensors (0: off).") var knnEvery = 0
     @Option(help: "Use only the first N training images.") var limit: Int?
     @Option(help: "Progress line every N steps.") var logEvery = 20
+    @Option(help: "RC-MAE: weight of the consistency term.") var gamma: Float = 1
+    @Option(help: "RC-MAE: starting EMA momentum of the teacher.") var teacherMomentum: Double = 0.996
+    @Option(help: "RC-MAE: teacher momentum schedule, cosine (to 1, the paper) or constant (the released code).") var momentumSchedule = "cosine"
     @Flag(help: "After training, run 'tessera eval' on the last checkpoint.") var evaluate = false
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
-        guard method == "mae" else { throw CLIError("unknown --method '\(method)'; this build trains: mae") }
+        guard ["mae", "rcmae"].contains(method) else { throw CLIError("unknown --method '\(method)'; this build trains: mae, rcmae") }
+        guard RCMAEOptions.Schedule(rawValue: momentumSchedule) != nil else { throw CLIError("--momentum-schedule must be cosine or constant") }
+        guard teacherMomentum >= 0 && teacherMomentum <= 1 else { throw CLIError("--teacher-momentum must be in [0, 1]") }
         guard MAEConfig.named(model) != nil else { throw CLIError("unknown --model '\(model)'; choose one of \(MAEConfig.names.joined(separator: ", "))") }
         guard epochs >= 1, batchSize >= 1, accum >= 1, saveEvery >= 1, logEvery >= 1, knnEvery >= 0 else {
             throw CLIError("--epochs, --batch-size, --accum, --save-every and --log-every must be positive")
@@ -110,6 +115,10 @@ struct Pretrain: ParsableCommand {
         aug.std = aug.std.map { ($0 * 1e4).rounded() / 1e4 }
 
         var config = PretrainConfig(mae: mae, augmentation: aug)
+        config.method = method
+        if method == "rcmae" {
+            config.rcmae = RCMAEOptions(gamma: gamma, momentum: teacherMomentum, schedule: RCMAEOptions.Schedule(rawValue: momentumSchedule)!)
+        }
         config.model = model
         config.data = data
         config.evalData = evalData
@@ -136,13 +145,13 @@ struct Pretrain: ParsableCommand {
 
         try FileIO.makeDirectory(runPath)   // only now: a run that fails validation leaves nothing behind
         var rng = TesseraRNG(seed: seed)
-        let model = MaskedAutoencoder(mae, rng: &rng)
-        let trainer = try Pretrainer(config: config, method: model, train: train, evalSets: evalSets, runFolder: runPath)
+        let trainee: any PretrainingMethod = method == "rcmae" ? RCMAE(mae, options: config.rcmae!, rng: &rng) : MaskedAutoencoder(mae, rng: &rng)
+        let trainer = try Pretrainer(config: config, method: trainee, train: train, evalSets: evalSets, runFolder: runPath)
         if resume {
             try trainer.resume()
             print("resumed \(runPath) at epoch \(trainer.epoch), step \(trainer.step)")
         }
-        print("model: \(model.parameterCount) parameters (encoder \(mae.encoder.dim)/\(mae.encoder.depth)/\(mae.encoder.heads), decoder \(mae.decoderDim)/\(mae.decoderDepth)/\(mae.decoderHeads)), patch \(patch) on \(size)x\(size)x\(mae.encoder.channels), \(mae.keptPatches)/\(mae.encoder.patches) patches visible")
+        print("model: \(trainee.reportedModel.parameterCount) parameters (encoder \(mae.encoder.dim)/\(mae.encoder.depth)/\(mae.encoder.heads), decoder \(mae.decoderDim)/\(mae.decoderDepth)/\(mae.decoderHeads)), patch \(patch) on \(size)x\(size)x\(mae.encoder.channels), \(mae.keptPatches)/\(mae.encoder.patches) patches visible")
         print("BLAS: \(Runtime.gemmBackend)")
         try trainer.train()
         print("checkpoints: \(folder.model("last")) (full MAE), \(folder.encoder("last")) (encoder only)")

@@ -33,8 +33,9 @@ final class PretrainerTests: XCTestCase {
 
     func makeTrainer(_ config: PretrainConfig, _ set: ImageSet, _ dir: String) throws -> Pretrainer {
         var rng = TesseraRNG(seed: config.seed)
-        let model = MaskedAutoencoder(config.mae, rng: &rng)
-        let t = try Pretrainer(config: config, method: model, train: set, evalSets: nil, runFolder: dir)
+        let method: any PretrainingMethod = config.method == "rcmae" ? RCMAE(config.mae, options: config.rcmae!, rng: &rng)
+                                                                      : MaskedAutoencoder(config.mae, rng: &rng)
+        let t = try Pretrainer(config: config, method: method, train: set, evalSets: nil, runFolder: dir)
         t.print = { _ in }
         return t
     }
@@ -49,8 +50,8 @@ final class PretrainerTests: XCTestCase {
         try straight.train()
 
         let dir = tempDir("resumed")
-        let first = try makeTrainer(tinyConfig(epochs: 1), set, dir)
-        try first.train()
+        let first = try makeTrainer(tinyConfig(epochs: 3), set, dir)
+        try first.train(stopAfter: 1)
         let second = try makeTrainer(tinyConfig(epochs: 3), set, dir)
         try second.resume()
         XCTAssertEqual(second.epoch, 1)
@@ -67,10 +68,11 @@ final class PretrainerTests: XCTestCase {
         XCTAssertEqual(file.metadata["format"], "pt")
         XCTAssertEqual(file.metadata["method"], "mae")
         XCTAssertEqual(file.metadata["epoch"], "3")
+        XCTAssertEqual(try SafeTensors.read(run.trainState("last")).metadata["step"], "15")
         var rng = TesseraRNG(seed: 9)
         let fresh = MaskedAutoencoder(tinyConfig(epochs: 3).mae, rng: &rng)
         try loadWeights(file, into: fresh)
-        XCTAssertEqual(fresh.decoderPred.weight.array, (second.method as! MaskedAutoencoder).decoderPred.weight.array)
+        XCTAssertEqual(fresh.decoderPred.weight.array, (second.method.reportedModel as! MaskedAutoencoder).decoderPred.weight.array)
         let enc = try SafeTensors.read(run.encoder("last"))
         XCTAssertTrue(enc.tensors.allSatisfy { !$0.name.hasPrefix("decoder") && $0.name != "mask_token" })
         XCTAssertNotNil(enc["blocks.1.mlp.fc2.weight"])
@@ -79,6 +81,29 @@ final class PretrainerTests: XCTestCase {
         other.blr = 2e-2
         let mismatched = try makeTrainer(other, set, dir)
         XCTAssertThrowsError(try mismatched.resume()) { XCTAssertTrue("\($0)".contains("different configuration")) }
+    }
+
+    func testRCMAEResumeIsBitExactAndTheTeacherIsTheReportedModel() throws {
+        let set = syntheticSet(40)
+        var c = tinyConfig(epochs: 3)
+        c.method = "rcmae"
+        c.rcmae = RCMAEOptions(momentum: 0.9)
+        let straight = try makeTrainer(c, set, tempDir("rc-straight"))
+        try straight.train()
+        let dir = tempDir("rc-resumed")
+        try makeTrainer(c, set, dir).train(stopAfter: 1)
+        let second = try makeTrainer(c, set, dir)
+        try second.resume()
+        try second.train()
+        assertBitIdentical(weights(second), weights(straight), "student after resume")
+        let t1 = (second.method as! RCMAE).teacher.stateDict().flatMap { $0.tensor.array }
+        let t2 = (straight.method as! RCMAE).teacher.stateDict().flatMap { $0.tensor.array }
+        assertBitIdentical(t1, t2, "teacher after resume")
+        // The checkpoint holds the teacher under MAE's names; the student differs from it.
+        let file = try SafeTensors.read(RunFolder(dir).model("last"))
+        XCTAssertEqual(file["decoder_pred.weight"]?.floats(), (second.method as! RCMAE).teacher.decoderPred.weight.array)
+        XCTAssertNotEqual(file["decoder_pred.weight"]?.floats(), (second.method as! RCMAE).student.decoderPred.weight.array)
+        XCTAssertEqual(file.metadata["method"], "rcmae")
     }
 
     func testSameSeedSameBitsAndLossDecreases() throws {

@@ -9,6 +9,10 @@ public struct Batch: @unchecked Sendable {
     public let views: [CropView]
     /// Epoch and step inside the epoch this batch belongs to.
     public let epoch: Int, step: Int
+
+    public init(images: Tensor, labels: [Int]?, indices: [Int], views: [CropView], epoch: Int, step: Int) {
+        self.images = images; self.labels = labels; self.indices = indices; self.views = views; self.epoch = epoch; self.step = step
+    }
 }
 
 /// Mixes seeds: a reproducible child seed for (seed, a, b).

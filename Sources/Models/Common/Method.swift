@@ -1,33 +1,41 @@
 import TesseraEngine
 
-/// A self-supervised pretraining method: a module that turns a batch into a loss.
+/// A self-supervised pretraining method: turns a batch into a loss.
 ///
 /// The ``Pretrainer`` owns everything else (data, optimizer, schedules, checkpoints, resume,
-/// metrics, evaluation), so a method only defines its model, its views/masking and its loss.
-public protocol PretrainingMethod: Module {
+/// metrics, evaluation), so a method only defines its networks, its views/masking and its loss.
+public protocol PretrainingMethod: AnyObject {
     /// The name used on the command line and in checkpoints (`mae`, `rcmae`, `msn`, `sim`).
     var methodName: String { get }
+    /// The reported model, saved as `<tag>.safetensors` with official names (for RC-MAE, the teacher).
+    var reportedModel: Module { get }
     /// The encoder whose frozen features are evaluated and exported.
     var evaluationEncoder: ViTEncoder { get }
+    /// The parameters the optimizer updates.
+    func optimizedParameters() -> [(name: String, tensor: Tensor)]
     /// The loss of one batch (builds the autograd graph) and named scalars to log.
     /// `rng` is seeded per step by the trainer (masking, extra views).
     func trainingLoss(_ batch: Batch, rng: inout TesseraRNG) -> (loss: Tensor, metrics: [(String, Float)])
-    /// Called after every optimizer update with the run's progress (EMA teachers update here).
-    func afterUpdate(step: Int, totalSteps: Int)
-    /// Named tensors that are training state but not model weights (EMA teacher, …), saved with the
-    /// optimizer state for resume.
+    /// Called after every optimizer update with the run's progress and the optimizer's parameter
+    /// arena (EMA teachers update from it).
+    func afterUpdate(step: Int, totalSteps: Int, parameters: ParameterArena)
+    /// Named tensors that are training state but not the reported model (the student of a
+    /// teacher–student method, …), saved with the optimizer state for resume.
     func extraState() -> [(name: String, tensor: Tensor)]
 }
 
 extension PretrainingMethod {
-    public func afterUpdate(step: Int, totalSteps: Int) {}
+    public func afterUpdate(step: Int, totalSteps: Int, parameters: ParameterArena) {}
     public func extraState() -> [(name: String, tensor: Tensor)] { [] }
 }
 
 extension MaskedAutoencoder: PretrainingMethod {
     public var methodName: String { "mae" }
+    public var reportedModel: Module { self }
     public var evaluationEncoder: ViTEncoder { encoder }
+    public func optimizedParameters() -> [(name: String, tensor: Tensor)] { trainableParameters() }
 
+    /// MAE: mask 75% of the patches per image, reconstruct them.
     public func trainingLoss(_ batch: Batch, rng: inout TesseraRNG) -> (loss: Tensor, metrics: [(String, Float)]) {
         let mask = randomMask(batch: batch.images.shape[0], rng: &rng)
         return (self(batch.images, mask: mask).loss, [])

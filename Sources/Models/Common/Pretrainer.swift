@@ -11,6 +11,8 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     public var method = "mae"
     public var model = "vit-tiny"
     public var mae: MAEConfig
+    /// RC-MAE's options (method `rcmae`).
+    public var rcmae: RCMAEOptions?
     /// Training data (see ``DataSource``) and the labeled sets used by probes.
     public var data = "fashion-mnist"
     public var evalData: String?
@@ -100,7 +102,7 @@ public final class Pretrainer {
             throw TrainingError(description: "training set has \(trainSet.count) images, fewer than one batch of \(config.batchSize); lower --batch-size")
         }
         loader = Loader(trainSet, batchSize: config.batchSize, augmentation: config.augmentation, seed: config.seed)
-        optimizer = AdamW(method.trainableParameters(), learningRate: Float(config.learningRate), betas: (config.beta1, config.beta2),
+        optimizer = AdamW(method.optimizedParameters(), learningRate: Float(config.learningRate), betas: (config.beta1, config.beta2),
                           weightDecay: config.weightDecay)
         run = RunFolder(runFolder)
         self.evalSets = evalSets
@@ -134,7 +136,7 @@ public final class Pretrainer {
             tensors.append(("optimizer.step", .init(int64s: [Int64(optimizer.step)], shape: [])))
             try SafeTensors.write(.init(tensors: tensors, metadata: meta), to: run.trainState(tag))
         }
-        try SafeTensors.write(.init(tensors: method.stateDict().map { ($0.name, .init(floats: $0.tensor.array, shape: $0.tensor.shape)) }, metadata: meta),
+        try SafeTensors.write(.init(tensors: method.reportedModel.stateDict().map { ($0.name, .init(floats: $0.tensor.array, shape: $0.tensor.shape)) }, metadata: meta),
                               to: run.model(tag))
         try SafeTensors.write(.init(tensors: method.evaluationEncoder.stateDict().map { ($0.name, .init(floats: $0.tensor.array, shape: $0.tensor.shape)) },
                                     metadata: meta), to: run.encoder(tag))
@@ -157,7 +159,7 @@ public final class Pretrainer {
                 throw TrainingError(description: "\(run.path): the checkpoint was trained with a different configuration (see config.json); resume with the same options")
             }
         }
-        try loadWeights(model, into: method)
+        try loadWeights(model, into: method.reportedModel)
         for (name, t, off) in optimizer.arena.entries {
             guard let m = state["exp_avg." + name]?.floats(), let v = state["exp_avg_sq." + name]?.floats(), m.count == t.count, v.count == t.count else {
                 throw TrainingError(description: "\(run.trainState(tag)): optimizer state for '\(name)' is missing or has the wrong size")
@@ -185,9 +187,10 @@ public final class Pretrainer {
         var lossSum = 0.0, lossCount = 0
     }
 
-    /// Trains from the current epoch to `config.epochs`. Returns the mean loss of the last epoch.
+    /// Trains from the current epoch to `config.epochs` (or only until `stopAfter` epochs are done,
+    /// as if the process were stopped there). Returns the mean loss of the last epoch.
     @discardableResult
-    public func train() throws -> Double {
+    public func train(stopAfter: Int? = nil) throws -> Double {
         try FileIO.makeDirectory(run.path)
         try FileIO.writeAtomically(config.json() + "\n", to: run.config)
         if !FileManager.default.fileExists(atPath: run.metricsCSV) {
@@ -198,7 +201,7 @@ public final class Pretrainer {
         var lastEpochLoss = Double.nan
         let runStart = Date()
         let stepsAtStart = step
-        while epoch < config.epochs {
+        while epoch < min(config.epochs, stopAfter ?? config.epochs) {
             var meter = Meter()
             var window = Meter()
             var micro = 0
@@ -225,7 +228,7 @@ public final class Pretrainer {
                 optimizer.update()
                 optimizer.zeroGrad()
                 step += 1
-                method.afterUpdate(step: step, totalSteps: totalSteps)
+                method.afterUpdate(step: step, totalSteps: totalSteps, parameters: optimizer.arena)
                 let inEpoch = micro / config.accumSteps
                 if inEpoch % config.logEvery == 0 || inEpoch == stepsPerEpoch {
                     let ips = Double(window.images) / max(Date().timeIntervalSince(window.start), 1e-9)

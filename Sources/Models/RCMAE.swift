@@ -1,0 +1,79 @@
+import Foundation
+import TesseraEngine
+
+/// Options of RC-MAE (Lee et al., 2023): the consistency weight and the teacher's EMA momentum.
+public struct RCMAEOptions: Codable, Equatable, Sendable {
+    /// Weight γ of the reconstruction-consistency term.
+    public var gamma: Float = 1
+    /// Starting EMA momentum of the teacher.
+    public var momentum: Double = 0.996
+    /// `cosine`: momentum rises to 1 over the whole run on a half cosine (the paper's statement).
+    /// `constant`: stays at `momentum` (what the released code effectively does: it indexes the
+    /// schedule with the step inside the epoch).
+    public var schedule: Schedule = .cosine
+
+    public enum Schedule: String, Codable, Sendable, CaseIterable { case cosine, constant }
+
+    public init(gamma: Float = 1, momentum: Double = 0.996, schedule: Schedule = .cosine) {
+        self.gamma = gamma; self.momentum = momentum; self.schedule = schedule
+    }
+
+    /// Teacher momentum after `step` of `total` optimizer steps.
+    public func momentum(step: Int, total: Int) -> Double {
+        switch schedule {
+        case .constant: return momentum
+        case .cosine: return TesseraEngine.Schedule.cosine(progress: Double(step) / Double(max(total, 1)), from: momentum, to: 1)
+        }
+    }
+}
+
+/// RC-MAE: an MAE student plus an EMA teacher of the whole MAE (encoder and decoder). The teacher
+/// sees the same batch with the same mask; the student is trained on
+/// `MAE loss + γ · MSE(student prediction, teacher prediction)` over the removed patches.
+/// The teacher is the reported model: it is what the checkpoint holds under MAE's names.
+public final class RCMAE: PretrainingMethod {
+    public let options: RCMAEOptions
+    public let student: MaskedAutoencoder
+    public let teacher: MaskedAutoencoder
+    /// The teacher's parameters laid out like the student's optimizer arena (one EMA pass).
+    private var teacherArena: ParameterArena?
+
+    public init(_ config: MAEConfig, options: RCMAEOptions = RCMAEOptions(), rng: inout TesseraRNG) {
+        self.options = options
+        student = MaskedAutoencoder(config, rng: &rng)
+        var unused = TesseraRNG(seed: 0)
+        teacher = MaskedAutoencoder(config, rng: &unused)
+        for ((_, t), (_, s)) in zip(teacher.stateDict(), student.stateDict()) {   // identical start, never trained
+            t.copy(from: s)
+            t.requiresGrad = false
+        }
+        teacher.eval()
+    }
+
+    public var methodName: String { "rcmae" }
+    public var reportedModel: Module { teacher }
+    public var evaluationEncoder: ViTEncoder { teacher.encoder }
+    public func optimizedParameters() -> [(name: String, tensor: Tensor)] { student.trainableParameters() }
+    public func extraState() -> [(name: String, tensor: Tensor)] { student.stateDict().map { ("student." + $0.name, $0.tensor) } }
+
+    public func trainingLoss(_ batch: Batch, rng: inout TesseraRNG) -> (loss: Tensor, metrics: [(String, Float)]) {
+        let images = batch.images
+        let mask = student.randomMask(batch: images.shape[0], rng: &rng)
+        let (maeLoss, studentPred) = student(images, mask: mask)
+        let teacherPred = withNoGrad { teacher.decode(teacher.encode(images, mask: mask), mask: mask) }
+        let consistency = MaskedAutoencoder.maskedPatchMSE(studentPred, teacherPred, mask: mask)
+        let loss = maeLoss + consistency.scaled(by: options.gamma)
+        return (loss, [("mae_loss", maeLoss.item), ("consistency", consistency.item)])
+    }
+
+    /// `teacher ← m·teacher + (1 − m)·student` over every trained tensor, in one pass.
+    public func afterUpdate(step: Int, totalSteps: Int, parameters: ParameterArena) {
+        if teacherArena == nil {
+            // Same names, shapes and decay grouping as the optimizer's arena ⇒ the same layout.
+            let names = Set(parameters.entries.map(\.name))
+            let tensors = teacher.namedParameters().filter { names.contains($0.name) }
+            teacherArena = ParameterArena(tensors, withGradients: false)
+        }
+        teacherArena!.emaUpdate(from: parameters, momentum: Float(options.momentum(step: step, total: totalSteps)))
+    }
+}
