@@ -57,3 +57,51 @@ for name, (top, left, h, w), size, filt in cases:
 EVAL_OUT = os.path.join(os.path.dirname(__file__), "..", "Tests", "EngineTests", "Corpus")
 save_file(out, os.path.join(EVAL_OUT, "fixture_pil_resize.safetensors"), metadata={"format": "pt"})
 print("wrote fixture_pil_resize.safetensors")
+
+# MSN's loss (src/losses.py as specified in msn_sim.md A2): CE to sharpened + Sinkhorn targets, ME-MAX.
+import math  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+
+def sinkhorn(Q, num_itr=3):
+    Q = Q.T
+    B, K = Q.shape[1], Q.shape[0]
+    Q = Q / Q.sum()
+    for _ in range(num_itr):
+        Q = Q / Q.sum(dim=1, keepdim=True) / K
+        Q = Q / Q.sum(dim=0, keepdim=True) / B
+    return (Q * B).T
+
+
+torch.manual_seed(1)
+B, V, K, d = 4, 3, 8, 5
+anchor = torch.randn(V * B, d, requires_grad=True)
+target = torch.randn(B, d)
+protos = torch.randn(K, d, requires_grad=True)
+pn = F.normalize(protos)
+probs = F.softmax(F.normalize(anchor) @ pn.T / 0.1, dim=1)
+with torch.no_grad():
+    t = F.softmax(F.normalize(target) @ pn.T / 0.1, dim=1)
+    sharp = t ** (1 / 0.25)
+    sharp = sharp / sharp.sum(dim=1, keepdim=True)
+    tg = sinkhorn(sharp, 3)
+ce = torch.mean(torch.sum(torch.log(probs ** (-torch.cat([tg] * V))), dim=1))
+avg = probs.mean(0)
+rloss = -torch.sum(torch.log(avg ** (-avg))) + math.log(K)
+total = ce + 1.0 * rloss
+total.backward()
+save_file({"anchor": anchor.detach(), "target": target, "prototypes": protos.detach(), "sharpened": sharp, "sinkhorn": tg,
+           "ce": ce.detach().reshape(1), "memax": rloss.detach().reshape(1), "total": total.detach().reshape(1),
+           "grad.anchor": anchor.grad, "grad.prototypes": protos.grad},
+          os.path.join(OUT, "msn_loss.safetensors"), metadata={"format": "pt"})
+print("wrote msn_loss.safetensors, loss", total.item())
+
+# Bicubic resize of a positional table (MSN deit interpolate_pos_encoding), 7x7 -> 3x3.
+torch.manual_seed(2)
+table = torch.randn(1, 1 + 49, 8)
+patch = table[:, 1:].reshape(1, 7, 7, 8).permute(0, 3, 1, 2)
+res = F.interpolate(patch, scale_factor=3 / 7, mode="bicubic")
+res = res.permute(0, 2, 3, 1).reshape(1, 9, 8)
+save_file({"table": table, "resized": torch.cat([table[:, :1], res], dim=1).contiguous()},
+          os.path.join(OUT, "pos_resize.safetensors"), metadata={"format": "pt"})
+print("wrote pos_resize.safetensors")

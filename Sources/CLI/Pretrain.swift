@@ -12,7 +12,7 @@ struct Pretrain: ParsableCommand {
         Image size and channels default to the data's; patch size to 4 for images up to 64 pixels, else 16.
         """)
 
-    @Option(help: "Method: mae or rcmae.") var method = "mae"
+    @Option(help: "Method: mae, rcmae or msn.") var method = "mae"
     @Option(help: "Model size: vit-tiny, vit-small or vit-base.") var model = "vit-tiny"
     @Option(help: "Training data: fashion-mnist, a .npy file, an IDX images file, or an image folder.") var data = "fashion-mnist"
     @Option(help: "Labeled data for --knn-every (default: the test split of --data).") var evalData: String?
@@ -35,8 +35,8 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Warmup epochs.") var warmupEpochs: Double = 1
     @Option(help: "Images per step.") var batchSize = 256
     @Option(help: "Gradient accumulation steps.") var accum = 1
-    @Option(help: "Base learning rate (lr = blr x effective batch / 256).") var blr: Double = 1.5e-4
-    @Option(help: "Weight decay (not on biases and 1-D tensors).") var weightDecay: Float = 0.05
+    @Option(help: "Base learning rate (lr = blr x effective batch / 256; default 1.5e-4, MSN 1e-3).") var blr: Double?
+    @Option(help: "Weight decay, not on biases and 1-D tensors (default 0.05; MSN: cosine 0.04 to 0.4).") var weightDecay: Float?
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Crop scale lower bound.") var minScale: Float = 0.2
     @Option(help: "Resampling: bicubic or bilinear.") var interpolation = "bicubic"
@@ -47,11 +47,19 @@ struct Pretrain: ParsableCommand {
     @Option(help: "RC-MAE: weight of the consistency term.") var gamma: Float = 1
     @Option(help: "RC-MAE: starting EMA momentum of the teacher.") var teacherMomentum: Double = 0.996
     @Option(help: "RC-MAE: teacher momentum schedule, cosine (to 1, the paper) or constant (the released code).") var momentumSchedule = "cosine"
+    @Option(help: "MSN: focal views per image.") var focalViews = 4
+    @Option(help: "MSN: focal view size in pixels (a multiple of the patch size).") var focalSize = 12
+    @Option(help: "MSN: fraction of the anchor view's patches dropped (shared by the batch).") var patchDrop: Float = 0.15
+    @Option(help: "MSN: number of prototypes.") var prototypes = 1024
+    @Option(help: "MSN: projection head hidden width.") var headHidden = 2048
     @Flag(help: "After training, run 'tessera eval' on the last checkpoint.") var evaluate = false
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
-        guard ["mae", "rcmae"].contains(method) else { throw CLIError("unknown --method '\(method)'; this build trains: mae, rcmae") }
+        guard ["mae", "rcmae", "msn"].contains(method) else { throw CLIError("unknown --method '\(method)'; this build trains: mae, rcmae, msn") }
+        guard focalViews >= 0, prototypes >= 2, headHidden >= 1, patchDrop >= 0 && patchDrop < 1 else {
+            throw CLIError("--focal-views must be >= 0, --prototypes >= 2, --head-hidden >= 1, --patch-drop in [0, 1)")
+        }
         guard RCMAEOptions.Schedule(rawValue: momentumSchedule) != nil else { throw CLIError("--momentum-schedule must be cosine or constant") }
         guard teacherMomentum >= 0 && teacherMomentum <= 1 else { throw CLIError("--teacher-momentum must be in [0, 1]") }
         guard MAEConfig.named(model) != nil else { throw CLIError("unknown --model '\(model)'; choose one of \(MAEConfig.names.joined(separator: ", "))") }
@@ -126,8 +134,22 @@ struct Pretrain: ParsableCommand {
         config.warmupEpochs = warmupEpochs
         config.batchSize = batchSize
         config.accumSteps = accum
-        config.blr = blr
-        config.weightDecay = weightDecay
+        if method == "msn" {
+            guard focalSize % patch == 0, focalSize >= patch else {
+                throw CLIError("--focal-size \(focalSize) must be a positive multiple of the patch size \(patch)")
+            }
+            var o = MSNOptions()
+            o.focalViews = focalViews; o.focalSize = focalSize; o.patchDrop = patchDrop; o.prototypes = prototypes; o.hiddenDim = headHidden
+            config.msn = o
+            config.beta2 = 0.999
+            config.weightDecay = weightDecay ?? 0.04
+            config.weightDecayEnd = 0.4
+            config.clipGrad = 3
+            config.blr = blr ?? 1e-3
+        } else {
+            config.weightDecay = weightDecay ?? 0.05
+            config.blr = blr ?? 1.5e-4
+        }
         config.seed = seed
         config.saveEvery = saveEvery
         config.knnEvery = knnEvery
@@ -145,13 +167,18 @@ struct Pretrain: ParsableCommand {
 
         try FileIO.makeDirectory(runPath)   // only now: a run that fails validation leaves nothing behind
         var rng = TesseraRNG(seed: seed)
-        let trainee: any PretrainingMethod = method == "rcmae" ? RCMAE(mae, options: config.rcmae!, rng: &rng) : MaskedAutoencoder(mae, rng: &rng)
+        let trainee: any PretrainingMethod
+        switch method {
+        case "rcmae": trainee = RCMAE(mae, options: config.rcmae!, rng: &rng)
+        case "msn": trainee = MSN(mae.encoder, options: config.msn!, rng: &rng)
+        default: trainee = MaskedAutoencoder(mae, rng: &rng)
+        }
         let trainer = try Pretrainer(config: config, method: trainee, train: train, evalSets: evalSets, runFolder: runPath)
         if resume {
             try trainer.resume()
             print("resumed \(runPath) at epoch \(trainer.epoch), step \(trainer.step)")
         }
-        print("model: \(trainee.reportedModel.parameterCount) parameters (encoder \(mae.encoder.dim)/\(mae.encoder.depth)/\(mae.encoder.heads), decoder \(mae.decoderDim)/\(mae.decoderDepth)/\(mae.decoderHeads)), patch \(patch) on \(size)x\(size)x\(mae.encoder.channels), \(mae.keptPatches)/\(mae.encoder.patches) patches visible")
+        print("model: \(trainee.reportedModel.parameterCount) parameters (encoder \(mae.encoder.dim)/\(mae.encoder.depth)/\(mae.encoder.heads)" + (method == "msn" ? ", head \(headHidden), \(prototypes) prototypes" : ", decoder \(mae.decoderDim)/\(mae.decoderDepth)/\(mae.decoderHeads)") + "), patch \(patch) on \(size)x\(size)x\(mae.encoder.channels), \(mae.keptPatches)/\(mae.encoder.patches) patches visible")
         print("BLAS: \(Runtime.gemmBackend)")
         try trainer.train()
         print("checkpoints: \(folder.model("last")) (full MAE), \(folder.encoder("last")) (encoder only)")

@@ -24,7 +24,7 @@ struct Reconstruct: ParsableCommand {
         guard count >= 1 && count <= 256 else { throw CLIError("--count must be 1…256") }
         let ck = try LoadedCheckpoint(checkpoint)
         guard let model = ck.model else {
-            throw CLIError("\(checkpoint) holds only an encoder; reconstruction needs the full model (last.safetensors, not last.encoder.safetensors)")
+            throw CLIError("\(checkpoint) has no MAE decoder; reconstruction needs the full model of an mae or rcmae run (last.safetensors, not last.encoder.safetensors)")
         }
         let cfg = ck.config.mae, e = cfg.encoder, L = e.patches, S = e.imageSize, C = e.channels, p = e.patchSize
         let set = try loadData(data ?? ck.config.evalData ?? ck.config.data, split: .test, channels: C)

@@ -97,8 +97,10 @@ struct LoadedCheckpoint {
             model = m
             encoder = m.encoder
         } else {
+            // An encoder-only file, or a method whose checkpoint adds heads (MSN: fc.*, prototypes).
             let e = ViTEncoder(config.mae.encoder, rng: &rng)
-            try loadWeights(file, into: e)
+            let sub = SafeTensors.File(tensors: file.tensors.filter { !$0.name.hasPrefix("fc.") && $0.name != "prototypes" }, metadata: file.metadata)
+            try loadWeights(sub, into: e)
             encoder = e
             model = nil
         }

@@ -122,4 +122,24 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(inspect.stdout.contains("decoder_pred.weight"), inspect.stdout)
         XCTAssertTrue(inspect.stdout.contains("format: pt"), inspect.stdout)
     }
+
+    func testOtherMethodsTrainAndEvaluate() throws {
+        let dir = try tempDir()
+        let data = try tinyData(dir)
+        let common = ["--data", data, "--batch-size", "16", "--depth", "1", "--dim", "32", "--heads", "2", "--epochs", "1"]
+        let rc = try tessera(["pretrain", "--method", "rcmae", "--run", dir + "/rc", "--decoder-dim", "16", "--decoder-depth", "1",
+                              "--decoder-heads", "2", "--momentum-schedule", "constant"] + common)
+        XCTAssertEqual(rc.status, 0, rc.stderr)
+        XCTAssertTrue(rc.stdout.contains("consistency"), rc.stdout)
+        let msn = try tessera(["pretrain", "--method", "msn", "--run", dir + "/msn", "--focal-views", "2", "--focal-size", "8",
+                               "--prototypes", "16", "--head-hidden", "32"] + common)
+        XCTAssertEqual(msn.status, 0, msn.stderr)
+        XCTAssertTrue(msn.stdout.contains(" np "), msn.stdout)
+        for ck in [dir + "/rc/last.safetensors", dir + "/msn/last.safetensors", dir + "/msn/last.encoder.safetensors"] {
+            let e = try tessera(["eval", ck, "--few-shot", "none", "--no-linear"])
+            XCTAssertEqual(e.status, 0, "\(ck): \(e.stderr)")
+        }
+        assertOneLineError(try tessera(["pretrain", "--method", "msn", "--focal-size", "10", "--run", dir + "/x"] + common), mentions: "--focal-size")
+        assertOneLineError(try tessera(["reconstruct", dir + "/msn/last.safetensors"]), mentions: "full model")
+    }
 }

@@ -76,7 +76,7 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(pe.namedParameters().map(\.name), ["proj.weight", "proj.bias"])
         XCTAssertEqual(pe.proj.weight.shape, [8, 3, 4, 4])
         let bn = BatchNorm1d(4)
-        XCTAssertEqual(bn.stateDict().map(\.name), ["weight", "bias", "running_mean", "running_var"])
+        XCTAssertEqual(bn.stateDict().map(\.name), ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"])   // as PyTorch's state_dict
     }
 
     func testPatchEmbedEqualsConvolution() {

@@ -1,17 +1,29 @@
 import Foundation
 
-/// One training batch: the augmented images, their labels (if any), which images they are and
-/// where each view was cut from.
+/// One training batch: the augmented views of its images, their labels (if any), which images they
+/// are and where each view was cut from.
 public struct Batch: @unchecked Sendable {
-    public let images: Tensor
+    /// One tensor `[B, C, S_v, S_v]` per view kind of the loader (MAE has one).
+    public let viewImages: [Tensor]
+    /// `viewCrops[v][i]`: where view v of image i was cut from.
+    public let viewCrops: [[CropView]]
     public let labels: [Int]?
     public let indices: [Int]
-    public let views: [CropView]
     /// Epoch and step inside the epoch this batch belongs to.
     public let epoch: Int, step: Int
 
+    /// The first view.
+    public var images: Tensor { viewImages[0] }
+    /// The crops of the first view.
+    public var views: [CropView] { viewCrops[0] }
+
+    public init(viewImages: [Tensor], viewCrops: [[CropView]], labels: [Int]?, indices: [Int], epoch: Int, step: Int) {
+        self.viewImages = viewImages; self.viewCrops = viewCrops; self.labels = labels; self.indices = indices
+        self.epoch = epoch; self.step = step
+    }
+
     public init(images: Tensor, labels: [Int]?, indices: [Int], views: [CropView], epoch: Int, step: Int) {
-        self.images = images; self.labels = labels; self.indices = indices; self.views = views; self.epoch = epoch; self.step = step
+        self.init(viewImages: [images], viewCrops: [views], labels: labels, indices: indices, epoch: epoch, step: step)
     }
 }
 
@@ -30,15 +42,22 @@ public func deriveSeed(_ seed: UInt64, _ a: UInt64, _ b: UInt64 = 0) -> UInt64 {
 public final class Loader: @unchecked Sendable {
     public let set: ImageSet
     public let batchSize: Int
-    public let augmentation: Augmentation
+    /// The view kinds rendered per image, in order (one for MAE; target, anchor, focal… for MSN).
+    public let viewAugmentations: [Augmentation]
+    public var augmentation: Augmentation { viewAugmentations[0] }
     public let seed: UInt64
     public let shuffle: Bool, dropLast: Bool
     /// Batches prepared ahead of the training step.
     public var prefetch = 2
 
-    public init(_ set: ImageSet, batchSize: Int, augmentation: Augmentation, seed: UInt64, shuffle: Bool = true, dropLast: Bool = true) {
+    public convenience init(_ set: ImageSet, batchSize: Int, augmentation: Augmentation, seed: UInt64, shuffle: Bool = true, dropLast: Bool = true) {
+        self.init(set, batchSize: batchSize, views: [augmentation], seed: seed, shuffle: shuffle, dropLast: dropLast)
+    }
+
+    public init(_ set: ImageSet, batchSize: Int, views: [Augmentation], seed: UInt64, shuffle: Bool = true, dropLast: Bool = true) {
         precondition(batchSize > 0, "Loader: batch size must be positive")
-        self.set = set; self.batchSize = batchSize; self.augmentation = augmentation; self.seed = seed
+        precondition(!views.isEmpty, "Loader: needs at least one view")
+        self.set = set; self.batchSize = batchSize; self.viewAugmentations = views; self.seed = seed
         self.shuffle = shuffle; self.dropLast = dropLast
     }
 
@@ -59,9 +78,13 @@ public final class Loader: @unchecked Sendable {
         let lo = step * batchSize, hi = min(lo + batchSize, order.count)
         let indices = Array(order[lo..<hi])
         var rng = TesseraRNG(seed: deriveSeed(seed, 2 + UInt64(epoch), UInt64(step)))
-        let views = indices.map { augmentation.sampleView(height: set.heights[$0], width: set.widths[$0], rng: &rng) }
-        let images = augmentation.render(set, indices: indices, views: views, threads: threads)
-        return Batch(images: images, labels: set.labels.map { l in indices.map { l[$0] } }, indices: indices, views: views,
+        var tensors: [Tensor] = [], crops: [[CropView]] = []
+        for aug in viewAugmentations {
+            let views = indices.map { aug.sampleView(height: set.heights[$0], width: set.widths[$0], rng: &rng) }
+            tensors.append(aug.render(set, indices: indices, views: views, threads: threads))
+            crops.append(views)
+        }
+        return Batch(viewImages: tensors, viewCrops: crops, labels: set.labels.map { l in indices.map { l[$0] } }, indices: indices,
                      epoch: epoch, step: step)
     }
 

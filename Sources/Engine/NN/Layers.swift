@@ -39,26 +39,30 @@ public final class BatchNorm1d: Module {
     public let weight: Tensor?, bias: Tensor?
     public let runningMean: Tensor, runningVar: Tensor
     public let eps: Float, momentum: Float
-    /// Number of training batches seen (PyTorch's `num_batches_tracked`).
-    public var batchesTracked = 0
+    /// Number of training batches seen: PyTorch's `num_batches_tracked` buffer (int64 there; a float
+    /// scalar here, which `load_state_dict` casts), so the state dict loads with strict=True.
+    public let numBatchesTracked: Tensor
+    public var batchesTracked: Int { Int(numBatchesTracked.item) }
 
     public init(_ dim: Int, affine: Bool = true, eps: Float = 1e-5, momentum: Float = 0.1) {
         weight = affine ? .ones([dim], requiresGrad: true) : nil
         bias = affine ? .zeros([dim], requiresGrad: true) : nil
         runningMean = .zeros([dim])
         runningVar = .ones([dim])
+        numBatchesTracked = Tensor(scalar: 0)
         self.eps = eps
         self.momentum = momentum
         super.init()
         if let weight, let bias { register("weight", weight); register("bias", bias) }
         registerBuffer("running_mean", runningMean)
         registerBuffer("running_var", runningVar)
+        registerBuffer("num_batches_tracked", numBatchesTracked)
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let shape = x.shape
         let rows = x.reshaped([-1, shape.last!])
-        if isTraining { batchesTracked += 1 }
+        if isTraining { numBatchesTracked.data[0] += 1 }
         return rows.batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
                               training: isTraining, momentum: momentum, eps: eps).reshaped(shape)
     }

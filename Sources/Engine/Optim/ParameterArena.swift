@@ -75,3 +75,9 @@ public final class ParameterArena {
         ck_ema_update(values.base, student.values.base, Int64(count), momentum)
     }
 }
+
+/// `teacher ← m·teacher + (1 − m)·student` for one tensor pair of the same shape.
+public func emaUpdate(_ teacher: Tensor, from student: Tensor, momentum m: Float) {
+    precondition(teacher.shape == student.shape, "emaUpdate: shapes \(teacher.shape) and \(student.shape) differ")
+    ck_ema_update(teacher.data, student.data, Int64(teacher.count), m)
+}

@@ -22,11 +22,17 @@ public protocol PretrainingMethod: AnyObject {
     /// Named tensors that are training state but not the reported model (the student of a
     /// teacher–student method, …), saved with the optimizer state for resume.
     func extraState() -> [(name: String, tensor: Tensor)]
+    /// Whether an optimized tensor gets weight decay (default: not 1-D tensors and biases).
+    func decays(_ name: String, _ t: Tensor) -> Bool
+    /// The view kinds the loader renders per image, given the run's augmentation (default: one view).
+    func viewAugmentations(base: Augmentation) -> [Augmentation]
 }
 
 extension PretrainingMethod {
     public func afterUpdate(step: Int, totalSteps: Int, parameters: ParameterArena) {}
     public func extraState() -> [(name: String, tensor: Tensor)] { [] }
+    public func decays(_ name: String, _ t: Tensor) -> Bool { ParameterArena.defaultDecay(name, t) }
+    public func viewAugmentations(base: Augmentation) -> [Augmentation] { [base] }
 }
 
 extension MaskedAutoencoder: PretrainingMethod {

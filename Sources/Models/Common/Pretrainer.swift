@@ -23,6 +23,12 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     /// Base learning rate; the actual rate is `blr · batchSize · accumSteps / 256`.
     public var blr: Double = 1.5e-4
     public var weightDecay: Float = 0.05
+    /// If set, weight decay follows a cosine from `weightDecay` to this over the run (MSN: 0.04 → 0.4).
+    public var weightDecayEnd: Float?
+    /// If set, the global gradient norm is clipped to this before each update (MSN: 3).
+    public var clipGrad: Float?
+    /// MSN's options (method `msn`).
+    public var msn: MSNOptions?
     public var beta1: Float = 0.9, beta2: Float = 0.95
     public var seed: UInt64 = 0
     public var augmentation: Augmentation
@@ -101,9 +107,9 @@ public final class Pretrainer {
         guard trainSet.count >= config.batchSize else {
             throw TrainingError(description: "training set has \(trainSet.count) images, fewer than one batch of \(config.batchSize); lower --batch-size")
         }
-        loader = Loader(trainSet, batchSize: config.batchSize, augmentation: config.augmentation, seed: config.seed)
+        loader = Loader(trainSet, batchSize: config.batchSize, views: method.viewAugmentations(base: config.augmentation), seed: config.seed)
         optimizer = AdamW(method.optimizedParameters(), learningRate: Float(config.learningRate), betas: (config.beta1, config.beta2),
-                          weightDecay: config.weightDecay)
+                          weightDecay: config.weightDecay, decay: { [method] in method.decays($0, $1) })
         run = RunFolder(runFolder)
         self.evalSets = evalSets
     }
@@ -225,6 +231,11 @@ public final class Pretrainer {
                 meter.lossSum += Double(value); meter.lossCount += 1
                 window.lossSum += Double(value); window.lossCount += 1
                 guard micro % config.accumSteps == 0 else { continue }
+                if let clip = config.clipGrad { optimizer.arena.clipGradients(maxNorm: clip) }
+                if let end = config.weightDecayEnd {
+                    optimizer.weightDecay = Float(Schedule.cosine(progress: Double(step) / Double(max(totalSteps, 1)),
+                                                                  from: Double(config.weightDecay), to: Double(end)))
+                }
                 optimizer.update()
                 optimizer.zeroGrad()
                 step += 1
