@@ -105,3 +105,19 @@ res = res.permute(0, 2, 3, 1).reshape(1, 9, 8)
 save_file({"table": table, "resized": torch.cat([table[:, :1], res], dim=1).contiguous()},
           os.path.join(OUT, "pos_resize.safetensors"), metadata={"format": "pt"})
 print("wrote pos_resize.safetensors")
+
+# Photometric ops on float tensors (torchvision.transforms.functional, the tensor path), for the C kernel.
+import torchvision.transforms.functional as TF  # noqa: E402
+
+torch.manual_seed(3)
+img = torch.rand(3, 6, 6)
+gray1 = torch.rand(1, 6, 6)
+photo = {"img": img, "gray1": gray1,
+         "brightness": TF.adjust_brightness(img, 1.3), "contrast": TF.adjust_contrast(img, 0.6),
+         "saturation": TF.adjust_saturation(img, 1.4), "hue": TF.adjust_hue(img, 0.07),
+         "grayscale": TF.rgb_to_grayscale(img, num_output_channels=3), "solarize": TF.solarize(img, 0.5),
+         # the jitter ops in the order contrast, hue, brightness, saturation
+         "chain": TF.adjust_saturation(TF.adjust_brightness(TF.adjust_hue(TF.adjust_contrast(img, 0.7), -0.05), 0.8), 1.2),
+         "gray1_contrast": TF.adjust_contrast(gray1, 1.5), "gray1_brightness": TF.adjust_brightness(gray1, 0.7)}
+save_file({k: v.contiguous() for k, v in photo.items()}, os.path.join(EVAL_OUT, "fixture_photometric.safetensors"), metadata={"format": "pt"})
+print("wrote fixture_photometric.safetensors")

@@ -140,3 +140,144 @@ int ck_crop_resize_batch(float *out, const uint8_t *const *src, const int64_t *h
     }
     return 0;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Photometric augmentation (color jitter, grayscale, blur, solarize) in pixel space [0, 1].
+
+static inline float clamp01(float v) { return v < 0 ? 0 : (v > 1 ? 1 : v); }
+
+static void rgb_to_hsv(float r, float g, float b, float *h, float *s, float *v) {
+    float mx = r > g ? (r > b ? r : b) : (g > b ? g : b);
+    float mn = r < g ? (r < b ? r : b) : (g < b ? g : b);
+    float d = mx - mn;
+    *v = mx;
+    *s = mx > 0 ? d / mx : 0;
+    if (d == 0) { *h = 0; return; }
+    float hh;
+    if (mx == r) hh = (g - b) / d;
+    else if (mx == g) hh = 2 + (b - r) / d;
+    else hh = 4 + (r - g) / d;
+    hh /= 6;
+    *h = hh - floorf(hh);
+}
+
+static void hsv_to_rgb(float h, float s, float v, float *r, float *g, float *b) {
+    float h6 = h * 6;
+    int i = (int)floorf(h6) % 6;
+    float f = h6 - floorf(h6);
+    float p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
+    switch (i) {
+        case 0: *r = v; *g = t; *b = p; break;
+        case 1: *r = q; *g = v; *b = p; break;
+        case 2: *r = p; *g = v; *b = t; break;
+        case 3: *r = p; *g = q; *b = v; break;
+        case 4: *r = t; *g = p; *b = v; break;
+        default: *r = v; *g = p; *b = q; break;
+    }
+}
+
+static inline float luma(const float *img, int64_t P, int64_t i) {
+    return 0.2989f * img[i] + 0.587f * img[P + i] + 0.114f * img[2 * P + i];
+}
+
+static void blur_one(float *img, int64_t C, int64_t S, float sigma, float *tmp) {
+    int64_t R = (int64_t)ceilf(3 * sigma);
+    if (R < 1) R = 1;
+    if (R > S) R = S;
+    float w[2 * R + 1], total = 0;
+    for (int64_t k = -R; k <= R; k++) { w[k + R] = expf(-(float)(k * k) / (2 * sigma * sigma)); total += w[k + R]; }
+    for (int64_t k = 0; k <= 2 * R; k++) w[k] /= total;
+    for (int64_t c = 0; c < C; c++) {
+        float *p = img + c * S * S;
+        for (int64_t y = 0; y < S; y++)            // horizontal into tmp
+            for (int64_t x = 0; x < S; x++) {
+                float acc = 0;
+                for (int64_t k = -R; k <= R; k++) {
+                    int64_t xx = x + k; xx = xx < 0 ? 0 : (xx >= S ? S - 1 : xx);
+                    acc += w[k + R] * p[y * S + xx];
+                }
+                tmp[y * S + x] = acc;
+            }
+        for (int64_t y = 0; y < S; y++)            // vertical back into the image
+            for (int64_t x = 0; x < S; x++) {
+                float acc = 0;
+                for (int64_t k = -R; k <= R; k++) {
+                    int64_t yy = y + k; yy = yy < 0 ? 0 : (yy >= S ? S - 1 : yy);
+                    acc += w[k + R] * tmp[yy * S + x];
+                }
+                p[y * S + x] = acc;
+            }
+    }
+}
+
+static void photometric_one(float *img, const float *prm, int64_t C, int64_t S, float *tmp) {
+    const int64_t P = S * S, n = C * P;
+    for (int o = 0; o < 4; o++) {
+        int op = (int)prm[CK_PHOTO_ORDER + o];
+        if (op == 0 && prm[CK_PHOTO_BRIGHTNESS] != 1) {
+            float f = prm[CK_PHOTO_BRIGHTNESS];
+            for (int64_t i = 0; i < n; i++) img[i] = clamp01(img[i] * f);
+        } else if (op == 1 && prm[CK_PHOTO_CONTRAST] != 1) {
+            float f = prm[CK_PHOTO_CONTRAST];
+            double m = 0;   // mean of the grayscale image
+            if (C == 3) for (int64_t i = 0; i < P; i++) m += luma(img, P, i);
+            else for (int64_t i = 0; i < n; i++) m += img[i];
+            float mean = (float)(m / (double)P);
+            for (int64_t i = 0; i < n; i++) img[i] = clamp01(f * img[i] + (1 - f) * mean);
+        } else if (op == 2 && C == 3 && prm[CK_PHOTO_SATURATION] != 1) {
+            float f = prm[CK_PHOTO_SATURATION];
+            for (int64_t i = 0; i < P; i++) {
+                float g = luma(img, P, i);
+                for (int64_t c = 0; c < 3; c++) img[c * P + i] = clamp01(f * img[c * P + i] + (1 - f) * g);
+            }
+        } else if (op == 3 && C == 3 && prm[CK_PHOTO_HUE] != 0) {
+            float dh = prm[CK_PHOTO_HUE];
+            for (int64_t i = 0; i < P; i++) {
+                float h, s, v, r, g, b;
+                rgb_to_hsv(img[i], img[P + i], img[2 * P + i], &h, &s, &v);
+                h += dh; h -= floorf(h);
+                hsv_to_rgb(h, s, v, &r, &g, &b);
+                img[i] = r; img[P + i] = g; img[2 * P + i] = b;
+            }
+        }
+    }
+    if (C == 3 && prm[CK_PHOTO_GRAYSCALE] != 0)
+        for (int64_t i = 0; i < P; i++) { float g = luma(img, P, i); img[i] = img[P + i] = img[2 * P + i] = g; }
+    if (prm[CK_PHOTO_BLUR_SIGMA] > 0) blur_one(img, C, S, prm[CK_PHOTO_BLUR_SIGMA], tmp);
+    if (prm[CK_PHOTO_SOLARIZE] != 0)
+        for (int64_t i = 0; i < n; i++) img[i] = img[i] >= 0.5f ? 1 - img[i] : img[i];
+}
+
+int64_t ck_photometric_scratch_floats(int64_t S, int64_t C, int64_t threads) {
+    (void)C;
+    int64_t per = (S * S + CK_CACHE_LINE_F32 - 1) / CK_CACHE_LINE_F32 * CK_CACHE_LINE_F32;
+    return per * (threads < 1 ? 1 : threads);
+}
+
+void ck_photometric_batch(float *x, const float *params, int64_t B, int64_t C, int64_t S, float *scratch, int threads) {
+    const int64_t per = ck_photometric_scratch_floats(S, C, 1);
+#ifdef _OPENMP
+    if (threads <= 0) threads = omp_get_max_threads();
+#else
+    threads = 1;
+#endif
+    if (threads > B) threads = (int)B;
+    if (threads < 1) threads = 1;
+    #pragma omp parallel for num_threads(threads) schedule(static) if(threads > 1)
+    for (int64_t b = 0; b < B; b++) {
+        int t = 0;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        photometric_one(x + b * C * S * S, params + b * CK_PHOTO_PARAMS, C, S, scratch + t * per);
+    }
+}
+
+void ck_normalize_batch(float *x, const float *mean, const float *std, int64_t B, int64_t C, int64_t S) {
+    const int64_t P = S * S;
+    for (int64_t bc = 0; bc < B * C; bc++) {   // serial: called from the loader thread, and cheap
+        const float m = mean[bc % C], inv = 1.0f / std[bc % C];
+        float *p = x + bc * P;
+        for (int64_t i = 0; i < P; i++) p[i] = (p[i] - m) * inv;
+    }
+}

@@ -24,6 +24,9 @@ public struct MSNOptions: Codable, Equatable, Sendable {
     /// Target momentum rises linearly from this towards 1, reaching 1 at `momentumStretch` × the run.
     public var momentum: Double = 0.996
     public var momentumStretch: Double = 1.25
+    /// Color distortion (strength 0.5: jitter 0.4/0.4/0.4/0.1 with p 0.8, grayscale p 0.2) and blur
+    /// (p 0.5, sigma 0.1–2 px at 224 px, scaled to the view size), on every view as the official code.
+    public var photometric: Photometric? = Photometric()
 
     public init() {}
 
@@ -122,7 +125,8 @@ public final class MSN: PretrainingMethod {
     public func viewAugmentations(base: Augmentation) -> [Augmentation] {
         var random = base
         random.scale = options.randomScale
-        var focal = base
+        random.photometric = options.photometric
+        var focal = random
         focal.size = options.focalSize
         focal.scale = options.focalScale
         return [random, random] + Array(repeating: focal, count: options.focalViews)

@@ -2,6 +2,7 @@ import Foundation
 import TesseraEngine
 import TestSupport
 import XCTest
+import CKernels
 
 /// The crop-resize kernel against PIL (what torchvision's RandomResizedCrop runs), thread-count
 /// independence, crop sampling and the loader's determinism.
@@ -96,5 +97,51 @@ final class AugmentTests: XCTestCase {
         // Stopping early releases the producer thread (no hang).
         var it = loader.batches(epoch: 3)
         _ = it.next()
+    }
+}
+
+/// The photometric kernel against torchvision's tensor ops.
+final class PhotometricTests: XCTestCase {
+    func apply(_ x: [Float], channels C: Int, _ set: (inout [Float]) -> Void) -> [Float] {
+        var p: [Float] = [0, 1, 2, 3, 1, 1, 1, 0, 0, 0, 0]
+        set(&p)
+        var out = x
+        var scratch = [Float](repeating: 0, count: 4096)
+        ck_photometric_batch(&out, p, 1, Int64(C), 6, &scratch, 1)
+        return out
+    }
+
+    func testColorOpsMatchTorchvision() throws {
+        let url = try XCTUnwrap(Bundle.module.url(forResource: "Corpus/fixture_photometric", withExtension: "safetensors"))
+        let f = try SafeTensors.read(url.path)
+        func t(_ n: String) -> [Float] { f[n]!.floats()! }
+        let img = t("img"), g1 = t("gray1")
+        assertClose(apply(img, channels: 3) { $0[4] = 1.3 }, t("brightness"), rtol: 0, atol: 1e-6, "brightness")
+        assertClose(apply(img, channels: 3) { $0[5] = 0.6 }, t("contrast"), rtol: 0, atol: 1e-5, "contrast")
+        assertClose(apply(img, channels: 3) { $0[6] = 1.4 }, t("saturation"), rtol: 0, atol: 1e-5, "saturation")
+        assertClose(apply(img, channels: 3) { $0[7] = 0.07 }, t("hue"), rtol: 0, atol: 1e-5, "hue")
+        assertClose(apply(img, channels: 3) { $0[8] = 1 }, t("grayscale"), rtol: 0, atol: 1e-6, "grayscale")
+        assertClose(apply(img, channels: 3) { $0[10] = 1 }, t("solarize"), rtol: 0, atol: 0, "solarize")
+        let chain = apply(img, channels: 3) { p in
+            p[0] = 1; p[1] = 3; p[2] = 0; p[3] = 2   // contrast, hue, brightness, saturation
+            p[4] = 0.8; p[5] = 0.7; p[6] = 1.2; p[7] = -0.05
+        }
+        assertClose(chain, t("chain"), rtol: 0, atol: 1e-5, "jitter chain")
+        assertClose(apply(g1, channels: 1) { $0[5] = 1.5 }, t("gray1_contrast"), rtol: 0, atol: 1e-5, "1-channel contrast")
+        assertClose(apply(g1, channels: 1) { $0[4] = 0.7 }, t("gray1_brightness"), rtol: 0, atol: 1e-6, "1-channel brightness")
+        // Saturation and hue do not apply to one channel.
+        XCTAssertEqual(apply(g1, channels: 1) { $0[6] = 0.2; $0[7] = 0.3 }, g1)
+    }
+
+    func testBlurKeepsConstantsAndIsSymmetric() {
+        let constant = [Float](repeating: 0.25, count: 36)
+        assertClose(apply(constant, channels: 1) { $0[9] = 1.5 }, constant, rtol: 0, atol: 1e-6, "constant image")
+        var dot = [Float](repeating: 0, count: 36)
+        dot[2 * 6 + 2] = 1
+        let b = apply(dot, channels: 1) { $0[9] = 0.5 }   // radius ceil(3σ) = 2: every tap stays inside
+        XCTAssertEqual(b[2 * 6 + 1], b[2 * 6 + 3], accuracy: 1e-7)
+        XCTAssertEqual(b[1 * 6 + 2], b[3 * 6 + 2], accuracy: 1e-7)
+        XCTAssertLessThan(b[2 * 6 + 2], 1)
+        XCTAssertEqual(b.reduce(0, +), 1, accuracy: 1e-5)
     }
 }

@@ -20,3 +20,23 @@ int ck_crop_resize_batch(float *out, const uint8_t *const *src, const int64_t *h
                          const float *boxes, const uint8_t *flips, int64_t B, int64_t C, int64_t S,
                          int interp, const float *mean, const float *std, float *scratch, int64_t scratch_floats,
                          int threads);
+
+// Photometric augmentation of a batch in pixel space [0, 1], in place, parallel over images.
+//   x [B, C, S, S]; params [B, CK_PHOTO_PARAMS] per image (see CK_PHOTO_*): the order of the four
+//   color-jitter ops (a permutation of 0 brightness, 1 contrast, 2 saturation, 3 hue), their factors
+//   (1, 1, 1, 0 = identity), a grayscale flag, a Gaussian blur sigma in pixels (0 = none) and a
+//   solarize flag (v ≥ 0.5 → 1 − v). Semantics of torchvision's ColorJitter / Grayscale (ITU-R 601
+//   luma 0.2989/0.587/0.114 as torchvision), a separable Gaussian blur with radius ceil(3σ) and edge clamping, and PIL's solarize at 128.
+//   Saturation, hue and grayscale need C = 3 and are skipped for C = 1. Values are clamped to [0, 1].
+//   scratch: ck_photometric_scratch_floats(S, C, threads) floats.
+enum {
+    CK_PHOTO_ORDER = 0,        // 4 entries
+    CK_PHOTO_BRIGHTNESS = 4, CK_PHOTO_CONTRAST = 5, CK_PHOTO_SATURATION = 6, CK_PHOTO_HUE = 7,
+    CK_PHOTO_GRAYSCALE = 8, CK_PHOTO_BLUR_SIGMA = 9, CK_PHOTO_SOLARIZE = 10,
+    CK_PHOTO_PARAMS = 11,
+};
+int64_t ck_photometric_scratch_floats(int64_t S, int64_t C, int64_t threads);
+void ck_photometric_batch(float *x, const float *params, int64_t B, int64_t C, int64_t S, float *scratch, int threads);
+
+// x [B, C, S, S] ← (x − mean[c]) / std[c], in place.
+void ck_normalize_batch(float *x, const float *mean, const float *std, int64_t B, int64_t C, int64_t S);

@@ -7,10 +7,52 @@ public struct CropView: Sendable, Equatable, Codable {
     public var top: Float, left: Float, height: Float, width: Float
     public var flipped: Bool
     public var sourceHeight: Int, sourceWidth: Int
+    /// Photometric parameters drawn for this view (`CK_PHOTO_PARAMS` floats), or nil.
+    public var photometric: [Float]?
 
     public init(top: Float, left: Float, height: Float, width: Float, flipped: Bool, sourceHeight: Int, sourceWidth: Int) {
         self.top = top; self.left = left; self.height = height; self.width = width; self.flipped = flipped
         self.sourceHeight = sourceHeight; self.sourceWidth = sourceWidth
+    }
+}
+
+/// Color jitter, grayscale, blur and solarize, each applied with a probability (torchvision's
+/// `RandomApply(ColorJitter)`, `RandomGrayscale`, a Gaussian blur, PIL's solarize). On one-channel
+/// images only brightness, contrast, blur and solarize apply.
+public struct Photometric: Codable, Equatable, Sendable {
+    public var jitterProbability: Float = 0.8
+    public var brightness: Float = 0.4, contrast: Float = 0.4, saturation: Float = 0.4, hue: Float = 0.1
+    public var grayscaleProbability: Float = 0.2
+    public var blurProbability: Float = 0.5
+    /// Blur sigma range in pixels at 224 px; scaled by the view size / 224.
+    public var blurSigma: ClosedRange<Float> = 0.1...2
+    public var solarizeProbability: Float = 0
+
+    public init(jitterProbability: Float = 0.8, brightness: Float = 0.4, contrast: Float = 0.4, saturation: Float = 0.4, hue: Float = 0.1,
+                grayscaleProbability: Float = 0.2, blurProbability: Float = 0.5, blurSigma: ClosedRange<Float> = 0.1...2,
+                solarizeProbability: Float = 0) {
+        self.jitterProbability = jitterProbability; self.brightness = brightness; self.contrast = contrast
+        self.saturation = saturation; self.hue = hue; self.grayscaleProbability = grayscaleProbability
+        self.blurProbability = blurProbability; self.blurSigma = blurSigma; self.solarizeProbability = solarizeProbability
+    }
+
+    /// Draws one view's parameters (`CK_PHOTO_PARAMS` floats) for a `size`-pixel view.
+    public func sample(size: Int, rng: inout TesseraRNG) -> [Float] {
+        var p = [Float](repeating: 0, count: Int(CK_PHOTO_PARAMS))
+        var order: [Float] = [0, 1, 2, 3]
+        p[Int(CK_PHOTO_BRIGHTNESS)] = 1; p[Int(CK_PHOTO_CONTRAST)] = 1; p[Int(CK_PHOTO_SATURATION)] = 1
+        if rng.uniform() < jitterProbability {
+            for i in stride(from: 3, to: 0, by: -1) { order.swapAt(i, rng.int(below: i + 1)) }
+            p[Int(CK_PHOTO_BRIGHTNESS)] = rng.uniform(max(0, 1 - brightness), 1 + brightness)
+            p[Int(CK_PHOTO_CONTRAST)] = rng.uniform(max(0, 1 - contrast), 1 + contrast)
+            p[Int(CK_PHOTO_SATURATION)] = rng.uniform(max(0, 1 - saturation), 1 + saturation)
+            p[Int(CK_PHOTO_HUE)] = rng.uniform(-hue, hue)
+        }
+        for i in 0..<4 { p[Int(CK_PHOTO_ORDER) + i] = order[i] }
+        p[Int(CK_PHOTO_GRAYSCALE)] = rng.uniform() < grayscaleProbability ? 1 : 0
+        p[Int(CK_PHOTO_BLUR_SIGMA)] = rng.uniform() < blurProbability ? rng.uniform(blurSigma.lowerBound, blurSigma.upperBound) * Float(size) / 224 : 0
+        p[Int(CK_PHOTO_SOLARIZE)] = rng.uniform() < solarizeProbability ? 1 : 0
+        return p
     }
 }
 
@@ -32,6 +74,8 @@ public struct Augmentation: Codable, Sendable, Equatable {
     public var random = true
     public var mean: [Float]
     public var std: [Float]
+    /// Color jitter, grayscale, blur, solarize (none by default: MAE uses none).
+    public var photometric: Photometric?
 
     public init(size: Int, mean: [Float], std: [Float], scale: ClosedRange<Float> = 0.2...1, ratio: ClosedRange<Float> = 0.75...(4.0 / 3.0),
                 interpolation: Interpolation = .bicubic, flip: Bool = true, random: Bool = true) {
@@ -71,8 +115,10 @@ public struct Augmentation: Codable, Sendable, Equatable {
         guard random else { return CropView(top: 0, left: 0, height: Float(H), width: Float(W), flipped: false, sourceHeight: H, sourceWidth: W) }
         let c = sampleCrop(height: H, width: W, rng: &rng)
         let f = flip && rng.uniform() < 0.5
-        return CropView(top: Float(c.top), left: Float(c.left), height: Float(c.height), width: Float(c.width), flipped: f,
-                        sourceHeight: H, sourceWidth: W)
+        var v = CropView(top: Float(c.top), left: Float(c.left), height: Float(c.height), width: Float(c.width), flipped: f,
+                         sourceHeight: H, sourceWidth: W)
+        v.photometric = photometric?.sample(size: size, rng: &rng)
+        return v
     }
 
     /// Renders `views[k]` of image `indices[k]` into a `[B, C, size, size]` tensor (C kernel, parallel
@@ -87,6 +133,9 @@ public struct Augmentation: Codable, Sendable, Equatable {
         var boxes = [Float](), flips = [UInt8]()
         for v in views { boxes += [v.top, v.left, v.height, v.width]; flips.append(v.flipped ? 1 : 0) }
         let workers = threads > 0 ? threads : Runtime.threads
+        let photo = views.contains { $0.photometric != nil }
+        // With photometric ops: render to [0, 1], apply them, then normalize.
+        let renderMean = photo ? [Float](repeating: 0, count: C) : mean, renderStd = photo ? [Float](repeating: 1, count: C) : std
         let scratchCount = Int(ck_crop_resize_scratch_floats(heights.max() ?? 1, widths.max() ?? 1, Int64(S), Int64(C), Int64(workers)))
         var scratch = [Float](repeating: 0, count: scratchCount + 16)
         set.pixels.withUnsafeBufferPointer { px in
@@ -98,10 +147,17 @@ public struct Augmentation: Codable, Sendable, Equatable {
                 let p = UnsafeMutablePointer<Float>(bitPattern: aligned)!
                 let rc = ptrs.withUnsafeMutableBufferPointer { pp in
                     ck_crop_resize_batch(out.data, pp.baseAddress, heights, widths, boxes, flips, Int64(B), Int64(C), Int64(S),
-                                         interpolation.code, mean, std, p, Int64(scratchCount), Int32(threads))
+                                         interpolation.code, renderMean, renderStd, p, Int64(scratchCount), Int32(threads))
                 }
                 precondition(rc == 0, "Augmentation.render: scratch too small")
             }
+        }
+        if photo {
+            let identity: [Float] = [0, 1, 2, 3, 1, 1, 1, 0, 0, 0, 0]
+            let params = views.flatMap { $0.photometric ?? identity }
+            var scratch = [Float](repeating: 0, count: Int(ck_photometric_scratch_floats(Int64(S), Int64(C), Int64(workers))))
+            ck_photometric_batch(out.data, params, Int64(B), Int64(C), Int64(S), &scratch, Int32(threads))
+            ck_normalize_batch(out.data, mean, std, Int64(B), Int64(C), Int64(S))
         }
         return out
     }
