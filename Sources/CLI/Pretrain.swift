@@ -12,7 +12,7 @@ struct Pretrain: ParsableCommand {
         Image size and channels default to the data's; patch size to 4 for images up to 64 pixels, else 16.
         """)
 
-    @Option(help: "Method: mae, rcmae or msn.") var method = "mae"
+    @Option(help: "Method: mae, rcmae, msn or sim.") var method = "mae"
     @Option(help: "Model size: vit-tiny, vit-small or vit-base.") var model = "vit-tiny"
     @Option(help: "Training data: fashion-mnist, a .npy file, an IDX images file, or an image folder.") var data = "fashion-mnist"
     @Option(help: "Labeled data for --knn-every (default: the test split of --data).") var evalData: String?
@@ -28,14 +28,14 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Decoder width.") var decoderDim: Int?
     @Option(help: "Decoder depth.") var decoderDepth: Int?
     @Option(help: "Decoder heads.") var decoderHeads: Int?
-    @Option(help: "Fraction of patches removed.") var maskRatio: Float = 0.75
+    @Option(help: "Fraction of patches removed (default 0.75; SIM 0.6, block-wise).") var maskRatio: Float?
     @Flag(help: "Regress raw pixels instead of per-patch normalized ones.") var noNormPix = false
 
     @Option(help: "Epochs.") var epochs = 10
     @Option(help: "Warmup epochs.") var warmupEpochs: Double = 1
     @Option(help: "Images per step.") var batchSize = 256
     @Option(help: "Gradient accumulation steps.") var accum = 1
-    @Option(help: "Base learning rate (lr = blr x effective batch / 256; default 1.5e-4, MSN 1e-3).") var blr: Double?
+    @Option(help: "Base learning rate (lr = blr x effective batch / 256; default 1.5e-4, MSN 1e-3, SIM 6.25e-5).") var blr: Double?
     @Option(help: "Weight decay, not on biases and 1-D tensors (default 0.05; MSN: cosine 0.04 to 0.4).") var weightDecay: Float?
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Crop scale lower bound.") var minScale: Float = 0.2
@@ -52,11 +52,13 @@ struct Pretrain: ParsableCommand {
     @Option(help: "MSN: fraction of the anchor view's patches dropped (shared by the batch).") var patchDrop: Float = 0.15
     @Option(help: "MSN: number of prototypes.") var prototypes = 1024
     @Option(help: "MSN: projection head hidden width.") var headHidden = 2048
+    @Option(help: "SIM: normalization in projector and predictor blocks, batch (official) or layer.") var simNorm = "batch"
     @Flag(help: "After training, run 'tessera eval' on the last checkpoint.") var evaluate = false
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
-        guard ["mae", "rcmae", "msn"].contains(method) else { throw CLIError("unknown --method '\(method)'; this build trains: mae, rcmae, msn") }
+        guard ["mae", "rcmae", "msn", "sim"].contains(method) else { throw CLIError("unknown --method '\(method)'; choose mae, rcmae, msn or sim") }
+        guard NormKind(rawValue: simNorm) != nil else { throw CLIError("--sim-norm must be batch or layer") }
         guard focalViews >= 0, prototypes >= 2, headHidden >= 1, patchDrop >= 0 && patchDrop < 1 else {
             throw CLIError("--focal-views must be >= 0, --prototypes >= 2, --head-hidden >= 1, --patch-drop in [0, 1)")
         }
@@ -66,7 +68,7 @@ struct Pretrain: ParsableCommand {
         guard epochs >= 1, batchSize >= 1, accum >= 1, saveEvery >= 1, logEvery >= 1, knnEvery >= 0 else {
             throw CLIError("--epochs, --batch-size, --accum, --save-every and --log-every must be positive")
         }
-        guard maskRatio > 0 && maskRatio < 1 else { throw CLIError("--mask-ratio must be between 0 and 1, got \(maskRatio)") }
+        if let maskRatio, !(maskRatio > 0 && maskRatio < 1) { throw CLIError("--mask-ratio must be between 0 and 1, got \(maskRatio)") }
         guard Interpolation(rawValue: interpolation) != nil else { throw CLIError("--interpolation must be bicubic or bilinear") }
         guard minScale > 0 && minScale <= 1 else { throw CLIError("--min-scale must be in (0, 1]") }
         if let channels, channels != 1 && channels != 3 { throw CLIError("--channels must be 1 or 3") }
@@ -105,14 +107,14 @@ struct Pretrain: ParsableCommand {
         if let decoderDim { mae.decoderDim = decoderDim }
         if let decoderDepth { mae.decoderDepth = decoderDepth }
         if let decoderHeads { mae.decoderHeads = decoderHeads }
-        mae.maskRatio = maskRatio
+        mae.maskRatio = maskRatio ?? 0.75
         mae.normPixLoss = !noNormPix
         for (name, d, h) in [("encoder", mae.encoder.dim, mae.encoder.heads), ("decoder", mae.decoderDim, mae.decoderHeads)] {
             guard h >= 1, d % h == 0, d % 4 == 0 else {
                 throw CLIError("\(name) width \(d) must be a multiple of 4 and of its head count \(h); adjust --dim/--heads or --decoder-dim/--decoder-heads")
             }
         }
-        guard mae.keptPatches >= 1 else { throw CLIError("--mask-ratio \(maskRatio) keeps no patch of \(mae.encoder.patches); lower it") }
+        guard mae.keptPatches >= 1 else { throw CLIError("--mask-ratio \(mae.maskRatio) keeps no patch of \(mae.encoder.patches); lower it") }
 
         // Normalization: ImageNet statistics for RGB, the training set's own for grayscale.
         let stats = train.channels == 3 ? (mean: [Float](arrayLiteral: 0.485, 0.456, 0.406), std: [Float](arrayLiteral: 0.229, 0.224, 0.225))
@@ -146,6 +148,19 @@ struct Pretrain: ParsableCommand {
             config.weightDecayEnd = 0.4
             config.clipGrad = 3
             config.blr = blr ?? 1e-3
+        } else if method == "sim" {
+            var o = SIMOptions()
+            o.decoderDim = decoderDim ?? mae.encoder.dim
+            o.decoderHeads = decoderHeads ?? 4
+            o.norm = NormKind(rawValue: simNorm)!
+            o.maskRatio = maskRatio ?? 0.6
+            guard o.width(encoderDim: mae.encoder.dim) % o.decoderHeads == 0 else {
+                throw CLIError("SIM width \(o.width(encoderDim: mae.encoder.dim)) is not divisible by --decoder-heads \(o.decoderHeads)")
+            }
+            config.sim = o
+            config.weightDecay = weightDecay ?? 0.05
+            config.clipGrad = 1
+            config.blr = blr ?? 6.25e-5
         } else {
             config.weightDecay = weightDecay ?? 0.05
             config.blr = blr ?? 1.5e-4
@@ -171,6 +186,7 @@ struct Pretrain: ParsableCommand {
         switch method {
         case "rcmae": trainee = RCMAE(mae, options: config.rcmae!, rng: &rng)
         case "msn": trainee = MSN(mae.encoder, options: config.msn!, rng: &rng)
+        case "sim": trainee = SIM(mae.encoder, options: config.sim!, rng: &rng)
         default: trainee = MaskedAutoencoder(mae, rng: &rng)
         }
         let trainer = try Pretrainer(config: config, method: trainee, train: train, evalSets: evalSets, runFolder: runPath)
@@ -178,7 +194,7 @@ struct Pretrain: ParsableCommand {
             try trainer.resume()
             print("resumed \(runPath) at epoch \(trainer.epoch), step \(trainer.step)")
         }
-        print("model: \(trainee.reportedModel.parameterCount) parameters (encoder \(mae.encoder.dim)/\(mae.encoder.depth)/\(mae.encoder.heads)" + (method == "msn" ? ", head \(headHidden), \(prototypes) prototypes" : ", decoder \(mae.decoderDim)/\(mae.decoderDepth)/\(mae.decoderHeads)") + "), patch \(patch) on \(size)x\(size)x\(mae.encoder.channels), \(mae.keptPatches)/\(mae.encoder.patches) patches visible")
+        print("model: \(trainee.reportedModel.parameterCount) parameters (encoder \(mae.encoder.dim)/\(mae.encoder.depth)/\(mae.encoder.heads)" + (method == "msn" ? ", head \(headHidden), \(prototypes) prototypes" : method == "sim" ? ", projector/predictor \(config.sim!.width(encoderDim: mae.encoder.dim))/\(config.sim!.projectorDepth)+\(config.sim!.predictorDepth)" : ", decoder \(mae.decoderDim)/\(mae.decoderDepth)/\(mae.decoderHeads)") + "), patch \(patch) on \(size)x\(size)x\(mae.encoder.channels), \(mae.keptPatches)/\(mae.encoder.patches) patches visible")
         print("BLAS: \(Runtime.gemmBackend)")
         try trainer.train()
         print("checkpoints: \(folder.model("last")) (full MAE), \(folder.encoder("last")) (encoder only)")

@@ -91,15 +91,17 @@ struct LoadedCheckpoint {
         }
         config = try PretrainConfig.decode(c)
         var rng = TesseraRNG(seed: 0)
-        if file["decoder_pred.weight"] != nil {
+        if file["decoder_pred.weight"] != nil && file["decoder_pos_mlp.weight"] == nil {
             let m = MaskedAutoencoder(config.mae, rng: &rng)
             try loadWeights(file, into: m)
             model = m
             encoder = m.encoder
         } else {
-            // An encoder-only file, or a method whose checkpoint adds heads (MSN: fc.*, prototypes).
+            // An encoder-only file, or the encoder part of a method's checkpoint (MSN: + fc.*, prototypes;
+            // SIM: + projector and predictor). Every encoder tensor must be there (strict load below).
             let e = ViTEncoder(config.mae.encoder, rng: &rng)
-            let sub = SafeTensors.File(tensors: file.tensors.filter { !$0.name.hasPrefix("fc.") && $0.name != "prototypes" }, metadata: file.metadata)
+            let encoderNames = Set(e.stateDict().map(\.name))
+            let sub = SafeTensors.File(tensors: file.tensors.filter { encoderNames.contains($0.name) }, metadata: file.metadata)
             try loadWeights(sub, into: e)
             encoder = e
             model = nil

@@ -135,7 +135,9 @@ final class CLITests: XCTestCase {
                                "--prototypes", "16", "--head-hidden", "32"] + common)
         XCTAssertEqual(msn.status, 0, msn.stderr)
         XCTAssertTrue(msn.stdout.contains(" np "), msn.stdout)
-        for ck in [dir + "/rc/last.safetensors", dir + "/msn/last.safetensors", dir + "/msn/last.encoder.safetensors"] {
+        let sim = try tessera(["pretrain", "--method", "sim", "--run", dir + "/sim", "--decoder-heads", "2"] + common)
+        XCTAssertEqual(sim.status, 0, sim.stderr)
+        for ck in [dir + "/rc/last.safetensors", dir + "/msn/last.safetensors", dir + "/msn/last.encoder.safetensors", dir + "/sim/last.safetensors"] {
             let e = try tessera(["eval", ck, "--few-shot", "none", "--no-linear"])
             XCTAssertEqual(e.status, 0, "\(ck): \(e.stderr)")
         }

@@ -104,19 +104,34 @@ public final class Attention: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor { proj(qkv(x).fusedAttention(heads: heads)) }
 }
 
-/// Pre-norm ViT block (timm): `x + attn(norm1(x))`, then `x + mlp(norm2(x))`.
-public final class Block: Module {
-    public let norm1: LayerNorm, attn: Attention, norm2: LayerNorm, mlp: MLP
+/// A normalization over the channels of token rows `[…, D]`.
+public protocol TokenNorm: Module {
+    func callAsFunction(_ x: Tensor) -> Tensor
+}
+extension LayerNorm: TokenNorm {}
+/// BatchNorm1d over every token of the batch (SIM's `PermuteBN`): statistics per channel across B·N rows.
+extension BatchNorm1d: TokenNorm {}
 
-    public init(_ dim: Int, heads: Int, mlpRatio: Float = 4, eps: Float = 1e-6, rng: inout TesseraRNG) {
-        norm1 = LayerNorm(dim, eps: eps)
+/// Which normalization a ``Block`` uses.
+public enum NormKind: String, Codable, Sendable, CaseIterable {
+    case layer, batch
+}
+
+/// Pre-norm ViT block (timm): `x + attn(norm1(x))`, then `x + mlp(norm2(x))`. LayerNorm by default;
+/// BatchNorm over tokens for SIM's projector and predictor.
+public final class Block: Module {
+    public let norm1: any TokenNorm, attn: Attention, norm2: any TokenNorm, mlp: MLP
+
+    public init(_ dim: Int, heads: Int, mlpRatio: Float = 4, eps: Float = 1e-6, norm: NormKind = .layer, rng: inout TesseraRNG) {
+        func makeNorm() -> any TokenNorm { norm == .layer ? LayerNorm(dim, eps: eps) : BatchNorm1d(dim) }
+        norm1 = makeNorm()
         attn = Attention(dim, heads: heads, rng: &rng)
-        norm2 = LayerNorm(dim, eps: eps)
+        norm2 = makeNorm()
         mlp = MLP(dim, hidden: Int(Float(dim) * mlpRatio), rng: &rng)
         super.init()
-        register("norm1", norm1)
+        register("norm1", norm1 as Module)
         register("attn", attn)
-        register("norm2", norm2)
+        register("norm2", norm2 as Module)
         register("mlp", mlp)
     }
 

@@ -29,6 +29,8 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     public var clipGrad: Float?
     /// MSN's options (method `msn`).
     public var msn: MSNOptions?
+    /// SIM's options (method `sim`).
+    public var sim: SIMOptions?
     public var beta1: Float = 0.9, beta2: Float = 0.95
     public var seed: UInt64 = 0
     public var augmentation: Augmentation

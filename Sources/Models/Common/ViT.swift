@@ -59,7 +59,7 @@ public final class ViTEncoder: Module {
     /// Images [B, C, H, W] → tokens [B, 1 + K, D] after the final norm (K = kept patches, or L).
     /// Square images of another size than the configured one (MSN's focal views) use the positional
     /// table bicubically resized to their grid.
-    public func callAsFunction(_ images: Tensor, mask: MaskIndices? = nil) -> Tensor {
+    public func callAsFunction(_ images: Tensor, mask: MaskIndices? = nil, finalNorm: Bool = true) -> Tensor {
         precondition(images.rank == 4 && images.shape[2] == images.shape[3] && images.shape[2] % config.patchSize == 0,
                      "ViTEncoder: images \(images.shape) must be square with a side divisible by \(config.patchSize)")
         let grid = images.shape[2] / config.patchSize
@@ -70,6 +70,6 @@ public final class ViTEncoder: Module {
         let cls = Tensor.zeros([B, 1, config.dim]) + (clsToken + pos.narrow(axis: 1, start: 0, length: 1))
         x = concat([cls, x], axis: 1)
         for block in blocks { x = block(x) }
-        return norm(x)
+        return finalNorm ? norm(x) : x   // SIM's encoder output skips the final norm
     }
 }

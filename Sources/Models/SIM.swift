@@ -1,0 +1,268 @@
+import Foundation
+import TesseraEngine
+
+/// Options of SiameseIM (Tao et al., 2023), defaults from the released code with the mask and the
+/// negative weight scaled for small grids and widths (see the README's results section).
+public struct SIMOptions: Codable, Equatable, Sendable {
+    /// Width, heads and depths of the projector (on both branches) and the predictor (online only).
+    /// `nil` width: the encoder's width (the released config uses 768 = ViT-B's).
+    public var decoderDim: Int?
+    public var decoderHeads = 4
+    public var projectorDepth = 2
+    public var predictorDepth = 4
+    /// Normalization inside projector and predictor blocks: BatchNorm over tokens (official) or LayerNorm.
+    public var norm: NormKind = .batch
+    /// Fraction of view-1 patches masked (exactly round(ratio · L) per image, block-wise).
+    public var maskRatio: Float = 0.6
+    public var cropScale: ClosedRange<Float> = 0.08...1
+    /// UniGrad's weight on the correlation term at D = 768; scaled by 768 / D.
+    public var negWeight: Float = 0.02
+    /// EMA momentum of the target branch, cosine from this to 1 over the run.
+    public var momentum: Double = 0.995
+    /// View 1 (online, masked): jitter 0.4/0.4/0.2/0.1 p 0.8, grayscale p 0.2, blur p 1.
+    public var onlinePhotometric: Photometric? = Photometric(saturation: 0.2, blurProbability: 1)
+    /// View 2 (target): the same jitter and grayscale, blur p 0.1, solarize p 0.2.
+    public var targetPhotometric: Photometric? = Photometric(saturation: 0.2, blurProbability: 0.1, solarizeProbability: 0.2)
+
+    public init() {}
+
+    public func width(encoderDim: Int) -> Int { decoderDim ?? encoderDim }
+}
+
+/// Fixed 2-D sin-cos features with the row first, as SIM's `pos_embed` helpers: for row coordinate y
+/// and column coordinate x, `[sin(yω), cos(yω), sin(xω), cos(xω)]`, ω_k = 10000^(−k/K), K = dim/4.
+/// Coordinates may be fractional (view-2 patches in view-1 coordinates).
+public func sinCosRowFirst(rows ys: [Float], cols xs: [Float], dim: Int) -> [Float] {
+    precondition(dim % 4 == 0 && ys.count == xs.count, "sinCosRowFirst: dim must be divisible by 4 and coordinates paired")
+    let K = dim / 4
+    let omega = (0..<K).map { 1.0 / Foundation.pow(10000.0, Double($0) / Double(K)) }
+    var out = [Float](repeating: 0, count: ys.count * dim)
+    for n in 0..<ys.count {
+        for k in 0..<K {
+            let a = Double(ys[n]) * omega[k], b = Double(xs[n]) * omega[k]
+            out[n * dim + k] = Float(Foundation.sin(a)); out[n * dim + K + k] = Float(Foundation.cos(a))
+            out[n * dim + 2 * K + k] = Float(Foundation.sin(b)); out[n * dim + 3 * K + k] = Float(Foundation.cos(b))
+        }
+    }
+    return out
+}
+
+/// The branch both sides share: encoder (no final norm) → `decoder_embed` → projector blocks.
+public final class SIMProjected: Module {
+    public let encoder: ViTEncoder
+    public let decoderEmbed: Linear
+    public let projector: [Block]
+
+    public init(_ config: ViTConfig, options o: SIMOptions, rng: inout TesseraRNG) {
+        let D = o.width(encoderDim: config.dim)
+        encoder = ViTEncoder(config, rng: &rng)
+        decoderEmbed = Linear(config.dim, D, rng: &rng)
+        projector = (0..<o.projectorDepth).map { _ in Block(D, heads: o.decoderHeads, mlpRatio: config.mlpRatio, norm: o.norm, rng: &rng) }
+        super.init()
+        registerInline(encoder)
+        register("decoder_embed", decoderEmbed)
+        for (i, b) in projector.enumerated() { register("projector_decoder_blocks.\(i)", b) }
+    }
+
+    /// Images (optionally masked) → projected tokens `[B, 1 + K, D]`.
+    public func callAsFunction(_ images: Tensor, mask: MaskIndices? = nil) -> Tensor {
+        var x = decoderEmbed(encoder(images, mask: mask, finalNorm: false))
+        for b in projector { x = b(x) }
+        return x
+    }
+}
+
+/// The online network: the projected branch plus the predictor (mask token, relative-position MLP,
+/// self-attention blocks, `decoder_pred`).
+public final class SIMOnline: Module {
+    public let branch: SIMProjected
+    public let maskToken: Tensor
+    public let decoderPosMLP: Linear
+    public let predictor: [Block]
+    public let decoderPred: Linear
+
+    public init(_ config: ViTConfig, options o: SIMOptions, rng: inout TesseraRNG) {
+        let D = o.width(encoderDim: config.dim)
+        branch = SIMProjected(config, options: o, rng: &rng)
+        maskToken = Tensor.randn([1, 1, D], std: 0.02, rng: &rng, requiresGrad: true)
+        decoderPosMLP = Linear(2 * D, D, rng: &rng)
+        predictor = (0..<o.predictorDepth).map { _ in Block(D, heads: o.decoderHeads, mlpRatio: config.mlpRatio, norm: o.norm, rng: &rng) }
+        decoderPred = Linear(D, D, rng: &rng)
+        super.init()
+        registerInline(branch)
+        register("mask_token", maskToken)
+        register("decoder_pos_mlp", decoderPosMLP)
+        for (i, b) in predictor.enumerated() { register("decoder_blocks.\(i)", b) }
+        register("decoder_pred", decoderPred)
+        branch.encoder.patchEmbed.proj.weight.requiresGrad = false   // frozen random patch projection (MoCo v3)
+        branch.encoder.patchEmbed.proj.bias.requiresGrad = false
+    }
+}
+
+/// Siamese Image Modeling: from a block-masked view 1, predict the EMA target's projected dense
+/// features of every patch of view 2, each placed by its position (and the relative scale) in view-1
+/// coordinates. Loss: UniGrad's dense form `(‖p − t‖² + w·pᵀCp)/D` with LayerNorm'd targets and
+/// `C = tᵀt/N` over the batch's tokens.
+public final class SIM: PretrainingMethod {
+    public let options: SIMOptions
+    public let config: ViTConfig
+    public let online: SIMOnline
+    public let target: SIMProjected
+    private let targetNorm: LayerNorm
+
+    public init(_ config: ViTConfig, options: SIMOptions = SIMOptions(), rng: inout TesseraRNG) {
+        precondition(options.width(encoderDim: config.dim) % options.decoderHeads == 0, "SIM: width must be divisible by the heads")
+        self.options = options
+        self.config = config
+        online = SIMOnline(config, options: options, rng: &rng)
+        var unused = TesseraRNG(seed: 0)
+        target = SIMProjected(config, options: options, rng: &unused)
+        for ((_, t), (_, s)) in zip(target.stateDict(), online.branch.stateDict()) {
+            t.copy(from: s)
+            t.requiresGrad = false
+        }
+        targetNorm = LayerNorm(options.width(encoderDim: config.dim), eps: 1e-5)   // elementwise_affine=False: weight 1, bias 0, never trained
+    }
+
+    public var methodName: String { "sim" }
+    public var reportedModel: Module { online }
+    public var evaluationEncoder: ViTEncoder { online.branch.encoder }
+    public func optimizedParameters() -> [(name: String, tensor: Tensor)] { online.trainableParameters() }
+    public func extraState() -> [(name: String, tensor: Tensor)] { target.stateDict().map { ("mm." + $0.name, $0.tensor) } }
+
+    public func viewAugmentations(base: Augmentation) -> [Augmentation] {
+        var v1 = base, v2 = base
+        v1.scale = options.cropScale; v2.scale = options.cropScale
+        v1.photometric = options.onlinePhotometric
+        v2.photometric = options.targetPhotometric
+        return [v1, v2]
+    }
+
+    /// Masked patches per image: round(ratio · L).
+    public var maskedCount: Int { Int((options.maskRatio * Float(config.patches)).rounded()) }
+
+    // MARK: geometry
+
+    /// View-2 patch positions in view-1 patch-index coordinates (official `pos_embed` formulas). Boxes
+    /// are taken in each view's flipped frame (the official pipeline flips, then crops), so a view
+    /// cut at `left` and then mirrored has `j = W − left − width`.
+    /// Returns per view-2 patch (row-major) the row and column coordinate, and the log scales.
+    public static func relativePositions(view1 a: CropView, view2 b: CropView, grid g: Int) -> (rows: [Float], cols: [Float], logH: Float, logW: Float) {
+        let W = Double(a.sourceWidth)
+        let i1 = Double(a.top), h1 = Double(a.height), w1 = Double(a.width)
+        let i2 = Double(b.top), h2 = Double(b.height), w2 = Double(b.width)
+        let j1 = a.flipped ? W - Double(a.left) - w1 : Double(a.left)
+        let j2 = b.flipped ? W - Double(b.left) - w2 : Double(b.left)
+        let relativeFlip = a.flipped != b.flipped
+        var rows: [Float] = [], cols: [Float] = []
+        for r in 0..<g {
+            for c in 0..<g {
+                rows.append(Float((h2 / h1) * (Double(r) + 0.5) + Double(g) * (i2 - i1) / h1 - 0.5))
+                cols.append(Float(relativeFlip ? -(w2 / w1) * (Double(c) + 0.5) + Double(g) * (W - j1 - j2) / w1 - 0.5
+                                               : (w2 / w1) * (Double(c) + 0.5) + Double(g) * (j2 - j1) / w1 - 0.5))
+            }
+        }
+        return (rows, cols, Float(Foundation.log(h2 / h1)), Float(Foundation.log(w2 / w1)))
+    }
+
+    /// BEiT's block-wise masking generator on a g×g grid: rectangles of area ≥ `minPatches` and aspect
+    /// 0.3–3.3 until `count` patches are masked, topped up with random patches to exactly `count`.
+    public static func blockMask(grid g: Int, count: Int, minPatches: Int, rng: inout TesseraRNG) -> [Bool] {
+        var mask = [Bool](repeating: false, count: g * g)
+        var masked = 0
+        let logLo = Foundation.log(0.3), logHi = Foundation.log(1 / 0.3)
+        while masked < count {
+            let maxPatches = count - masked
+            var delta = 0
+            for _ in 0..<10 {
+                let area = Double(rng.uniform(Float(min(minPatches, maxPatches)), Float(maxPatches)))
+                let aspect = Foundation.exp(logLo + (logHi - logLo) * Double(rng.uniform()))
+                let h = Int((area * aspect).squareRoot().rounded()), w = Int((area / aspect).squareRoot().rounded())
+                guard w < g, h < g, h > 0, w > 0 else { continue }
+                let top = rng.int(below: g - h + 1), left = rng.int(below: g - w + 1)
+                var already = 0
+                for y in top..<(top + h) { for x in left..<(left + w) where mask[y * g + x] { already += 1 } }
+                if h * w - already > 0 && h * w - already <= maxPatches {
+                    for y in top..<(top + h) { for x in left..<(left + w) where !mask[y * g + x] { mask[y * g + x] = true; delta += 1 } }
+                }
+                if delta > 0 { break }
+            }
+            if delta == 0 { break }
+            masked += delta
+        }
+        var free = (0..<(g * g)).filter { !mask[$0] }
+        while masked < count {
+            let k = rng.int(below: free.count)
+            mask[free.remove(at: k)] = true
+            masked += 1
+        }
+        return mask
+    }
+
+    // MARK: loss
+
+    /// UniGrad dense loss on prediction rows `p [N, D]` and target rows `t [N, D]` (already normalized).
+    public func unigrad(_ p: Tensor, _ t: Tensor) -> (loss: Tensor, positive: Float, negative: Float) {
+        let N = p.shape[0], D = p.shape[1]
+        let w = options.negWeight * 768 / Float(D)
+        let d = p - t
+        let positive = (d * d).sum(axis: 1).mean()
+        let C = withNoGrad { t.transposed().matmul(t).scaled(by: 1 / Float(N)) }       // [D, D], current batch
+        let negative = (p.matmul(C) * p).sum(axis: 1).mean()
+        return ((positive + negative.scaled(by: w)).scaled(by: 1 / Float(D)), positive.item, negative.item)
+    }
+
+    public func trainingLoss(_ batch: Batch, rng: inout TesseraRNG) -> (loss: Tensor, metrics: [(String, Float)]) {
+        let x1 = batch.viewImages[0], x2 = batch.viewImages[1]
+        let B = x1.shape[0], g = config.grid, L = config.patches
+        let D = options.width(encoderDim: config.dim)
+        // Block-wise mask on view 1 → kept patches (masked ones get noise ≥ 1, so they sort last).
+        var noise = [Float](repeating: 0, count: B * L)
+        for b in 0..<B {
+            let m = Self.blockMask(grid: g, count: maskedCount, minPatches: max(1, L / 12), rng: &rng)
+            for l in 0..<L { noise[b * L + l] = (m[l] ? 1 : 0) + 0.5 * rng.uniform() }
+        }
+        let mask = MaskIndices(noise: Tensor(noise, shape: [B, L]), keep: L - maskedCount)
+        let K = mask.keep
+
+        // Online: visible view-1 tokens, projected, plus their fixed row-first positions.
+        let proj = online.branch(x1, mask: mask)                                             // [B, 1 + K, D]
+        let all = sinCosRowFirst(rows: (0..<L).map { Float($0 / g) }, cols: (0..<L).map { Float($0 % g) }, dim: D)
+        var vis = [Float](repeating: 0, count: B * K * D)
+        for b in 0..<B { for k in 0..<K {
+            let l = Int(mask.idsKeep[b * K + k])
+            for d in 0..<D { vis[(b * K + k) * D + d] = all[l * D + d] }
+        } }
+        // Mask tokens at every view-2 patch, placed in view-1 coordinates with the relative scale.
+        var rel = [Float](repeating: 0, count: B * L * 2 * D)
+        for b in 0..<B {
+            let r = Self.relativePositions(view1: batch.viewCrops[0][b], view2: batch.viewCrops[1][b], grid: g)
+            let pos = sinCosRowFirst(rows: r.rows, cols: r.cols, dim: D)
+            let scale = sinCosRowFirst(rows: [10 * r.logH], cols: [10 * r.logW], dim: D)
+            for l in 0..<L {
+                for d in 0..<D {
+                    rel[((b * L + l) * 2 * D) + d] = pos[l * D + d]
+                    rel[((b * L + l) * 2 * D) + D + d] = scale[d]
+                }
+            }
+        }
+        let queries = online.decoderPosMLP(Tensor(rel, shape: [B, L, 2 * D])) + online.maskToken
+        var seq = concat([proj.narrow(axis: 1, start: 0, length: 1),
+                          proj.narrow(axis: 1, start: 1, length: K) + Tensor(vis, shape: [B, K, D]),
+                          queries], axis: 1)
+        for blk in online.predictor { seq = blk(seq) }
+        let pred = online.decoderPred(seq.narrow(axis: 1, start: 1 + K, length: L)).reshaped([B * L, D])
+
+        // Target: EMA branch on the full view 2, patch tokens, LayerNorm without affine.
+        let t = withNoGrad { targetNorm(target(x2).narrow(axis: 1, start: 1, length: L).reshaped([B * L, D])) }
+        let r = unigrad(pred, t)
+        return (r.loss, [("pos", r.positive), ("neg", r.negative)])
+    }
+
+    /// EMA (cosine 0.995 → 1) of every target tensor from its online counterpart.
+    public func afterUpdate(step: Int, totalSteps: Int, parameters: ParameterArena) {
+        let m = Float(Schedule.cosine(progress: Double(step) / Double(max(totalSteps, 1)), from: options.momentum, to: 1))
+        let source = Dictionary(uniqueKeysWithValues: online.branch.namedParameters().map { ($0.name, $0.tensor) })
+        for (name, t) in target.namedParameters() { emaUpdate(t, from: source[name]!, momentum: m) }
+    }
+}

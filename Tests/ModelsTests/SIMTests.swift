@@ -1,0 +1,123 @@
+import Foundation
+import TesseraEngine
+import TesseraModels
+import TestSupport
+import XCTest
+
+final class SIMTests: XCTestCase {
+    /// The official relative-position formulas against ground-truth geometry: the centre of each
+    /// view-2 patch mapped back to the source image and into view-1 patch-index coordinates.
+    func testRelativePositionsMatchCropGeometryWithFlips() {
+        var rng = TesseraRNG(seed: 11)
+        let W = 40, H = 30, g = 7
+        let aug = Augmentation(size: 28, mean: [0], std: [1], scale: 0.08...1)
+        var flipsSeen = Set<[Bool]>()
+        for _ in 0..<400 {
+            let a = aug.sampleView(height: H, width: W, rng: &rng), b = aug.sampleView(height: H, width: W, rng: &rng)
+            flipsSeen.insert([a.flipped, b.flipped])
+            let r = SIM.relativePositions(view1: a, view2: b, grid: g)
+            for row in 0..<g {
+                for col in 0..<g {
+                    // View-2 output pixel fraction → source coordinates (our views crop, then mirror).
+                    let fy = (Double(row) + 0.5) / Double(g), fx = (Double(col) + 0.5) / Double(g)
+                    let sy = Double(b.top) + fy * Double(b.height)
+                    let sx = Double(b.left) + (b.flipped ? 1 - fx : fx) * Double(b.width)
+                    // Source → view-1 output fraction → patch-index coordinate (centre of patch k is k + 0.5).
+                    let ay = (sy - Double(a.top)) / Double(a.height)
+                    var ax = (sx - Double(a.left)) / Double(a.width)
+                    if a.flipped { ax = 1 - ax }
+                    XCTAssertEqual(Double(r.rows[row * g + col]), ay * Double(g) - 0.5, accuracy: 1e-4)
+                    XCTAssertEqual(Double(r.cols[row * g + col]), ax * Double(g) - 0.5, accuracy: 1e-4)
+                }
+            }
+            XCTAssertEqual(Double(r.logH), Foundation.log(Double(b.height) / Double(a.height)), accuracy: 1e-6)
+        }
+        XCTAssertEqual(flipsSeen.count, 4, "all four flip combinations covered")
+    }
+
+    func testBlockMaskHasExactlyTheCountAndBlocks() {
+        var rng = TesseraRNG(seed: 5)
+        for _ in 0..<50 {
+            let m = SIM.blockMask(grid: 7, count: 29, minPatches: 4, rng: &rng)
+            XCTAssertEqual(m.filter { $0 }.count, 29)
+        }
+        // With a small count, the mask is one rectangle.
+        let small = SIM.blockMask(grid: 14, count: 6, minPatches: 6, rng: &rng)
+        let cells = small.indices.filter { small[$0] }
+        let rows = Set(cells.map { $0 / 14 }), cols = Set(cells.map { $0 % 14 })
+        XCTAssertEqual(rows.count * cols.count, cells.count)
+    }
+
+    func testUniGradLossValueAndGradient() {
+        var rng = TesseraRNG(seed: 2)
+        var o = SIMOptions()
+        o.decoderDim = 8
+        o.decoderHeads = 2
+        let sim = SIM(ViTConfig(imageSize: 8, patchSize: 4, channels: 1, dim: 8, depth: 1, heads: 2), options: o, rng: &rng)
+        let p = Tensor.randn([6, 8], rng: &rng, requiresGrad: true), t = Tensor.randn([6, 8], rng: &rng)
+        let (loss, _, _) = sim.unigrad(p, t)
+        // Closed form in double.
+        let P = p.array.map(Double.init), T = t.array.map(Double.init)
+        var C = [Double](repeating: 0, count: 64)
+        for n in 0..<6 { for i in 0..<8 { for j in 0..<8 { C[i * 8 + j] += T[n * 8 + i] * T[n * 8 + j] / 6 } } }
+        var pos = 0.0, neg = 0.0
+        for n in 0..<6 {
+            for i in 0..<8 { pos += (P[n * 8 + i] - T[n * 8 + i]) * (P[n * 8 + i] - T[n * 8 + i]) }
+            for i in 0..<8 { for j in 0..<8 { neg += P[n * 8 + i] * C[i * 8 + j] * P[n * 8 + j] } }
+        }
+        let w = 0.02 * 768 / 8
+        let expected = (pos / 6 + w * neg / 6) / 8
+        XCTAssertEqual(Double(loss.item), expected, accuracy: 1e-4 * expected)
+        // d/dp = (2(p − t) + 2w·C p) / (N·D), C symmetric.
+        loss.backward()
+        var g = [Double](repeating: 0, count: 48)
+        for n in 0..<6 { for i in 0..<8 {
+            var cp = 0.0
+            for j in 0..<8 { cp += C[i * 8 + j] * P[n * 8 + j] }
+            g[n * 8 + i] = (2 * (P[n * 8 + i] - T[n * 8 + i]) + 2 * w * cp) / 48
+        } }
+        assertClose(p.grad!.array, g.map(Float.init), rtol: 1e-4, atol: 1e-6, "d loss / d p")
+    }
+
+    func testTrainsAndResumesBitExactly() throws {
+        var rng = TesseraRNG(seed: 42)
+        let n = 32
+        let px = (0..<(n * 20 * 20)).map { i -> UInt8 in UInt8(truncatingIfNeeded: ((i / 20) % 20) * 9 + rng.int(below: 40)) }
+        let set = ImageSet(uniform: px, count: n, height: 20, width: 20, channels: 1, labels: (0..<n).map { $0 % 2 })
+        let vit = ViTConfig(imageSize: 16, patchSize: 4, channels: 1, dim: 32, depth: 1, heads: 2)
+        var o = SIMOptions()
+        o.decoderHeads = 2; o.projectorDepth = 1; o.predictorDepth = 1
+        var c = PretrainConfig(mae: MAEConfig(encoder: vit, decoderDim: 16, decoderDepth: 1, decoderHeads: 2),
+                               augmentation: Augmentation(size: 16, mean: [0.4], std: [0.3]))
+        c.method = "sim"; c.sim = o
+        c.epochs = 4; c.batchSize = 8; c.blr = 2e-3; c.clipGrad = 1; c.logEvery = 1000
+        func trainer(_ dir: String) throws -> Pretrainer {
+            var r = TesseraRNG(seed: 0)
+            let t = try Pretrainer(config: c, method: SIM(vit, options: o, rng: &r), train: set, evalSets: nil, runFolder: dir)
+            t.print = { _ in }
+            return t
+        }
+        let base = NSTemporaryDirectory() + "tessera-sim-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let straight = try trainer(base + "/a")
+        try straight.train()
+        let first = try trainer(base + "/b")
+        try first.train(stopAfter: 2)
+        let resumed = try trainer(base + "/b")
+        try resumed.resume()
+        try resumed.train()
+        let w1 = Array(UnsafeBufferPointer(start: straight.optimizer.arena.values.base, count: straight.optimizer.arena.count))
+        let w2 = Array(UnsafeBufferPointer(start: resumed.optimizer.arena.values.base, count: resumed.optimizer.arena.count))
+        assertBitIdentical(w2, w1, "SIM resume")
+        let csv = try String(contentsOfFile: base + "/a/metrics.csv", encoding: .utf8)
+        let losses = csv.split(separator: "\n").filter { $0.hasPrefix("epoch,") }.map { Double($0.split(separator: ",")[3])! }
+        XCTAssertEqual(losses.count, 4)
+        XCTAssertLessThan(losses.last!, losses.first!, "\(losses)")
+        // The frozen patch projection did not move; the checkpoint holds the online network.
+        let sim = straight.method as! SIM
+        XCTAssertFalse(sim.online.branch.encoder.patchEmbed.proj.weight.requiresGrad)
+        let file = try SafeTensors.read(base + "/a/last.safetensors")
+        XCTAssertNotNil(file["decoder_pos_mlp.weight"])
+        XCTAssertNotNil(file["projector_decoder_blocks.0.norm1.running_mean"])
+    }
+}
