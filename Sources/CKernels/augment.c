@@ -64,6 +64,17 @@ static int64_t worker_floats(int64_t max_h, int64_t max_w, int64_t S, int64_t C)
     return (f + CK_CACHE_LINE_F32 - 1) / CK_CACHE_LINE_F32 * CK_CACHE_LINE_F32;
 }
 
+// Workers for a batch of B images: the request (≤ 0: the OpenMP default), at most B, at least 1.
+static int worker_count(int threads, int64_t B) {
+#ifdef _OPENMP
+    if (threads <= 0) threads = omp_get_max_threads();
+#else
+    threads = 1;
+#endif
+    if (threads > B) threads = (int)B;
+    return threads < 1 ? 1 : threads;
+}
+
 int64_t ck_crop_resize_scratch_floats(int64_t max_h, int64_t max_w, int64_t S, int64_t C, int64_t threads) {
     return worker_floats(max_h, max_w, S, C) * (threads < 1 ? 1 : threads);
 }
@@ -118,13 +129,7 @@ int ck_crop_resize_batch(float *out, const uint8_t *const *src, const int64_t *h
         if (widths[b] > max_w) max_w = widths[b];
     }
     const int64_t per = worker_floats(max_h, max_w, S, C);
-#ifdef _OPENMP
-    if (threads <= 0) threads = omp_get_max_threads();
-#else
-    threads = 1;
-#endif
-    if (threads > B) threads = (int)B;
-    if (threads < 1) threads = 1;
+    threads = worker_count(threads, B);
     if (per * threads > scratch_floats) {
         if (per > scratch_floats) return -1;
         threads = (int)(scratch_floats / per);
@@ -256,13 +261,7 @@ int64_t ck_photometric_scratch_floats(int64_t S, int64_t C, int64_t threads) {
 
 void ck_photometric_batch(float *x, const float *params, int64_t B, int64_t C, int64_t S, float *scratch, int threads) {
     const int64_t per = ck_photometric_scratch_floats(S, C, 1);
-#ifdef _OPENMP
-    if (threads <= 0) threads = omp_get_max_threads();
-#else
-    threads = 1;
-#endif
-    if (threads > B) threads = (int)B;
-    if (threads < 1) threads = 1;
+    threads = worker_count(threads, B);
     #pragma omp parallel for num_threads(threads) schedule(static) if(threads > 1)
     for (int64_t b = 0; b < B; b++) {
         int t = 0;

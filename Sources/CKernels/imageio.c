@@ -102,13 +102,20 @@ static int jpeg_run(uint8_t *dst, const uint8_t *src, size_t n, int64_t *w, int6
     return damaged ? CK_IO_TRUNCATED : CK_IO_OK;
 }
 
+// Reads a PNG header into img (freed on failure). Returns 1 on success.
+static int png_open(png_image *img, const uint8_t *src, size_t n) {
+    memset(img, 0, sizeof *img);
+    img->version = PNG_IMAGE_VERSION;
+    if (png_image_begin_read_from_memory(img, src, n)) return 1;
+    png_image_free(img);
+    return 0;
+}
+
 int ck_image_info(const uint8_t *src, size_t n, int64_t *width, int64_t *height, int64_t *channels) {
     int kind = ck_image_kind(src, n);
     if (kind == 1) {
         png_image img;
-        memset(&img, 0, sizeof img);
-        img.version = PNG_IMAGE_VERSION;
-        if (!png_image_begin_read_from_memory(&img, src, n)) { png_image_free(&img); return CK_IO_CORRUPT; }
+        if (!png_open(&img, src, n)) return CK_IO_CORRUPT;
         *width = img.width; *height = img.height;
         *channels = (int64_t)PNG_IMAGE_SAMPLE_CHANNELS(img.format);
         png_image_free(&img);
@@ -126,9 +133,7 @@ int ck_image_decode(uint8_t *dst, const uint8_t *src, size_t n, int64_t width, i
     int kind = ck_image_kind(src, n);
     if (kind == 1) {
         png_image img;
-        memset(&img, 0, sizeof img);
-        img.version = PNG_IMAGE_VERSION;
-        if (!png_image_begin_read_from_memory(&img, src, n)) { png_image_free(&img); return CK_IO_CORRUPT; }
+        if (!png_open(&img, src, n)) return CK_IO_CORRUPT;
         if ((int64_t)img.width != width || (int64_t)img.height != height) { png_image_free(&img); return CK_IO_SIZE_MISMATCH; }
         img.format = channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
         // Alpha is composited onto black by the simplified API when the output has no alpha channel.

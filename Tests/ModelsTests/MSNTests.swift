@@ -77,29 +77,13 @@ final class MSNTests: XCTestCase {
         c.method = "msn"; c.msn = options
         c.epochs = 4; c.batchSize = 16; c.blr = 1e-3; c.beta2 = 0.999
         c.weightDecay = 0.04; c.weightDecayEnd = 0.4; c.clipGrad = 3; c.logEvery = 1000
-        func trainer(_ dir: String) throws -> Pretrainer {
+        let (straight, _) = try assertResumeIsBitExact(c, set: set, stopAfter: 2, name: "msn", in: self) {
             var r = TesseraRNG(seed: 0)
-            let t = try Pretrainer(config: c, method: MSN(vit, options: options, rng: &r), train: set, evalSets: nil, runFolder: dir)
-            t.print = { _ in }
-            return t
+            return MSN(vit, options: options, rng: &r)
         }
-        let base = NSTemporaryDirectory() + "tessera-msn-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: base) }
-        let straight = try trainer(base + "/a")
-        try straight.train()
-        let first = try trainer(base + "/b")
-        try first.train(stopAfter: 2)
-        let resumed = try trainer(base + "/b")
-        try resumed.resume()
-        try resumed.train()
-        let w1 = Array(UnsafeBufferPointer(start: straight.optimizer.arena.values.base, count: straight.optimizer.arena.count))
-        let w2 = Array(UnsafeBufferPointer(start: resumed.optimizer.arena.values.base, count: resumed.optimizer.arena.count))
-        assertBitIdentical(w2, w1, "MSN resume")
-        let targetA = (straight.method as! MSN).target.stateDict().flatMap { $0.tensor.array }
-        let targetB = (resumed.method as! MSN).target.stateDict().flatMap { $0.tensor.array }
-        assertBitIdentical(targetB, targetA, "MSN target after resume")
+        let base = straight.run.path
         // Metrics: the loss falls, and the targets do not collapse onto one prototype.
-        let lines = try String(contentsOfFile: base + "/a/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let lines = try String(contentsOfFile: base + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
         let epochs = lines.filter { $0.contains("\"kind\":\"epoch\"") }
         XCTAssertEqual(epochs.count, 4)
         func value(_ line: Substring, _ key: String) -> Double {
@@ -110,7 +94,7 @@ final class MSNTests: XCTestCase {
         let steps = lines.filter { $0.contains("\"kind\":\"step\"") }
         XCTAssertGreaterThan(value(steps.last!, "np"), 1)
         // The checkpoint holds the target network and the prototypes.
-        let file = try SafeTensors.read(base + "/a/last.safetensors")
+        let file = try SafeTensors.read(base + "/last.safetensors")
         XCTAssertNotNil(file["fc.bn1.num_batches_tracked"])
         XCTAssertNotNil(file["prototypes"])
         XCTAssertNotNil(file["blocks.0.attn.qkv.weight"])

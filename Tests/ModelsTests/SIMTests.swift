@@ -91,32 +91,19 @@ final class SIMTests: XCTestCase {
                                augmentation: Augmentation(size: 16, mean: [0.4], std: [0.3]))
         c.method = "sim"; c.sim = o
         c.epochs = 4; c.batchSize = 8; c.blr = 2e-3; c.clipGrad = 1; c.logEvery = 1000
-        func trainer(_ dir: String) throws -> Pretrainer {
+        let (straight, _) = try assertResumeIsBitExact(c, set: set, stopAfter: 2, name: "sim", in: self) {
             var r = TesseraRNG(seed: 0)
-            let t = try Pretrainer(config: c, method: SIM(vit, options: o, rng: &r), train: set, evalSets: nil, runFolder: dir)
-            t.print = { _ in }
-            return t
+            return SIM(vit, options: o, rng: &r)
         }
-        let base = NSTemporaryDirectory() + "tessera-sim-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: base) }
-        let straight = try trainer(base + "/a")
-        try straight.train()
-        let first = try trainer(base + "/b")
-        try first.train(stopAfter: 2)
-        let resumed = try trainer(base + "/b")
-        try resumed.resume()
-        try resumed.train()
-        let w1 = Array(UnsafeBufferPointer(start: straight.optimizer.arena.values.base, count: straight.optimizer.arena.count))
-        let w2 = Array(UnsafeBufferPointer(start: resumed.optimizer.arena.values.base, count: resumed.optimizer.arena.count))
-        assertBitIdentical(w2, w1, "SIM resume")
-        let csv = try String(contentsOfFile: base + "/a/metrics.csv", encoding: .utf8)
+        let base = straight.run.path
+        let csv = try String(contentsOfFile: base + "/metrics.csv", encoding: .utf8)
         let losses = csv.split(separator: "\n").filter { $0.hasPrefix("epoch,") }.map { Double($0.split(separator: ",")[3])! }
         XCTAssertEqual(losses.count, 4)
         XCTAssertLessThan(losses.last!, losses.first!, "\(losses)")
         // The frozen patch projection did not move; the checkpoint holds the online network.
         let sim = straight.method as! SIM
         XCTAssertFalse(sim.online.branch.encoder.patchEmbed.proj.weight.requiresGrad)
-        let file = try SafeTensors.read(base + "/a/last.safetensors")
+        let file = try SafeTensors.read(base + "/last.safetensors")
         XCTAssertNotNil(file["decoder_pos_mlp.weight"])
         XCTAssertNotNil(file["projector_decoder_blocks.0.norm1.running_mean"])
     }
