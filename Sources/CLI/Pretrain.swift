@@ -17,7 +17,7 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Training data: fashion-mnist, a .npy file, an IDX images file, or an image folder.") var data = "fashion-mnist"
     @Option(help: "Labeled data for --knn-every (default: the test split of --data).") var evalData: String?
     @Option(name: .customLong("run"), help: "Run folder (created; must not hold a run unless --resume).") var runPath = "runs/mae"
-    @Flag(help: "Continue the run in --run from its last checkpoint.") var resume = false
+    @Flag(help: "Continue the run in --run from its last checkpoint with its saved configuration (only --epochs and --threads apply).") var resume = false
 
     @Option(help: "Image size (default: the data's).") var imageSize: Int?
     @Option(help: "Patch size.") var patchSize: Int?
@@ -31,7 +31,7 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Fraction of patches removed (default 0.75; SIM 0.6, block-wise).") var maskRatio: Float?
     @Flag(help: "Regress raw pixels instead of per-patch normalized ones.") var noNormPix = false
 
-    @Option(help: "Epochs.") var epochs = 10
+    @Option(help: "Epochs (default 10; with --resume, the saved run's unless given).") var epochs: Int?
     @Option(help: "Warmup epochs.") var warmupEpochs: Double = 1
     @Option(help: "Images per step.") var batchSize = 256
     @Option(help: "Gradient accumulation steps.") var accum = 1
@@ -65,7 +65,7 @@ struct Pretrain: ParsableCommand {
         guard RCMAEOptions.Schedule(rawValue: momentumSchedule) != nil else { throw CLIError("--momentum-schedule must be cosine or constant") }
         guard teacherMomentum >= 0 && teacherMomentum <= 1 else { throw CLIError("--teacher-momentum must be in [0, 1]") }
         guard MAEConfig.named(model) != nil else { throw CLIError("unknown --model '\(model)'; choose one of \(MAEConfig.names.joined(separator: ", "))") }
-        guard epochs >= 1, batchSize >= 1, accum >= 1, saveEvery >= 1, logEvery >= 1, knnEvery >= 0 else {
+        guard (epochs ?? 1) >= 1, batchSize >= 1, accum >= 1, saveEvery >= 1, logEvery >= 1, knnEvery >= 0 else {
             throw CLIError("--epochs, --batch-size, --accum, --save-every and --log-every must be positive")
         }
         if let maskRatio, !(maskRatio > 0 && maskRatio < 1) { throw CLIError("--mask-ratio must be between 0 and 1, got \(maskRatio)") }
@@ -84,6 +84,15 @@ struct Pretrain: ParsableCommand {
             throw CLIError("\(runPath) has no checkpoint to resume (last.safetensors missing); drop --resume to start a new run")
         }
         try FileIO.checkCreatable(runPath)   // fail early on an unwritable location, before loading data
+
+        if resume {
+            let file = try SafeTensors.read(folder.model("last"))
+            guard let text = file.metadata["config"] else { throw CLIError("\(folder.model("last")) has no saved configuration; start a new run") }
+            var config = try PretrainConfig.decode(text)
+            if let epochs { config.epochs = epochs }
+            try execute(config, folder: folder, train: nil)
+            return
+        }
 
         let train = try loadData(data, split: .train, channels: channels)
         let size = imageSize ?? train.heights[0]
@@ -132,7 +141,7 @@ struct Pretrain: ParsableCommand {
         config.model = model
         config.data = data
         config.evalData = evalData
-        config.epochs = epochs
+        config.epochs = epochs ?? 10
         config.warmupEpochs = warmupEpochs
         config.batchSize = batchSize
         config.accumSteps = accum
@@ -171,37 +180,43 @@ struct Pretrain: ParsableCommand {
         config.limit = limit
         config.logEvery = logEvery
 
+        try execute(config, folder: folder, train: train)
+    }
+
+    /// Loads what `config` names, builds its method, resumes if asked, and trains.
+    func execute(_ config: PretrainConfig, folder: RunFolder, train loaded: ImageSet?) throws {
+        let channels = config.mae.encoder.channels
+        let train = try loaded ?? loadData(config.data, split: .train, channels: channels)
         var evalSets: (ImageSet, ImageSet)?
-        if knnEvery > 0 {
-            let spec = evalData ?? data
-            let tr = evalData == nil ? train : try loadData(spec, split: .train, channels: channels)
+        if config.knnEvery > 0 {
+            let spec = config.evalData ?? config.data
+            let tr = config.evalData == nil ? train : try loadData(spec, split: .train, channels: channels)
             let te = try loadData(spec, split: .test, channels: channels)
             guard tr.labels != nil, te.labels != nil else { throw CLIError("--knn-every needs labeled data; \(spec) has no labels") }
             evalSets = (tr, te)
         }
-
-        try FileIO.makeDirectory(runPath)   // only now: a run that fails validation leaves nothing behind
-        var rng = TesseraRNG(seed: seed)
-        let trainee: any PretrainingMethod
-        switch method {
-        case "rcmae": trainee = RCMAE(mae, options: config.rcmae!, rng: &rng)
-        case "msn": trainee = MSN(mae.encoder, options: config.msn!, rng: &rng)
-        case "sim": trainee = SIM(mae.encoder, options: config.sim!, rng: &rng)
-        default: trainee = MaskedAutoencoder(mae, rng: &rng)
-        }
-        let trainer = try Pretrainer(config: config, method: trainee, train: train, evalSets: evalSets, runFolder: runPath)
+        try FileIO.makeDirectory(folder.path)   // only now: a run that fails validation leaves nothing behind
+        let trainee = makeMethod(config)
+        let trainer = try Pretrainer(config: config, method: trainee, train: train, evalSets: evalSets, runFolder: folder.path)
         if resume {
             try trainer.resume()
-            print("resumed \(runPath) at epoch \(trainer.epoch), step \(trainer.step)")
+            print("resumed \(folder.path) at epoch \(trainer.epoch), step \(trainer.step) (saved configuration; \(config.epochs) epochs)")
         }
-        print("model: \(trainee.reportedModel.parameterCount) parameters (encoder \(mae.encoder.dim)/\(mae.encoder.depth)/\(mae.encoder.heads)" + (method == "msn" ? ", head \(headHidden), \(prototypes) prototypes" : method == "sim" ? ", projector/predictor \(config.sim!.width(encoderDim: mae.encoder.dim))/\(config.sim!.projectorDepth)+\(config.sim!.predictorDepth)" : ", decoder \(mae.decoderDim)/\(mae.decoderDepth)/\(mae.decoderHeads)") + "), patch \(patch) on \(size)x\(size)x\(mae.encoder.channels), \(mae.keptPatches)/\(mae.encoder.patches) patches visible")
+        let mae = config.mae, e = mae.encoder
+        let parts: String
+        switch config.method {
+        case "msn": parts = "head \(config.msn!.hiddenDim), \(config.msn!.prototypes) prototypes"
+        case "sim": parts = "projector/predictor \(config.sim!.width(encoderDim: e.dim)) wide, \(config.sim!.projectorDepth)+\(config.sim!.predictorDepth) blocks"
+        default: parts = "decoder \(mae.decoderDim)/\(mae.decoderDepth)/\(mae.decoderHeads)"
+        }
+        print("model: \(trainee.reportedModel.parameterCount) parameters (encoder \(e.dim)/\(e.depth)/\(e.heads), \(parts)), patch \(e.patchSize) on \(e.imageSize)x\(e.imageSize)x\(e.channels)")
         print("BLAS: \(Runtime.gemmBackend)")
         try trainer.train()
-        print("checkpoints: \(folder.model("last")) (full MAE), \(folder.encoder("last")) (encoder only)")
+        print("checkpoints: \(folder.model("last")) (reported model), \(folder.encoder("last")) (encoder only)")
         if evaluate {
-            var e = try Eval.parse([folder.model("last")])
-            e.runtime = runtime
-            try e.run()
+            var ev = try Eval.parse([folder.model("last")])
+            ev.runtime = runtime
+            try ev.run()
         }
     }
 }

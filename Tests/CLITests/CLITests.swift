@@ -95,7 +95,8 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(first.stdout.contains("effective batch 16"), first.stdout)
         // Same run folder without --resume is refused; with --resume it continues.
         assertOneLineError(try tessera(["pretrain", "--epochs", "2"] + common), mentions: "--resume")
-        let second = try tessera(["pretrain", "--epochs", "2", "--resume"] + common)
+        // --resume takes the saved configuration; only --epochs (and --threads) apply.
+        let second = try tessera(["pretrain", "--run", run, "--resume", "--epochs", "2"])
         XCTAssertEqual(second.status, 0, second.stderr)
         XCTAssertTrue(second.stdout.contains("resumed"), second.stdout)
         XCTAssertTrue(second.stdout.contains("kNN"), second.stdout)

@@ -47,3 +47,14 @@ extension MaskedAutoencoder: PretrainingMethod {
         return (self(batch.images, mask: mask).loss, [])
     }
 }
+
+/// The method a configuration names, initialized from its seed.
+public func makeMethod(_ config: PretrainConfig) -> any PretrainingMethod {
+    var rng = TesseraRNG(seed: config.seed)
+    switch config.method {
+    case "rcmae": return RCMAE(config.mae, options: config.rcmae ?? RCMAEOptions(), rng: &rng)
+    case "msn": return MSN(config.mae.encoder, options: config.msn ?? MSNOptions(), rng: &rng)
+    case "sim": return SIM(config.mae.encoder, options: config.sim ?? SIMOptions(), rng: &rng)
+    default: return MaskedAutoencoder(config.mae, rng: &rng)
+    }
+}

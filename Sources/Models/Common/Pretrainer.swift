@@ -161,9 +161,14 @@ public final class Pretrainer {
         }
         if let c = model.metadata["config"] {
             let saved = try PretrainConfig.decode(c)
-            var a = saved, b = config
-            a.epochs = 0; b.epochs = 0   // more epochs may be asked for on resume; everything else must match
-            guard a == b else {
+            // More epochs may be asked for on resume (the remaining schedule then stretches), and the
+            // logging, saving and monitoring cadence may change; everything that shapes the run must match.
+            func shape(_ c: PretrainConfig) -> PretrainConfig {
+                var c = c
+                c.epochs = 0; c.logEvery = 0; c.saveEvery = 0; c.knnEvery = 0; c.evalData = nil
+                return c
+            }
+            guard shape(saved) == shape(config) else {
                 throw TrainingError(description: "\(run.path): the checkpoint was trained with a different configuration (see config.json); resume with the same options")
             }
         }
