@@ -19,8 +19,9 @@ struct Eval: ParsableCommand {
         abstract: "Frozen-feature evaluation of a checkpoint: weighted kNN, linear probe, few-shot logistic regression.",
         discussion: "kNN: cosine, k = 20, T = 0.07. Linear probe: logistic regression on standardized cached features. Few-shot: 1, 2, 5 images per class, mean ± std over 3 splits.")
 
-    @Argument(help: "A checkpoint (.safetensors) written by 'tessera pretrain' (full or encoder-only).") var checkpoint: String
+    @Argument(help: "A checkpoint (.safetensors) written by 'tessera pretrain' (full or encoder-only).") var checkpoint: String?
     @OptionGroup var features: FeatureOptions
+    @Flag(help: "Evaluate the raw pixels (normalized with the training set's statistics) instead of a model; needs --data or no checkpoint.") var pixels = false
     @Flag(help: "Skip the linear probe.") var noLinear = false
     @Option(help: "Few-shot sizes, comma-separated, or 'none'.") var fewShot = "1,2,5"
     @Flag(help: "Evaluate a randomly initialized encoder of the same architecture (a baseline).") var randomInit = false
@@ -35,6 +36,11 @@ struct Eval: ParsableCommand {
                 return v
             }
         }
+        if pixels {
+            try evaluatePixels(shots: shots)
+            return
+        }
+        guard let checkpoint else { throw CLIError("pass a checkpoint to evaluate, or --pixels for the raw-pixel baseline") }
         let ck = try LoadedCheckpoint(checkpoint)
         var encoder = ck.encoder
         if randomInit {
@@ -66,6 +72,28 @@ struct Eval: ParsableCommand {
             try FileIO.appendLine(json + "}", to: run.metricsJSONL)
             print("appended to \(run.metricsJSONL)")
         }
+    }
+}
+
+extension Eval {
+    /// The same protocol on raw pixels: each image flattened, normalized per channel.
+    func evaluatePixels(shots: [Int]) throws {
+        let spec = features.data ?? "fashion-mnist"
+        let train = try loadData(spec, split: .train, channels: nil)
+        let test = try loadData(spec, split: .test, channels: train.channels)
+        guard let trl = train.labels, let tel = test.labels else { throw CLIError("\(spec) has no labels; evaluation needs a labeled train/test pair") }
+        guard Set(train.heights + test.heights + train.widths + test.widths).count == 1 else {
+            throw CLIError("--pixels needs images of one square size; \(spec) has several")
+        }
+        let st = train.channelStatistics()
+        func flat(_ set: ImageSet, _ labels: [Int]) -> FeatureSet {
+            let C = set.channels
+            let v = set.pixels.enumerated().map { (Float($0.element) / 255 - st.mean[$0.offset % C]) / st.std[$0.offset % C] }
+            return FeatureSet(values: v, count: set.count, dim: set.pixels.count / set.count, labels: labels, classCount: set.classNames.count)
+        }
+        let result = evaluate(train: flat(train, trl), test: flat(test, tel), linear: !noLinear, fewShot: shots, seed: 0)
+        print("raw pixels of \(spec) (\(train.count) train / \(test.count) test, \(train.pixels.count / train.count) values per image):")
+        print(result.table)
     }
 }
 
