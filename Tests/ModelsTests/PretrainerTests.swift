@@ -119,4 +119,45 @@ final class PretrainerTests: XCTestCase {
         XCTAssertEqual(epochLosses.count, 6)
         XCTAssertLessThan(epochLosses.last!, epochLosses.first! * 0.95, "loss did not decrease: \(epochLosses)")
     }
+
+    /// MAE whose loss turns NaN in its second epoch.
+    final class FailsInSecondEpoch: PretrainingMethod {
+        let mae: MaskedAutoencoder
+        init(_ m: MaskedAutoencoder) { mae = m }
+        var methodName: String { "mae" }
+        var reportedModel: Module { mae }
+        var evaluationEncoder: ViTEncoder { mae.encoder }
+        func optimizedParameters() -> [(name: String, tensor: Tensor)] { mae.trainableParameters() }
+        func trainingLoss(_ batch: Batch, rng: inout TesseraRNG) -> (loss: Tensor, metrics: [(String, Float)]) {
+            let l = mae.trainingLoss(batch, rng: &rng).loss
+            return (batch.epoch == 1 ? l.scaled(by: .nan) : l, [])
+        }
+    }
+
+    func testNonFiniteLossStopsAndNamesTheLastGoodCheckpoint() throws {
+        let c = tinyConfig(epochs: 3)
+        var rng = TesseraRNG(seed: 0)
+        let dir = tempDir("nan")
+        let t = try Pretrainer(config: c, method: FailsInSecondEpoch(MaskedAutoencoder(c.mae, rng: &rng)), train: syntheticSet(40), evalSets: nil, runFolder: dir)
+        t.print = { _ in }
+        XCTAssertThrowsError(try t.train()) { e in
+            let m = "\(e)"
+            XCTAssertTrue(m.contains("loss is nan at epoch 2 step 6"), m)
+            XCTAssertTrue(m.contains(RunFolder(dir).model("last")), m)
+        }
+        // The epoch-1 checkpoint is intact.
+        XCTAssertEqual(try SafeTensors.read(RunFolder(dir).model("last")).metadata["epoch"], "1")
+    }
+
+    func testGradientAccumulationTakesOneStepPerAccumulatedBatch() throws {
+        var c = tinyConfig(epochs: 1)
+        c.batchSize = 4
+        c.accumSteps = 2
+        let t = try makeTrainer(c, syntheticSet(40), tempDir("accum"))
+        XCTAssertEqual(c.effectiveBatch, 8)
+        XCTAssertEqual(c.learningRate, c.blr * 8 / 256, accuracy: 1e-15)
+        try t.train()
+        XCTAssertEqual(t.step, 5)             // 10 micro-batches of 4 → 5 updates
+        XCTAssertEqual(t.optimizer.step, 5)
+    }
 }
