@@ -10,7 +10,7 @@ install_deps
 swift build -c release --product tessera
 run="runs/demo-$(date +%Y%m%d-%H%M%S)"
 bin=.build/release/tessera
-$bin pretrain --data fashion-mnist --run "$run" --depth 6 --epochs 3 --warmup-epochs 1 "$@"
+$bin pretrain --data fashion-mnist --run "$run" --depth 6 --epochs 2 --warmup-epochs 1 "$@"
 $bin eval "$run/last.safetensors"
 $bin reconstruct "$run/last.safetensors" --count 8 --out "$run/reconstruction.png"
 echo "run folder: $run (config.json, metrics.csv, metrics.jsonl, last*.safetensors, reconstruction.png)"
