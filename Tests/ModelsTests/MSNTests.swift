@@ -93,6 +93,10 @@ final class MSNTests: XCTestCase {
         XCTAssertLessThan(value(epochs.last!, "loss"), value(epochs.first!, "loss"))
         let steps = lines.filter { $0.contains("\"kind\":\"step\"") }
         XCTAssertGreaterThan(value(steps.last!, "np"), 1)
+        // Collapse monitors every optimizer step: 4 epochs × 3 steps.
+        let monitors = lines.filter { $0.contains("\"kind\":\"monitor\"") }
+        XCTAssertEqual(monitors.count, 12)
+        XCTAssertTrue(monitors.allSatisfy { $0.contains("\"np\":") && $0.contains("\"max_t\":") })
         // The checkpoint holds the target network and the prototypes.
         let file = try SafeTensors.read(base + "/last.safetensors")
         XCTAssertNotNil(file["fc.bn1.num_batches_tracked"])

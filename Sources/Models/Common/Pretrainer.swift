@@ -247,6 +247,11 @@ public final class Pretrainer {
                 optimizer.zeroGrad()
                 step += 1
                 method.afterUpdate(step: step, totalSteps: totalSteps, parameters: optimizer.arena)
+                if !extra.isEmpty {   // the method's monitors (MSN collapse, RC-MAE terms), every step
+                    var json = "{\"kind\":\"monitor\",\"epoch\":\(epoch),\"step\":\(step),\"loss\":\(jsonNumber(Double(value)))"
+                    for (name, v) in extra { json += ",\(name.debugDescription):\(jsonNumber(Double(v)))" }
+                    try FileIO.appendLine(json + "}", to: run.metricsJSONL)
+                }
                 let inEpoch = micro / config.accumSteps
                 if inEpoch % config.logEvery == 0 || inEpoch == stepsPerEpoch {
                     let ips = Double(window.images) / max(Date().timeIntervalSince(window.start), 1e-9)
