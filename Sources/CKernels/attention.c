@@ -2,6 +2,7 @@
 // matrix is recomputed in the backward from one log-sum-exp per row instead of being stored).
 #include "ck_internal.h"
 #include "ck_attention.h"
+#include "ck_gemm.h"
 
 static inline float dot(const float *restrict a, const float *restrict b, int64_t D) {
     float s = 0.0f;
@@ -105,6 +106,7 @@ void ck_attention_forward(float *out, float *lse, const float *qkv, float *scrat
                           int64_t B, int64_t N, int64_t H, int64_t D, float scale) {
     const int64_t ld = 3 * H * D;              // row stride of q, k and v inside qkv
     const int64_t per_thread = ck_attention_scratch_floats(N, D);
+    ck_flop_counter_add(4 * (uint64_t)(B * H * N) * (uint64_t)(N * D));
     #pragma omp parallel for schedule(static) if (B * H * N * N * D >= CK_PAR_MIN)
     for (int64_t bh = 0; bh < B * H; bh++) {
         const int64_t b = bh / H, h = bh % H;
@@ -165,6 +167,7 @@ void ck_attention_backward(float *dqkv, const float *dout, const float *qkv, con
                            float scale) {
     const int64_t ld = 3 * H * D;
     const int64_t per_thread = ck_attention_scratch_floats(N, D);
+    ck_flop_counter_add(10 * (uint64_t)(B * H * N) * (uint64_t)(N * D));
     // Each (b, h) owns its own slices of dq, dk and dv, so threads never write the same element.
     #pragma omp parallel for schedule(static) if (B * H * N * N * D >= CK_PAR_MIN)
     for (int64_t bh = 0; bh < B * H; bh++) {

@@ -10,10 +10,18 @@ void openblas_set_num_threads(int num_threads);
 char *openblas_get_config(void);
 char *openblas_get_corename(void);
 
+// Matrix-product FLOPs done so far (GEMMs and fused attention), for `tessera bench`. Updated
+// outside parallel regions only, from the calling thread.
+static uint64_t flop_counter = 0;
+void ck_flop_counter_add(uint64_t flops) { flop_counter += flops; }
+uint64_t ck_flop_counter_read(void) { return flop_counter; }
+void ck_flop_counter_reset(void) { flop_counter = 0; }
+
 void ck_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
               float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
               float beta, float *C, int64_t ldc) {
     if (M == 0 || N == 0) return;
+    flop_counter += 2 * (uint64_t)M * (uint64_t)N * (uint64_t)K;
     if (K == 0) {   // BLAS would only scale C; keep the semantics explicit
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];

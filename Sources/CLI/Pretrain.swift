@@ -95,6 +95,12 @@ struct Pretrain: ParsableCommand {
         }
 
         let train = try loadData(data, split: .train, channels: channels)
+        let config = try buildConfig(train: train)
+        try execute(config, folder: folder, train: train)
+    }
+
+    /// The run's configuration from these options and the training set (its image size and channels).
+    func buildConfig(train: ImageSet) throws -> PretrainConfig {
         let size = imageSize ?? train.heights[0]
         guard imageSize != nil || (Set(train.heights).count == 1 && train.heights == train.widths) else {
             throw CLIError("images of \(data) are not all square and of one size; pass --image-size")
@@ -180,7 +186,7 @@ struct Pretrain: ParsableCommand {
         config.limit = limit
         config.logEvery = logEvery
 
-        try execute(config, folder: folder, train: train)
+        return config
     }
 
     /// Loads what `config` names, builds its method, resumes if asked, and trains.

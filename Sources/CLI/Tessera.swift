@@ -20,7 +20,7 @@ struct Tessera: ParsableCommand {
           tessera embed runs/fmnist/last.encoder.safetensors --split test --out test.npy
           tessera inspect runs/fmnist/last.safetensors
         """,
-        subcommands: [Pretrain.self, Eval.self, Embed.self, Reconstruct.self, Inspect.self])
+        subcommands: [Pretrain.self, Eval.self, Embed.self, Reconstruct.self, Inspect.self, Bench.self])
 }
 
 /// A command-line failure: printed as one line, exit status 1.

@@ -148,4 +148,12 @@ final class CLITests: XCTestCase {
         assertOneLineError(try tessera(["pretrain", "--method", "msn", "--focal-size", "10", "--run", dir + "/x"] + common), mentions: "--focal-size")
         assertOneLineError(try tessera(["reconstruct", dir + "/msn/last.safetensors"]), mentions: "full model")
     }
+
+    func testBenchReportsThroughputAndFlopShare() throws {
+        let r = try tessera(["bench", "--rounds", "1", "--steps", "1", "--image-size", "16", "--", "--depth", "1", "--dim", "32",
+                             "--heads", "2", "--decoder-dim", "16", "--decoder-heads", "2", "--batch-size", "8"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("median:") && r.stdout.contains("of the sgemm rate"), r.stdout)
+        assertOneLineError(try tessera(["bench", "--", "--method", "nope"]), mentions: "--method")
+    }
 }

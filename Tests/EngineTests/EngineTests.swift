@@ -1,3 +1,4 @@
+import CKernels
 import TesseraEngine
 import TestSupport
 import XCTest
@@ -127,6 +128,18 @@ final class EngineTests: XCTestCase {
         teacher.emaUpdate(from: arena, momentum: 0.75)
         XCTAssertEqual(tw.array, [0.75, 1.0])
         XCTAssertEqual(tb.array, [0.25])
+    }
+
+    func testFlopCounterCountsMatrixProducts() {
+        var rng = TesseraRNG(seed: 0)
+        let x = Tensor.randn([4, 8], rng: &rng), w = Tensor.randn([16, 8], rng: &rng)
+        ck_flop_counter_reset()
+        _ = x.linear(w)
+        XCTAssertEqual(ck_flop_counter_read(), 2 * 4 * 16 * 8)
+        let qkv = Tensor.randn([2, 5, 3 * 2 * 4], rng: &rng)   // B 2, N 5, H 2, D 4
+        ck_flop_counter_reset()
+        _ = qkv.fusedAttention(heads: 2)
+        XCTAssertEqual(ck_flop_counter_read(), 4 * 2 * 2 * 5 * 5 * 4)
     }
 }
 

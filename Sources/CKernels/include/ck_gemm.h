@@ -15,3 +15,8 @@ void ck_gemm_set_num_threads(int n);
 const char *ck_gemm_backend(void);
 // The BLAS's CPU kernel family (OpenBLAS core name, e.g. "Prescott", "SkylakeX").
 const char *ck_gemm_core_name(void);
+// Matrix-product FLOP counter: ck_sgemm adds 2·M·N·K per call, fused attention its QKᵀ/PV products
+// (forward 4·B·H·N²·D, backward 10·B·H·N²·D). Not thread-safe: call from the thread that runs ops.
+void ck_flop_counter_add(uint64_t flops);
+uint64_t ck_flop_counter_read(void);
+void ck_flop_counter_reset(void);
