@@ -185,6 +185,23 @@ static inline float luma(const float *img, int64_t P, int64_t i) {
     return 0.2989f * img[i] + 0.587f * img[P + i] + 0.114f * img[2 * P + i];
 }
 
+// One 1-D pass of a Gaussian over an S×S plane with edge clamping: along rows when step = 1,
+// along columns when step = S. dst[i] = Σ_k w[k + R] · src[i clamped-shifted by k along the axis].
+static void blur_pass(float *dst, const float *src, int64_t S, const float *w, int64_t R, int64_t step) {
+    for (int64_t y = 0; y < S; y++)
+        for (int64_t x = 0; x < S; x++) {
+            const int64_t pos = step == 1 ? x : y;          // coordinate along the blurred axis
+            const int64_t base = y * S + x - pos * step;   // start of this line
+            float acc = 0;
+            for (int64_t k = -R; k <= R; k++) {
+                int64_t q = pos + k;
+                q = q < 0 ? 0 : (q >= S ? S - 1 : q);
+                acc += w[k + R] * src[base + q * step];
+            }
+            dst[y * S + x] = acc;
+        }
+}
+
 static void blur_one(float *img, int64_t C, int64_t S, float sigma, float *tmp) {
     int64_t R = (int64_t)ceilf(3 * sigma);
     if (R < 1) R = 1;
@@ -194,24 +211,8 @@ static void blur_one(float *img, int64_t C, int64_t S, float sigma, float *tmp) 
     for (int64_t k = 0; k <= 2 * R; k++) w[k] /= total;
     for (int64_t c = 0; c < C; c++) {
         float *p = img + c * S * S;
-        for (int64_t y = 0; y < S; y++)            // horizontal into tmp
-            for (int64_t x = 0; x < S; x++) {
-                float acc = 0;
-                for (int64_t k = -R; k <= R; k++) {
-                    int64_t xx = x + k; xx = xx < 0 ? 0 : (xx >= S ? S - 1 : xx);
-                    acc += w[k + R] * p[y * S + xx];
-                }
-                tmp[y * S + x] = acc;
-            }
-        for (int64_t y = 0; y < S; y++)            // vertical back into the image
-            for (int64_t x = 0; x < S; x++) {
-                float acc = 0;
-                for (int64_t k = -R; k <= R; k++) {
-                    int64_t yy = y + k; yy = yy < 0 ? 0 : (yy >= S ? S - 1 : yy);
-                    acc += w[k + R] * tmp[yy * S + x];
-                }
-                p[y * S + x] = acc;
-            }
+        blur_pass(tmp, p, S, w, R, 1);   // horizontal into tmp
+        blur_pass(p, tmp, S, w, R, S);   // vertical back into the image
     }
 }
 
