@@ -59,7 +59,7 @@ let package = Package(
             dependencies: ["TesseraEngine", .product(name: "Logging", package: "swift-log")],
             path: "Sources/Models"
         ),
-        // The command-line tool: pretrain, eval, embed, reconstruct, inspect, export, bench.
+        // The command-line tool: pretrain, eval, embed, reconstruct, inspect, bench.
         .executableTarget(
             name: "tessera",
             dependencies: ["TesseraEngine", "TesseraModels", "CKernels",

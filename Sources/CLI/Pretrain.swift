@@ -5,7 +5,7 @@ import TesseraModels
 
 struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Pretrain a ViT with MAE; checkpoints, metrics and config go to the run folder.",
+        abstract: "Pretrain a ViT (MAE, RC-MAE, MSN or SIM); checkpoints, metrics and config go to the run folder.",
         discussion: """
         Defaults follow the MAE recipe: AdamW (0.9, 0.95), weight decay 0.05, lr = blr x batch / 256 with blr 1.5e-4,
         linear warmup then cosine, RandomResizedCrop(scale 0.2-1) + flip, mask ratio 0.75, norm-pix loss.

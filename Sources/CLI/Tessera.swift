@@ -11,14 +11,16 @@ import Glibc
 struct Tessera: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tessera",
-        abstract: "Self-supervised ViT pretraining (MAE) on CPUs.",
+        abstract: "Self-supervised ViT pretraining (MAE, RC-MAE, MSN, SIM) on CPUs.",
         discussion: """
         Examples:
           tessera pretrain --run runs/fmnist --epochs 10 --depth 6
+          tessera pretrain --method msn --run runs/msn --depth 6
           tessera eval runs/fmnist/last.safetensors
           tessera reconstruct runs/fmnist/last.safetensors --out recon.png
           tessera embed runs/fmnist/last.encoder.safetensors --split test --out test.npy
           tessera inspect runs/fmnist/last.safetensors
+          tessera bench -- --method mae --depth 6
         """,
         subcommands: [Pretrain.self, Eval.self, Embed.self, Reconstruct.self, Inspect.self, Bench.self])
 }
