@@ -116,7 +116,7 @@ struct Embed: ParsableCommand {
         try FileIO.writeAtomically(NpyArray.serialize(floats: f.values, shape: [f.count, f.dim]), to: out)
         if let labels = set.labels {
             let lp = String(out.dropLast(4)) + "-labels.npy"
-            try FileIO.writeAtomically(NpyArray.serialize(floats: labels.map(Float.init), shape: [labels.count]), to: lp)
+            try FileIO.writeAtomically(NpyArray.serialize(int64s: labels.map(Int64.init), shape: [labels.count]), to: lp)
             print("wrote \(out) [\(f.count), \(f.dim)] and \(lp)")
         } else {
             print("wrote \(out) [\(f.count), \(f.dim)]")

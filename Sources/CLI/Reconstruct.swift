@@ -52,16 +52,12 @@ struct Reconstruct: ParsableCommand {
         let patches = images.patchify(patchSize: p)               // [N, L, F]
         let F = p * p * C
         var predPix = pred.array
-        if cfg.normPixLoss {
-            let t = patches.array
-            for r in 0..<(count * L) {
-                var m = 0.0, v = 0.0
-                for k in 0..<F { m += Double(t[r * F + k]) }
-                m /= Double(F)
-                for k in 0..<F { v += (Double(t[r * F + k]) - m) * (Double(t[r * F + k]) - m) }
-                let sd = (v / Double(F - 1) + 1e-6).squareRoot()
-                for k in 0..<F { predPix[r * F + k] = Float(Double(predPix[r * F + k]) * sd + m) }
-            }
+        if cfg.normPixLoss {   // the loss's own per-patch statistics (unbiased variance, eps 1e-6)
+            let rows = count * L
+            var normalized = [Float](repeating: 0, count: rows * F), mean = [Float](repeating: 0, count: rows)
+            var rstd = mean
+            ck_standardize_forward(&normalized, &mean, &rstd, patches.data, Int64(rows), Int64(F), 1e-6)
+            for r in 0..<rows { for k in 0..<F { predPix[r * F + k] = predPix[r * F + k] / rstd[r] + mean[r] } }
         }
         let orig = patches.array
         let maskV = mask.mask

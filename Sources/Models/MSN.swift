@@ -211,9 +211,10 @@ public final class MSN: PretrainingMethod {
     /// EMA of the target network (encoder and head) from the anchor; the prototypes are shared, not EMA'd.
     public func afterUpdate(step: Int, totalSteps: Int, parameters: ParameterArena) {
         let m = Float(options.momentum(step: step, total: totalSteps))
-        let source = Dictionary(uniqueKeysWithValues: anchor.namedParameters().map { ($0.name, $0.tensor) })
-        for (name, t) in target.namedParameters() where source[name]!.requiresGrad {
-            emaUpdate(t, from: source[name]!, momentum: m)
-        }
+        for (t, a) in emaPairs { emaUpdate(t, from: a, momentum: m) }
     }
+
+    /// (target, anchor) tensor pairs of the trained parameters; same module tree, so same order.
+    private lazy var emaPairs: [(Tensor, Tensor)] =
+        zip(target.namedParameters(), anchor.namedParameters()).filter { $0.1.tensor.requiresGrad }.map { ($0.0.tensor, $0.1.tensor) }
 }

@@ -138,6 +138,12 @@ public final class SIM: PretrainingMethod {
         return [v1, v2]
     }
 
+    /// The fixed row-first sin-cos table of view-1 patches `[L, D]` (computed once).
+    private lazy var visiblePositions: [Float] = {
+        let g = config.grid, L = config.patches
+        return sinCosRowFirst(rows: (0..<L).map { Float($0 / g) }, cols: (0..<L).map { Float($0 % g) }, dim: options.width(encoderDim: config.dim))
+    }()
+
     /// Masked patches per image: round(ratio · L).
     public var maskedCount: Int { Int((options.maskRatio * Float(config.patches)).rounded()) }
 
@@ -227,7 +233,7 @@ public final class SIM: PretrainingMethod {
 
         // Online: visible view-1 tokens, projected, plus their fixed row-first positions.
         let proj = online.branch(x1, mask: mask)                                             // [B, 1 + K, D]
-        let all = sinCosRowFirst(rows: (0..<L).map { Float($0 / g) }, cols: (0..<L).map { Float($0 % g) }, dim: D)
+        let all = visiblePositions
         var vis = [Float](repeating: 0, count: B * K * D)
         for b in 0..<B { for k in 0..<K {
             let l = Int(mask.idsKeep[b * K + k])
@@ -262,7 +268,10 @@ public final class SIM: PretrainingMethod {
     /// EMA (cosine 0.995 → 1) of every target tensor from its online counterpart.
     public func afterUpdate(step: Int, totalSteps: Int, parameters: ParameterArena) {
         let m = Float(Schedule.cosine(progress: Double(step) / Double(max(totalSteps, 1)), from: options.momentum, to: 1))
-        let source = Dictionary(uniqueKeysWithValues: online.branch.namedParameters().map { ($0.name, $0.tensor) })
-        for (name, t) in target.namedParameters() { emaUpdate(t, from: source[name]!, momentum: m) }
+        for (t, o) in emaPairs { emaUpdate(t, from: o, momentum: m) }
     }
+
+    /// (target, online) tensor pairs: the target is a copy of the online branch's module tree.
+    private lazy var emaPairs: [(Tensor, Tensor)] =
+        zip(target.namedParameters(), online.branch.namedParameters()).map { ($0.0.tensor, $0.1.tensor) }
 }

@@ -157,28 +157,31 @@ void ref_attention_backward(float *dqkv, const float *dout, const float *qkv, in
     free(P); free(dP);
 }
 
-void ref_layernorm(float *out, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps) {
-    for (int64_t r = 0; r < R; r++) {
+// Normalizes `groups` groups of `n` values (element k of group g at x[g·gs + k·es]) with biased
+// statistics, then scales and shifts by w/b indexed by the channel (`g` or `k`, whichever is the channel).
+static void normalize_groups(float *out, const float *x, const float *w, const float *b, int64_t groups, int64_t n,
+                             int64_t gs, int64_t es, int channel_is_group, float eps) {
+    for (int64_t g = 0; g < groups; g++) {
         double m = 0, v = 0;
-        for (int64_t c = 0; c < C; c++) m += x[r * C + c];
-        m /= C;
-        for (int64_t c = 0; c < C; c++) v += (x[r * C + c] - m) * (x[r * C + c] - m);
-        v /= C;
-        for (int64_t c = 0; c < C; c++)
-            out[r * C + c] = (float)((x[r * C + c] - m) / sqrt(v + eps) * (w ? w[c] : 1) + (b ? b[c] : 0));
+        for (int64_t k = 0; k < n; k++) m += x[g * gs + k * es];
+        m /= n;
+        for (int64_t k = 0; k < n; k++) v += (x[g * gs + k * es] - m) * (x[g * gs + k * es] - m);
+        v /= n;
+        for (int64_t k = 0; k < n; k++) {
+            int64_t c = channel_is_group ? g : k;
+            out[g * gs + k * es] = (float)((x[g * gs + k * es] - m) / sqrt(v + eps) * (w ? w[c] : 1) + (b ? b[c] : 0));
+        }
     }
 }
 
+// LayerNorm: statistics over each row's C channels.
+void ref_layernorm(float *out, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps) {
+    normalize_groups(out, x, w, b, R, C, C, 1, 0, eps);
+}
+
+// BatchNorm (training): statistics over each channel's R rows.
 void ref_batchnorm_train(float *out, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps) {
-    for (int64_t c = 0; c < C; c++) {
-        double m = 0, v = 0;
-        for (int64_t r = 0; r < R; r++) m += x[r * C + c];
-        m /= R;
-        for (int64_t r = 0; r < R; r++) v += (x[r * C + c] - m) * (x[r * C + c] - m);
-        v /= R;
-        for (int64_t r = 0; r < R; r++)
-            out[r * C + c] = (float)((x[r * C + c] - m) / sqrt(v + eps) * (w ? w[c] : 1) + (b ? b[c] : 0));
-    }
+    normalize_groups(out, x, w, b, C, R, 1, C, 1, eps);
 }
 
 void ref_l2norm(float *out, const float *x, int64_t R, int64_t C, float eps) {

@@ -49,12 +49,7 @@ final class CLITests: XCTestCase {
         }
         try FileIO.writeAtomically(NpyArray.serialize(floats: px, shape: [48, 16, 16]), to: dir + "/tiny.npy")
         // Labels as int64, as numpy saves them by default.
-        var header = "{'descr': '<i8', 'fortran_order': False, 'shape': (48,), }"
-        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
-        header += "\n"
-        var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count), 0] + Array(header.utf8)
-        labels.map { Int64($0) }.withUnsafeBytes { bytes += $0 }
-        try FileIO.writeAtomically(bytes, to: dir + "/tiny-labels.npy")
+        try FileIO.writeAtomically(NpyArray.serialize(int64s: labels.map { Int64($0) }, shape: [48]), to: dir + "/tiny-labels.npy")
         return dir + "/tiny.npy"
     }
 
@@ -122,6 +117,8 @@ final class CLITests: XCTestCase {
         let emb = try tessera(["embed", run + "/last.encoder.safetensors", "--split", "train", "--out", dir + "/f.npy"])
         XCTAssertEqual(emb.status, 0, emb.stderr)
         XCTAssertEqual(try NpyArray.read(dir + "/f.npy").shape, [48, 32])
+        guard case let .i64(l) = try NpyArray.read(dir + "/f-labels.npy").values else { return XCTFail("labels are not int64") }
+        XCTAssertEqual(l, (0..<48).map { Int64($0 % 3) })
         let inspect = try tessera(["inspect", run + "/last.safetensors"])
         XCTAssertTrue(inspect.stdout.contains("decoder_pred.weight"), inspect.stdout)
         XCTAssertTrue(inspect.stdout.contains("format: pt"), inspect.stdout)

@@ -36,11 +36,13 @@ public struct Photometric: Codable, Equatable, Sendable {
         self.blurProbability = blurProbability; self.blurSigma = blurSigma; self.solarizeProbability = solarizeProbability
     }
 
+    /// Parameters that change nothing: jitter order 0…3, factors 1, 1, 1 and hue 0, no grayscale, blur or solarize.
+    public static let identity: [Float] = [0, 1, 2, 3, 1, 1, 1, 0, 0, 0, 0]
+
     /// Draws one view's parameters (`CK_PHOTO_PARAMS` floats) for a `size`-pixel view.
     public func sample(size: Int, rng: inout TesseraRNG) -> [Float] {
-        var p = [Float](repeating: 0, count: Int(CK_PHOTO_PARAMS))
+        var p = Photometric.identity
         var order: [Float] = [0, 1, 2, 3]
-        p[Int(CK_PHOTO_BRIGHTNESS)] = 1; p[Int(CK_PHOTO_CONTRAST)] = 1; p[Int(CK_PHOTO_SATURATION)] = 1
         if rng.uniform() < jitterProbability {
             for i in stride(from: 3, to: 0, by: -1) { order.swapAt(i, rng.int(below: i + 1)) }
             p[Int(CK_PHOTO_BRIGHTNESS)] = rng.uniform(max(0, 1 - brightness), 1 + brightness)
@@ -153,8 +155,7 @@ public struct Augmentation: Codable, Sendable, Equatable {
             }
         }
         if photo {
-            let identity: [Float] = [0, 1, 2, 3, 1, 1, 1, 0, 0, 0, 0]
-            let params = views.flatMap { $0.photometric ?? identity }
+            let params = views.flatMap { $0.photometric ?? Photometric.identity }
             var scratch = [Float](repeating: 0, count: Int(ck_photometric_scratch_floats(Int64(S), Int64(C), Int64(workers))))
             ck_photometric_batch(out.data, params, Int64(B), Int64(C), Int64(S), &scratch, Int32(threads))
             ck_normalize_batch(out.data, mean, std, Int64(B), Int64(C), Int64(S))

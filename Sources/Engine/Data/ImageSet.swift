@@ -294,14 +294,22 @@ public struct NpyArray {
     /// Serializes a float32 array as `.npy` version 1.0.
     public static func serialize(floats: [Float], shape: [Int]) -> [UInt8] {
         precondition(floats.count == shape.reduce(1, *), "NpyArray.serialize: \(floats.count) values for shape \(shape)")
+        return header(descr: "<f4", shape: shape) + floats.withUnsafeBytes { Array($0) }
+    }
+
+    /// Serializes an int64 array (labels) as `.npy` version 1.0.
+    public static func serialize(int64s: [Int64], shape: [Int]) -> [UInt8] {
+        precondition(int64s.count == shape.reduce(1, *), "NpyArray.serialize: \(int64s.count) values for shape \(shape)")
+        return header(descr: "<i8", shape: shape) + int64s.withUnsafeBytes { Array($0) }
+    }
+
+    /// Magic, version 1.0 and the header dictionary, padded so the data starts 64-byte aligned.
+    static func header(descr: String, shape: [Int]) -> [UInt8] {
         let dims = shape.count == 1 ? "\(shape[0])," : shape.map(String.init).joined(separator: ", ")
-        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(dims)), }"
+        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': (\(dims)), }"
         while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
         header += "\n"
-        var out: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xff), UInt8(header.utf8.count >> 8)]
-        out += Array(header.utf8)
-        floats.withUnsafeBytes { out += $0 }
-        return out
+        return [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xff), UInt8(header.utf8.count >> 8)] + Array(header.utf8)
     }
 }
 

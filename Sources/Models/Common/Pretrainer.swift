@@ -248,9 +248,8 @@ public final class Pretrainer {
                 step += 1
                 method.afterUpdate(step: step, totalSteps: totalSteps, parameters: optimizer.arena)
                 if !extra.isEmpty {   // the method's monitors (MSN collapse, RC-MAE terms), every step
-                    var json = "{\"kind\":\"monitor\",\"epoch\":\(epoch),\"step\":\(step),\"loss\":\(jsonNumber(Double(value)))"
-                    for (name, v) in extra { json += ",\(name.debugDescription):\(jsonNumber(Double(v)))" }
-                    try FileIO.appendLine(json + "}", to: run.metricsJSONL)
+                    try FileIO.appendLine("{\"kind\":\"monitor\",\"epoch\":\(epoch),\"step\":\(step),\"loss\":\(jsonNumber(Double(value)))"
+                                          + jsonFields(extra) + "}", to: run.metricsJSONL)
                 }
                 let inEpoch = micro / config.accumSteps
                 if inEpoch % config.logEvery == 0 || inEpoch == stepsPerEpoch {
@@ -296,12 +295,16 @@ public final class Pretrainer {
         try FileIO.appendLine("\(kind),\(epoch),\(step),\(String(format: "%.6f", loss)),\(String(format: "%.6e", lr)),\(String(format: "%.1f", ips)),\(k)", to: run.metricsCSV)
         var json = "{\"kind\":\"\(kind)\",\"epoch\":\(epoch),\"step\":\(step),\"loss\":\(jsonNumber(loss)),\"lr\":\(jsonNumber(lr)),\"images_per_s\":\(jsonNumber(ips))"
         if let knn { json += ",\"knn\":\(jsonNumber(Double(knn)))" }
-        for (name, v) in extra { json += ",\(name.debugDescription):\(jsonNumber(Double(v)))" }
-        try FileIO.appendLine(json + "}", to: run.metricsJSONL)
+        try FileIO.appendLine(json + jsonFields(extra) + "}", to: run.metricsJSONL)
     }
 }
 
 func jsonNumber(_ v: Double) -> String { v.isFinite ? "\(v)" : "null" }
+
+/// `,"name":value` for each named scalar.
+func jsonFields(_ fields: [(String, Float)]) -> String {
+    fields.map { ",\($0.0.debugDescription):\(jsonNumber(Double($0.1)))" }.joined()
+}
 
 func formatDuration(_ s: Double) -> String {
     guard s.isFinite, s >= 0 else { return "--:--" }
