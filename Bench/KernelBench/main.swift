@@ -1,6 +1,6 @@
 // tessera-bench: kernel microbenchmarks (not a test; numbers go to the README).
 //
-//   swift run -c release tessera-bench [--quick] [--rounds N]
+//   swift run -c release tessera-bench [--quick] [--rounds N] [--only memory|attention|gemm]
 //
 // Every figure is a ratio measured in the same run, A and B alternating round by round, and the
 // median over rounds is reported: memory-bound kernels against a plain copy of the same bytes, fused
@@ -12,6 +12,8 @@ import TesseraEngine
 let args = CommandLine.arguments
 let quick = args.contains("--quick")
 let rounds = args.firstIndex(of: "--rounds").flatMap { Int(args[$0 + 1]) } ?? (quick ? 3 : 7)
+let only = args.firstIndex(of: "--only").map { args[$0 + 1] }
+func wanted(_ section: String) -> Bool { only == nil || only == section }
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
 
@@ -56,153 +58,160 @@ print("median of \(rounds) alternating rounds\n")
 
 // MARK: memory-bound kernels vs copy
 
-print("## memory-bound kernels (GB/s counts bytes read + written; ratio = kernel GB/s / memcpy GB/s of the same bytes)\n")
-print("| kernel | shape | kernel GB/s | copy GB/s | ratio |")
-print("|---|---|---|---|---|")
-
-struct MemCase { let name: String; let shape: String; let bytes: Int; let run: () -> Void }
-
-func memCases(rows R: Int, cols C: Int, label: String) -> [MemCase] {
-    let n = R * C
-    let x = buffer(n, 1), y = buffer(n, 2), mean = buffer(R, 3), rstd = buffer(R, 4), w = buffer(C, 5), b = buffer(C, 6)
-    let dx = buffer(n, 7), dy = buffer(n, 8)
-    let rr = Int64(R), cc = Int64(C)
-    return [
-        MemCase(name: "softmax fwd", shape: label, bytes: 8 * n) { ck_softmax_forward(y, x, rr, cc) },
-        MemCase(name: "softmax bwd", shape: label, bytes: 16 * n) { ck_softmax_backward(dx, dy, y, rr, cc) },
-        MemCase(name: "layernorm fwd", shape: label, bytes: 8 * n) { ck_layernorm_forward(y, mean, rstd, x, w, b, rr, cc, 1e-6) },
-        MemCase(name: "layernorm bwd (dx)", shape: label, bytes: 16 * n) { ck_layernorm_backward(dx, nil, nil, dy, x, w, mean, rstd, rr, cc) },
-        MemCase(name: "gelu fwd", shape: label, bytes: 8 * n) { ck_gelu_forward(y, x, Int64(n)) },
-        MemCase(name: "gelu bwd", shape: label, bytes: 16 * n) { ck_gelu_backward(dx, dy, x, Int64(n)) },
-        MemCase(name: "residual add (binary)", shape: label, bytes: 12 * n) {
-            var flat = Int64(n), unit: Int64 = 1
-            ck_binary_forward(CK_ADD, y, x, &unit, dx, &unit, &flat, 1) },
-    ]
-}
-
 nonisolated(unsafe) var memRatios: [(String, Double)] = []
-func runMem(_ cases: [MemCase]) {
-    for c in cases {
-        let words = c.bytes / 8   // copy moving the same bytes: words read + words written
-        let src = buffer(words, 9), dst = buffer(words, 10)
-        let (tk, tc, _) = abCompare(c.run, { memcpy(dst, src, words * 4) })
-        let gk = Double(c.bytes) / tk / 1e9, gc = Double(c.bytes) / tc / 1e9
-        memRatios.append((c.name, gk / gc))
-        print("| \(c.name) | \(c.shape) | \(f1(gk)) | \(f1(gc)) | \(f2(gk / gc)) |")
+nonisolated(unsafe) var attnSpeedups: [(Int, Double)] = []
+
+if wanted("memory") {
+    print("## memory-bound kernels (GB/s counts bytes read + written; ratio = kernel GB/s / memcpy GB/s of the same bytes)\n")
+    print("| kernel | shape | kernel GB/s | copy GB/s | ratio |")
+    print("|---|---|---|---|---|")
+
+    struct MemCase { let name: String; let shape: String; let bytes: Int; let run: () -> Void }
+
+    func memCases(rows R: Int, cols C: Int, label: String) -> [MemCase] {
+        let n = R * C
+        let x = buffer(n, 1), y = buffer(n, 2), mean = buffer(R, 3), rstd = buffer(R, 4), w = buffer(C, 5), b = buffer(C, 6)
+        let dx = buffer(n, 7), dy = buffer(n, 8)
+        let rr = Int64(R), cc = Int64(C)
+        return [
+            MemCase(name: "softmax fwd", shape: label, bytes: 8 * n) { ck_softmax_forward(y, x, rr, cc) },
+            MemCase(name: "softmax bwd", shape: label, bytes: 16 * n) { ck_softmax_backward(dx, dy, y, rr, cc) },
+            MemCase(name: "layernorm fwd", shape: label, bytes: 8 * n) { ck_layernorm_forward(y, mean, rstd, x, w, b, rr, cc, 1e-6) },
+            MemCase(name: "layernorm bwd (dx)", shape: label, bytes: 16 * n) { ck_layernorm_backward(dx, nil, nil, dy, x, w, mean, rstd, rr, cc) },
+            MemCase(name: "gelu fwd", shape: label, bytes: 8 * n) { ck_gelu_forward(y, x, Int64(n)) },
+            MemCase(name: "gelu bwd", shape: label, bytes: 16 * n) { ck_gelu_backward(dx, dy, x, Int64(n)) },
+            MemCase(name: "residual add (binary)", shape: label, bytes: 12 * n) {
+                var flat = Int64(n), unit: Int64 = 1
+                ck_binary_forward(CK_ADD, y, x, &unit, dx, &unit, &flat, 1) },
+        ]
     }
+
+    func runMem(_ cases: [MemCase]) {
+        for c in cases {
+            let words = c.bytes / 8   // copy moving the same bytes: words read + words written
+            let src = buffer(words, 9), dst = buffer(words, 10)
+            let (tk, tc, _) = abCompare(c.run, { memcpy(dst, src, words * 4) })
+            let gk = Double(c.bytes) / tk / 1e9, gc = Double(c.bytes) / tc / 1e9
+            memRatios.append((c.name, gk / gc))
+            print("| \(c.name) | \(c.shape) | \(f1(gk)) | \(f1(gc)) | \(f2(gk / gc)) |")
+        }
+    }
+
+    // MAE vit-tiny on 28×28, patch 4: B·N = 256·50 tokens of 192 channels (9.8 MB, larger than L2).
+    runMem(memCases(rows: 256 * 50, cols: 192, label: "[12800, 192]"))
+    if !quick { runMem(memCases(rows: 256 * 197, cols: 768, label: "[50432, 768]")) }
+
+    do {
+        let (B, C, H, W, P) = (256, 1, 28, 28, 4)
+        let n = B * C * H * W
+        let imgs = buffer(n, 11), out = buffer(n, 12)
+        let L = (H / P) * (W / P)
+        let x = buffer(B * L * 192, 13), g = buffer(B * 12 * 192, 14)
+        var rng = TesseraRNG(seed: 1)
+        let m = MaskIndices.random(batch: B, patches: L, maskRatio: 0.75, rng: &rng)
+        let ids = m.idsKeep
+        let cases = [
+            MemCase(name: "patchify fwd", shape: "[256, 1, 28, 28] p4", bytes: 8 * n) {
+                ck_patchify_forward(out, imgs, Int64(B), Int64(C), Int64(H), Int64(W), Int64(P)) },
+            MemCase(name: "gather kept rows", shape: "[256, 49→12, 192]", bytes: 8 * B * m.keep * 192) {
+                ids.withUnsafeBufferPointer { ck_gather_rows_forward(g, x, $0.baseAddress, Int64(m.keep), Int64(B), Int64(L), Int64(m.keep), 192) } },
+        ]
+        runMem(cases)
+    }
+
+    // MARK: attention
+
 }
+if wanted("attention") {
+    print("\n## fused attention fwd+bwd vs naive GEMM–softmax–GEMM on the same BLAS (B·H = 768, D = 64)\n")
+    print("| N | fused ms | naive ms | speedup |")
+    print("|---|---|---|---|")
 
-// MAE vit-tiny on 28×28, patch 4: B·N = 256·50 tokens of 192 channels (9.8 MB, larger than L2).
-runMem(memCases(rows: 256 * 50, cols: 192, label: "[12800, 192]"))
-if !quick { runMem(memCases(rows: 256 * 197, cols: 768, label: "[50432, 768]")) }
+    /// The naive version: per (b, h), S = Q Kᵀ·scale and O = P V on the BLAS (reading the packed qkv
+    /// with its row stride, no copies), a softmax kernel, and the full P [B·H, N, N] kept for the backward.
+    func naiveAttention(qkv: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, P: UnsafeMutablePointer<Float>,
+                        dqkv: UnsafeMutablePointer<Float>, dout: UnsafeMutablePointer<Float>, dP: UnsafeMutablePointer<Float>,
+                        dS: UnsafeMutablePointer<Float>, B: Int, N: Int, H: Int, D: Int, scale: Float) {
+        let ld = Int64(3 * H * D), ldo = Int64(H * D), n = Int64(N), d = Int64(D)
+        for bh in 0..<(B * H) {
+            let b = bh / H, h = bh % H
+            let q = qkv + b * N * 3 * H * D + h * D, k = q + H * D
+            let s = P + bh * N * N
+            ck_sgemm(0, 1, n, n, d, scale, q, ld, k, ld, 0, s, n)
+        }
+        ck_softmax_forward(P, P, Int64(B * H * N), n)
+        for bh in 0..<(B * H) {
+            let b = bh / H, h = bh % H
+            let v = qkv + b * N * 3 * H * D + h * D + 2 * H * D
+            ck_sgemm(0, 0, n, d, n, 1, P + bh * N * N, n, v, ld, 0, out + b * N * H * D + h * D, ldo)
+        }
+        // backward
+        for bh in 0..<(B * H) {
+            let b = bh / H, h = bh % H
+            let q = qkv + b * N * 3 * H * D + h * D, v = q + 2 * H * D
+            let dv = dqkv + b * N * 3 * H * D + h * D + 2 * H * D
+            let go = dout + b * N * H * D + h * D
+            ck_sgemm(1, 0, n, d, n, 1, P + bh * N * N, n, go, ldo, 1, dv, ld)           // dV += Pᵀ dO
+            ck_sgemm(0, 1, n, n, d, 1, go, ldo, v, ld, 0, dP + bh * N * N, n)            // dP = dO Vᵀ
+        }
+        memset(dS, 0, B * H * N * N * 4)
+        ck_softmax_backward(dS, dP, P, Int64(B * H * N), n)
+        for bh in 0..<(B * H) {
+            let b = bh / H, h = bh % H
+            let q = qkv + b * N * 3 * H * D + h * D, k = q + H * D
+            let dq = dqkv + b * N * 3 * H * D + h * D, dk = dq + H * D
+            ck_sgemm(0, 0, n, d, n, scale, dS + bh * N * N, n, k, ld, 1, dq, ld)         // dQ += scale dS K
+            ck_sgemm(1, 0, n, d, n, scale, dS + bh * N * N, n, q, ld, 1, dk, ld)         // dK += scale dSᵀ Q
+        }
+    }
 
-do {
-    let (B, C, H, W, P) = (256, 1, 28, 28, 4)
-    let n = B * C * H * W
-    let imgs = buffer(n, 11), out = buffer(n, 12)
-    let L = (H / P) * (W / P)
-    let x = buffer(B * L * 192, 13), g = buffer(B * 12 * 192, 14)
-    var rng = TesseraRNG(seed: 1)
-    let m = MaskIndices.random(batch: B, patches: L, maskRatio: 0.75, rng: &rng)
-    let ids = m.idsKeep
-    let cases = [
-        MemCase(name: "patchify fwd", shape: "[256, 1, 28, 28] p4", bytes: 8 * n) {
-            ck_patchify_forward(out, imgs, Int64(B), Int64(C), Int64(H), Int64(W), Int64(P)) },
-        MemCase(name: "gather kept rows", shape: "[256, 49→12, 192]", bytes: 8 * B * m.keep * 192) {
-            ids.withUnsafeBufferPointer { ck_gather_rows_forward(g, x, $0.baseAddress, Int64(m.keep), Int64(B), Int64(L), Int64(m.keep), 192) } },
+    for N in quick ? [13, 50] : [13, 50, 197] {
+        let H = 12, B = 768 / H, D = 64
+        let qkv = buffer(B * N * 3 * H * D, 1), out = buffer(B * N * H * D, 2), dout = buffer(B * N * H * D, 3)
+        let dqkv = buffer(B * N * 3 * H * D, 4), lse = buffer(B * H * N, 5)
+        let scratch = buffer(Int(ck_attention_scratch_floats(Int64(N), Int64(D))) * Runtime.threads, 6)
+        let P = buffer(B * H * N * N, 7), dP = buffer(B * H * N * N, 8), dS = buffer(B * H * N * N, 9)
+        let scale = 1 / Float(D).squareRoot()
+        let fused = {
+            ck_attention_forward(out, lse, qkv, scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale)
+            ck_attention_backward(dqkv, dout, qkv, out, lse, scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale)
+        }
+        let naive = { naiveAttention(qkv: qkv, out: out, P: P, dqkv: dqkv, dout: dout, dP: dP, dS: dS, B: B, N: N, H: H, D: D, scale: scale) }
+        let (tf, tn, r) = abCompare(fused, naive)
+        attnSpeedups.append((N, r))
+        print("| \(N) | \(f2(tf * 1e3)) | \(f2(tn * 1e3)) | \(f2(r))x |")
+    }
+
+    // MARK: GEMM
+
+}
+if wanted("gemm") {
+    print("\n## GEMM (ck_sgemm → BLAS), GFLOP/s, and share of the 2048³ rate measured in the same round\n")
+    print("| shape (M×K · K×N) | what | GFLOP/s | share of 2048³ |")
+    print("|---|---|---|---|")
+    let big = 2048
+    let A = buffer(big * big, 1), Bm = buffer(big * big, 2), Cm = buffer(big * big, 3)
+    let peakRun = { ck_sgemm(0, 0, Int64(big), Int64(big), Int64(big), 1, A, Int64(big), Bm, Int64(big), 0, Cm, Int64(big)) }
+    let peakFlops = 2.0 * Double(big * big * big)
+    let shapes: [(Int, Int, Int, String, Int32, Int32)] = [
+        (12800, 192, 576, "vit-tiny qkv fwd", 0, 1),
+        (12800, 192, 768, "vit-tiny fc1 fwd", 0, 1),
+        (12800, 768, 192, "vit-tiny fc2 fwd", 0, 1),
+        (768, 12800, 192, "vit-tiny fc1 weight grad (Tᵀ·N)", 1, 0),
     ]
-    runMem(cases)
+    do {
+        let tPeak = median((0..<rounds).map { _ in secondsPerCall(peakRun) })
+        print("| 2048×2048 · 2048×2048 | peak reference | \(f1(peakFlops / tPeak / 1e9)) | 1.00 |")
+        for (M, K, N, what, ta, tb) in quick ? Array(shapes.prefix(2)) : shapes {
+            let a = buffer(M * K, 4), b = buffer(K * N, 5), c = buffer(M * N, 6)
+            let lda = Int64(ta == 0 ? K : M), ldb = Int64(tb == 0 ? N : K)
+            let run = { ck_sgemm(ta, tb, Int64(M), Int64(N), Int64(K), 1, a, lda, b, ldb, 0, c, Int64(N)) }
+            let (tp, ts, _) = abCompare(peakRun, run)
+            let g = 2.0 * Double(M * K * N) / ts / 1e9
+            print("| \(M)×\(K) · \(K)×\(N) | \(what) | \(f1(g)) | \(f2(g / (peakFlops / tp / 1e9))) |")
+        }
+    }
+
 }
-
-// MARK: attention
-
-print("\n## fused attention fwd+bwd vs naive GEMM–softmax–GEMM on the same BLAS (B·H = 768, D = 64)\n")
-print("| N | fused ms | naive ms | speedup |")
-print("|---|---|---|---|")
-
-/// The naive version: per (b, h), S = Q Kᵀ·scale and O = P V on the BLAS (reading the packed qkv
-/// with its row stride, no copies), a softmax kernel, and the full P [B·H, N, N] kept for the backward.
-func naiveAttention(qkv: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, P: UnsafeMutablePointer<Float>,
-                    dqkv: UnsafeMutablePointer<Float>, dout: UnsafeMutablePointer<Float>, dP: UnsafeMutablePointer<Float>,
-                    dS: UnsafeMutablePointer<Float>, B: Int, N: Int, H: Int, D: Int, scale: Float) {
-    let ld = Int64(3 * H * D), ldo = Int64(H * D), n = Int64(N), d = Int64(D)
-    for bh in 0..<(B * H) {
-        let b = bh / H, h = bh % H
-        let q = qkv + b * N * 3 * H * D + h * D, k = q + H * D
-        let s = P + bh * N * N
-        ck_sgemm(0, 1, n, n, d, scale, q, ld, k, ld, 0, s, n)
-    }
-    ck_softmax_forward(P, P, Int64(B * H * N), n)
-    for bh in 0..<(B * H) {
-        let b = bh / H, h = bh % H
-        let v = qkv + b * N * 3 * H * D + h * D + 2 * H * D
-        ck_sgemm(0, 0, n, d, n, 1, P + bh * N * N, n, v, ld, 0, out + b * N * H * D + h * D, ldo)
-    }
-    // backward
-    for bh in 0..<(B * H) {
-        let b = bh / H, h = bh % H
-        let q = qkv + b * N * 3 * H * D + h * D, v = q + 2 * H * D
-        let dv = dqkv + b * N * 3 * H * D + h * D + 2 * H * D
-        let go = dout + b * N * H * D + h * D
-        ck_sgemm(1, 0, n, d, n, 1, P + bh * N * N, n, go, ldo, 1, dv, ld)           // dV += Pᵀ dO
-        ck_sgemm(0, 1, n, n, d, 1, go, ldo, v, ld, 0, dP + bh * N * N, n)            // dP = dO Vᵀ
-    }
-    memset(dS, 0, B * H * N * N * 4)
-    ck_softmax_backward(dS, dP, P, Int64(B * H * N), n)
-    for bh in 0..<(B * H) {
-        let b = bh / H, h = bh % H
-        let q = qkv + b * N * 3 * H * D + h * D, k = q + H * D
-        let dq = dqkv + b * N * 3 * H * D + h * D, dk = dq + H * D
-        ck_sgemm(0, 0, n, d, n, scale, dS + bh * N * N, n, k, ld, 1, dq, ld)         // dQ += scale dS K
-        ck_sgemm(1, 0, n, d, n, scale, dS + bh * N * N, n, q, ld, 1, dk, ld)         // dK += scale dSᵀ Q
-    }
-}
-
-var attnSpeedups: [(Int, Double)] = []
-for N in quick ? [13, 50] : [13, 50, 197] {
-    let H = 12, B = 768 / H, D = 64
-    let qkv = buffer(B * N * 3 * H * D, 1), out = buffer(B * N * H * D, 2), dout = buffer(B * N * H * D, 3)
-    let dqkv = buffer(B * N * 3 * H * D, 4), lse = buffer(B * H * N, 5)
-    let scratch = buffer(Int(ck_attention_scratch_floats(Int64(N), Int64(D))) * Runtime.threads, 6)
-    let P = buffer(B * H * N * N, 7), dP = buffer(B * H * N * N, 8), dS = buffer(B * H * N * N, 9)
-    let scale = 1 / Float(D).squareRoot()
-    let fused = {
-        ck_attention_forward(out, lse, qkv, scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale)
-        ck_attention_backward(dqkv, dout, qkv, out, lse, scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale)
-    }
-    let naive = { naiveAttention(qkv: qkv, out: out, P: P, dqkv: dqkv, dout: dout, dP: dP, dS: dS, B: B, N: N, H: H, D: D, scale: scale) }
-    let (tf, tn, r) = abCompare(fused, naive)
-    attnSpeedups.append((N, r))
-    print("| \(N) | \(f2(tf * 1e3)) | \(f2(tn * 1e3)) | \(f2(r))x |")
-}
-
-// MARK: GEMM
-
-print("\n## GEMM (ck_sgemm → BLAS), GFLOP/s, and share of the 2048³ rate measured in the same round\n")
-print("| shape (M×K · K×N) | what | GFLOP/s | share of 2048³ |")
-print("|---|---|---|---|")
-let big = 2048
-let A = buffer(big * big, 1), Bm = buffer(big * big, 2), Cm = buffer(big * big, 3)
-let peakRun = { ck_sgemm(0, 0, Int64(big), Int64(big), Int64(big), 1, A, Int64(big), Bm, Int64(big), 0, Cm, Int64(big)) }
-let peakFlops = 2.0 * Double(big * big * big)
-let shapes: [(Int, Int, Int, String, Int32, Int32)] = [
-    (12800, 192, 576, "vit-tiny qkv fwd", 0, 1),
-    (12800, 192, 768, "vit-tiny fc1 fwd", 0, 1),
-    (12800, 768, 192, "vit-tiny fc2 fwd", 0, 1),
-    (768, 12800, 192, "vit-tiny fc1 weight grad (Tᵀ·N)", 1, 0),
-]
-do {
-    let tPeak = median((0..<rounds).map { _ in secondsPerCall(peakRun) })
-    print("| 2048×2048 · 2048×2048 | peak reference | \(f1(peakFlops / tPeak / 1e9)) | 1.00 |")
-    for (M, K, N, what, ta, tb) in quick ? Array(shapes.prefix(2)) : shapes {
-        let a = buffer(M * K, 4), b = buffer(K * N, 5), c = buffer(M * N, 6)
-        let lda = Int64(ta == 0 ? K : M), ldb = Int64(tb == 0 ? N : K)
-        let run = { ck_sgemm(ta, tb, Int64(M), Int64(N), Int64(K), 1, a, lda, b, ldb, 0, c, Int64(N)) }
-        let (tp, ts, _) = abCompare(peakRun, run)
-        let g = 2.0 * Double(M * K * N) / ts / 1e9
-        print("| \(M)×\(K) · \(K)×\(N) | \(what) | \(f1(g)) | \(f2(g / (peakFlops / tp / 1e9))) |")
-    }
-}
-
 print("\nsummary: memory-bound min ratio \(f2(memRatios.map(\.1).min() ?? 0)) (target >= 0.70); attention speedups "
       + attnSpeedups.map { "N=\($0.0): \(f2($0.1))x" }.joined(separator: ", ") + " (target >= 1.5x)")

@@ -1,52 +1,209 @@
 // Fused multi-head attention, forward and backward (flash-attention style on CPU: the probability
 // matrix is recomputed in the backward from one log-sum-exp per row instead of being stored).
+//
+// Each (b, h) is one work item. Its K, V (and in the backward Q, dO) are first packed into the
+// thread's scratch, zero-padded to whole vectors, so that every product below is a small register-
+// blocked GEMM: a block of MR query rows is held in vector registers while keys stream past. Three
+// micro-kernels cover all seven products of the forward and backward:
+//   rows_x_cols   C[MR, Np]   = α · A[MR, D] · Bᵀ   (B packed transposed: Bt [D, Np])  S, dP
+//   probs_x_rows  C[MR, D]    = P[MR, N] · B[N, D]                                    O, dQ
+//   probsT_x_rows C[N, D]    += P[R, N]ᵀ · A[R, D]                                   dV, dK
+// Vectors are clang/GCC vector extensions of 16 floats, so the same source becomes AVX-512, two
+// AVX2 halves or four SSE quarters under CK_CLONES' runtime dispatch.
 #include "ck_internal.h"
 #include "ck_attention.h"
 #include "ck_gemm.h"
 
-static inline float dot(const float *restrict a, const float *restrict b, int64_t D) {
-    float s = 0.0f;
-    #pragma omp simd reduction(+:s)
-    for (int64_t d = 0; d < D; d++) s += a[d] * b[d];
-    return s;
+// The vectors only live inside always-inline helpers of one clone, never cross a call boundary, so
+// the ABI note clang gives for 64-byte vector arguments on non-AVX-512 targets does not apply.
+#pragma clang diagnostic ignored "-Wpsabi"
+
+typedef float vf16 __attribute__((vector_size(64)));
+#define VW 16               // floats per vector
+#define MR 6                // query rows per register block
+#define QB 48               // query rows per backward block (a multiple of MR)
+#define MAXNV 4             // vectors per row chunk of the head dim (64 floats)
+
+#define CK_ALWAYS_INLINE static inline __attribute__((always_inline))
+CK_ALWAYS_INLINE vf16 vload(const float *p) { vf16 v; memcpy(&v, p, sizeof v); return v; }
+CK_ALWAYS_INLINE void vstore(float *p, vf16 v) { memcpy(p, &v, sizeof v); }
+static inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// C[r, j] = alpha · Σ_{d<D} a_r[d] · bt[d·Np + j] for r < MR, j < Np (Np a multiple of VW).
+// a_r are MR row pointers (a missing row points at zeros); C has row stride ldc.
+CK_ALWAYS_INLINE void rows_x_cols(float *c, int64_t ldc, const float *const a[MR], const float *bt,
+                                  int64_t Np, int64_t D, float alpha) {
+    int64_t j = 0;
+    for (; j + 2 * VW <= Np; j += 2 * VW) {
+        vf16 acc[MR][2] = {{0}};
+        for (int64_t d = 0; d < D; d++) {
+            const vf16 b0 = vload(bt + d * Np + j), b1 = vload(bt + d * Np + j + VW);
+            for (int r = 0; r < MR; r++) { const float x = a[r][d]; acc[r][0] += x * b0; acc[r][1] += x * b1; }
+        }
+        for (int r = 0; r < MR; r++) { vstore(c + r * ldc + j, alpha * acc[r][0]); vstore(c + r * ldc + j + VW, alpha * acc[r][1]); }
+    }
+    if (j < Np) {   // one vector of columns left: even and odd d in separate accumulators, so that
+                    // 2·MR independent FMA chains cover the FMA latency
+        vf16 acc[2][MR] = {{0}};
+        int64_t d = 0;
+        for (; d + 2 <= D; d += 2) {
+            const vf16 b0 = vload(bt + d * Np + j), b1 = vload(bt + (d + 1) * Np + j);
+            for (int r = 0; r < MR; r++) { acc[0][r] += a[r][d] * b0; acc[1][r] += a[r][d + 1] * b1; }
+        }
+        if (d < D) {
+            const vf16 b0 = vload(bt + d * Np + j);
+            for (int r = 0; r < MR; r++) acc[0][r] += a[r][d] * b0;
+        }
+        for (int r = 0; r < MR; r++) vstore(c + r * ldc + j, alpha * (acc[0][r] + acc[1][r]));
+    }
 }
 
-// Query rows are processed in blocks of RB: each key/value row loaded from memory then serves RB
-// queries, and in the backward each dK_j / dV_j row is read-modified-written once per block instead
-// of once per query row.
-#define RB 4
-
-// out[r] = Σ_d a_r[d]·x[d] for the RB rows a_0..a_3 (a partial block points its missing rows at a
-// row of zeros).
-static inline void dot_rows(float out[RB], const float *const a[RB], const float *restrict x, int64_t D) {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3];
-    #pragma omp simd reduction(+:s0, s1, s2, s3)
-    for (int64_t d = 0; d < D; d++) { float xd = x[d]; s0 += a0[d] * xd; s1 += a1[d] * xd; s2 += a2[d] * xd; s3 += a3[d] * xd; }
-    out[0] = s0; out[1] = s1; out[2] = s2; out[3] = s3;
+// acc[r][v] = Σ_{j<N} p[r·ldp + j] · b[j·ldb + v·VW ...] for r < MR and NV vectors of columns.
+CK_ALWAYS_INLINE void probs_x_rows_nv(vf16 acc[MR][MAXNV], const float *p, int64_t ldp, const float *b,
+                                      int64_t ldb, int64_t N, const int NV) {
+    for (int r = 0; r < MR; r++) for (int v = 0; v < NV; v++) acc[r][v] = (vf16){0};
+    for (int64_t j = 0; j < N; j++) {
+        vf16 bv[MAXNV];
+        for (int v = 0; v < NV; v++) bv[v] = vload(b + j * ldb + v * VW);
+        for (int r = 0; r < MR; r++) {
+            const float x = p[r * ldp + j];
+            for (int v = 0; v < NV; v++) acc[r][v] += x * bv[v];
+        }
+    }
 }
 
-// y[d] += Σ_r c_r · a_r[d]
-static inline void accumulate_rows(float *restrict y, const float c[RB], const float *const a[RB], int64_t D) {
-    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3];
-    const float c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];
-    #pragma omp simd
-    for (int64_t d = 0; d < D; d++) y[d] += c0 * a0[d] + c1 * a1[d] + c2 * a2[d] + c3 * a3[d];
+// out_r[0..D) (=|+=) Σ_j p[r, j] · b[j, 0..D) for r < MR; b is [N, Dp] packed (ldb = Dp).
+CK_ALWAYS_INLINE void probs_x_rows(float *const out[MR], int accumulate, const float *p, int64_t ldp,
+                                   const float *b, int64_t ldb, int64_t N, int64_t D) {
+    for (int64_t d0 = 0; d0 < D; d0 += MAXNV * VW) {
+        const int64_t width = ck_min64(MAXNV * VW, D - d0);
+        vf16 acc[MR][MAXNV];
+        switch ((width + VW - 1) / VW) {
+            case 4: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 4); break;
+            case 3: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 3); break;
+            case 2: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 2); break;
+            default: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 1); break;
+        }
+        for (int r = 0; r < MR; r++)
+            for (int64_t v = 0; v * VW < width; v++) {
+                float *o = out[r] + d0 + v * VW;
+                const vf16 x = acc[r][v];
+                if (width - v * VW >= VW) { vstore(o, accumulate ? vload(o) + x : x); continue; }
+                float t[VW];   // the last, partial vector
+                vstore(t, x);
+                for (int64_t d = 0; d < width - v * VW; d++) o[d] = accumulate ? o[d] + t[d] : t[d];
+            }
+    }
 }
 
-// y_r[d] += c_r · x[d] for the RB destination rows.
-static inline void scatter_rows(float *const y[RB], const float c[RB], const float *restrict x, int64_t D) {
-    float *y0 = y[0], *y1 = y[1], *y2 = y[2], *y3 = y[3];
-    const float c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];
-    #pragma omp simd
-    for (int64_t d = 0; d < D; d++) { float xd = x[d]; y0[d] += c0 * xd; y1[d] += c1 * xd; y2[d] += c2 * xd; y3[d] += c3 * xd; }
+// y[j·Dp + v·VW ...] += Σ_{r<R} p[r·ldp + j] · a[r·Dp + v·VW ...] for four columns j at a time.
+// p has zero columns from N up to the next multiple of VW, so j + 3 < Np is always readable and
+// y has Np rows.
+CK_ALWAYS_INLINE void probsT_x_rows_nv(float *y, int overwrite, const float *p, int64_t ldp, const float *a,
+                                       int64_t Dp, int64_t R, int64_t N, const int NV) {
+    for (int64_t j = 0; j < N; j += 4) {
+        vf16 acc[4][MAXNV];
+        for (int c = 0; c < 4; c++) for (int v = 0; v < NV; v++) acc[c][v] = (vf16){0};
+        for (int64_t r = 0; r < R; r++) {
+            vf16 av[MAXNV];
+            for (int v = 0; v < NV; v++) av[v] = vload(a + r * Dp + v * VW);
+            const float *pr = p + r * ldp + j;
+            for (int c = 0; c < 4; c++) { const float x = pr[c]; for (int v = 0; v < NV; v++) acc[c][v] += x * av[v]; }
+        }
+        for (int c = 0; c < 4; c++)
+            for (int v = 0; v < NV; v++) {
+                float *yp = y + (j + c) * Dp + v * VW;
+                vstore(yp, overwrite ? acc[c][v] : vload(yp) + acc[c][v]);
+            }
+    }
 }
 
-// Pad each thread's block to a cache line: forward RB·N scores; backward RB·N probabilities,
-// RB·N score gradients, and RB·D zeros / dummy rows for partial blocks.
+// overwrite = 1 stores the sums instead of adding them (the first query block), so y needs no zeroing.
+CK_ALWAYS_INLINE void probsT_x_rows(float *y, int overwrite, const float *p, int64_t ldp, const float *a,
+                                    int64_t Dp, int64_t R, int64_t N) {
+    for (int64_t d0 = 0; d0 < Dp; d0 += MAXNV * VW) {
+        switch ((ck_min64(MAXNV * VW, Dp - d0)) / VW) {
+            case 4: probsT_x_rows_nv(y + d0, overwrite, p, ldp, a + d0, Dp, R, N, 4); break;
+            case 3: probsT_x_rows_nv(y + d0, overwrite, p, ldp, a + d0, Dp, R, N, 3); break;
+            case 2: probsT_x_rows_nv(y + d0, overwrite, p, ldp, a + d0, Dp, R, N, 2); break;
+            default: probsT_x_rows_nv(y + d0, overwrite, p, ldp, a + d0, Dp, R, N, 1); break;
+        }
+    }
+}
+
+// max over a row of Np (a multiple of VW) floats.
+CK_ALWAYS_INLINE float row_max(const float *x, int64_t Np) {
+    vf16 m = vload(x);
+    for (int64_t j = VW; j < Np; j += VW) m = __builtin_elementwise_max(m, vload(x + j));
+    return __builtin_reduce_max(m);
+}
+
+// For loops over Np (a multiple of VW) floats: one vector per iteration, no unrolling, so that short
+// rows (N = 13 → Np = 16) run in the vector body rather than in a scalar remainder loop.
+#define CK_WHOLE_VECTORS _Pragma("clang loop vectorize_width(16) interleave_count(1)")
+
+// dst[j·Dp + d] = src[j·ld + d] for j < rows, zero for D ≤ d < Dp.
+CK_ALWAYS_INLINE void pack_rows(float *restrict dst, const float *restrict src, int64_t ld, int64_t rows,
+                                int64_t D, int64_t Dp) {
+    for (int64_t j = 0; j < rows; j++) {
+        int64_t d = 0;
+        for (; d + VW <= D; d += VW) vstore(dst + j * Dp + d, vload(src + j * ld + d));
+        for (; d < D; d++) dst[j * Dp + d] = src[j * ld + d];
+        for (; d < Dp; d++) dst[j * Dp + d] = 0.0f;
+    }
+}
+
+// In-register transpose of a 16×16 block held as 16 row vectors, in four butterfly stages: stage b
+// swaps element (i, k) with (i^b, k^b) wherever bit b of i and k differ; after b = 8, 4, 2, 1 every
+// (i, k) has moved to (k, i). Each step is one two-input shuffle (vpermt2ps on AVX-512).
+#define SHUF __builtin_shufflevector
+CK_ALWAYS_INLINE void transpose16(vf16 m[16]) {
+    for (int i = 0; i < 8; i++) {
+        const vf16 a = m[i], c = m[i + 8];
+        m[i] = SHUF(a, c, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+        m[i + 8] = SHUF(a, c, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    }
+    for (int i = 0; i < 16; i++) if (!(i & 4)) {
+        const vf16 a = m[i], c = m[i + 4];
+        m[i] = SHUF(a, c, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+        m[i + 4] = SHUF(a, c, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    }
+    for (int i = 0; i < 16; i++) if (!(i & 2)) {
+        const vf16 a = m[i], c = m[i + 2];
+        m[i] = SHUF(a, c, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+        m[i + 2] = SHUF(a, c, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    }
+    for (int i = 0; i < 16; i += 2) {
+        const vf16 a = m[i], c = m[i + 1];
+        m[i] = SHUF(a, c, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+        m[i + 1] = SHUF(a, c, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+    }
+}
+
+// dst[d·Np + j] = src[j·ld + d], zero for j ≥ N: 16×16 blocks transposed in registers, a scalar
+// loop for the last D mod 16 columns.
+CK_ALWAYS_INLINE void pack_transposed(float *restrict dst, const float *restrict src, int64_t ld, int64_t N,
+                                      int64_t Np, int64_t D) {
+    for (int64_t j0 = 0; j0 < Np; j0 += VW) {
+        int64_t d0 = 0;
+        for (; d0 + VW <= D; d0 += VW) {
+            vf16 m[VW];
+            for (int c = 0; c < VW; c++) m[c] = j0 + c < N ? vload(src + (j0 + c) * ld + d0) : (vf16){0};
+            transpose16(m);
+            for (int r = 0; r < VW; r++) vstore(dst + (d0 + r) * Np + j0, m[r]);
+        }
+        for (int64_t d = d0; d < D; d++)
+            for (int64_t c = 0; c < VW; c++) dst[d * Np + j0 + c] = j0 + c < N ? src[(j0 + c) * ld + d] : 0.0f;
+    }
+}
+
+// Scratch per thread (backward, the larger): Kt, Vt [D, Np]; Qp, dOp [N, Dp]; Kp [N, Dp];
+// dKp, dVp [Np, Dp]; P, dS [QB, Np]; a zero row and a sink row [Dp]. The forward's layout (Kt,
+// Vp, S [MR, Np], zero, sink) fits inside it.
 int64_t ck_attention_scratch_floats(int64_t N, int64_t D) {
-    int64_t n = 2 * RB * N + 2 * RB * D;
-    return (n + CK_CACHE_LINE_F32 - 1) / CK_CACHE_LINE_F32 * CK_CACHE_LINE_F32;
+    const int64_t Np = round_up(N, VW), Dp = round_up(D, VW);
+    const int64_t n = 2 * D * Np + 3 * N * Dp + 2 * Np * Dp + 2 * QB * Np + 2 * Dp;
+    return round_up(n, CK_CACHE_LINE_F32);
 }
 
 static inline int thread_id(void) {
@@ -58,47 +215,46 @@ static inline int thread_id(void) {
 }
 
 // One head: q, k, v are [N, D] with row stride ld (inside the packed qkv); o is [N, D] with row
-// stride ldo (inside out); lse is [N]. Compiled per ISA (CK_CLONES) with the helpers inlined.
-// A partial last block points its missing rows at a zero row (inputs) or a dummy row (outputs).
+// stride ldo (inside out); lse is [N].
 CK_CLONES static void head_forward(float *o, float *restrict lse, const float *q, const float *k,
                                    const float *v, int64_t ld, int64_t ldo, float *restrict scratch,
                                    int64_t N, int64_t D, float scale) {
-    float *s = scratch;                       // [RB, N] scores, then probabilities
-    float *zero = scratch + RB * N;           // [D] zeros
-    float *dummy = zero + D;                  // [D] sink for missing rows
-    for (int64_t d = 0; d < D; d++) zero[d] = 0.0f;
-    for (int64_t i0 = 0; i0 < N; i0 += RB) {
-        const int64_t rb = ck_min64(RB, N - i0);
-        const float *qr[RB];
-        float *orow[RB];
-        for (int r = 0; r < RB; r++) {
+    const int64_t Np = round_up(N, VW), Dp = round_up(D, VW);
+    float *kt = scratch;                 // [D, Np]
+    float *vp = kt + D * Np;             // [N, Dp]
+    float *s = vp + N * Dp;              // [MR, Np] scores, then probabilities
+    float *zero = s + MR * Np;           // [Dp] zeros, the source of a missing query row
+    float *sink = zero + Dp;             // [Dp] where a missing query row's output goes
+    pack_transposed(kt, k, ld, N, Np, D);
+    pack_rows(vp, v, ld, N, D, Dp);
+    memset(zero, 0, (size_t)Dp * sizeof(float));
+    for (int64_t i0 = 0; i0 < N; i0 += MR) {
+        const int64_t rb = ck_min64(MR, N - i0);
+        const float *qr[MR];
+        float *orow[MR];
+        for (int r = 0; r < MR; r++) {
             qr[r] = r < rb ? q + (i0 + r) * ld : zero;
-            orow[r] = r < rb ? o + (i0 + r) * ldo : dummy;
+            orow[r] = r < rb ? o + (i0 + r) * ldo : sink;
         }
-        // s_rj = scale · q_r·k_j
-        for (int64_t j = 0; j < N; j++) {
-            float t[RB];
-            dot_rows(t, qr, k + j * ld, D);
-            for (int r = 0; r < RB; r++) s[r * N + j] = scale * t[r];
-        }
-        // p_rj = exp(s_rj − m_r) / l_r,  lse_r = m_r + log l_r
+        rows_x_cols(s, Np, qr, kt, Np, D, scale);            // s_rj = scale · q_r·k_j
+        // p_rj = exp(s_rj − m_r) / l_r, lse_r = m_r + log l_r. The padding columns j ≥ N are set to
+        // −inf so every loop runs over whole vectors and they come out as exactly 0. (Rows beyond
+        // rb came from zero queries and only feed the sink.)
         for (int r = 0; r < rb; r++) {
-            float *sr = s + r * N, m = -INFINITY, l = 0.0f;
-            for (int64_t j = 0; j < N; j++) m = sr[j] > m ? sr[j] : m;
+            float *sr = s + r * Np;
+            for (int64_t j = N; j < Np; j++) sr[j] = -INFINITY;
+            const float m = row_max(sr, Np);
+            float l = 0.0f;
             #pragma omp simd reduction(+:l)
-            for (int64_t j = 0; j < N; j++) { sr[j] = ck_exp(sr[j] - m); l += sr[j]; }
+            CK_WHOLE_VECTORS
+            for (int64_t j = 0; j < Np; j++) { sr[j] = ck_exp(sr[j] - m); l += sr[j]; }
             const float inv = 1.0f / l;
             #pragma omp simd
-            for (int64_t j = 0; j < N; j++) sr[j] *= inv;
+            CK_WHOLE_VECTORS
+            for (int64_t j = 0; j < Np; j++) sr[j] *= inv;
             lse[i0 + r] = m + logf(l);
         }
-        for (int r = rb; r < RB; r++) for (int64_t j = 0; j < N; j++) s[r * N + j] = 0.0f;
-        // out_r = Σ_j p_rj v_j
-        for (int r = 0; r < RB; r++) for (int64_t d = 0; d < D; d++) orow[r][d] = 0.0f;
-        for (int64_t j = 0; j < N; j++) {
-            const float c[RB] = { s[j], s[N + j], s[2 * N + j], s[3 * N + j] };
-            scatter_rows(orow, c, v + j * ld, D);
-        }
+        probs_x_rows(orow, 0, s, Np, vp, Dp, N, D);            // o_r = Σ_j p_rj v_j
     }
 }
 
@@ -117,48 +273,71 @@ void ck_attention_forward(float *out, float *lse, const float *qkv, float *scrat
 }
 
 // One head's backward; dq, dk, dv have row stride ld (inside dqkv), o and dout row stride ldo.
+// Query rows go in blocks of QB: P and dS for the block are formed in scratch, then dQ for the
+// block, and the block's contributions to dK and dV accumulate in packed scratch rows that are
+// added to dqkv once at the end.
 CK_CLONES static void head_backward(float *dq, float *dk, float *dv, const float *q, const float *k,
                                     const float *v, const float *o, const float *dout, const float *lse,
                                     int64_t ld, int64_t ldo, float *restrict scratch,
                                     int64_t N, int64_t D, float scale) {
-    float *p = scratch, *ds = scratch + RB * N;      // [RB, N] each
-    float *zero = ds + RB * N, *dummy = zero + D;
-    for (int64_t d = 0; d < D; d++) zero[d] = 0.0f;
-    for (int64_t i0 = 0; i0 < N; i0 += RB) {
-        const int64_t rb = ck_min64(RB, N - i0);
-        const float *qr[RB], *gr[RB];
-        float *dqr[RB], Di[RB], li[RB];
-        for (int r = 0; r < RB; r++) {
-            const int in = r < rb;
-            qr[r] = in ? q + (i0 + r) * ld : zero;
-            gr[r] = in ? dout + (i0 + r) * ldo : zero;
-            dqr[r] = in ? dq + (i0 + r) * ld : dummy;
-            // Di = rowsum(dO ⊙ O) = Σ_j P_ij dP_ij
-            Di[r] = in ? dot(gr[r], o + (i0 + r) * ldo, D) : 0.0f;
-            li[r] = in ? lse[i0 + r] : 0.0f;
+    const int64_t Np = round_up(N, VW), Dp = round_up(D, VW);
+    float *kt = scratch, *vt = kt + D * Np;                  // [D, Np] each
+    float *qp = vt + D * Np, *gp = qp + N * Dp, *kp = gp + N * Dp;   // [N, Dp] each (gp = dO)
+    float *dkp = kp + N * Dp, *dvp = dkp + Np * Dp;          // [Np, Dp] each
+    float *p = dvp + Np * Dp, *ds = p + QB * Np;             // [QB, Np] each
+    float *zero = ds + QB * Np, *sink = zero + Dp;           // [Dp] each
+    pack_transposed(kt, k, ld, N, Np, D);
+    pack_transposed(vt, v, ld, N, Np, D);
+    pack_rows(qp, q, ld, N, D, Dp);
+    pack_rows(gp, dout, ldo, N, D, Dp);
+    pack_rows(kp, k, ld, N, D, Dp);
+    memset(zero, 0, (size_t)Dp * sizeof(float));
+    for (int64_t i0 = 0; i0 < N; i0 += QB) {
+        const int64_t qb = ck_min64(QB, N - i0);
+        // P = exp(scale · Q Kᵀ − lse) and dP = dO Vᵀ for the block, MR rows at a time.
+        for (int64_t r0 = 0; r0 < qb; r0 += MR) {
+            const float *qr[MR], *gr[MR];
+            for (int r = 0; r < MR; r++) {
+                const int in = r0 + r < qb;
+                qr[r] = in ? qp + (i0 + r0 + r) * Dp : zero;
+                gr[r] = in ? gp + (i0 + r0 + r) * Dp : zero;
+            }
+            rows_x_cols(p + r0 * Np, Np, qr, kt, Np, D, scale);
+            rows_x_cols(ds + r0 * Np, Np, gr, vt, Np, D, 1.0f);
         }
-        for (int64_t j = 0; j < N; j++) {
-            float sc[RB], dp[RB];
-            dot_rows(sc, qr, k + j * ld, D);         // forward scores s_rj / scale
-            dot_rows(dp, gr, v + j * ld, D);         // dP_rj = dO_r·v_j
-            for (int r = 0; r < RB; r++) { p[r * N + j] = scale * sc[r] - li[r]; ds[r * N + j] = dp[r]; }
-        }
-        for (int r = 0; r < RB; r++) {
-            float *pr = p + r * N, *dsr = ds + r * N;
-            const float Dr = Di[r], keep = r < rb ? 1.0f : 0.0f;
+        // dS = scale · P ⊙ (dP − Di), Di = rowsum(dO ⊙ O) = Σ_j P_ij dP_ij; zero for j ≥ N.
+        for (int64_t r = 0; r < qb; r++) {
+            const int64_t i = i0 + r;
+            const float *go = dout + i * ldo, *oi = o + i * ldo;
+            float Di = 0.0f;
+            #pragma omp simd reduction(+:Di)
+            for (int64_t d = 0; d < D; d++) Di += go[d] * oi[d];
+            const float li = lse[i];
+            float *pr = p + r * Np, *dsr = ds + r * Np;
+            for (int64_t j = N; j < Np; j++) pr[j] = -INFINITY;   // exp gives exactly 0 there
             #pragma omp simd
-            for (int64_t j = 0; j < N; j++) {
-                pr[j] = keep * ck_exp(pr[j]);             // P_rj = exp(scale · q_r·k_j − lse_r)
-                dsr[j] = scale * pr[j] * (dsr[j] - Dr);   // scale · dS_rj, dS = P ⊙ (dP − Di)
+            CK_WHOLE_VECTORS
+            for (int64_t j = 0; j < Np; j++) {
+                pr[j] = ck_exp(pr[j] - li);
+                dsr[j] = scale * pr[j] * (dsr[j] - Di);
             }
         }
-        for (int64_t j = 0; j < N; j++) {
-            const float pj[RB] = { p[j], p[N + j], p[2 * N + j], p[3 * N + j] };
-            const float sj[RB] = { ds[j], ds[N + j], ds[2 * N + j], ds[3 * N + j] };
-            accumulate_rows(dv + j * ld, pj, gr, D);      // dV_j += Σ_r P_rj dO_r
-            accumulate_rows(dk + j * ld, sj, qr, D);      // dK_j += scale Σ_r dS_rj q_r
-            scatter_rows(dqr, sj, k + j * ld, D);         // dQ_r += scale dS_rj k_j
+        // dQ_r += Σ_j dS_rj k_j, MR rows at a time. Rows of the last sub-block beyond qb came from
+        // zero inputs above, so they are zero; their output goes to the sink.
+        for (int64_t r0 = 0; r0 < qb; r0 += MR) {
+            float *dqr[MR];
+            for (int r = 0; r < MR; r++) dqr[r] = r0 + r < qb ? dq + (i0 + r0 + r) * ld : sink;
+            probs_x_rows(dqr, 1, ds + r0 * Np, Np, kp, Dp, N, D);
         }
+        // dV_j += Σ_r P_rj dO_r,  dK_j += Σ_r dS_rj q_r  over the block's rows.
+        probsT_x_rows(dvp, i0 == 0, p, Np, gp + i0 * Dp, Dp, qb, N);
+        probsT_x_rows(dkp, i0 == 0, ds, Np, qp + i0 * Dp, Dp, qb, N);
+    }
+    for (int64_t j = 0; j < N; j++) {
+        float *dkj = dk + j * ld, *dvj = dv + j * ld;
+        const float *ak = dkp + j * Dp, *av = dvp + j * Dp;
+        #pragma omp simd
+        for (int64_t d = 0; d < D; d++) { dkj[d] += ak[d]; dvj[d] += av[d]; }
     }
 }
 
