@@ -8,12 +8,14 @@
 
 CK_CLONES static void gelu_chunk(float *restrict out, const float *restrict x, int64_t n) {
     #pragma omp simd
+    CK_INTERLEAVE4
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * ck_normal_cdf(x[i]);
 }
 
 // d/dx [x Φ(x)] = Φ(x) + x φ(x), φ(x) = exp(−x²/2) / √(2π).
 CK_CLONES static void gelu_backward_chunk(float *restrict dx, const float *restrict dout, const float *restrict x, int64_t n) {
     #pragma omp simd
+    CK_INTERLEAVE4
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
         float pdf = CK_INV_SQRT_2PI * ck_exp(-0.5f * v * v);
@@ -45,6 +47,7 @@ CK_CLONES static void bias_gelu_row(float *restrict o, float *restrict p, const 
         for (int64_t c = 0; c < C; c++) p[c] += bias[c];
     }
     #pragma omp simd
+    CK_INTERLEAVE4
     for (int64_t c = 0; c < C; c++) o[c] = p[c] * ck_normal_cdf(p[c]);
 }
 

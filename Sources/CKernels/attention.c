@@ -14,57 +14,47 @@
 #include "ck_attention.h"
 #include "ck_gemm.h"
 
-// The vectors only live inside always-inline helpers of one clone, never cross a call boundary, so
-// the ABI note clang gives for 64-byte vector arguments on non-AVX-512 targets does not apply.
-#pragma clang diagnostic ignored "-Wpsabi"
-
-typedef float vf16 __attribute__((vector_size(64)));
-#define VW 16               // floats per vector
 #define MR 6                // query rows per register block
 #define QB 48               // query rows per backward block (a multiple of MR)
 #define MAXNV 4             // vectors per row chunk of the head dim (64 floats)
-
-#define CK_ALWAYS_INLINE static inline __attribute__((always_inline))
-CK_ALWAYS_INLINE vf16 vload(const float *p) { vf16 v; memcpy(&v, p, sizeof v); return v; }
-CK_ALWAYS_INLINE void vstore(float *p, vf16 v) { memcpy(p, &v, sizeof v); }
 static inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
-// C[r, j] = alpha · Σ_{d<D} a_r[d] · bt[d·Np + j] for r < MR, j < Np (Np a multiple of VW).
+// C[r, j] = alpha · Σ_{d<D} a_r[d] · bt[d·Np + j] for r < MR, j < Np (Np a multiple of CK_VW).
 // a_r are MR row pointers (a missing row points at zeros); C has row stride ldc.
 CK_ALWAYS_INLINE void rows_x_cols(float *c, int64_t ldc, const float *const a[MR], const float *bt,
                                   int64_t Np, int64_t D, float alpha) {
     int64_t j = 0;
-    for (; j + 2 * VW <= Np; j += 2 * VW) {
-        vf16 acc[MR][2] = {{0}};
+    for (; j + 2 * CK_VW <= Np; j += 2 * CK_VW) {
+        ck_vf16 acc[MR][2] = {{0}};
         for (int64_t d = 0; d < D; d++) {
-            const vf16 b0 = vload(bt + d * Np + j), b1 = vload(bt + d * Np + j + VW);
+            const ck_vf16 b0 = ck_vload(bt + d * Np + j), b1 = ck_vload(bt + d * Np + j + CK_VW);
             for (int r = 0; r < MR; r++) { const float x = a[r][d]; acc[r][0] += x * b0; acc[r][1] += x * b1; }
         }
-        for (int r = 0; r < MR; r++) { vstore(c + r * ldc + j, alpha * acc[r][0]); vstore(c + r * ldc + j + VW, alpha * acc[r][1]); }
+        for (int r = 0; r < MR; r++) { ck_vstore(c + r * ldc + j, alpha * acc[r][0]); ck_vstore(c + r * ldc + j + CK_VW, alpha * acc[r][1]); }
     }
     if (j < Np) {   // one vector of columns left: even and odd d in separate accumulators, so that
                     // 2·MR independent FMA chains cover the FMA latency
-        vf16 acc[2][MR] = {{0}};
+        ck_vf16 acc[2][MR] = {{0}};
         int64_t d = 0;
         for (; d + 2 <= D; d += 2) {
-            const vf16 b0 = vload(bt + d * Np + j), b1 = vload(bt + (d + 1) * Np + j);
+            const ck_vf16 b0 = ck_vload(bt + d * Np + j), b1 = ck_vload(bt + (d + 1) * Np + j);
             for (int r = 0; r < MR; r++) { acc[0][r] += a[r][d] * b0; acc[1][r] += a[r][d + 1] * b1; }
         }
         if (d < D) {
-            const vf16 b0 = vload(bt + d * Np + j);
+            const ck_vf16 b0 = ck_vload(bt + d * Np + j);
             for (int r = 0; r < MR; r++) acc[0][r] += a[r][d] * b0;
         }
-        for (int r = 0; r < MR; r++) vstore(c + r * ldc + j, alpha * (acc[0][r] + acc[1][r]));
+        for (int r = 0; r < MR; r++) ck_vstore(c + r * ldc + j, alpha * (acc[0][r] + acc[1][r]));
     }
 }
 
-// acc[r][v] = Σ_{j<N} p[r·ldp + j] · b[j·ldb + v·VW ...] for r < MR and NV vectors of columns.
-CK_ALWAYS_INLINE void probs_x_rows_nv(vf16 acc[MR][MAXNV], const float *p, int64_t ldp, const float *b,
+// acc[r][v] = Σ_{j<N} p[r·ldp + j] · b[j·ldb + v·CK_VW ...] for r < MR and NV vectors of columns.
+CK_ALWAYS_INLINE void probs_x_rows_nv(ck_vf16 acc[MR][MAXNV], const float *p, int64_t ldp, const float *b,
                                       int64_t ldb, int64_t N, const int NV) {
-    for (int r = 0; r < MR; r++) for (int v = 0; v < NV; v++) acc[r][v] = (vf16){0};
+    for (int r = 0; r < MR; r++) for (int v = 0; v < NV; v++) acc[r][v] = (ck_vf16){0};
     for (int64_t j = 0; j < N; j++) {
-        vf16 bv[MAXNV];
-        for (int v = 0; v < NV; v++) bv[v] = vload(b + j * ldb + v * VW);
+        ck_vf16 bv[MAXNV];
+        for (int v = 0; v < NV; v++) bv[v] = ck_vload(b + j * ldb + v * CK_VW);
         for (int r = 0; r < MR; r++) {
             const float x = p[r * ldp + j];
             for (int v = 0; v < NV; v++) acc[r][v] += x * bv[v];
@@ -75,45 +65,45 @@ CK_ALWAYS_INLINE void probs_x_rows_nv(vf16 acc[MR][MAXNV], const float *p, int64
 // out_r[0..D) (=|+=) Σ_j p[r, j] · b[j, 0..D) for r < MR; b is [N, Dp] packed (ldb = Dp).
 CK_ALWAYS_INLINE void probs_x_rows(float *const out[MR], int accumulate, const float *p, int64_t ldp,
                                    const float *b, int64_t ldb, int64_t N, int64_t D) {
-    for (int64_t d0 = 0; d0 < D; d0 += MAXNV * VW) {
-        const int64_t width = ck_min64(MAXNV * VW, D - d0);
-        vf16 acc[MR][MAXNV];
-        switch ((width + VW - 1) / VW) {
+    for (int64_t d0 = 0; d0 < D; d0 += MAXNV * CK_VW) {
+        const int64_t width = ck_min64(MAXNV * CK_VW, D - d0);
+        ck_vf16 acc[MR][MAXNV];
+        switch ((width + CK_VW - 1) / CK_VW) {
             case 4: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 4); break;
             case 3: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 3); break;
             case 2: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 2); break;
             default: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 1); break;
         }
         for (int r = 0; r < MR; r++)
-            for (int64_t v = 0; v * VW < width; v++) {
-                float *o = out[r] + d0 + v * VW;
-                const vf16 x = acc[r][v];
-                if (width - v * VW >= VW) { vstore(o, accumulate ? vload(o) + x : x); continue; }
-                float t[VW];   // the last, partial vector
-                vstore(t, x);
-                for (int64_t d = 0; d < width - v * VW; d++) o[d] = accumulate ? o[d] + t[d] : t[d];
+            for (int64_t v = 0; v * CK_VW < width; v++) {
+                float *o = out[r] + d0 + v * CK_VW;
+                const ck_vf16 x = acc[r][v];
+                if (width - v * CK_VW >= CK_VW) { ck_vstore(o, accumulate ? ck_vload(o) + x : x); continue; }
+                float t[CK_VW];   // the last, partial vector
+                ck_vstore(t, x);
+                for (int64_t d = 0; d < width - v * CK_VW; d++) o[d] = accumulate ? o[d] + t[d] : t[d];
             }
     }
 }
 
-// y[j·Dp + v·VW ...] += Σ_{r<R} p[r·ldp + j] · a[r·Dp + v·VW ...] for four columns j at a time.
-// p has zero columns from N up to the next multiple of VW, so j + 3 < Np is always readable and
+// y[j·Dp + v·CK_VW ...] += Σ_{r<R} p[r·ldp + j] · a[r·Dp + v·CK_VW ...] for four columns j at a time.
+// p has zero columns from N up to the next multiple of CK_VW, so j + 3 < Np is always readable and
 // y has Np rows.
 CK_ALWAYS_INLINE void probsT_x_rows_nv(float *y, int overwrite, const float *p, int64_t ldp, const float *a,
                                        int64_t Dp, int64_t R, int64_t N, const int NV) {
     for (int64_t j = 0; j < N; j += 4) {
-        vf16 acc[4][MAXNV];
-        for (int c = 0; c < 4; c++) for (int v = 0; v < NV; v++) acc[c][v] = (vf16){0};
+        ck_vf16 acc[4][MAXNV];
+        for (int c = 0; c < 4; c++) for (int v = 0; v < NV; v++) acc[c][v] = (ck_vf16){0};
         for (int64_t r = 0; r < R; r++) {
-            vf16 av[MAXNV];
-            for (int v = 0; v < NV; v++) av[v] = vload(a + r * Dp + v * VW);
+            ck_vf16 av[MAXNV];
+            for (int v = 0; v < NV; v++) av[v] = ck_vload(a + r * Dp + v * CK_VW);
             const float *pr = p + r * ldp + j;
             for (int c = 0; c < 4; c++) { const float x = pr[c]; for (int v = 0; v < NV; v++) acc[c][v] += x * av[v]; }
         }
         for (int c = 0; c < 4; c++)
             for (int v = 0; v < NV; v++) {
-                float *yp = y + (j + c) * Dp + v * VW;
-                vstore(yp, overwrite ? acc[c][v] : vload(yp) + acc[c][v]);
+                float *yp = y + (j + c) * Dp + v * CK_VW;
+                ck_vstore(yp, overwrite ? acc[c][v] : ck_vload(yp) + acc[c][v]);
             }
     }
 }
@@ -121,8 +111,8 @@ CK_ALWAYS_INLINE void probsT_x_rows_nv(float *y, int overwrite, const float *p, 
 // overwrite = 1 stores the sums instead of adding them (the first query block), so y needs no zeroing.
 CK_ALWAYS_INLINE void probsT_x_rows(float *y, int overwrite, const float *p, int64_t ldp, const float *a,
                                     int64_t Dp, int64_t R, int64_t N) {
-    for (int64_t d0 = 0; d0 < Dp; d0 += MAXNV * VW) {
-        switch ((ck_min64(MAXNV * VW, Dp - d0)) / VW) {
+    for (int64_t d0 = 0; d0 < Dp; d0 += MAXNV * CK_VW) {
+        switch ((ck_min64(MAXNV * CK_VW, Dp - d0)) / CK_VW) {
             case 4: probsT_x_rows_nv(y + d0, overwrite, p, ldp, a + d0, Dp, R, N, 4); break;
             case 3: probsT_x_rows_nv(y + d0, overwrite, p, ldp, a + d0, Dp, R, N, 3); break;
             case 2: probsT_x_rows_nv(y + d0, overwrite, p, ldp, a + d0, Dp, R, N, 2); break;
@@ -131,14 +121,7 @@ CK_ALWAYS_INLINE void probsT_x_rows(float *y, int overwrite, const float *p, int
     }
 }
 
-// max over a row of Np (a multiple of VW) floats.
-CK_ALWAYS_INLINE float row_max(const float *x, int64_t Np) {
-    vf16 m = vload(x);
-    for (int64_t j = VW; j < Np; j += VW) m = __builtin_elementwise_max(m, vload(x + j));
-    return __builtin_reduce_max(m);
-}
-
-// For loops over Np (a multiple of VW) floats: one vector per iteration, no unrolling, so that short
+// For loops over Np (a multiple of CK_VW) floats: one vector per iteration, no unrolling, so that short
 // rows (N = 13 → Np = 16) run in the vector body rather than in a scalar remainder loop.
 #define CK_WHOLE_VECTORS _Pragma("clang loop vectorize_width(16) interleave_count(1)")
 
@@ -147,7 +130,7 @@ CK_ALWAYS_INLINE void pack_rows(float *restrict dst, const float *restrict src, 
                                 int64_t D, int64_t Dp) {
     for (int64_t j = 0; j < rows; j++) {
         int64_t d = 0;
-        for (; d + VW <= D; d += VW) vstore(dst + j * Dp + d, vload(src + j * ld + d));
+        for (; d + CK_VW <= D; d += CK_VW) ck_vstore(dst + j * Dp + d, ck_vload(src + j * ld + d));
         for (; d < D; d++) dst[j * Dp + d] = src[j * ld + d];
         for (; d < Dp; d++) dst[j * Dp + d] = 0.0f;
     }
@@ -157,24 +140,24 @@ CK_ALWAYS_INLINE void pack_rows(float *restrict dst, const float *restrict src, 
 // swaps element (i, k) with (i^b, k^b) wherever bit b of i and k differ; after b = 8, 4, 2, 1 every
 // (i, k) has moved to (k, i). Each step is one two-input shuffle (vpermt2ps on AVX-512).
 #define SHUF __builtin_shufflevector
-CK_ALWAYS_INLINE void transpose16(vf16 m[16]) {
+CK_ALWAYS_INLINE void transpose16(ck_vf16 m[16]) {
     for (int i = 0; i < 8; i++) {
-        const vf16 a = m[i], c = m[i + 8];
+        const ck_vf16 a = m[i], c = m[i + 8];
         m[i] = SHUF(a, c, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
         m[i + 8] = SHUF(a, c, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
     }
     for (int i = 0; i < 16; i++) if (!(i & 4)) {
-        const vf16 a = m[i], c = m[i + 4];
+        const ck_vf16 a = m[i], c = m[i + 4];
         m[i] = SHUF(a, c, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
         m[i + 4] = SHUF(a, c, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
     }
     for (int i = 0; i < 16; i++) if (!(i & 2)) {
-        const vf16 a = m[i], c = m[i + 2];
+        const ck_vf16 a = m[i], c = m[i + 2];
         m[i] = SHUF(a, c, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
         m[i + 2] = SHUF(a, c, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
     }
     for (int i = 0; i < 16; i += 2) {
-        const vf16 a = m[i], c = m[i + 1];
+        const ck_vf16 a = m[i], c = m[i + 1];
         m[i] = SHUF(a, c, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
         m[i + 1] = SHUF(a, c, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
     }
@@ -184,16 +167,16 @@ CK_ALWAYS_INLINE void transpose16(vf16 m[16]) {
 // loop for the last D mod 16 columns.
 CK_ALWAYS_INLINE void pack_transposed(float *restrict dst, const float *restrict src, int64_t ld, int64_t N,
                                       int64_t Np, int64_t D) {
-    for (int64_t j0 = 0; j0 < Np; j0 += VW) {
+    for (int64_t j0 = 0; j0 < Np; j0 += CK_VW) {
         int64_t d0 = 0;
-        for (; d0 + VW <= D; d0 += VW) {
-            vf16 m[VW];
-            for (int c = 0; c < VW; c++) m[c] = j0 + c < N ? vload(src + (j0 + c) * ld + d0) : (vf16){0};
+        for (; d0 + CK_VW <= D; d0 += CK_VW) {
+            ck_vf16 m[CK_VW];
+            for (int c = 0; c < CK_VW; c++) m[c] = j0 + c < N ? ck_vload(src + (j0 + c) * ld + d0) : (ck_vf16){0};
             transpose16(m);
-            for (int r = 0; r < VW; r++) vstore(dst + (d0 + r) * Np + j0, m[r]);
+            for (int r = 0; r < CK_VW; r++) ck_vstore(dst + (d0 + r) * Np + j0, m[r]);
         }
         for (int64_t d = d0; d < D; d++)
-            for (int64_t c = 0; c < VW; c++) dst[d * Np + j0 + c] = j0 + c < N ? src[(j0 + c) * ld + d] : 0.0f;
+            for (int64_t c = 0; c < CK_VW; c++) dst[d * Np + j0 + c] = j0 + c < N ? src[(j0 + c) * ld + d] : 0.0f;
     }
 }
 
@@ -201,7 +184,7 @@ CK_ALWAYS_INLINE void pack_transposed(float *restrict dst, const float *restrict
 // dKp, dVp [Np, Dp]; P, dS [QB, Np]; a zero row and a sink row [Dp]. The forward's layout (Kt,
 // Vp, S [MR, Np], zero, sink) fits inside it.
 int64_t ck_attention_scratch_floats(int64_t N, int64_t D) {
-    const int64_t Np = round_up(N, VW), Dp = round_up(D, VW);
+    const int64_t Np = round_up(N, CK_VW), Dp = round_up(D, CK_VW);
     const int64_t n = 2 * D * Np + 3 * N * Dp + 2 * Np * Dp + 2 * QB * Np + 2 * Dp;
     return round_up(n, CK_CACHE_LINE_F32);
 }
@@ -219,7 +202,7 @@ static inline int thread_id(void) {
 CK_CLONES static void head_forward(float *o, float *restrict lse, const float *q, const float *k,
                                    const float *v, int64_t ld, int64_t ldo, float *restrict scratch,
                                    int64_t N, int64_t D, float scale) {
-    const int64_t Np = round_up(N, VW), Dp = round_up(D, VW);
+    const int64_t Np = round_up(N, CK_VW), Dp = round_up(D, CK_VW);
     float *kt = scratch;                 // [D, Np]
     float *vp = kt + D * Np;             // [N, Dp]
     float *s = vp + N * Dp;              // [MR, Np] scores, then probabilities
@@ -243,7 +226,7 @@ CK_CLONES static void head_forward(float *o, float *restrict lse, const float *q
         for (int r = 0; r < rb; r++) {
             float *sr = s + r * Np;
             for (int64_t j = N; j < Np; j++) sr[j] = -INFINITY;
-            const float m = row_max(sr, Np);
+            const float m = ck_row_max(sr, Np);
             float l = 0.0f;
             #pragma omp simd reduction(+:l)
             CK_WHOLE_VECTORS
@@ -280,7 +263,7 @@ CK_CLONES static void head_backward(float *dq, float *dk, float *dv, const float
                                     const float *v, const float *o, const float *dout, const float *lse,
                                     int64_t ld, int64_t ldo, float *restrict scratch,
                                     int64_t N, int64_t D, float scale) {
-    const int64_t Np = round_up(N, VW), Dp = round_up(D, VW);
+    const int64_t Np = round_up(N, CK_VW), Dp = round_up(D, CK_VW);
     float *kt = scratch, *vt = kt + D * Np;                  // [D, Np] each
     float *qp = vt + D * Np, *gp = qp + N * Dp, *kp = gp + N * Dp;   // [N, Dp] each (gp = dO)
     float *dkp = kp + N * Dp, *dvp = dkp + Np * Dp;          // [Np, Dp] each

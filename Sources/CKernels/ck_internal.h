@@ -31,6 +31,35 @@ void omp_set_num_threads(int);
 #  define CK_CLONES
 #endif
 
+// For `omp simd` loops whose body is one long dependency chain (exp, erfc): run four independent
+// vectors per iteration so their latencies overlap; without it such loops are latency-bound.
+#define CK_INTERLEAVE4 _Pragma("clang loop interleave_count(4)")
+
+// 16-float vectors (clang/GCC vector extensions): AVX-512 registers in the avx512f clone, pairs of
+// AVX2 or quadruples of SSE registers in the others. They are only used inside always-inline helpers
+// of one clone and never cross a call, so clang's ABI note about 64-byte vector arguments on
+// non-AVX-512 targets does not apply.
+#pragma clang diagnostic ignored "-Wpsabi"
+typedef float ck_vf16 __attribute__((vector_size(64)));
+#define CK_VW 16
+#define CK_ALWAYS_INLINE static inline __attribute__((always_inline))
+CK_ALWAYS_INLINE ck_vf16 ck_vload(const float *p) { ck_vf16 v; memcpy(&v, p, sizeof v); return v; }
+CK_ALWAYS_INLINE void ck_vstore(float *p, ck_vf16 v) { memcpy(p, &v, sizeof v); }
+
+// Max over n floats (−inf for n = 0): whole vectors, then the tail. NaNs are ignored, like the
+// `a > m ? a : m` loops this replaces.
+CK_ALWAYS_INLINE float ck_row_max(const float *x, int64_t n) {
+    float m = -INFINITY;
+    int64_t i = 0;
+    if (n >= CK_VW) {
+        ck_vf16 v = ck_vload(x);
+        for (i = CK_VW; i + CK_VW <= n; i += CK_VW) v = __builtin_elementwise_max(v, ck_vload(x + i));
+        m = __builtin_reduce_max(v);
+    }
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
 // Fixed-size blocks for global reductions: partial sums per block, then a serial sum of the
 // partials, so the result does not depend on the number of threads.
 #define CK_REDUCE_BLOCK 4096

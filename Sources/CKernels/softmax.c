@@ -2,23 +2,9 @@
 #include "ck_internal.h"
 #include "ck_softmax.h"
 
-// Max over a row: 16 independent lanes (a plain select, which vectorizes without fast-math), then
-// the lanes. −inf for an empty row.
-static inline float row_max(const float *x, int64_t C) {
-    float lane[16];
-    for (int l = 0; l < 16; l++) lane[l] = -INFINITY;
-    int64_t c = 0;
-    for (; c + 16 <= C; c += 16)
-        for (int l = 0; l < 16; l++) lane[l] = x[c + l] > lane[l] ? x[c + l] : lane[l];
-    float m = -INFINITY;
-    for (; c < C; c++) m = x[c] > m ? x[c] : m;
-    for (int l = 0; l < 16; l++) m = lane[l] > m ? lane[l] : m;
-    return m;
-}
-
 // log Σ exp(x) with the max subtracted; a row of all −inf gives −inf.
 static inline float row_logsumexp(const float *x, int64_t C) {
-    float m = row_max(x, C);
+    float m = ck_row_max(x, C);
     if (m == -INFINITY) return -INFINITY;
     float s = 0.0f;
     #pragma omp simd reduction(+:s)
@@ -35,8 +21,9 @@ static inline float row_dot(const float *a, const float *b, int64_t C) {
 
 // One row per call; each variant is compiled for AVX-512, AVX2 and baseline (CK_CLONES).
 CK_CLONES static void softmax_row(float *restrict y, const float *restrict x, int64_t C) {
-    float m = row_max(x, C), s = 0.0f;
+    float m = ck_row_max(x, C), s = 0.0f;
     #pragma omp simd reduction(+:s)
+    CK_INTERLEAVE4
     for (int64_t c = 0; c < C; c++) { y[c] = ck_exp(x[c] - m); s += y[c]; }
     const float inv = 1.0f / s;
     #pragma omp simd

@@ -34,7 +34,7 @@ struct CLIError: Error, CustomStringConvertible {
 @main
 enum Main {
     static func main() {
-        Runtime.restartWithTunedBLASIfNeeded()
+        Runtime.restartWithTunedRuntimeIfNeeded()
         ck_stdout_line_buffered()   // progress lines reach a pipe or log file as they happen
         do {
             var command = try Tessera.parseAsRoot()
