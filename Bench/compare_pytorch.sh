@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Tessera vs PyTorch (eager and torch.compile) on the same MAE training steps, A/B alternating.
+#   bash Bench/compare_pytorch.sh [--configs mae-tiny,mae-small,mae-base] [--threads N] [--rounds R] [--steps S]
+# Builds Tessera in release mode; uses $TESSERA_TORCH_PYTHON if set, else Bench/.venv (created on first
+# use with `pip install torch numpy` from PyPI, a large download). Not part of CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+PY=${TESSERA_TORCH_PYTHON:-}
+# python3-venv and g++ (torch.compile's C++ backend) only when PyTorch comes from here
+[ -z "$PY" ] && TESSERA_APT_PACKAGES="$TESSERA_APT_PACKAGES python3-venv g++"
+install_deps
+swift build -c release --product tessera
+if [ -z "$PY" ]; then
+    if [ ! -x Bench/.venv/bin/python ]; then
+        python3 -m venv Bench/.venv
+        Bench/.venv/bin/pip install --quiet torch numpy
+    fi
+    PY=Bench/.venv/bin/python
+fi
+"$PY" -c "import torch" 2>/dev/null || { echo "compare_pytorch: $PY cannot import torch; set TESSERA_TORCH_PYTHON to a Python with torch, or delete Bench/.venv to reinstall" >&2; exit 1; }
+exec "$PY" Bench/compare_pytorch.py --python "$PY" "$@"
