@@ -33,7 +33,7 @@ public enum Runtime {
     /// Sets the number of threads used by the kernels and the BLAS.
     public static func setThreads(_ n: Int) {
         precondition(n >= 1, "Runtime.setThreads: thread count must be >= 1, got \(n)")
-        configured = true
+        ensureConfigured()   // the allocator setting must not be skipped when threads are set first
         ck_set_num_threads(Int32(n))
     }
 
