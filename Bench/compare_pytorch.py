@@ -31,6 +31,8 @@ p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--steps", type=int, default=5)
 p.add_argument("--python", default=sys.executable, help="a Python with torch")
 p.add_argument("--tessera", default=os.path.join(ROOT, ".build", "release", "tessera"))
+p.add_argument("--tessera-onednn", default=None,
+               help="also run this tessera binary, built with TESSERA_GEMM=onednn, as a fourth side")
 p.add_argument("--no-compile", action="store_true", help="skip the torch.compile side")
 a = p.parse_args()
 
@@ -46,16 +48,17 @@ def run(cmd, env):
     return out, usage.ru_maxrss / 1024.0
 
 
-def tessera_side(cfg, env):
+def tessera_side(cfg, env, binary):
     model, size, ch, patch, batch = CONFIGS[cfg]
-    cmd = [a.tessera, "bench", "--rounds", "1", "--steps", str(a.steps), "--image-size", str(size),
+    cmd = [binary, "bench", "--rounds", "1", "--steps", str(a.steps), "--image-size", str(size),
            "--channels", str(ch), "--threads", str(a.threads), "--",
            "--model", model, "--patch-size", str(patch), "--batch-size", str(batch)]
     out, rss = run(cmd, env)
     m = re.search(r"median: ([0-9.]+) ms/step, ([0-9.]+) images/s.*?= (\d+)% of the sgemm rate \(([0-9.]+) GFLOP/s\)", out)
     if not m:
         sys.exit(f"compare_pytorch: could not read tessera bench's summary line:\n{out[-2000:]}")
-    return {"ms": float(m.group(1)), "ips": float(m.group(2)), "share": int(m.group(3)), "rss": rss}
+    ms = float(m.group(1))   # images/s from ms/step: tessera bench prints images/s rounded to whole images
+    return {"ms": ms, "ips": batch * 1000.0 / ms, "share": int(m.group(3)), "rss": rss}
 
 
 def torch_side(cfg, mode, env):
@@ -73,7 +76,8 @@ def torch_side(cfg, mode, env):
 
 
 env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
-sides = ["tessera", "eager"] + ([] if a.no_compile else ["compile"])
+sides = ["tessera"] + (["tessera-onednn"] if a.tessera_onednn else []) + ["eager"] + ([] if a.no_compile else ["compile"])
+TESSERA_SIDES = {"tessera": a.tessera, "tessera-onednn": a.tessera_onednn}
 print(f"compare_pytorch: {a.threads} threads, {a.rounds} rounds, {a.steps} timed steps per side per round")
 rows = []
 for cfg in a.configs.split(","):
@@ -82,27 +86,31 @@ for cfg in a.configs.split(","):
     model, size, ch, patch, batch = CONFIGS[cfg]
     print(f"\n{cfg}: MAE {model}/{patch} on {size}x{size}x{ch}, batch {batch}")
     res = {s: [] for s in sides}
-    ratios = []
+    ratios = {s: [] for s in TESSERA_SIDES if s in sides}
     for r in range(a.rounds):
         order = sides[r % len(sides):] + sides[:r % len(sides)]
         got = {}
         for s in order:
-            got[s] = tessera_side(cfg, env) if s == "tessera" else torch_side(cfg, s, env)
+            got[s] = tessera_side(cfg, env, TESSERA_SIDES[s]) if s in TESSERA_SIDES else torch_side(cfg, s, env)
             res[s].append(got[s])
-        best_torch = max(got[s]["ips"] for s in sides if s != "tessera")
-        ratios.append(got["tessera"]["ips"] / best_torch)
+        best_torch = max(got[s]["ips"] for s in sides if s not in TESSERA_SIDES)
+        for t in ratios:
+            ratios[t].append(got[t]["ips"] / best_torch)
         print(f"  round {r + 1} ({' → '.join(order)}): " +
-              ", ".join(f"{s} {got[s]['ips']:.1f} img/s" for s in sides) + f"; ratio {ratios[-1]:.2f}x")
+              ", ".join(f"{s} {got[s]['ips']:.1f} img/s" for s in sides) + "; ratio " +
+              ", ".join(f"{t} {ratios[t][-1]:.2f}x" for t in ratios))
     med = {s: statistics.median(x["ips"] for x in res[s]) for s in sides}
     rss = {s: max(x["rss"] for x in res[s]) for s in sides}
-    share = statistics.median(x["share"] for x in res["tessera"])
-    torch_rss = max(rss[s] for s in sides if s != "tessera")
-    rows.append((cfg, model, patch, size, ch, batch, med, statistics.median(ratios), share, rss, torch_rss))
+    torch_rss = max(rss[s] for s in sides if s not in TESSERA_SIDES)
+    for t in ratios:
+        share = statistics.median(x["share"] for x in res[t])
+        rows.append((t, cfg, model, patch, size, ch, batch, med, statistics.median(ratios[t]), share, rss[t], torch_rss))
 
-print("\n| configuration | Tessera img/s | PyTorch eager | PyTorch compile | ratio (median of rounds) "
+print("\n| configuration | Tessera build | Tessera img/s | PyTorch eager | PyTorch compile | ratio (median of rounds) "
       "| Tessera FLOP/s share of sgemm | peak RSS Tessera / PyTorch (MiB) |")
-print("|---|---|---|---|---|---|---|")
-for cfg, model, patch, size, ch, batch, med, ratio, share, rss, torch_rss in rows:
+print("|---|---|---|---|---|---|---|---|")
+for t, cfg, model, patch, size, ch, batch, med, ratio, share, trss, torch_rss in rows:
     comp = f"{med['compile']:.1f}" if "compile" in med else "—"
-    print(f"| MAE {model}/{patch}, {size}×{size}×{ch}, batch {batch} | {med['tessera']:.1f} | {med['eager']:.1f} | "
-          f"{comp} | {ratio:.2f}x | {share}% | {rss['tessera']:.0f} / {torch_rss:.0f} ({rss['tessera'] / torch_rss:.2f}) |")
+    build = "OpenBLAS" if t == "tessera" else "oneDNN GEMM"
+    print(f"| MAE {model}/{patch}, {size}×{size}×{ch}, batch {batch} | {build} | {med[t]:.1f} | {med['eager']:.1f} | "
+          f"{comp} | {ratio:.2f}x | {share}% | {trss:.0f} / {torch_rss:.0f} ({trss / torch_rss:.2f}) |")

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Tessera vs PyTorch (eager and torch.compile) on the same MAE training steps, A/B alternating.
 #   bash Bench/compare_pytorch.sh [--configs mae-tiny,mae-small,mae-base] [--threads N] [--rounds R] [--steps S]
+# TESSERA_COMPARE_ONEDNN=1 also builds Tessera with the oneDNN GEMM (TESSERA_GEMM=onednn, libdnnl-dev,
+# in .build-onednn) and runs it as a fourth side.
 # Builds Tessera in release mode; uses $TESSERA_TORCH_PYTHON if set, else Bench/.venv (created on first
 # use with `pip install torch numpy` from PyPI, a large download). Not part of CI.
 set -euo pipefail
@@ -9,8 +11,14 @@ source scripts/deps.sh
 PY=${TESSERA_TORCH_PYTHON:-}
 # python3-venv and g++ (torch.compile's C++ backend) only when PyTorch comes from here
 [ -z "$PY" ] && TESSERA_APT_PACKAGES="$TESSERA_APT_PACKAGES python3-venv g++"
+[ "${TESSERA_COMPARE_ONEDNN:-0}" = 1 ] && TESSERA_APT_PACKAGES="$TESSERA_APT_PACKAGES libdnnl-dev"
 install_deps
 swift build -c release --product tessera
+extra=()
+if [ "${TESSERA_COMPARE_ONEDNN:-0}" = 1 ]; then
+    TESSERA_GEMM=onednn swift build -c release --product tessera --build-path .build-onednn
+    extra=(--tessera-onednn .build-onednn/release/tessera)
+fi
 if [ -z "$PY" ]; then
     if [ ! -x Bench/.venv/bin/python ]; then
         python3 -m venv Bench/.venv
@@ -19,4 +27,4 @@ if [ -z "$PY" ]; then
     PY=Bench/.venv/bin/python
 fi
 "$PY" -c "import torch" 2>/dev/null || { echo "compare_pytorch: $PY cannot import torch; set TESSERA_TORCH_PYTHON to a Python with torch, or delete Bench/.venv to reinstall" >&2; exit 1; }
-exec "$PY" Bench/compare_pytorch.py --python "$PY" "$@"
+exec "$PY" Bench/compare_pytorch.py --python "$PY" "${extra[@]}" "$@"

@@ -4,6 +4,9 @@
 #include "ck_gemm.h"
 #include <cblas.h>
 #include <stdio.h>
+#ifdef CK_GEMM_ONEDNN
+#include <dnnl.h>
+#endif
 
 // OpenBLAS extensions (declared in its cblas.h on Debian; repeated here for other layouts).
 void openblas_set_num_threads(int num_threads);
@@ -27,8 +30,14 @@ void ck_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
             for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
         return;
     }
+#ifdef CK_GEMM_ONEDNN
+    // Row-major like the CBLAS call below. Fails only on invalid arguments, which the Swift callers
+    // have already ruled out.
+    (void)dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
                 (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+#endif
 }
 
 void ck_gemm_set_num_threads(int n) { openblas_set_num_threads(n); }
@@ -37,7 +46,13 @@ const char *ck_gemm_backend(void) {
     static char buf[256];
     const char *cfg = openblas_get_config();
     const char *core = openblas_get_corename();
+#ifdef CK_GEMM_ONEDNN
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(buf, sizeof buf, "oneDNN %d.%d.%d dnnl_sgemm (OpenBLAS %s, core %s, linked but unused)",
+             v->major, v->minor, v->patch, cfg ? cfg : "?", core ? core : "?");
+#else
     snprintf(buf, sizeof buf, "%s (core %s)", cfg ? cfg : "OpenBLAS", core ? core : "?");
+#endif
     return buf;
 }
 
