@@ -110,6 +110,18 @@ public final class Tensor: CustomStringConvertible {
         return grad!.data
     }
 
+    /// The gradient buffer for a backward whose GEMM writes every element of it: with no gradient
+    /// yet, the buffer is allocated without the zero-fill and `beta` is 0 (the GEMM overwrites);
+    /// otherwise `beta` is 1 (the GEMM accumulates). Saves a memset of every activation gradient
+    /// that a Linear produces first (3.7% of an MAE step, README "Where the time goes").
+    func gradForGEMM() -> (data: UnsafeMutablePointer<Float>, beta: Float) {
+        if grad == nil {
+            grad = Tensor(uninitialized: shape)
+            return (grad!.data, 0)
+        }
+        return (grad!.data, 1)
+    }
+
     /// Clears the gradient (sets it to zero if allocated).
     public func zeroGrad() { grad?.fill(0) }
 }

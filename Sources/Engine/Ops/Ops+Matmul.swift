@@ -6,7 +6,8 @@ import CKernels
 /// dx[R, I] += dy[R, O]·W[O, I], dW[O, I] += dyᵀ·x, db[O] += Σ_r dy.
 func linearBackward(_ dy: UnsafePointer<Float>, x: Tensor, weight: Tensor, bias: Tensor?, R: Int, I: Int, O: Int) {
     if x.requiresGrad {
-        ck_sgemm(0, 0, Int64(R), Int64(I), Int64(O), 1, dy, Int64(O), weight.data, Int64(I), 1, x.gradData(), Int64(I))
+        let dx = x.gradForGEMM()
+        ck_sgemm(0, 0, Int64(R), Int64(I), Int64(O), 1, dy, Int64(O), weight.data, Int64(I), dx.beta, dx.data, Int64(I))
     }
     if weight.requiresGrad {
         ck_sgemm(1, 0, Int64(O), Int64(I), Int64(R), 1, dy, Int64(O), x.data, Int64(I), 1, weight.gradData(), Int64(I))
@@ -64,8 +65,14 @@ extension Tensor {
             let out = Tensor(uninitialized: Array(a.shape.dropLast()) + [N])
             ck_sgemm(0, 0, Int64(M), Int64(N), Int64(K), 1, a.data, Int64(K), b.data, Int64(N), 0, out.data, Int64(N))
             return out.recorded("matmul", [a, b]) { g in
-                if a.requiresGrad { ck_sgemm(0, 1, Int64(M), Int64(K), Int64(N), 1, g, Int64(N), b.data, Int64(N), 1, a.gradData(), Int64(K)) }
-                if b.requiresGrad { ck_sgemm(1, 0, Int64(K), Int64(N), Int64(M), 1, a.data, Int64(K), g, Int64(N), 1, b.gradData(), Int64(N)) }
+                if a.requiresGrad {
+                    let da = a.gradForGEMM()
+                    ck_sgemm(0, 1, Int64(M), Int64(K), Int64(N), 1, g, Int64(N), b.data, Int64(N), da.beta, da.data, Int64(K))
+                }
+                if b.requiresGrad {
+                    let db = b.gradForGEMM()
+                    ck_sgemm(1, 0, Int64(K), Int64(N), Int64(M), 1, a.data, Int64(K), g, Int64(N), db.beta, db.data, Int64(N))
+                }
             }
         }
         precondition(a.rank == 3 && b.rank == 3 && a.shape[0] == b.shape[0] && a.shape[2] == b.shape[1],
@@ -77,14 +84,16 @@ extension Tensor {
                      0, out.data + i * M * N, Int64(N))
         }
         return out.recorded("bmm", [a, b]) { g in
+            // One beta for all slices: every slice is written once, so a fresh buffer is overwritten whole.
+            let da = a.requiresGrad ? a.gradForGEMM() : nil, db = b.requiresGrad ? b.gradForGEMM() : nil
             for i in 0..<Bt {
-                if a.requiresGrad {
+                if let da {
                     ck_sgemm(0, 1, Int64(M), Int64(K), Int64(N), 1, g + i * M * N, Int64(N), b.data + i * K * N, Int64(N),
-                             1, a.gradData() + i * M * K, Int64(K))
+                             da.beta, da.data + i * M * K, Int64(K))
                 }
-                if b.requiresGrad {
+                if let db {
                     ck_sgemm(1, 0, Int64(K), Int64(N), Int64(M), 1, a.data + i * M * K, Int64(K), g + i * M * N, Int64(N),
-                             1, b.gradData() + i * K * N, Int64(N))
+                             db.beta, db.data + i * K * N, Int64(N))
                 }
             }
         }
