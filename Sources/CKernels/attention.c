@@ -255,12 +255,12 @@ void ck_attention_forward(float *out, float *lse, const float *qkv, float *scrat
     }
 }
 
-// One head's backward; dq, dk, dv have row stride ld (inside dqkv), o and dout row stride ldo.
+// One head's backward; dq, dk, dv have row stride ld (inside dqkv), dout row stride ldo.
 // Query rows go in blocks of QB: P and dS for the block are formed in scratch, then dQ for the
 // block, and the block's contributions to dK and dV accumulate in packed scratch rows that are
 // added to dqkv once at the end.
 CK_CLONES static void head_backward(float *dq, float *dk, float *dv, const float *q, const float *k,
-                                    const float *v, const float *o, const float *dout, const float *lse,
+                                    const float *v, const float *dout, const float *lse,
                                     int64_t ld, int64_t ldo, float *restrict scratch,
                                     int64_t N, int64_t D, float scale) {
     const int64_t Np = round_up(N, CK_VW), Dp = round_up(D, CK_VW);
@@ -288,22 +288,19 @@ CK_CLONES static void head_backward(float *dq, float *dk, float *dv, const float
             rows_x_cols(p + r0 * Np, Np, qr, kt, Np, D, scale);
             rows_x_cols(ds + r0 * Np, Np, gr, vt, Np, D, 1.0f);
         }
-        // dS = scale · P ⊙ (dP − Di), Di = rowsum(dO ⊙ O) = Σ_j P_ij dP_ij; zero for j ≥ N.
+        // dS = scale · P ⊙ (dP − Di) with Di = Σ_j P_ij dP_ij (= rowsum(dO ⊙ O), but from the row
+        // already in scratch instead of reading O back from memory); zero for j ≥ N.
         for (int64_t r = 0; r < qb; r++) {
-            const int64_t i = i0 + r;
-            const float *go = dout + i * ldo, *oi = o + i * ldo;
-            float Di = 0.0f;
-            #pragma omp simd reduction(+:Di)
-            for (int64_t d = 0; d < D; d++) Di += go[d] * oi[d];
-            const float li = lse[i];
+            const float li = lse[i0 + r];
             float *pr = p + r * Np, *dsr = ds + r * Np;
             for (int64_t j = N; j < Np; j++) pr[j] = -INFINITY;   // exp gives exactly 0 there
+            float Di = 0.0f;
+            #pragma omp simd reduction(+:Di)
+            CK_WHOLE_VECTORS
+            for (int64_t j = 0; j < Np; j++) { pr[j] = ck_exp(pr[j] - li); Di += pr[j] * dsr[j]; }
             #pragma omp simd
             CK_WHOLE_VECTORS
-            for (int64_t j = 0; j < Np; j++) {
-                pr[j] = ck_exp(pr[j] - li);
-                dsr[j] = scale * pr[j] * (dsr[j] - Di);
-            }
+            for (int64_t j = 0; j < Np; j++) dsr[j] = scale * pr[j] * (dsr[j] - Di);
         }
         // dQ_r += Σ_j dS_rj k_j, MR rows at a time. Rows of the last sub-block beyond qb came from
         // zero inputs above, so they are zero; their output goes to the sink.
@@ -324,8 +321,7 @@ CK_CLONES static void head_backward(float *dq, float *dk, float *dv, const float
     }
 }
 
-void ck_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                           const float *lse, float *scratch, int64_t B, int64_t N, int64_t H, int64_t D,
+void ck_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *lse, float *scratch, int64_t B, int64_t N, int64_t H, int64_t D,
                            float scale) {
     const int64_t ld = 3 * H * D;
     const int64_t per_thread = ck_attention_scratch_floats(N, D);
@@ -337,7 +333,7 @@ void ck_attention_backward(float *dqkv, const float *dout, const float *qkv, con
         const float *q = qkv + b * N * ld + h * D;
         float *dq = dqkv + b * N * ld + h * D;
         head_backward(dq, dq + H * D, dq + 2 * H * D, q, q + H * D, q + 2 * H * D,
-                      out + b * N * H * D + h * D, dout + b * N * H * D + h * D, lse + bh * N,
+                      dout + b * N * H * D + h * D, lse + bh * N,
                       ld, H * D, scratch + thread_id() * per_thread, N, D, scale);
     }
 }

@@ -105,7 +105,7 @@ final class KernelReferenceTests: XCTestCase {
             assertClose(out, outR, rtol: 1e-4, atol: 1e-5, "attention forward B\(B) N\(N) H\(H) D\(D)")
             let dout = randomArray(out.count, seed: 11)
             var dqkv = [Float](repeating: 0, count: qkv.count), dqkvR = dqkv
-            ck_attention_backward(&dqkv, dout, qkv, out, lse, &scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale)
+            ck_attention_backward(&dqkv, dout, qkv, lse, &scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale)
             ref_attention_backward(&dqkvR, dout, qkv, Int64(B), Int64(N), Int64(H), Int64(D), scale)
             assertClose(dqkv, dqkvR, rtol: 1e-3, atol: 1e-4, "attention backward B\(B) N\(N) H\(H) D\(D)")
         }

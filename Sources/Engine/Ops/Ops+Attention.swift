@@ -17,7 +17,7 @@ extension Tensor {
         ck_attention_forward(out.data, lse.data, qkv.data, Scratch.floats(perThread * Runtime.threads),
                              Int64(B), Int64(N), Int64(H), Int64(D), s)
         return out.recorded("fusedAttention", [qkv]) { g in
-            ck_attention_backward(qkv.gradData(), g, qkv.data, out.data, lse.data, Scratch.floats(perThread * Runtime.threads),
+            ck_attention_backward(qkv.gradData(), g, qkv.data, lse.data, Scratch.floats(perThread * Runtime.threads),
                                   Int64(B), Int64(N), Int64(H), Int64(D), s)
         }
     }
