@@ -1,4 +1,4 @@
-"""Tessera vs PyTorch (eager and torch.compile) on the same MAE training step, same machine, same thread
+"""Tessera vs PyTorch (eager and torch.compile) on the same training step (MAE, or MSN), same machine, same thread
 count. Each round runs the three sides once, each in its own process, in an order that rotates from
 round to round; a side's figure is its median ms/step over --steps timed steps (after warm-up). Per
 round the ratio is Tessera's images/s over the faster PyTorch side's; the summary gives medians.
@@ -18,10 +18,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 CONFIGS = {
-    # name: (model, image size, channels, patch, batch)
-    "mae-tiny": ("vit-tiny", 28, 1, 4, 256),
-    "mae-small": ("vit-small", 32, 3, 4, 128),
-    "mae-base": ("vit-base", 224, 3, 16, 16),
+    # name: (method, model, image size, channels, patch, batch)
+    "mae-tiny": ("mae", "vit-tiny", 28, 1, 4, 256),
+    "mae-small": ("mae", "vit-small", 32, 3, 4, 128),
+    "mae-base": ("mae", "vit-base", 224, 3, 16, 16),
+    "msn-tiny": ("msn", "vit-tiny", 28, 1, 4, 256),
 }
 
 p = argparse.ArgumentParser()
@@ -49,9 +50,9 @@ def run(cmd, env):
 
 
 def tessera_side(cfg, env, binary):
-    model, size, ch, patch, batch = CONFIGS[cfg]
+    method, model, size, ch, patch, batch = CONFIGS[cfg]
     cmd = [binary, "bench", "--rounds", "1", "--steps", str(a.steps), "--image-size", str(size),
-           "--channels", str(ch), "--threads", str(a.threads), "--",
+           "--channels", str(ch), "--threads", str(a.threads), "--", "--method", method,
            "--model", model, "--patch-size", str(patch), "--batch-size", str(batch)]
     out, rss = run(cmd, env)
     m = re.search(r"median: ([0-9.]+) ms/step, ([0-9.]+) images/s.*?= (\d+)% of the sgemm rate \(([0-9.]+) GFLOP/s\)", out)
@@ -62,8 +63,8 @@ def tessera_side(cfg, env, binary):
 
 
 def torch_side(cfg, mode, env):
-    model, size, ch, patch, batch = CONFIGS[cfg]
-    cmd = [a.python, os.path.join(HERE, "pytorch_step.py"), "--model", model, "--image-size", str(size),
+    method, model, size, ch, patch, batch = CONFIGS[cfg]
+    cmd = [a.python, os.path.join(HERE, "pytorch_step.py"), "--method", method, "--model", model, "--image-size", str(size),
            "--channels", str(ch), "--patch-size", str(patch), "--batch-size", str(batch),
            "--threads", str(a.threads), "--steps", str(a.steps), "--mode", mode,
            "--warmup", "3" if mode == "compile" else "2"]
@@ -83,8 +84,8 @@ rows = []
 for cfg in a.configs.split(","):
     if cfg not in CONFIGS:
         sys.exit(f"compare_pytorch: unknown config {cfg!r}; use one of {', '.join(CONFIGS)}")
-    model, size, ch, patch, batch = CONFIGS[cfg]
-    print(f"\n{cfg}: MAE {model}/{patch} on {size}x{size}x{ch}, batch {batch}")
+    method, model, size, ch, patch, batch = CONFIGS[cfg]
+    print(f"\n{cfg}: {method.upper()} {model}/{patch} on {size}x{size}x{ch}, batch {batch}")
     res = {s: [] for s in sides}
     ratios = {s: [] for s in TESSERA_SIDES if s in sides}
     for r in range(a.rounds):
@@ -104,13 +105,13 @@ for cfg in a.configs.split(","):
     torch_rss = max(rss[s] for s in sides if s not in TESSERA_SIDES)
     for t in ratios:
         share = statistics.median(x["share"] for x in res[t])
-        rows.append((t, cfg, model, patch, size, ch, batch, med, statistics.median(ratios[t]), share, rss[t], torch_rss))
+        rows.append((t, method, model, patch, size, ch, batch, med, statistics.median(ratios[t]), share, rss[t], torch_rss))
 
 print("\n| configuration | Tessera build | Tessera img/s | PyTorch eager | PyTorch compile | ratio (median of rounds) "
       "| Tessera FLOP/s share of sgemm | peak RSS Tessera / PyTorch (MiB) |")
 print("|---|---|---|---|---|---|---|---|")
-for t, cfg, model, patch, size, ch, batch, med, ratio, share, trss, torch_rss in rows:
+for t, method, model, patch, size, ch, batch, med, ratio, share, trss, torch_rss in rows:
     comp = f"{med['compile']:.1f}" if "compile" in med else "—"
     build = "OpenBLAS" if t == "tessera" else "oneDNN GEMM"
-    print(f"| MAE {model}/{patch}, {size}×{size}×{ch}, batch {batch} | {build} | {med[t]:.1f} | {med['eager']:.1f} | "
+    print(f"| {method.upper()} {model}/{patch}, {size}×{size}×{ch}, batch {batch} | {build} | {med[t]:.1f} | {med['eager']:.1f} | "
           f"{comp} | {ratio:.2f}x | {share}% | {trss:.0f} / {torch_rss:.0f} ({trss / torch_rss:.2f}) |")

@@ -1,12 +1,22 @@
-"""The PyTorch side of Bench/compare_pytorch.sh: MAE training steps on the CPU, as the official code
-runs them (models_mae.MaskedAutoencoderViT as reproduced in Tools/mae_reference.py, random masking by
-argsort of uniform noise inside the forward, norm-pix loss, AdamW (0.9, 0.95) with weight decay 0.05
-on every tensor but 1-D ones and biases, as timm's add_weight_decay), eager or under torch.compile.
+"""The PyTorch side of Bench/compare_pytorch.sh: training steps on the CPU, eager or under torch.compile.
+
+--method mae: as the official code runs them (models_mae.MaskedAutoencoderViT as reproduced in
+Tools/mae_reference.py, random masking by argsort of uniform noise inside the forward, norm-pix loss,
+AdamW (0.9, 0.95) with weight decay 0.05 on every tensor but 1-D ones and biases, as timm's
+add_weight_decay).
+
+--method msn: the same step as Tessera's MSN (Sources/Models/MSN.swift, the official recipe with the
+view sizes adapted to small images): an EMA target network on one full view, an anchor network on a
+full view with 15% of the patches dropped (one permutation for the batch) and on 4 focal views of
+12 px (positions bicubically resized from the full grid), projection head fc1-BN-GELU-fc2-BN-GELU-fc3,
+1024 prototypes, τ 0.1, sharpening T 0.25, 3 Sinkhorn iterations, ME-MAX, AdamW (0.9, 0.999) with
+weight decay 0.04 (none on prototypes, 1-D tensors, biases), gradient clipping 3, EMA update.
 
 Prints one JSON line: {"mode", "ms_per_step", "images_per_s", "steps"}; the caller measures memory.
 """
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -14,9 +24,12 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tools"))
-from mae_reference import mae_model  # noqa: E402
+from mae_reference import Block, PatchEmbed, mae_model, sincos_pos_embed  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 p = argparse.ArgumentParser()
+p.add_argument("--method", choices=["mae", "msn"], default="mae")
 p.add_argument("--model", default="vit-tiny")
 p.add_argument("--image-size", type=int, default=28)
 p.add_argument("--channels", type=int, default=1)
@@ -31,22 +44,118 @@ a = p.parse_args()
 
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
-model = mae_model(a.model, a.image_size, a.patch_size, a.channels, depth=a.depth)
-model.train()
-decay = [q for n, q in model.named_parameters() if q.ndim > 1 and not n.endswith(".bias")]
-no_decay = [q for n, q in model.named_parameters() if q.ndim <= 1 or n.endswith(".bias")]
-opt = torch.optim.AdamW([{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": 0.05}],
-                        lr=1.5e-4, betas=(0.9, 0.95))
-run = torch.compile(model) if a.mode == "compile" else model
+SIZES = {"vit-tiny": (192, 12, 3), "vit-small": (384, 12, 6), "vit-base": (768, 12, 12)}
+
+
+def param_groups(named, no_decay_names=()):
+    decay = [q for n, q in named if q.ndim > 1 and not n.endswith(".bias") and n not in no_decay_names]
+    rest = [q for n, q in named if not (q.ndim > 1 and not n.endswith(".bias") and n not in no_decay_names)]
+    return decay, rest
+
+
+class MSNEncoder(nn.Module):
+    """ViT with CLS token, fixed sin-cos positions (bicubically resized for smaller views), final norm."""
+    def __init__(self, dim, depth, heads):
+        super().__init__()
+        self.grid = a.image_size // a.patch_size
+        self.patch_embed = PatchEmbed(a.patch_size, a.channels, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.register_buffer("pos_embed", sincos_pos_embed(dim, self.grid))
+        self.blocks = nn.ModuleList([Block(dim, heads) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x, keep=None):
+        x = self.patch_embed(x)
+        g = int(round(x.shape[1] ** 0.5))
+        pos = self.pos_embed[:, 1:]
+        if g != self.grid:
+            pos = pos.reshape(1, self.grid, self.grid, -1).permute(0, 3, 1, 2)
+            pos = F.interpolate(pos, size=(g, g), mode="bicubic", align_corners=False).permute(0, 2, 3, 1).reshape(1, g * g, -1)
+        x = x + pos
+        if keep is not None:
+            x = x[:, keep]
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1) + self.pos_embed[:, :1], x], dim=1)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)[:, 0]
+
+
+class MSNNet(nn.Module):
+    def __init__(self, dim, depth, heads, hidden=2048, out=256):
+        super().__init__()
+        self.encoder = MSNEncoder(dim, depth, heads)
+        self.fc = nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.GELU(),
+                                nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.GELU(), nn.Linear(hidden, out))
+
+    def forward(self, x, keep=None):
+        return self.fc(self.encoder(x, keep))
+
+
+def msn_loss(za, zt, protos, B, tau=0.1, T=0.25, iters=3):
+    pn = F.normalize(protos, dim=1)
+    logits = F.normalize(za, dim=1) @ pn.t() / tau
+    with torch.no_grad():
+        t = F.softmax(F.normalize(zt, dim=1) @ pn.t() / tau, dim=1) ** (1 / T)
+        t = t / t.sum(1, keepdim=True)
+        q = t / t.sum()
+        K = q.shape[1]
+        for _ in range(iters):
+            q = q / (q.sum(0, keepdim=True) * K)
+            q = q / (q.sum(1, keepdim=True) * B)
+        targets = (q * B).repeat(za.shape[0] // B, 1)
+    ce = torch.sum(-targets * F.log_softmax(logits, dim=1), dim=1).mean()
+    mp = F.softmax(logits, dim=1).mean(0)
+    return ce + torch.sum(mp * torch.log(mp)) + math.log(mp.shape[0])
+
+
 imgs = torch.randn(a.batch_size, a.channels, a.image_size, a.image_size)
+if a.method == "mae":
+    model = mae_model(a.model, a.image_size, a.patch_size, a.channels, depth=a.depth)
+    model.train()
+    decay, no_decay = param_groups(list(model.named_parameters()))
+    opt = torch.optim.AdamW([{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": 0.05}],
+                            lr=1.5e-4, betas=(0.9, 0.95))
+    run = torch.compile(model) if a.mode == "compile" else model
 
+    def step():
+        loss, _, _ = run(imgs, mask_ratio=0.75)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+else:
+    dim, depth, heads = SIZES[a.model]
+    depth = a.depth or depth
+    anchor, target = MSNNet(dim, depth, heads), MSNNet(dim, depth, heads)
+    target.load_state_dict(anchor.state_dict())
+    for q in target.parameters():
+        q.requires_grad_(False)
+    protos = nn.Parameter(torch.empty(1024, 256).uniform_(-1 / 16, 1 / 16))
+    decay, no_decay = param_groups(list(anchor.named_parameters()))
+    opt = torch.optim.AdamW([{"params": no_decay + [protos], "weight_decay": 0.0}, {"params": decay, "weight_decay": 0.04}],
+                            lr=1e-3, betas=(0.9, 0.999))
+    anchor.train(); target.train()
+    focal = torch.randn(4 * a.batch_size, a.channels, 12, 12)
+    L = (a.image_size // a.patch_size) ** 2
+    keep_n = L - int(L * 0.15)
 
-def step():
-    loss, _, _ = run(imgs, mask_ratio=0.75)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss
+    def forward_loss(x, xf, keep):
+        with torch.no_grad():
+            zt = target(x)
+        za = torch.cat([anchor(x, keep), anchor(xf)], dim=0)
+        return msn_loss(za, zt, protos, x.shape[0])
+
+    run = torch.compile(forward_loss) if a.mode == "compile" else forward_loss
+
+    def step():
+        keep = torch.randperm(L)[:keep_n].sort().values
+        loss = run(imgs, focal, keep)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(anchor.parameters()) + [protos], 3.0)
+        opt.step()
+        with torch.no_grad():
+            for t, s_ in zip(target.parameters(), anchor.parameters()):
+                t.mul_(0.996).add_(s_, alpha=0.004)
 
 
 for _ in range(a.warmup):   # torch.compile compiles here
@@ -58,4 +167,4 @@ for _ in range(a.steps):
     times.append(time.perf_counter() - t0)
 times.sort()
 med = times[len(times) // 2] if len(times) % 2 else 0.5 * (times[len(times) // 2 - 1] + times[len(times) // 2])
-print(json.dumps({"mode": a.mode, "ms_per_step": med * 1e3, "images_per_s": a.batch_size / med, "steps": a.steps}))
+print(json.dumps({"method": a.method, "mode": a.mode, "ms_per_step": med * 1e3, "images_per_s": a.batch_size / med, "steps": a.steps}))
