@@ -52,7 +52,8 @@ extension Tensor {
 
     /// Reverse-mode differentiation from this tensor. A scalar gets seed 1; otherwise pass `seed`
     /// of the same shape. Walks the graph once in reverse topological order, accumulating into each
-    /// tensor's ``grad``, and frees the graph of intermediate tensors as it goes.
+    /// tensor's ``grad``, and frees the graph of intermediate tensors as it goes: afterwards only
+    /// tensors without a recorded op (parameters, inputs that require grad) and `self` hold a ``grad``.
     public func backward(seed: Tensor? = nil) {
         precondition(requiresGrad, "backward: tensor of shape \(shape) does not require grad")
         if let seed {
@@ -63,7 +64,7 @@ extension Tensor {
             gradData()[0] += 1
         }
         // Iterative depth-first topological order (no recursion: graphs can be thousands deep).
-        var order: [Tensor] = []
+        var order: [Tensor?] = []
         var visited = Set<ObjectIdentifier>()
         var stack: [(Tensor, Bool)] = [(self, false)]
         while let (t, expanded) = stack.popLast() {
@@ -74,10 +75,17 @@ extension Tensor {
                 stack.append((input, false))
             }
         }
-        for t in order.reversed() {
+        // As each op's backward has run, drop what only it needed, as PyTorch does: its node (the saved
+        // inputs), the output's gradient (an intermediate tensor's gradient is not kept), and this walk's
+        // own reference, so activations and gradients are freed during the backward instead of all at
+        // its end (peak memory of an MAE vit-tiny step: README, "Where the time goes").
+        for i in order.indices.reversed() {
+            guard let t = order[i] else { continue }
+            order[i] = nil
             guard let node = t.node else { continue }
             if let g = t.grad { node.backward(g.data) }
             t.node = nil   // retain_graph = false: release saved tensors now
+            if t !== self { t.grad = nil }
         }
     }
 }
