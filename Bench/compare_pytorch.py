@@ -1,4 +1,4 @@
-"""Tessera vs PyTorch (eager and torch.compile) on the same training step (MAE, or MSN), same machine, same thread
+"""Tessera vs PyTorch (eager and torch.compile) on the same training step (MAE, MSN or SIM), same machine, same thread
 count. Each round runs the three sides once, each in its own process, in an order that rotates from
 round to round; a side's figure is its median ms/step over --steps timed steps (after warm-up). Per
 round the ratio is Tessera's images/s over the faster PyTorch side's; the summary gives medians.
@@ -23,6 +23,7 @@ CONFIGS = {
     "mae-small": ("mae", "vit-small", 32, 3, 4, 128),
     "mae-base": ("mae", "vit-base", 224, 3, 16, 16),
     "msn-tiny": ("msn", "vit-tiny", 28, 1, 4, 256),
+    "sim-tiny": ("sim", "vit-tiny", 28, 1, 4, 256),
 }
 
 p = argparse.ArgumentParser()

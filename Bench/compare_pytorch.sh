@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tessera vs PyTorch (eager and torch.compile) on the same MAE training steps, A/B alternating.
-#   bash Bench/compare_pytorch.sh [--configs mae-tiny,mae-small,mae-base,msn-tiny] [--threads N] [--rounds R] [--steps S]
+#   bash Bench/compare_pytorch.sh [--configs mae-tiny,mae-small,mae-base,msn-tiny,sim-tiny] [--threads N] [--rounds R] [--steps S]
 # TESSERA_COMPARE_ONEDNN=1 also builds Tessera with the oneDNN GEMM (TESSERA_GEMM=onednn, libdnnl-dev,
 # in .build-onednn) and runs it as a fourth side.
 # Builds Tessera in release mode; uses $TESSERA_TORCH_PYTHON if set, else Bench/.venv (created on first

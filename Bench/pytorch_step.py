@@ -12,6 +12,14 @@ full view with 15% of the patches dropped (one permutation for the batch) and on
 1024 prototypes, τ 0.1, sharpening T 0.25, 3 Sinkhorn iterations, ME-MAX, AdamW (0.9, 0.999) with
 weight decay 0.04 (none on prototypes, 1-D tensors, biases), gradient clipping 3, EMA update.
 
+--method sim: the same step as Tessera's SIM (Sources/Models/SIM.swift): online branch = encoder
+without final norm on the 40% visible patches of view 1 (frozen patch projection), decoder_embed, 2
+projector blocks; predictor = 4 blocks over [CLS, visible tokens + positions, mask token + MLP of the
+relative positions of all view-2 patches]; target = EMA branch on the full view 2, LayerNorm without
+affine; UniGrad loss; BatchNorm in projector and predictor blocks; AdamW (0.9, 0.95), clipping 1. The
+block masks and relative positions, which Tessera computes per sample on the CPU, are replaced here by
+random kept sets and random positions of the same shapes (their cost is not in the comparison).
+
 Prints one JSON line: {"mode", "ms_per_step", "images_per_s", "steps"}; the caller measures memory.
 """
 import argparse
@@ -29,7 +37,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 p = argparse.ArgumentParser()
-p.add_argument("--method", choices=["mae", "msn"], default="mae")
+p.add_argument("--method", choices=["mae", "msn", "sim"], default="mae")
 p.add_argument("--model", default="vit-tiny")
 p.add_argument("--image-size", type=int, default=28)
 p.add_argument("--channels", type=int, default=1)
@@ -108,6 +116,46 @@ def msn_loss(za, zt, protos, B, tau=0.1, T=0.25, iters=3):
     return ce + torch.sum(mp * torch.log(mp)) + math.log(mp.shape[0])
 
 
+class TokenBN(nn.Module):
+    """BatchNorm1d over all tokens of a [B, N, D] sequence (SIM's block norm)."""
+    def __init__(self, dim):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim)
+
+    def forward(self, x):
+        return self.bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+def bn_block(dim, heads):
+    blk = Block(dim, heads)
+    blk.norm1, blk.norm2 = TokenBN(dim), TokenBN(dim)
+    return blk
+
+
+class SIMBranch(nn.Module):
+    def __init__(self, dim, depth, heads):
+        super().__init__()
+        self.grid = a.image_size // a.patch_size
+        self.patch_embed = PatchEmbed(a.patch_size, a.channels, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.register_buffer("pos_embed", sincos_pos_embed(dim, self.grid))
+        self.blocks = nn.ModuleList([Block(dim, heads) for _ in range(depth)])
+        self.decoder_embed = nn.Linear(dim, dim)
+        self.projector = nn.ModuleList([bn_block(dim, 4) for _ in range(2)])   # SIMOptions.decoderHeads
+
+    def forward(self, x, keep=None):
+        x = self.patch_embed(x) + self.pos_embed[:, 1:]
+        if keep is not None:
+            x = torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1) + self.pos_embed[:, :1], x], dim=1)
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.decoder_embed(x)
+        for blk in self.projector:
+            x = blk(x)
+        return x
+
+
 imgs = torch.randn(a.batch_size, a.channels, a.image_size, a.image_size)
 if a.method == "mae":
     model = mae_model(a.model, a.image_size, a.patch_size, a.channels, depth=a.depth)
@@ -122,6 +170,58 @@ if a.method == "mae":
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+elif a.method == "sim":
+    dim, depth, heads = SIZES[a.model]
+    depth = a.depth or depth
+    online, target = SIMBranch(dim, depth, heads), SIMBranch(dim, depth, heads)
+    target.load_state_dict(online.state_dict())
+    for q in target.parameters():
+        q.requires_grad_(False)
+    for q in online.patch_embed.parameters():
+        q.requires_grad_(False)
+    mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+    pos_mlp = nn.Linear(2 * dim, dim)
+    predictor = nn.ModuleList([bn_block(dim, 4) for _ in range(4)])
+    pred_head = nn.Linear(dim, dim)
+    extra = nn.ModuleList([pos_mlp, predictor, pred_head])
+    named = [(n, q) for n, q in online.named_parameters() if q.requires_grad] + list(extra.named_parameters())
+    decay, no_decay = param_groups(named)
+    opt = torch.optim.AdamW([{"params": no_decay + [mask_token], "weight_decay": 0.0}, {"params": decay, "weight_decay": 0.05}],
+                            lr=1e-4, betas=(0.9, 0.95))
+    online.train(); target.train(); extra.train()
+    x2 = torch.randn(a.batch_size, a.channels, a.image_size, a.image_size)
+    L = (a.image_size // a.patch_size) ** 2
+    K = L - int(round(0.6 * L))
+    rel = torch.randn(a.batch_size, L, 2 * dim)
+    vis_pos = torch.randn(a.batch_size, K, dim)
+    tnorm = nn.LayerNorm(dim, eps=1e-5, elementwise_affine=False)
+
+    def forward_loss(x1, x2, keep):
+        proj = online(x1, keep)
+        queries = pos_mlp(rel) + mask_token
+        seq = torch.cat([proj[:, :1], proj[:, 1:] + vis_pos, queries], dim=1)
+        for blk in predictor:
+            seq = blk(seq)
+        p = pred_head(seq[:, 1 + K:]).reshape(-1, dim)
+        with torch.no_grad():
+            t = tnorm(target(x2)[:, 1:].reshape(-1, dim))
+            C = t.t() @ t / t.shape[0]
+        w = 0.02 * 768 / dim
+        return (((p - t) ** 2).sum(1).mean() + w * ((p @ C) * p).sum(1).mean()) / dim
+
+    run = torch.compile(forward_loss) if a.mode == "compile" else forward_loss
+    params = [q for _, q in named] + [mask_token]
+
+    def step():
+        keep = torch.rand(a.batch_size, L).argsort(dim=1)[:, :K]
+        loss = run(imgs, x2, keep)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            for t_, s_ in zip(target.parameters(), online.parameters()):
+                t_.mul_(0.995).add_(s_, alpha=0.005)
 else:
     dim, depth, heads = SIZES[a.model]
     depth = a.depth or depth
