@@ -51,6 +51,21 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(x.grad!.item, 2 * 3 + 2 + Foundation.exp(3), accuracy: 1e-4)
     }
 
+    /// The backward frees intermediate gradients and graphs as it goes; leaves keep their gradients,
+    /// and a gradient a GEMM writes first (no zero-fill, beta = 0) is still exact.
+    func testBackwardKeepsOnlyLeafGradients() {
+        let x = Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3], requiresGrad: true)
+        let w = Tensor([1, 0, -1, 2, 1, 0.5], shape: [2, 3], requiresGrad: true)
+        let h = x.linear(w)            // [2, 2]
+        let y = (h * h).sum()
+        y.backward()
+        XCTAssertNil(h.grad)
+        XCTAssertNotNil(y.grad)
+        // h = x·Wᵀ = [[-2, 5.5], [-2, 16]]; dy/dx = 2h·W (written first by the GEMM, with beta = 0)
+        XCTAssertEqual(x.grad!.array, [18, 11, 9.5, 60, 32, 20])
+        XCTAssertNotNil(w.grad)
+    }
+
     func testRNGIsSeededAndDistributionsAreSane() {
         var a = TesseraRNG(seed: 42), b = TesseraRNG(seed: 42)
         XCTAssertEqual((0..<10).map { _ in a.next() }, (0..<10).map { _ in b.next() })
