@@ -55,14 +55,22 @@ torch.manual_seed(0)
 SIZES = {"vit-tiny": (192, 12, 3), "vit-small": (384, 12, 6), "vit-base": (768, 12, 12)}
 
 
-def param_groups(named, no_decay_names=()):
-    decay = [q for n, q in named if q.ndim > 1 and not n.endswith(".bias") and n not in no_decay_names]
-    rest = [q for n, q in named if not (q.ndim > 1 and not n.endswith(".bias") and n not in no_decay_names)]
+def param_groups(named):
+    """timm's add_weight_decay: no decay on 1-D tensors and biases."""
+    decay = [q for n, q in named if q.ndim > 1 and not n.endswith(".bias")]
+    rest = [q for n, q in named if not (q.ndim > 1 and not n.endswith(".bias"))]
     return decay, rest
 
 
-class MSNEncoder(nn.Module):
-    """ViT with CLS token, fixed sin-cos positions (bicubically resized for smaller views), final norm."""
+@torch.no_grad()
+def ema_update(target, source, m):
+    for t, s_ in zip(target.parameters(), source.parameters()):
+        t.mul_(m).add_(s_, alpha=1 - m)
+
+
+class ViTTrunk(nn.Module):
+    """Tessera's ViTEncoder: patch embedding, CLS token, fixed sin-cos positions (bicubically resized for
+    a smaller view), blocks. `keep` selects patches: [K] shared by the batch, or [B, K] per sample."""
     def __init__(self, dim, depth, heads):
         super().__init__()
         self.grid = a.image_size // a.patch_size
@@ -70,9 +78,8 @@ class MSNEncoder(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.register_buffer("pos_embed", sincos_pos_embed(dim, self.grid))
         self.blocks = nn.ModuleList([Block(dim, heads) for _ in range(depth)])
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
 
-    def forward(self, x, keep=None):
+    def tokens(self, x, keep=None):
         x = self.patch_embed(x)
         g = int(round(x.shape[1] ** 0.5))
         pos = self.pos_embed[:, 1:]
@@ -81,11 +88,21 @@ class MSNEncoder(nn.Module):
             pos = F.interpolate(pos, size=(g, g), mode="bicubic", align_corners=False).permute(0, 2, 3, 1).reshape(1, g * g, -1)
         x = x + pos
         if keep is not None:
-            x = x[:, keep]
+            x = x[:, keep] if keep.ndim == 1 else torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1) + self.pos_embed[:, :1], x], dim=1)
         for blk in self.blocks:
             x = blk(x)
-        return self.norm(x)[:, 0]
+        return x
+
+
+class MSNEncoder(ViTTrunk):
+    """The trunk with the final norm; MSN uses the CLS token."""
+    def __init__(self, dim, depth, heads):
+        super().__init__(dim, depth, heads)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x, keep=None):
+        return self.norm(self.tokens(x, keep))[:, 0]
 
 
 class MSNNet(nn.Module):
@@ -132,25 +149,15 @@ def bn_block(dim, heads):
     return blk
 
 
-class SIMBranch(nn.Module):
+class SIMBranch(ViTTrunk):
+    """The trunk without final norm, decoder_embed, and the projector blocks."""
     def __init__(self, dim, depth, heads):
-        super().__init__()
-        self.grid = a.image_size // a.patch_size
-        self.patch_embed = PatchEmbed(a.patch_size, a.channels, dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.register_buffer("pos_embed", sincos_pos_embed(dim, self.grid))
-        self.blocks = nn.ModuleList([Block(dim, heads) for _ in range(depth)])
+        super().__init__(dim, depth, heads)
         self.decoder_embed = nn.Linear(dim, dim)
         self.projector = nn.ModuleList([bn_block(dim, 4) for _ in range(2)])   # SIMOptions.decoderHeads
 
     def forward(self, x, keep=None):
-        x = self.patch_embed(x) + self.pos_embed[:, 1:]
-        if keep is not None:
-            x = torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1) + self.pos_embed[:, :1], x], dim=1)
-        for blk in self.blocks:
-            x = blk(x)
-        x = self.decoder_embed(x)
+        x = self.decoder_embed(self.tokens(x, keep))
         for blk in self.projector:
             x = blk(x)
         return x
@@ -219,9 +226,7 @@ elif a.method == "sim":
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        with torch.no_grad():
-            for t_, s_ in zip(target.parameters(), online.parameters()):
-                t_.mul_(0.995).add_(s_, alpha=0.005)
+        ema_update(target, online, 0.995)
 else:
     dim, depth, heads = SIZES[a.model]
     depth = a.depth or depth
@@ -253,9 +258,7 @@ else:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(anchor.parameters()) + [protos], 3.0)
         opt.step()
-        with torch.no_grad():
-            for t, s_ in zip(target.parameters(), anchor.parameters()):
-                t.mul_(0.996).add_(s_, alpha=0.004)
+        ema_update(target, anchor, 0.996)
 
 
 for _ in range(a.warmup):   # torch.compile compiles here

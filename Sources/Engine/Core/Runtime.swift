@@ -58,8 +58,8 @@ public enum Runtime {
     /// - `OPENBLAS_THREAD_TIMEOUT=4` and `KMP_BLOCKTIME=1` (ms): the BLAS threads and the OpenMP threads
     ///   are two pools on the same cores, and by default each keeps spinning for up to ~0.1–0.2 s
     ///   after its work, taking the cores from the other pool, which runs next (a training step
-    ///   alternates GEMMs and kernels). With these both go to sleep (almost) at once; MAE vit-tiny training
-    ///   steps ran about 8% faster (README, "Where the time goes").
+    ///   alternates GEMMs and kernels). With these both go to sleep (almost) at once (training-step
+    ///   measurements in the README, "Two thread pools, one set of cores").
     ///
     /// Missing variables are set and the current program re-executed with the same arguments;
     /// variables the user set are left alone, and `TESSERA_BLAS_AUTOTUNE=0` opts out of all of this.
