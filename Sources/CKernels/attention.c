@@ -125,15 +125,30 @@ CK_ALWAYS_INLINE void probsT_x_rows(float *y, int overwrite, const float *p, int
 // rows (N = 13 → Np = 16) run in the vector body rather than in a scalar remainder loop.
 #define CK_WHOLE_VECTORS _Pragma("clang loop vectorize_width(16) interleave_count(1)")
 
-// dst[j·Dp + d] = src[j·ld + d] for j < rows, zero for D ≤ d < Dp.
+// dst[j·Dp + d] = src[j·ld + d] for j < rows, zero for D ≤ d < Dp. Column chunks outside, rows
+// inside: a row-by-row copy loop is turned into one memcpy call per row by the compiler (7% of the
+// attention time at N = 13).
 CK_ALWAYS_INLINE void pack_rows(float *restrict dst, const float *restrict src, int64_t ld, int64_t rows,
                                 int64_t D, int64_t Dp) {
-    for (int64_t j = 0; j < rows; j++) {
-        int64_t d = 0;
-        for (; d + CK_VW <= D; d += CK_VW) ck_vstore(dst + j * Dp + d, ck_vload(src + j * ld + d));
-        for (; d < D; d++) dst[j * Dp + d] = src[j * ld + d];
-        for (; d < Dp; d++) dst[j * Dp + d] = 0.0f;
-    }
+    int64_t d = 0;
+    for (; d + CK_VW <= D; d += CK_VW)
+        for (int64_t j = 0; j < rows; j++) ck_vstore(dst + j * Dp + d, ck_vload(src + j * ld + d));
+    if (d < Dp)
+        for (int64_t j = 0; j < rows; j++)
+            for (int64_t c = d; c < Dp; c++) dst[j * Dp + c] = c < D ? src[j * ld + c] : 0.0f;
+}
+
+// dst[j·ld + d] (+)= src[j·Dp + d] for j < rows, d < D: pack_rows' inverse, in the same loop order.
+CK_ALWAYS_INLINE void unpack_rows(float *restrict dst, int64_t ld, const float *restrict src, int64_t Dp,
+                                  int64_t rows, int64_t D, int accumulate) {
+    int64_t d = 0;
+    for (; d + CK_VW <= D; d += CK_VW)
+        for (int64_t j = 0; j < rows; j++) {
+            const ck_vf16 x = ck_vload(src + j * Dp + d);
+            ck_vstore(dst + j * ld + d, accumulate ? ck_vload(dst + j * ld + d) + x : x);
+        }
+    for (int64_t j = 0; j < rows && d < D; j++)
+        for (int64_t c = d; c < D; c++) dst[j * ld + c] = accumulate ? dst[j * ld + c] + src[j * Dp + c] : src[j * Dp + c];
 }
 
 // In-register transpose of a 16×16 block held as 16 row vectors, in four butterfly stages: stage b
@@ -259,7 +274,7 @@ void ck_attention_forward(float *out, float *lse, const float *qkv, float *scrat
 // Query rows go in blocks of QB: P and dS for the block are formed in scratch, then dQ for the
 // block, and the block's contributions to dK and dV accumulate in packed scratch rows that are
 // added to dqkv once at the end.
-CK_CLONES static void head_backward(float *dq, float *dk, float *dv, const float *q, const float *k,
+CK_CLONES static void head_backward(float *dq, float *dk, float *dv, int accumulate, const float *q, const float *k,
                                     const float *v, const float *dout, const float *lse,
                                     int64_t ld, int64_t ldo, float *restrict scratch,
                                     int64_t N, int64_t D, float scale) {
@@ -307,21 +322,17 @@ CK_CLONES static void head_backward(float *dq, float *dk, float *dv, const float
         for (int64_t r0 = 0; r0 < qb; r0 += MR) {
             float *dqr[MR];
             for (int r = 0; r < MR; r++) dqr[r] = r0 + r < qb ? dq + (i0 + r0 + r) * ld : sink;
-            probs_x_rows(dqr, 1, ds + r0 * Np, Np, kp, Dp, N, D);
+            probs_x_rows(dqr, accumulate, ds + r0 * Np, Np, kp, Dp, N, D);
         }
         // dV_j += Σ_r P_rj dO_r,  dK_j += Σ_r dS_rj q_r  over the block's rows.
         probsT_x_rows(dvp, i0 == 0, p, Np, gp + i0 * Dp, Dp, qb, N);
         probsT_x_rows(dkp, i0 == 0, ds, Np, qp + i0 * Dp, Dp, qb, N);
     }
-    for (int64_t j = 0; j < N; j++) {
-        float *dkj = dk + j * ld, *dvj = dv + j * ld;
-        const float *ak = dkp + j * Dp, *av = dvp + j * Dp;
-        #pragma omp simd
-        for (int64_t d = 0; d < D; d++) { dkj[d] += ak[d]; dvj[d] += av[d]; }
-    }
+    unpack_rows(dk, ld, dkp, Dp, N, D, accumulate);
+    unpack_rows(dv, ld, dvp, Dp, N, D, accumulate);
 }
 
-void ck_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *lse, float *scratch, int64_t B, int64_t N, int64_t H, int64_t D,
+void ck_attention_backward(float *dqkv, int accumulate, const float *dout, const float *qkv, const float *lse, float *scratch, int64_t B, int64_t N, int64_t H, int64_t D,
                            float scale) {
     const int64_t ld = 3 * H * D;
     const int64_t per_thread = ck_attention_scratch_floats(N, D);
@@ -332,7 +343,7 @@ void ck_attention_backward(float *dqkv, const float *dout, const float *qkv, con
         const int64_t b = bh / H, h = bh % H;
         const float *q = qkv + b * N * ld + h * D;
         float *dq = dqkv + b * N * ld + h * D;
-        head_backward(dq, dq + H * D, dq + 2 * H * D, q, q + H * D, q + 2 * H * D,
+        head_backward(dq, dq + H * D, dq + 2 * H * D, accumulate, q, q + H * D, q + 2 * H * D,
                       dout + b * N * H * D + h * D, lse + bh * N,
                       ld, H * D, scratch + thread_id() * per_thread, N, D, scale);
     }

@@ -46,6 +46,16 @@ typedef float ck_vf16 __attribute__((vector_size(64)));
 CK_ALWAYS_INLINE ck_vf16 ck_vload(const float *p) { ck_vf16 v; memcpy(&v, p, sizeof v); return v; }
 CK_ALWAYS_INLINE void ck_vstore(float *p, ck_vf16 v) { memcpy(p, &v, sizeof v); }
 
+// Max of the 16 lanes by halving (four shuffle + max steps). __builtin_reduce_max instead becomes a
+// serial chain of 15 scalar compares with NaN fix-ups: 17% of the attention forward at N = 13.
+CK_ALWAYS_INLINE float ck_vmax_lanes(ck_vf16 v) {
+    v = __builtin_elementwise_max(v, __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));
+    v = __builtin_elementwise_max(v, __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11));
+    v = __builtin_elementwise_max(v, __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));
+    v = __builtin_elementwise_max(v, __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14));
+    return v[0];
+}
+
 // Max over n floats (−inf for n = 0): whole vectors, then the tail. NaNs are ignored, like the
 // `a > m ? a : m` loops this replaces.
 CK_ALWAYS_INLINE float ck_row_max(const float *x, int64_t n) {
@@ -54,7 +64,7 @@ CK_ALWAYS_INLINE float ck_row_max(const float *x, int64_t n) {
     if (n >= CK_VW) {
         ck_vf16 v = ck_vload(x);
         for (i = CK_VW; i + CK_VW <= n; i += CK_VW) v = __builtin_elementwise_max(v, ck_vload(x + i));
-        m = __builtin_reduce_max(v);
+        m = ck_vmax_lanes(v);
     }
     for (; i < n; i++) m = x[i] > m ? x[i] : m;
     return m;

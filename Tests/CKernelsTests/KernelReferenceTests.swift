@@ -104,10 +104,16 @@ final class KernelReferenceTests: XCTestCase {
             ref_attention_forward(&outR, qkv, Int64(B), Int64(N), Int64(H), Int64(D), scale)
             assertClose(out, outR, rtol: 1e-4, atol: 1e-5, "attention forward B\(B) N\(N) H\(H) D\(D)")
             let dout = randomArray(out.count, seed: 11)
-            var dqkv = [Float](repeating: 0, count: qkv.count), dqkvR = dqkv
-            ck_attention_backward(&dqkv, dout, qkv, lse, &scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale)
+            // Overwrite mode: whatever dqkv held before is replaced.
+            var dqkv = [Float](repeating: .nan, count: qkv.count), dqkvR = [Float](repeating: 0, count: qkv.count)
+            ck_attention_backward(&dqkv, 0, dout, qkv, lse, &scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale)
             ref_attention_backward(&dqkvR, dout, qkv, Int64(B), Int64(N), Int64(H), Int64(D), scale)
             assertClose(dqkv, dqkvR, rtol: 1e-3, atol: 1e-4, "attention backward B\(B) N\(N) H\(H) D\(D)")
+            // Accumulate mode adds onto what is there.
+            let prior = randomArray(qkv.count, seed: 5)
+            var acc = prior
+            ck_attention_backward(&acc, 1, dout, qkv, lse, &scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale)
+            assertClose(acc, zip(prior, dqkvR).map { $0 + $1 }, rtol: 1e-3, atol: 1e-4, "attention backward accumulate N\(N) D\(D)")
         }
     }
 

@@ -17,8 +17,10 @@ int64_t ck_attention_scratch_floats(int64_t N, int64_t D);
 void ck_attention_forward(float *out, float *lse, const float *qkv, float *scratch,
                           int64_t B, int64_t N, int64_t H, int64_t D, float scale);
 
-/// dqkv[B, N, 3, H, D] += gradients of q, k and v. Reads qkv and lse from the forward.
-///   P = exp(scale·QKᵀ − lse), dV += Pᵀ dO, dP = dO Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)),
-///   dQ += scale · dS K, dK += scale · dSᵀ Q.   Accumulates.
-void ck_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *lse, float *scratch, int64_t B, int64_t N, int64_t H, int64_t D,
-                           float scale);
+/// dqkv[B, N, 3, H, D] (+)= gradients of q, k and v. Reads qkv and lse from the forward.
+///   P = exp(scale·QKᵀ − lse), dV = Pᵀ dO, dP = dO Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)),
+///   dQ = scale · dS K, dK = scale · dSᵀ Q.
+/// accumulate = 1 adds to dqkv; accumulate = 0 overwrites it (dqkv need not be initialized), which
+/// saves reading it back when the qkv gradient has no other contribution.
+void ck_attention_backward(float *dqkv, int accumulate, const float *dout, const float *qkv, const float *lse,
+                           float *scratch, int64_t B, int64_t N, int64_t H, int64_t D, float scale);

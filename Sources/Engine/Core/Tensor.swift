@@ -110,16 +110,23 @@ public final class Tensor: CustomStringConvertible {
         return grad!.data
     }
 
-    /// The gradient buffer for a backward whose GEMM writes every element of it: with no gradient
-    /// yet, the buffer is allocated without the zero-fill and `beta` is 0 (the GEMM overwrites);
-    /// otherwise `beta` is 1 (the GEMM accumulates). Saves a memset of every activation gradient
-    /// that a Linear produces first (3.7% of an MAE step, README "Where the time goes").
-    func gradForGEMM() -> (data: UnsafeMutablePointer<Float>, beta: Float) {
+    /// The gradient buffer for a backward kernel that writes every element of it: with no gradient
+    /// yet, the buffer is allocated without the zero-fill and `overwrite` is true (the kernel stores);
+    /// otherwise `overwrite` is false (the kernel accumulates). Saves a memset of the gradient, and the
+    /// kernel reading it back, for every activation whose backward runs first (most of them).
+    func gradForFirstWrite() -> (data: UnsafeMutablePointer<Float>, overwrite: Bool) {
         if grad == nil {
             grad = Tensor(uninitialized: shape)
-            return (grad!.data, 0)
+            return (grad!.data, true)
         }
-        return (grad!.data, 1)
+        return (grad!.data, false)
+    }
+
+    /// ``gradForFirstWrite()`` as a GEMM's `beta`: 0 overwrites, 1 accumulates (the gradient memset
+    /// this saves was 3.7% of an MAE step, README "Where the time goes").
+    func gradForGEMM() -> (data: UnsafeMutablePointer<Float>, beta: Float) {
+        let (data, overwrite) = gradForFirstWrite()
+        return (data, overwrite ? 0 : 1)
     }
 
     /// Clears the gradient (sets it to zero if allocated).
