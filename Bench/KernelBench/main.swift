@@ -81,9 +81,9 @@ if wanted("memory") {
             MemCase(name: "softmax fwd", shape: label, bytes: 8 * n) { ck_softmax_forward(y, x, rr, cc) },
             MemCase(name: "softmax bwd", shape: label, bytes: 16 * n) { ck_softmax_backward(dx, dy, y, rr, cc) },
             MemCase(name: "layernorm fwd", shape: label, bytes: 8 * n) { ck_layernorm_forward(y, mean, rstd, x, w, b, rr, cc, 1e-6) },
-            MemCase(name: "layernorm bwd (dx)", shape: label, bytes: 16 * n) { ck_layernorm_backward(dx, nil, nil, dy, x, w, mean, rstd, rr, cc) },
+            MemCase(name: "layernorm bwd (dx)", shape: label, bytes: 12 * n) { ck_layernorm_backward(dx, nil, nil, dy, x, w, mean, rstd, rr, cc, 0) },
             MemCase(name: "gelu fwd", shape: label, bytes: 8 * n) { ck_gelu_forward(y, x, Int64(n)) },
-            MemCase(name: "gelu bwd", shape: label, bytes: 16 * n) { ck_gelu_backward(dx, dy, x, Int64(n)) },
+            MemCase(name: "gelu bwd", shape: label, bytes: 12 * n) { ck_gelu_backward(dx, dy, x, Int64(n), 0) },
             MemCase(name: "residual add (binary)", shape: label, bytes: 12 * n) {
                 var flat = Int64(n), unit: Int64 = 1
                 ck_binary_forward(CK_ADD, y, x, &unit, dx, &unit, &flat, 1) },
@@ -180,7 +180,7 @@ if wanted("attention") {
         let scale = 1 / Float(D).squareRoot()
         let fused = {
             ck_attention_forward(out, lse, qkv, scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale)
-            ck_attention_backward(dqkv, 0, dout, qkv, lse, scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale)
+            ck_attention_backward(dqkv, dout, qkv, lse, scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale, 0)
         }
         let naive = { naiveAttention(qkv: qkv, out: out, P: P, dqkv: dqkv, dout: dout, dP: dP, dS: dS, B: B, N: N, H: H, D: D, scale: scale) }
         let (tf, tn, r) = abCompare(fused, naive)

@@ -13,13 +13,15 @@ CK_CLONES static void gelu_chunk(float *restrict out, const float *restrict x, i
 }
 
 // d/dx [x Φ(x)] = Φ(x) + x φ(x), φ(x) = exp(−x²/2) / √(2π).
-CK_CLONES static void gelu_backward_chunk(float *restrict dx, const float *restrict dout, const float *restrict x, int64_t n) {
+CK_CLONES static void gelu_backward_chunk(float *restrict dx, const float *restrict dout, const float *restrict x, int64_t n,
+                                          int accumulate) {
     #pragma omp simd
     CK_INTERLEAVE4
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
         float pdf = CK_INV_SQRT_2PI * ck_exp(-0.5f * v * v);
-        dx[i] += dout[i] * (ck_normal_cdf(v) + v * pdf);
+        float d = dout[i] * (ck_normal_cdf(v) + v * pdf);
+        dx[i] = accumulate ? dx[i] + d : d;
     }
 }
 
@@ -32,12 +34,12 @@ void ck_gelu_forward(float *out, const float *x, int64_t N) {
     }
 }
 
-void ck_gelu_backward(float *dx, const float *dout, const float *x, int64_t N) {
+void ck_gelu_backward(float *dx, const float *dout, const float *x, int64_t N, int accumulate) {
     const int64_t nchunk = (N + CK_CHUNK - 1) / CK_CHUNK;
     #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
     for (int64_t c = 0; c < nchunk; c++) {
         int64_t i0 = c * CK_CHUNK;
-        gelu_backward_chunk(dx + i0, dout + i0, x + i0, ck_min64(CK_CHUNK, N - i0));
+        gelu_backward_chunk(dx + i0, dout + i0, x + i0, ck_min64(CK_CHUNK, N - i0), accumulate);
     }
 }
 

@@ -332,8 +332,8 @@ CK_CLONES static void head_backward(float *dq, float *dk, float *dv, int accumul
     unpack_rows(dv, ld, dvp, Dp, N, D, accumulate);
 }
 
-void ck_attention_backward(float *dqkv, int accumulate, const float *dout, const float *qkv, const float *lse, float *scratch, int64_t B, int64_t N, int64_t H, int64_t D,
-                           float scale) {
+void ck_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *lse, float *scratch,
+                           int64_t B, int64_t N, int64_t H, int64_t D, float scale, int accumulate) {
     const int64_t ld = 3 * H * D;
     const int64_t per_thread = ck_attention_scratch_floats(N, D);
     ck_flop_counter_add(10 * (uint64_t)(B * H * N) * (uint64_t)(N * D));

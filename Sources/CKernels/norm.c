@@ -37,7 +37,7 @@ void ck_layernorm_forward(float *out, float *mean, float *rstd, const float *x, 
 
 // x̂ = (x − μ)·rstd, g = dout·w:  dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)).
 CK_CLONES static void layernorm_row_backward(float *dx, const float *dy, const float *x, const float *w,
-                                             float m, float rs, int64_t C) {
+                                             float m, float rs, int64_t C, int accumulate) {
     float sg = 0.0f, sgx = 0.0f;
     #pragma omp simd reduction(+:sg, sgx)
     for (int64_t c = 0; c < C; c++) {
@@ -48,16 +48,18 @@ CK_CLONES static void layernorm_row_backward(float *dx, const float *dy, const f
     #pragma omp simd
     for (int64_t c = 0; c < C; c++) {
         float g = dy[c] * (w ? w[c] : 1.0f);
-        dx[c] += rs * (g - sg - (x[c] - m) * rs * sgx);
+        float d = rs * (g - sg - (x[c] - m) * rs * sgx);
+        dx[c] = accumulate ? dx[c] + d : d;
     }
 }
 
 void ck_layernorm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
-                           const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C) {
+                           const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C,
+                           int accumulate_dx) {
     if (dx) {
         #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
         for (int64_t r = 0; r < R; r++)
-            layernorm_row_backward(dx + r * C, dout + r * C, x + r * C, weight, mean[r], rstd[r], C);
+            layernorm_row_backward(dx + r * C, dout + r * C, x + r * C, weight, mean[r], rstd[r], C, accumulate_dx);
     }
     if (dweight || dbias) {
         // Parameter gradients: blocks of columns per thread, rows summed in order (thread-count independent).

@@ -106,13 +106,13 @@ final class KernelReferenceTests: XCTestCase {
             let dout = randomArray(out.count, seed: 11)
             // Overwrite mode: whatever dqkv held before is replaced.
             var dqkv = [Float](repeating: .nan, count: qkv.count), dqkvR = [Float](repeating: 0, count: qkv.count)
-            ck_attention_backward(&dqkv, 0, dout, qkv, lse, &scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale)
+            ck_attention_backward(&dqkv, dout, qkv, lse, &scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale, 0)
             ref_attention_backward(&dqkvR, dout, qkv, Int64(B), Int64(N), Int64(H), Int64(D), scale)
             assertClose(dqkv, dqkvR, rtol: 1e-3, atol: 1e-4, "attention backward B\(B) N\(N) H\(H) D\(D)")
             // Accumulate mode adds onto what is there.
             let prior = randomArray(qkv.count, seed: 5)
             var acc = prior
-            ck_attention_backward(&acc, 1, dout, qkv, lse, &scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale)
+            ck_attention_backward(&acc, dout, qkv, lse, &scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale, 1)
             assertClose(acc, zip(prior, dqkvR).map { $0 + $1 }, rtol: 1e-3, atol: 1e-4, "attention backward accumulate N\(N) D\(D)")
         }
     }

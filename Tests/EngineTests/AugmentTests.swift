@@ -95,7 +95,7 @@ final class AugmentTests: XCTestCase {
         let resumed = Array(loader.batches(epoch: 1, startStep: 2))
         XCTAssertEqual(resumed.map(\.indices), [background[2].indices])
         // Stopping early releases the producer thread (no hang).
-        var it = loader.batches(epoch: 3)
+        let it = loader.batches(epoch: 3)
         _ = it.next()
     }
 }

@@ -74,6 +74,10 @@ final class GradientTests: XCTestCase {
             r.batchNorm(weight: bw, bias: bb, runningMean: rm, runningVar: rv, training: false)
         }
         assertGradients("gelu", inputs: [g]) { g.gelu() }
+        // One input, two consumers: the first backward overwrites the fresh gradient, the second adds.
+        assertGradients("layerNorm and gelu of one input", inputs: [g, lw, lb]) {
+            g.layerNorm(weight: lw, bias: lb, eps: 1e-6) * g.gelu() + (g + g).gelu()
+        }
         assertGradients("l2Normalized", inputs: [g]) { g.l2Normalized() }
         assertGradients("standardizedRows", inputs: [g]) { g.standardizedRows() }
     }
@@ -90,6 +94,9 @@ final class GradientTests: XCTestCase {
         for (B, N, H, D) in [(1, 1, 1, 4), (2, 5, 2, 3), (1, 13, 3, 8)] {
             let qkv = t([B, N, 3 * H * D], UInt64(N), -1.5, 1.5)
             assertGradients("fusedAttention N\(N)", inputs: [qkv]) { qkv.fusedAttention(heads: H) }
+            assertGradients("fusedAttention plus a second use of qkv N\(N)", inputs: [qkv]) {
+                qkv.fusedAttention(heads: H) * qkv.narrow(axis: 2, start: H * D, length: H * D)
+            }
         }
         let imgs = t([2, 3, 4, 6], 1)
         assertGradients("patchify", inputs: [imgs]) { imgs.patchify(patchSize: 2) }

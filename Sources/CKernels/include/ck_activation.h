@@ -6,8 +6,8 @@
 
 /// out[N] = gelu(x).
 void ck_gelu_forward(float *out, const float *x, int64_t N);
-/// dx += dout · (Φ(x) + x · φ(x)); reads the input x. Accumulates.
-void ck_gelu_backward(float *dx, const float *dout, const float *x, int64_t N);
+/// dx (=|+=) dout · (Φ(x) + x · φ(x)); reads the input x. accumulate = 0 overwrites dx.
+void ck_gelu_backward(float *dx, const float *dout, const float *x, int64_t N, int accumulate);
 
 /// Fused bias + GELU for a Linear's output: pre[R, C] += bias[C] (in place, kept for the backward),
 /// out[R, C] = gelu(pre). bias may be null.

@@ -22,5 +22,5 @@ void ck_attention_forward(float *out, float *lse, const float *qkv, float *scrat
 ///   dQ = scale · dS K, dK = scale · dSᵀ Q.
 /// accumulate = 1 adds to dqkv; accumulate = 0 overwrites it (dqkv need not be initialized), which
 /// saves reading it back when the qkv gradient has no other contribution.
-void ck_attention_backward(float *dqkv, int accumulate, const float *dout, const float *qkv, const float *lse,
-                           float *scratch, int64_t B, int64_t N, int64_t H, int64_t D, float scale);
+void ck_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *lse,
+                           float *scratch, int64_t B, int64_t N, int64_t H, int64_t D, float scale, int accumulate);

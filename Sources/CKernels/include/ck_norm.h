@@ -7,10 +7,12 @@
 /// biased variance. Saves mean[R] and rstd[R] for the backward. weight/bias may be null (no affine).
 void ck_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                           const float *bias, int64_t R, int64_t C, float eps);
-/// dx += ..., dweight += Σ_r dout · x̂, dbias += Σ_r dout. Reads x, weight and the saved mean/rstd.
-/// Accumulates; any gradient may be null.
+/// dx (=|+=) ..., dweight += Σ_r dout · x̂, dbias += Σ_r dout. Reads x, weight and the saved mean/rstd.
+/// Parameter gradients accumulate; dx accumulates unless accumulate_dx = 0 (then it is overwritten).
+/// Any gradient may be null.
 void ck_layernorm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
-                           const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C);
+                           const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C,
+                           int accumulate_dx);
 
 /// BatchNorm1d over the rows of x[R, C] (PyTorch semantics). training = 1: normalize with the batch
 /// mean and biased variance, then running = (1 − momentum)·running + momentum·batch (unbiased variance

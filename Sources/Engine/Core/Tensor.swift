@@ -111,22 +111,29 @@ public final class Tensor: CustomStringConvertible {
     }
 
     /// The gradient buffer for a backward kernel that writes every element of it: with no gradient
-    /// yet, the buffer is allocated without the zero-fill and `overwrite` is true (the kernel stores);
-    /// otherwise `overwrite` is false (the kernel accumulates). Saves a memset of the gradient, and the
-    /// kernel reading it back, for every activation whose backward runs first (most of them).
-    func gradForFirstWrite() -> (data: UnsafeMutablePointer<Float>, overwrite: Bool) {
+    /// yet, the buffer is allocated without the zero-fill and `accumulate` is 0 (the kernel stores);
+    /// otherwise `accumulate` is 1 (the kernel adds), the value the kernels' `accumulate` flag takes.
+    /// Saves the memset of the gradient, and the kernel reading it back, for every activation whose
+    /// gradient has one contribution (most of them).
+    func gradForFirstWrite() -> (data: UnsafeMutablePointer<Float>, accumulate: Int32) {
         if grad == nil {
             grad = Tensor(uninitialized: shape)
-            return (grad!.data, true)
+            return (grad!.data, 0)
         }
-        return (grad!.data, false)
+        return (grad!.data, 1)
     }
 
-    /// ``gradForFirstWrite()`` as a GEMM's `beta`: 0 overwrites, 1 accumulates (the gradient memset
-    /// this saves was 3.7% of an MAE step, README "Where the time goes").
+    /// Adds `g` (same element count) to this tensor's gradient: a copy when there is none yet, so no
+    /// zero-fill and no read-back (rows of the last axis in parallel).
+    func receiveGradient(_ g: UnsafePointer<Float>) {
+        let d = gradForFirstWrite(), C = Swift.max(shape.last ?? 1, 1)
+        ck_copy_rows(d.data, Int64(C), g, Int64(C), Int64(count / C), Int64(C), d.accumulate)
+    }
+
+    /// ``gradForFirstWrite()`` as a GEMM's `beta`: 0 overwrites, 1 accumulates.
     func gradForGEMM() -> (data: UnsafeMutablePointer<Float>, beta: Float) {
-        let (data, overwrite) = gradForFirstWrite()
-        return (data, overwrite ? 0 : 1)
+        let (data, accumulate) = gradForFirstWrite()
+        return (data, Float(accumulate))
     }
 
     /// Clears the gradient (sets it to zero if allocated).

@@ -17,9 +17,9 @@ extension Tensor {
         ck_attention_forward(out.data, lse.data, qkv.data, Scratch.floats(perThread * Runtime.threads),
                              Int64(B), Int64(N), Int64(H), Int64(D), s)
         return out.recorded("fusedAttention", [qkv]) { g in
-            let (dqkv, overwrite) = qkv.gradForFirstWrite()
-            ck_attention_backward(dqkv, overwrite ? 0 : 1, g, qkv.data, lse.data, Scratch.floats(perThread * Runtime.threads),
-                                  Int64(B), Int64(N), Int64(H), Int64(D), s)
+            let dqkv = qkv.gradForFirstWrite()
+            ck_attention_backward(dqkv.data, g, qkv.data, lse.data, Scratch.floats(perThread * Runtime.threads),
+                                  Int64(B), Int64(N), Int64(H), Int64(D), s, dqkv.accumulate)
         }
     }
 }

@@ -55,7 +55,12 @@ extension Tensor {
         let out = Tensor(uninitialized: outShape)
         let (shape64, sa, sb) = coalesced(outShape, broadcastStrides(a.shape, to: outShape), broadcastStrides(b.shape, to: outShape))
         ck_binary_forward(op, out.data, a.data, sa, b.data, sb, shape64, Int32(shape64.count))
+        let sameShapeAdd = op == CK_ADD && a.shape == outShape && b.shape == outShape
         return out.recorded(name, [a, b]) { g in
+            if sameShapeAdd {   // the residual stream: each gradient is g itself, copied or added
+                for t in [a, b] where t.requiresGrad { t.receiveGradient(g) }
+                return
+            }
             ck_binary_backward(op, a.requiresGrad ? a.gradData() : nil, b.requiresGrad ? b.gradData() : nil,
                                g, a.data, sa, b.data, sb, shape64, Int32(shape64.count))
         }

@@ -49,8 +49,8 @@ extension Tensor {
         ck_bias_gelu_forward(out.data, pre.data, bias?.data, Int64(R), Int64(O))
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
         return out.recorded("linearGELU", inputs) { g in
-            let dpre = Tensor(zeros: outShape)
-            ck_gelu_backward(dpre.data, g, pre.data, Int64(R * O))
+            let dpre = Tensor(uninitialized: outShape)   // written whole by the GELU backward
+            ck_gelu_backward(dpre.data, g, pre.data, Int64(R * O), 0)
             linearBackward(dpre.data, x: x, weight: weight, bias: bias, R: R, I: I, O: O)
         }
     }

@@ -13,10 +13,11 @@ extension Tensor {
         ck_layernorm_forward(out.data, mean.data, rstd.data, x.data, weight?.data, bias?.data, Int64(R), Int64(C), eps)
         let inputs = [x] + [weight, bias].compactMap { $0 }
         return out.recorded("layerNorm", inputs) { g in
-            ck_layernorm_backward(x.requiresGrad ? x.gradData() : nil,
+            let dx = x.requiresGrad ? x.gradForFirstWrite() : nil
+            ck_layernorm_backward(dx?.data,
                                   weight?.requiresGrad == true ? weight!.gradData() : nil,
                                   bias?.requiresGrad == true ? bias!.gradData() : nil,
-                                  g, x.data, weight?.data, mean.data, rstd.data, Int64(R), Int64(C))
+                                  g, x.data, weight?.data, mean.data, rstd.data, Int64(R), Int64(C), dx?.accumulate ?? 1)
         }
     }
 
@@ -49,7 +50,10 @@ extension Tensor {
         let x = self
         let out = Tensor(uninitialized: shape)
         ck_gelu_forward(out.data, x.data, Int64(count))
-        return out.recorded("gelu", [x]) { g in ck_gelu_backward(x.gradData(), g, x.data, Int64(x.count)) }
+        return out.recorded("gelu", [x]) { g in
+            let dx = x.gradForFirstWrite()
+            ck_gelu_backward(dx.data, g, x.data, Int64(x.count), dx.accumulate)
+        }
     }
 
     /// Rows scaled to unit L2 norm: `x / max(‖x‖, eps)` (`F.normalize`). Backward reads the output.

@@ -14,7 +14,7 @@ extension Tensor {
         precondition(s.reduce(1, *) == count, "reshape: cannot reshape \(shape) (\(count) elements) to \(newShape)")
         let x = self
         let out = Tensor(storage: storage, offset: offset, shape: s)
-        return out.recorded("reshape", [x]) { g in ck_axpy(x.gradData(), 1, g, Int64(x.count)) }
+        return out.recorded("reshape", [x]) { g in x.receiveGradient(g) }
     }
 
     /// Elements `start ..< start + length` along `axis` (a copy).

@@ -218,7 +218,7 @@ public final class Pretrainer {
             var meter = Meter()
             var window = Meter()
             var micro = 0
-            var batches = loader.batches(epoch: epoch)
+            let batches = loader.batches(epoch: epoch)
             optimizer.zeroGrad()
             while let batch = batches.next() {
                 if micro % config.accumSteps == 0 {
