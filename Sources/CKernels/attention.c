@@ -19,62 +19,72 @@
 #define MAXNV 4             // vectors per row chunk of the head dim (64 floats)
 static inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
-// C[r, j] = alpha · Σ_{d<D} a_r[d] · bt[d·Np + j] for r < MR, j < Np (Np a multiple of CK_VW).
-// a_r are MR row pointers (a missing row points at zeros); C has row stride ldc.
+// Query rows go in register blocks of at most MR rows, balanced: N = 13 is blocked 5 + 4 + 4, not
+// 6 + 6 + 1 with five padding rows. The micro-kernels take the block's row count mr as an argument
+// that ROW_BLOCK turns into a compile-time constant, so each size gets its own unrolled register block.
+static inline int64_t row_block_size(int64_t n, int64_t k) {
+    const int64_t nb = (n + MR - 1) / MR;
+    return n / nb + (k < n % nb);
+}
+#define ROW_BLOCK(rb, CALL) switch (rb) { case 1: CALL(1); break; case 2: CALL(2); break; case 3: CALL(3); break; \
+                                          case 4: CALL(4); break; case 5: CALL(5); break; default: CALL(MR); break; }
+
+// C[r, j] = alpha · Σ_{d<D} a_r[d] · bt[d·Np + j] for r < mr ≤ MR, j < Np (Np a multiple of CK_VW).
+// a_r are mr row pointers; C has row stride ldc.
 CK_ALWAYS_INLINE void rows_x_cols(float *c, int64_t ldc, const float *const a[MR], const float *bt,
-                                  int64_t Np, int64_t D, float alpha) {
+                                  int64_t Np, int64_t D, float alpha, const int mr) {
     int64_t j = 0;
     for (; j + 2 * CK_VW <= Np; j += 2 * CK_VW) {
         ck_vf16 acc[MR][2] = {{0}};
         for (int64_t d = 0; d < D; d++) {
             const ck_vf16 b0 = ck_vload(bt + d * Np + j), b1 = ck_vload(bt + d * Np + j + CK_VW);
-            for (int r = 0; r < MR; r++) { const float x = a[r][d]; acc[r][0] += x * b0; acc[r][1] += x * b1; }
+            for (int r = 0; r < mr; r++) { const float x = a[r][d]; acc[r][0] += x * b0; acc[r][1] += x * b1; }
         }
-        for (int r = 0; r < MR; r++) { ck_vstore(c + r * ldc + j, alpha * acc[r][0]); ck_vstore(c + r * ldc + j + CK_VW, alpha * acc[r][1]); }
+        for (int r = 0; r < mr; r++) { ck_vstore(c + r * ldc + j, alpha * acc[r][0]); ck_vstore(c + r * ldc + j + CK_VW, alpha * acc[r][1]); }
     }
     if (j < Np) {   // one vector of columns left: even and odd d in separate accumulators, so that
-                    // 2·MR independent FMA chains cover the FMA latency
+                    // 2·mr independent FMA chains cover the FMA latency
         ck_vf16 acc[2][MR] = {{0}};
         int64_t d = 0;
         for (; d + 2 <= D; d += 2) {
             const ck_vf16 b0 = ck_vload(bt + d * Np + j), b1 = ck_vload(bt + (d + 1) * Np + j);
-            for (int r = 0; r < MR; r++) { acc[0][r] += a[r][d] * b0; acc[1][r] += a[r][d + 1] * b1; }
+            for (int r = 0; r < mr; r++) { acc[0][r] += a[r][d] * b0; acc[1][r] += a[r][d + 1] * b1; }
         }
         if (d < D) {
             const ck_vf16 b0 = ck_vload(bt + d * Np + j);
-            for (int r = 0; r < MR; r++) acc[0][r] += a[r][d] * b0;
+            for (int r = 0; r < mr; r++) acc[0][r] += a[r][d] * b0;
         }
-        for (int r = 0; r < MR; r++) ck_vstore(c + r * ldc + j, alpha * (acc[0][r] + acc[1][r]));
+        for (int r = 0; r < mr; r++) ck_vstore(c + r * ldc + j, alpha * (acc[0][r] + acc[1][r]));
     }
 }
 
-// acc[r][v] = Σ_{j<N} p[r·ldp + j] · b[j·ldb + v·CK_VW ...] for r < MR and NV vectors of columns.
+// acc[r][v] = Σ_{j<N} p[r·ldp + j] · b[j·ldb + v·CK_VW ...] for r < mr and NV vectors of columns.
 CK_ALWAYS_INLINE void probs_x_rows_nv(ck_vf16 acc[MR][MAXNV], const float *p, int64_t ldp, const float *b,
-                                      int64_t ldb, int64_t N, const int NV) {
-    for (int r = 0; r < MR; r++) for (int v = 0; v < NV; v++) acc[r][v] = (ck_vf16){0};
+                                      int64_t ldb, int64_t N, const int NV, const int mr) {
+    for (int r = 0; r < mr; r++) for (int v = 0; v < NV; v++) acc[r][v] = (ck_vf16){0};
     for (int64_t j = 0; j < N; j++) {
         ck_vf16 bv[MAXNV];
         for (int v = 0; v < NV; v++) bv[v] = ck_vload(b + j * ldb + v * CK_VW);
-        for (int r = 0; r < MR; r++) {
+        for (int r = 0; r < mr; r++) {
             const float x = p[r * ldp + j];
             for (int v = 0; v < NV; v++) acc[r][v] += x * bv[v];
         }
     }
 }
 
-// out_r[0..D) (=|+=) Σ_j p[r, j] · b[j, 0..D) for r < MR; b is [N, Dp] packed (ldb = Dp).
+// out_r[0..D) (=|+=) Σ_j p[r, j] · b[j, 0..D) for r < mr ≤ MR; b is [N, Dp] packed (ldb = Dp).
 CK_ALWAYS_INLINE void probs_x_rows(float *const out[MR], int accumulate, const float *p, int64_t ldp,
-                                   const float *b, int64_t ldb, int64_t N, int64_t D) {
+                                   const float *b, int64_t ldb, int64_t N, int64_t D, const int mr) {
     for (int64_t d0 = 0; d0 < D; d0 += MAXNV * CK_VW) {
         const int64_t width = ck_min64(MAXNV * CK_VW, D - d0);
         ck_vf16 acc[MR][MAXNV];
         switch ((width + CK_VW - 1) / CK_VW) {
-            case 4: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 4); break;
-            case 3: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 3); break;
-            case 2: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 2); break;
-            default: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 1); break;
+            case 4: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 4, mr); break;
+            case 3: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 3, mr); break;
+            case 2: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 2, mr); break;
+            default: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 1, mr); break;
         }
-        for (int r = 0; r < MR; r++)
+        for (int r = 0; r < mr; r++)
             for (int64_t v = 0; v * CK_VW < width; v++) {
                 float *o = out[r] + d0 + v * CK_VW;
                 const ck_vf16 x = acc[r][v];
@@ -86,17 +96,17 @@ CK_ALWAYS_INLINE void probs_x_rows(float *const out[MR], int accumulate, const f
     }
 }
 
-// y[j·Dp + v·CK_VW ...] += Σ_{r<R} p[r·ldp + j] · a[r·Dp + v·CK_VW ...] for four columns j at a time.
+// y[j·Dp + v·CK_VW ...] += Σ_{r<R} p[r·ldp + j] · a[r·lda + v·CK_VW ...] for four columns j at a time.
 // p has zero columns from N up to the next multiple of CK_VW, so j + 3 < Np is always readable and
 // y has Np rows.
 CK_ALWAYS_INLINE void probsT_x_rows_nv(float *y, int overwrite, const float *p, int64_t ldp, const float *a,
-                                       int64_t Dp, int64_t R, int64_t N, const int NV) {
+                                       int64_t lda, int64_t Dp, int64_t R, int64_t N, const int NV) {
     for (int64_t j = 0; j < N; j += 4) {
         ck_vf16 acc[4][MAXNV];
         for (int c = 0; c < 4; c++) for (int v = 0; v < NV; v++) acc[c][v] = (ck_vf16){0};
         for (int64_t r = 0; r < R; r++) {
             ck_vf16 av[MAXNV];
-            for (int v = 0; v < NV; v++) av[v] = ck_vload(a + r * Dp + v * CK_VW);
+            for (int v = 0; v < NV; v++) av[v] = ck_vload(a + r * lda + v * CK_VW);
             const float *pr = p + r * ldp + j;
             for (int c = 0; c < 4; c++) { const float x = pr[c]; for (int v = 0; v < NV; v++) acc[c][v] += x * av[v]; }
         }
@@ -110,13 +120,13 @@ CK_ALWAYS_INLINE void probsT_x_rows_nv(float *y, int overwrite, const float *p, 
 
 // overwrite = 1 stores the sums instead of adding them (the first query block), so y needs no zeroing.
 CK_ALWAYS_INLINE void probsT_x_rows(float *y, int overwrite, const float *p, int64_t ldp, const float *a,
-                                    int64_t Dp, int64_t R, int64_t N) {
+                                    int64_t lda, int64_t Dp, int64_t R, int64_t N) {
     for (int64_t d0 = 0; d0 < Dp; d0 += MAXNV * CK_VW) {
         switch ((ck_min64(MAXNV * CK_VW, Dp - d0)) / CK_VW) {
-            case 4: probsT_x_rows_nv(y + d0, overwrite, p, ldp, a + d0, Dp, R, N, 4); break;
-            case 3: probsT_x_rows_nv(y + d0, overwrite, p, ldp, a + d0, Dp, R, N, 3); break;
-            case 2: probsT_x_rows_nv(y + d0, overwrite, p, ldp, a + d0, Dp, R, N, 2); break;
-            default: probsT_x_rows_nv(y + d0, overwrite, p, ldp, a + d0, Dp, R, N, 1); break;
+            case 4: probsT_x_rows_nv(y + d0, overwrite, p, ldp, a + d0, lda, Dp, R, N, 4); break;
+            case 3: probsT_x_rows_nv(y + d0, overwrite, p, ldp, a + d0, lda, Dp, R, N, 3); break;
+            case 2: probsT_x_rows_nv(y + d0, overwrite, p, ldp, a + d0, lda, Dp, R, N, 2); break;
+            default: probsT_x_rows_nv(y + d0, overwrite, p, ldp, a + d0, lda, Dp, R, N, 1); break;
         }
     }
 }
@@ -195,12 +205,11 @@ CK_ALWAYS_INLINE void pack_transposed(float *restrict dst, const float *restrict
     }
 }
 
-// Scratch per thread (backward, the larger): Kt, Vt [D, Np]; Qp, dOp [N, Dp]; Kp [N, Dp];
-// dKp, dVp [Np, Dp]; P, dS [QB, Np]; a zero row and a sink row [Dp]. The forward's layout (Kt,
-// Vp, S [MR, Np], zero, sink) fits inside it.
+// Scratch per thread (backward, the larger): Kt, Vt [D, Np]; Qp, dOp, Kp [N, Dp]; dKp, dVp [Np, Dp];
+// P, dS [QB, Np]. The forward's layout (Kt, Vp, S [MR, Np]) fits inside it.
 int64_t ck_attention_scratch_floats(int64_t N, int64_t D) {
     const int64_t Np = round_up(N, CK_VW), Dp = round_up(D, CK_VW);
-    const int64_t n = 2 * D * Np + 3 * N * Dp + 2 * Np * Dp + 2 * QB * Np + 2 * Dp;
+    const int64_t n = 2 * D * Np + 3 * N * Dp + 2 * Np * Dp + 2 * QB * Np;
     return round_up(n, CK_CACHE_LINE_F32);
 }
 
@@ -221,23 +230,21 @@ CK_CLONES static void head_forward(float *o, float *restrict lse, const float *q
     float *kt = scratch;                 // [D, Np]
     float *vp = kt + D * Np;             // [N, Dp]
     float *s = vp + N * Dp;              // [MR, Np] scores, then probabilities
-    float *zero = s + MR * Np;           // [Dp] zeros, the source of a missing query row
-    float *sink = zero + Dp;             // [Dp] where a missing query row's output goes
     pack_transposed(kt, k, ld, N, Np, D);
     pack_rows(vp, v, ld, N, D, Dp);
-    memset(zero, 0, (size_t)Dp * sizeof(float));
-    for (int64_t i0 = 0; i0 < N; i0 += MR) {
-        const int64_t rb = ck_min64(MR, N - i0);
+    for (int64_t i0 = 0, blk = 0, rb; i0 < N; i0 += rb, blk++) {
+        rb = row_block_size(N, blk);
         const float *qr[MR];
         float *orow[MR];
-        for (int r = 0; r < MR; r++) {
-            qr[r] = r < rb ? q + (i0 + r) * ld : zero;
-            orow[r] = r < rb ? o + (i0 + r) * ldo : sink;
+        for (int r = 0; r < rb; r++) {
+            qr[r] = q + (i0 + r) * ld;
+            orow[r] = o + (i0 + r) * ldo;
         }
-        rows_x_cols(s, Np, qr, kt, Np, D, scale);            // s_rj = scale · q_r·k_j
+#define SCORES(mr) rows_x_cols(s, Np, qr, kt, Np, D, scale, mr)
+        ROW_BLOCK(rb, SCORES)                                   // s_rj = scale · q_r·k_j
+#undef SCORES
         // p_rj = exp(s_rj − m_r) / l_r, lse_r = m_r + log l_r. The padding columns j ≥ N are set to
-        // −inf so every loop runs over whole vectors and they come out as exactly 0. (Rows beyond
-        // rb came from zero queries and only feed the sink.)
+        // −inf so every loop runs over whole vectors and they come out as exactly 0.
         for (int r = 0; r < rb; r++) {
             float *sr = s + r * Np;
             for (int64_t j = N; j < Np; j++) sr[j] = -INFINITY;
@@ -252,7 +259,9 @@ CK_CLONES static void head_forward(float *o, float *restrict lse, const float *q
             for (int64_t j = 0; j < Np; j++) sr[j] *= inv;
             lse[i0 + r] = m + logf(l);
         }
-        probs_x_rows(orow, 0, s, Np, vp, Dp, N, D);            // o_r = Σ_j p_rj v_j
+#define OUT(mr) probs_x_rows(orow, 0, s, Np, vp, Dp, N, D, mr)
+        ROW_BLOCK(rb, OUT)                                      // o_r = Σ_j p_rj v_j
+#undef OUT
     }
 }
 
@@ -280,28 +289,36 @@ CK_CLONES static void head_backward(float *dq, float *dk, float *dv, int accumul
                                     int64_t N, int64_t D, float scale) {
     const int64_t Np = round_up(N, CK_VW), Dp = round_up(D, CK_VW);
     float *kt = scratch, *vt = kt + D * Np;                  // [D, Np] each
-    float *qp = vt + D * Np, *gp = qp + N * Dp, *kp = gp + N * Dp;   // [N, Dp] each (gp = dO)
-    float *dkp = kp + N * Dp, *dvp = dkp + Np * Dp;          // [Np, Dp] each
+    float *qpack = vt + D * Np, *gpack = qpack + N * Dp, *kpack = gpack + N * Dp;   // [N, Dp] each (g = dO)
+    float *dkp = kpack + N * Dp, *dvp = dkp + Np * Dp;       // [Np, Dp] each
     float *p = dvp + Np * Dp, *ds = p + QB * Np;             // [QB, Np] each
-    float *zero = ds + QB * Np, *sink = zero + Dp;           // [Dp] each
     pack_transposed(kt, k, ld, N, Np, D);
     pack_transposed(vt, v, ld, N, Np, D);
-    pack_rows(qp, q, ld, N, D, Dp);
-    pack_rows(gp, dout, ldo, N, D, Dp);
-    pack_rows(kp, k, ld, N, D, Dp);
-    memset(zero, 0, (size_t)Dp * sizeof(float));
+    // Q, dO and K are read in place (row strides ld, ldo) when their rows are whole vectors and there
+    // is one query block, so each row is read once per product and packing would cost more than it
+    // saves (N = 13: 12% of the backward); otherwise they are packed and zero-padded to Dp.
+    const float *qp = q, *gp = dout, *kp = k;
+    int64_t lq = ld, lg = ldo, lk = ld;
+    if (!(D == Dp && N <= QB)) {
+        pack_rows(qpack, q, ld, N, D, Dp);
+        pack_rows(gpack, dout, ldo, N, D, Dp);
+        pack_rows(kpack, k, ld, N, D, Dp);
+        qp = qpack; gp = gpack; kp = kpack;
+        lq = lg = lk = Dp;
+    }
     for (int64_t i0 = 0; i0 < N; i0 += QB) {
         const int64_t qb = ck_min64(QB, N - i0);
-        // P = exp(scale · Q Kᵀ − lse) and dP = dO Vᵀ for the block, MR rows at a time.
-        for (int64_t r0 = 0; r0 < qb; r0 += MR) {
+        // P = exp(scale · Q Kᵀ − lse) and dP = dO Vᵀ for the block, a register block of rows at a time.
+        for (int64_t r0 = 0, blk = 0, rb; r0 < qb; r0 += rb, blk++) {
+            rb = row_block_size(qb, blk);
             const float *qr[MR], *gr[MR];
-            for (int r = 0; r < MR; r++) {
-                const int in = r0 + r < qb;
-                qr[r] = in ? qp + (i0 + r0 + r) * Dp : zero;
-                gr[r] = in ? gp + (i0 + r0 + r) * Dp : zero;
+            for (int r = 0; r < rb; r++) {
+                qr[r] = qp + (i0 + r0 + r) * lq;
+                gr[r] = gp + (i0 + r0 + r) * lg;
             }
-            rows_x_cols(p + r0 * Np, Np, qr, kt, Np, D, scale);
-            rows_x_cols(ds + r0 * Np, Np, gr, vt, Np, D, 1.0f);
+#define SCORES(mr) rows_x_cols(p + r0 * Np, Np, qr, kt, Np, D, scale, mr); rows_x_cols(ds + r0 * Np, Np, gr, vt, Np, D, 1.0f, mr)
+            ROW_BLOCK(rb, SCORES)
+#undef SCORES
         }
         // dS = scale · P ⊙ (dP − Di) with Di = Σ_j P_ij dP_ij (= rowsum(dO ⊙ O), but from the row
         // already in scratch instead of reading O back from memory); zero for j ≥ N.
@@ -317,16 +334,18 @@ CK_CLONES static void head_backward(float *dq, float *dk, float *dv, int accumul
             CK_WHOLE_VECTORS
             for (int64_t j = 0; j < Np; j++) dsr[j] = scale * pr[j] * (dsr[j] - Di);
         }
-        // dQ_r += Σ_j dS_rj k_j, MR rows at a time. Rows of the last sub-block beyond qb came from
-        // zero inputs above, so they are zero; their output goes to the sink.
-        for (int64_t r0 = 0; r0 < qb; r0 += MR) {
+        // dQ_r (+)= Σ_j dS_rj k_j, a register block of rows at a time.
+        for (int64_t r0 = 0, blk = 0, rb; r0 < qb; r0 += rb, blk++) {
+            rb = row_block_size(qb, blk);
             float *dqr[MR];
-            for (int r = 0; r < MR; r++) dqr[r] = r0 + r < qb ? dq + (i0 + r0 + r) * ld : sink;
-            probs_x_rows(dqr, accumulate, ds + r0 * Np, Np, kp, Dp, N, D);
+            for (int r = 0; r < rb; r++) dqr[r] = dq + (i0 + r0 + r) * ld;
+#define DQ(mr) probs_x_rows(dqr, accumulate, ds + r0 * Np, Np, kp, lk, N, D, mr)
+            ROW_BLOCK(rb, DQ)
+#undef DQ
         }
         // dV_j += Σ_r P_rj dO_r,  dK_j += Σ_r dS_rj q_r  over the block's rows.
-        probsT_x_rows(dvp, i0 == 0, p, Np, gp + i0 * Dp, Dp, qb, N);
-        probsT_x_rows(dkp, i0 == 0, ds, Np, qp + i0 * Dp, Dp, qb, N);
+        probsT_x_rows(dvp, i0 == 0, p, Np, gp + i0 * lg, lg, Dp, qb, N);
+        probsT_x_rows(dkp, i0 == 0, ds, Np, qp + i0 * lq, lq, Dp, qb, N);
     }
     unpack_rows(dk, ld, dkp, Dp, N, D, accumulate);
     unpack_rows(dv, ld, dvp, Dp, N, D, accumulate);
