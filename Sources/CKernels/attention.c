@@ -161,6 +161,16 @@ CK_ALWAYS_INLINE void unpack_rows(float *restrict dst, int64_t ld, const float *
         for (int64_t c = d; c < D; c++) dst[j * ld + c] = accumulate ? dst[j * ld + c] + src[j * Dp + c] : src[j * Dp + c];
 }
 
+// 0 for the columns j < N of a row's last vector (Np columns in all), −inf for the padding j ≥ N.
+// Added to the scores, it makes exp give exactly 0 on the padding in one vector operation (scalar
+// stores there would stall the vector load that reads them next: a failed store forward per row).
+CK_ALWAYS_INLINE void padding_mask(float mask[CK_VW], int64_t N, int64_t Np) {
+    for (int c = 0; c < CK_VW; c++) mask[c] = Np - CK_VW + c < N ? 0.0f : -INFINITY;
+}
+CK_ALWAYS_INLINE void mask_padding(float *row, int64_t Np, const float mask[CK_VW]) {
+    ck_vstore(row + Np - CK_VW, ck_vload(row + Np - CK_VW) + ck_vload(mask));
+}
+
 // In-register transpose of a 16×16 block held as 16 row vectors, in four butterfly stages: stage b
 // swaps element (i, k) with (i^b, k^b) wherever bit b of i and k differ; after b = 8, 4, 2, 1 every
 // (i, k) has moved to (k, i). Each step is one two-input shuffle (vpermt2ps on AVX-512).
@@ -232,6 +242,8 @@ CK_CLONES static void head_forward(float *o, float *restrict lse, const float *q
     float *s = vp + N * Dp;              // [MR, Np] scores, then probabilities
     pack_transposed(kt, k, ld, N, Np, D);
     pack_rows(vp, v, ld, N, D, Dp);
+    float pad[CK_VW];
+    padding_mask(pad, N, Np);
     for (int64_t i0 = 0, blk = 0, rb; i0 < N; i0 += rb, blk++) {
         rb = row_block_size(N, blk);
         const float *qr[MR];
@@ -243,11 +255,11 @@ CK_CLONES static void head_forward(float *o, float *restrict lse, const float *q
 #define SCORES(mr) rows_x_cols(s, Np, qr, kt, Np, D, scale, mr)
         ROW_BLOCK(rb, SCORES)                                   // s_rj = scale · q_r·k_j
 #undef SCORES
-        // p_rj = exp(s_rj − m_r) / l_r, lse_r = m_r + log l_r. The padding columns j ≥ N are set to
+        // p_rj = exp(s_rj − m_r) / l_r, lse_r = m_r + log l_r. The padding columns j ≥ N are made
         // −inf so every loop runs over whole vectors and they come out as exactly 0.
         for (int r = 0; r < rb; r++) {
             float *sr = s + r * Np;
-            for (int64_t j = N; j < Np; j++) sr[j] = -INFINITY;
+            mask_padding(sr, Np, pad);
             const float m = ck_row_max(sr, Np);
             float l = 0.0f;
             #pragma omp simd reduction(+:l)
@@ -294,6 +306,8 @@ CK_CLONES static void head_backward(float *dq, float *dk, float *dv, int accumul
     float *p = dvp + Np * Dp, *ds = p + QB * Np;             // [QB, Np] each
     pack_transposed(kt, k, ld, N, Np, D);
     pack_transposed(vt, v, ld, N, Np, D);
+    float pad[CK_VW];
+    padding_mask(pad, N, Np);
     // Q, dO and K are read in place (row strides ld, ldo) when their rows are whole vectors and there
     // is one query block, so each row is read once per product and packing would cost more than it
     // saves (N = 13: 12% of the backward); otherwise they are packed and zero-padded to Dp.
@@ -325,7 +339,7 @@ CK_CLONES static void head_backward(float *dq, float *dk, float *dv, int accumul
         for (int64_t r = 0; r < qb; r++) {
             const float li = lse[i0 + r];
             float *pr = p + r * Np, *dsr = ds + r * Np;
-            for (int64_t j = N; j < Np; j++) pr[j] = -INFINITY;   // exp gives exactly 0 there
+            mask_padding(pr, Np, pad);   // exp gives exactly 0 there
             float Di = 0.0f;
             #pragma omp simd reduction(+:Di)
             CK_WHOLE_VECTORS
