@@ -14,16 +14,13 @@
 // TESSERA_NO_OPENMP=1 when building to compile every kernel single-threaded; the pragmas then fall
 // back to `#pragma omp simd` only (-fopenmp-simd needs no runtime).
 //
-// GEMM backend: OpenBLAS by default. `TESSERA_GEMM=onednn swift build` routes ck_sgemm to oneDNN's
-// dnnl_sgemm instead (Debian: libdnnl-dev); OpenBLAS stays linked. See README, "Where the time goes".
+// GEMM backend: OpenBLAS is linked; oneDNN's dnnl_sgemm is loaded at run time when libdnnl is
+// installed (TESSERA_GEMM=auto|openblas|onednn chooses; see README, "Threads and GEMM backend").
 import PackageDescription
 
 let useOpenMP = Context.environment["TESSERA_NO_OPENMP"] == nil
 let openMPCFlags: [String] = useOpenMP ? ["-fopenmp"] : ["-fopenmp-simd"]
 let openMPLink: [LinkerSetting] = useOpenMP ? [.linkedLibrary("omp5", .when(platforms: [.linux]))] : []
-let useOneDNN = Context.environment["TESSERA_GEMM"] == "onednn"
-let gemmCFlags: [String] = useOneDNN ? ["-DCK_GEMM_ONEDNN"] : []
-let gemmLink: [LinkerSetting] = useOneDNN ? [.linkedLibrary("dnnl")] : []
 
 let package = Package(
     name: "Tessera",
@@ -50,9 +47,9 @@ let package = Package(
             path: "Sources/CKernels",
             exclude: ["README.md"],
             cSettings: [
-                .unsafeFlags(openMPCFlags + gemmCFlags + ["-O3", "-Wall", "-Wno-unknown-pragmas", "-mprefer-vector-width=512"]),
+                .unsafeFlags(openMPCFlags + ["-O3", "-Wall", "-Wno-unknown-pragmas", "-mprefer-vector-width=512"]),
             ],
-            linkerSettings: openMPLink + gemmLink + [.linkedLibrary("m"), .linkedLibrary("z"), .linkedLibrary("png16"),
+            linkerSettings: openMPLink + [.linkedLibrary("dl"), .linkedLibrary("m"), .linkedLibrary("z"), .linkedLibrary("png16"),
                                           .linkedLibrary("jpeg")]
         ),
         .target(

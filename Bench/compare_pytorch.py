@@ -33,8 +33,8 @@ p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--steps", type=int, default=5)
 p.add_argument("--python", default=sys.executable, help="a Python with torch")
 p.add_argument("--tessera", default=os.path.join(ROOT, ".build", "release", "tessera"))
-p.add_argument("--tessera-onednn", default=None,
-               help="also run this tessera binary, built with TESSERA_GEMM=onednn, as a fourth side")
+p.add_argument("--onednn", action="store_true",
+               help="also run Tessera with its oneDNN GEMM (TESSERA_GEMM=onednn; needs libdnnl) as a fourth side")
 p.add_argument("--no-compile", action="store_true", help="skip the torch.compile side")
 a = p.parse_args()
 
@@ -50,9 +50,10 @@ def run(cmd, env):
     return out, usage.ru_maxrss / 1024.0
 
 
-def tessera_side(cfg, env, binary):
+def tessera_side(cfg, env, gemm):
     method, model, size, ch, patch, batch = CONFIGS[cfg]
-    cmd = [binary, "bench", "--rounds", "1", "--steps", str(a.steps), "--image-size", str(size),
+    env = dict(env, TESSERA_GEMM=gemm)
+    cmd = [a.tessera, "bench", "--rounds", "1", "--steps", str(a.steps), "--image-size", str(size),
            "--channels", str(ch), "--threads", str(a.threads), "--", "--method", method,
            "--model", model, "--patch-size", str(patch), "--batch-size", str(batch)]
     out, rss = run(cmd, env)
@@ -78,8 +79,8 @@ def torch_side(cfg, mode, env):
 
 
 env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
-sides = ["tessera"] + (["tessera-onednn"] if a.tessera_onednn else []) + ["eager"] + ([] if a.no_compile else ["compile"])
-TESSERA_SIDES = {"tessera": a.tessera, "tessera-onednn": a.tessera_onednn}
+sides = ["tessera"] + (["tessera-onednn"] if a.onednn else []) + ["eager"] + ([] if a.no_compile else ["compile"])
+TESSERA_SIDES = {"tessera": "openblas", "tessera-onednn": "onednn"}   # side → TESSERA_GEMM
 print(f"compare_pytorch: {a.threads} threads, {a.rounds} rounds, {a.steps} timed steps per side per round")
 rows = []
 for cfg in a.configs.split(","):

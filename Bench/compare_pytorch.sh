@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Tessera vs PyTorch (eager and torch.compile) on the same MAE training steps, A/B alternating.
 #   bash Bench/compare_pytorch.sh [--configs mae-tiny,mae-small,mae-base,msn-tiny,sim-tiny] [--threads N] [--rounds R] [--steps S]
-# TESSERA_COMPARE_ONEDNN=1 also builds Tessera with the oneDNN GEMM (TESSERA_GEMM=onednn, libdnnl-dev,
-# in .build-onednn) and runs it as a fourth side.
+# TESSERA_COMPARE_ONEDNN=1 also runs Tessera with its oneDNN GEMM (TESSERA_GEMM=onednn; installs
+# libdnnl2) as a fourth side; the first Tessera side always uses OpenBLAS (TESSERA_GEMM=openblas).
 # Builds Tessera in release mode; uses $TESSERA_TORCH_PYTHON if set, else Bench/.venv (created on first
 # use with `pip install torch numpy` from PyPI, a large download). Not part of CI.
 set -euo pipefail
@@ -11,14 +11,11 @@ source scripts/deps.sh
 PY=${TESSERA_TORCH_PYTHON:-}
 # python3-venv and g++ (torch.compile's C++ backend) only when PyTorch comes from here
 [ -z "$PY" ] && TESSERA_APT_PACKAGES="$TESSERA_APT_PACKAGES python3-venv g++"
-[ "${TESSERA_COMPARE_ONEDNN:-0}" = 1 ] && TESSERA_APT_PACKAGES="$TESSERA_APT_PACKAGES libdnnl-dev"
+[ "${TESSERA_COMPARE_ONEDNN:-0}" = 1 ] && TESSERA_APT_PACKAGES="$TESSERA_APT_PACKAGES libdnnl2"
 install_deps
 swift build -c release --product tessera
 extra=()
-if [ "${TESSERA_COMPARE_ONEDNN:-0}" = 1 ]; then
-    TESSERA_GEMM=onednn swift build -c release --product tessera --build-path .build-onednn
-    extra=(--tessera-onednn .build-onednn/release/tessera)
-fi
+[ "${TESSERA_COMPARE_ONEDNN:-0}" = 1 ] && extra=(--onednn)
 if [ -z "$PY" ]; then
     if [ ! -x Bench/.venv/bin/python ]; then
         python3 -m venv Bench/.venv

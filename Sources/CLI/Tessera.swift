@@ -64,6 +64,7 @@ struct RuntimeOptions: ParsableArguments {
     var threads: Int?
 
     func apply() throws {
+        if let error = Runtime.gemmSetupError { throw CLIError(error) }
         if let threads {
             guard threads >= 1 else { throw CLIError("--threads must be at least 1, got \(threads)") }
             Runtime.setThreads(threads)

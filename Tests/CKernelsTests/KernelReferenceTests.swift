@@ -173,4 +173,36 @@ final class KernelReferenceTests: XCTestCase {
             assertClose(c, cR, rtol: 1e-5, atol: 1e-5, "sgemm \(M)x\(K)x\(N)")
         }
     }
+
+    /// Both GEMM backends against the reference, every transpose combination, alpha and beta, with
+    /// row strides wider than the rows (oneDNN is loaded at run time: skipped where libdnnl is absent).
+    func testBothGemmBackendsMatchReference() throws {
+        _ = Runtime.threads   // the engine's TESSERA_GEMM choice is made first, then restored below
+        let wasOneDNN = String(cString: ck_gemm_backend()).hasPrefix("oneDNN")
+        defer { _ = ck_gemm_use_onednn(wasOneDNN ? 1 : 0) }
+        var backends: [Int32] = [0]
+        if ck_gemm_use_onednn(1) == 0 { backends.append(1) }
+        for useOneDNN in backends {
+            _ = ck_gemm_use_onednn(useOneDNN)
+            for (M, K, N) in [(1, 1, 1), (5, 3, 7), (40, 17, 33)] {
+                for (ta, tb) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                    let lda = (ta == 0 ? K : M) + 2, ldb = (tb == 0 ? N : K) + 1, ldc = N + 3
+                    let a = randomArray((ta == 0 ? M : K) * lda, seed: 1), b = randomArray((tb == 0 ? K : N) * ldb, seed: 2)
+                    let c0 = randomArray(M * ldc, seed: 3)
+                    var c = c0, want = c0
+                    ck_sgemm(Int32(ta), Int32(tb), Int64(M), Int64(N), Int64(K), 0.5, a, Int64(lda), b, Int64(ldb), 2, &c, Int64(ldc))
+                    for i in 0..<M {
+                        for j in 0..<N {
+                            var acc = 0.0
+                            for k in 0..<K {
+                                acc += Double(ta == 0 ? a[i * lda + k] : a[k * lda + i]) * Double(tb == 0 ? b[k * ldb + j] : b[j * ldb + k])
+                            }
+                            want[i * ldc + j] = Float(0.5 * acc + 2 * Double(c0[i * ldc + j]))
+                        }
+                    }
+                    assertClose(c, want, rtol: 1e-5, atol: 1e-5, "\(useOneDNN == 1 ? "oneDNN" : "OpenBLAS") sgemm \(ta)\(tb) \(M)x\(K)x\(N)")
+                }
+            }
+        }
+    }
 }

@@ -9,9 +9,13 @@ void ck_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
               float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
               float beta, float *C, int64_t ldc);
 
+/// on = 1: routes ck_sgemm to oneDNN's dnnl_sgemm, loading libdnnl at the first call; returns -1
+/// (and keeps OpenBLAS) when no libdnnl can be loaded. on = 0: back to OpenBLAS. Call it before any
+/// GEMM runs, from one thread (the engine does so at start-up, from TESSERA_GEMM).
+int ck_gemm_use_onednn(int on);
 /// Sets the BLAS's own thread pool size (called by ck_set_num_threads).
 void ck_gemm_set_num_threads(int n);
-/// Name and configuration of the BLAS in use, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX".
+/// Name and configuration of the GEMM in use, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX".
 const char *ck_gemm_backend(void);
 // The BLAS's CPU kernel family (OpenBLAS core name, e.g. "Prescott", "SkylakeX").
 const char *ck_gemm_core_name(void);

@@ -1,11 +1,13 @@
 import CKernels
 import Foundation
 
-/// Process-wide settings of the engine: thread count and build facts.
+/// Process-wide settings of the engine: thread count, GEMM backend and build facts.
 ///
 /// One knob sets the threads of both the C kernels (OpenMP) and the BLAS, so the two never disagree:
 /// `TESSERA_THREADS`, falling back to `OMP_NUM_THREADS`, falling back to the number of cores.
-/// The engine reads it the first time a tensor is created; ``setThreads(_:)`` changes it later.
+/// `TESSERA_GEMM` picks the matrix-product backend: `auto` (the default: oneDNN's `dnnl_sgemm` when
+/// libdnnl is installed, else OpenBLAS), `openblas` or `onednn`.
+/// The engine reads both the first time a tensor is created; ``setThreads(_:)`` changes the threads later.
 public enum Runtime {
     nonisolated(unsafe) private static var configured = false
 
@@ -20,6 +22,27 @@ public enum Runtime {
         let env = ProcessInfo.processInfo.environment
         let requested = env["TESSERA_THREADS"].flatMap(Int.init) ?? env["OMP_NUM_THREADS"].flatMap(Int.init)
         ck_set_num_threads(Int32(max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount)))
+        selectGEMM(env["TESSERA_GEMM"])
+    }
+
+    /// Why the `TESSERA_GEMM` request could not be met (nil when it was); the engine then uses OpenBLAS.
+    /// The `tessera` tool reports it as an error instead of running.
+    public static var gemmSetupError: String? { ensureConfigured(); return gemmError }
+    nonisolated(unsafe) private static var gemmError: String?
+
+    private static func selectGEMM(_ request: String?) {
+        switch (request ?? "auto").lowercased() {
+        case "auto", "":
+            _ = ck_gemm_use_onednn(1)   // falls back to OpenBLAS when libdnnl is not installed
+        case "openblas":
+            _ = ck_gemm_use_onednn(0)
+        case "onednn":
+            if ck_gemm_use_onednn(1) != 0 {
+                gemmError = "TESSERA_GEMM=onednn but no libdnnl could be loaded; install it (apt-get install libdnnl2) or set TESSERA_GEMM=auto"
+            }
+        default:
+            gemmError = "TESSERA_GEMM=\(request!) is not a GEMM backend; use auto, openblas or onednn"
+        }
     }
 
     /// Op outputs are allocated and freed every step. glibc hands large blocks straight back to the
@@ -44,7 +67,7 @@ public enum Runtime {
     /// The instruction set the dispatched kernels run on ("avx512f", "avx2" or "baseline").
     public static var cpuLevel: String { String(cString: ck_cpu_level()) }
     /// The GEMM backend's own description.
-    public static var gemmBackend: String { String(cString: ck_gemm_backend()) }
+    public static var gemmBackend: String { ensureConfigured(); return String(cString: ck_gemm_backend()) }
 
     /// The BLAS kernel family in use (OpenBLAS core name).
     public static var gemmCore: String { String(cString: ck_gemm_core_name()) }
