@@ -109,11 +109,11 @@ for cfg in a.configs.split(","):
         share = statistics.median(x["share"] for x in res[t])
         rows.append((t, method, model, patch, size, ch, batch, med, statistics.median(ratios[t]), share, rss[t], torch_rss))
 
-print("\n| configuration | Tessera build | Tessera img/s | PyTorch eager | PyTorch compile | ratio (median of rounds) "
+print("\n| configuration | Tessera GEMM | Tessera img/s | PyTorch eager | PyTorch compile | ratio (median of rounds) "
       "| Tessera FLOP/s share of sgemm | peak RSS Tessera / PyTorch (MiB) |")
 print("|---|---|---|---|---|---|---|---|")
 for t, method, model, patch, size, ch, batch, med, ratio, share, trss, torch_rss in rows:
     comp = f"{med['compile']:.1f}" if "compile" in med else "—"
-    build = "OpenBLAS" if t == "tessera" else "oneDNN GEMM"
+    build = "OpenBLAS" if t == "tessera" else "oneDNN"
     print(f"| {method.upper()} {model}/{patch}, {size}×{size}×{ch}, batch {batch} | {build} | {med[t]:.1f} | {med['eager']:.1f} | "
           f"{comp} | {ratio:.2f}x | {share}% | {trss:.0f} / {torch_rss:.0f} ({trss / torch_rss:.2f}) |")
