@@ -94,6 +94,20 @@ final class KernelReferenceTests: XCTestCase {
         XCTAssertEqual(yb, wb)
     }
 
+    /// A NaN input (a diverged run) must come out as NaN, not as a finite value the loss check would miss.
+    func testNaNPropagatesThroughExpBasedKernels() {
+        let x: [Float] = [0.5, .nan, -1, 2, -100, 30, .nan, 0.25]
+        var y = [Float](repeating: 0, count: 8)
+        ck_gelu_forward(&y, x, 8)
+        XCTAssertTrue(y[1].isNaN && y[6].isNaN, "gelu of NaN: \(y)")
+        XCTAssertEqual(y[4], 0, "gelu far in the left tail")
+        var dx = [Float](repeating: 0, count: 8)
+        ck_gelu_backward(&dx, [Float](repeating: 1, count: 8), x, 8, 0)
+        XCTAssertTrue(dx[1].isNaN && dx[6].isNaN, "gelu backward of NaN: \(dx)")
+        ck_softmax_forward(&y, x, 2, 4)
+        XCTAssertTrue(y[0..<4].allSatisfy(\.isNaN) && y[4..<8].allSatisfy(\.isNaN), "softmax rows holding a NaN: \(y)")
+    }
+
     func testFusedAttentionMatchesReference() {
         for (B, N, H, D) in [(1, 1, 1, 1), (2, 2, 3, 5), (2, 13, 3, 64), (1, 50, 2, 17), (1, 257, 2, 16), (1, 9, 1, 128), (2, 49, 4, 32), (1, 100, 2, 80)] {
             let qkv = randomArray(B * N * 3 * H * D, seed: UInt64(N * D), -2, 2)
