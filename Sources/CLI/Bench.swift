@@ -8,9 +8,11 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Training-step throughput of a method and configuration on this machine, with model FLOP/s and its share of the sgemm rate.",
         discussion: """
-        Options after `--` are `tessera pretrain` options (method, model, sizes, batch). Synthetic images of
-        --image-size and --channels stand in for data, so no dataset is needed. Each round times --steps training
-        steps and then a 2048³ sgemm, alternating; the table gives medians. The kernel table is `tessera-bench`.
+        Options after `--` are `tessera pretrain` options (method, model, sizes, batch). \
+        Synthetic images of --image-size and --channels stand in for data, so no dataset is needed. \
+        Each round times --steps training steps and then a 2048³ sgemm, alternating; the table gives \
+        medians. TESSERA_GEMM=auto|openblas|onednn picks the GEMM backend. The kernel table is `tessera-bench`.
+
         Example: tessera bench --rounds 5 -- --method mae --depth 6 --image-size 28 --channels 1
         """)
 

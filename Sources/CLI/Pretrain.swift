@@ -7,9 +7,10 @@ struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Pretrain a ViT (MAE, RC-MAE, MSN or SIM); checkpoints, metrics and config go to the run folder.",
         discussion: """
-        Defaults follow the MAE recipe: AdamW (0.9, 0.95), weight decay 0.05, lr = blr x batch / 256 with blr 1.5e-4,
-        linear warmup then cosine, RandomResizedCrop(scale 0.2-1) + flip, mask ratio 0.75, norm-pix loss.
-        Image size and channels default to the data's; patch size to 4 for images up to 64 pixels, else 16.
+        Defaults follow the MAE recipe: AdamW (0.9, 0.95), weight decay 0.05, lr = blr x batch / 256 \
+        with blr 1.5e-4, linear warmup then cosine, RandomResizedCrop(scale 0.2-1) + flip, mask ratio \
+        0.75, norm-pix loss. Image size and channels default to the data's; patch size to 4 for images \
+        up to 64 pixels, else 16.
         """)
 
     @Option(help: "Method: mae, rcmae, msn or sim.") var method = "mae"
