@@ -53,6 +53,23 @@ CK_CLONES static void layernorm_row_backward(float *dx, const float *dy, const f
     }
 }
 
+// dweight[c] += Σ_r dout · x̂, dbias[c] += Σ_r dout for c0 ≤ c < c1 (at most 32 columns), rows in order.
+CK_CLONES static void layernorm_param_grads(float *dweight, float *dbias, const float *dout, const float *x,
+                                            const float *mean, const float *rstd, int64_t R, int64_t C,
+                                            int64_t c0, int64_t c1) {
+    float aw[32] = {0}, ab[32] = {0};
+    for (int64_t r = 0; r < R; r++) {
+        const float *dy = dout + r * C, *xr = x + r * C;
+        const float m = mean[r], rs = rstd[r];
+        #pragma omp simd
+        for (int64_t c = c0; c < c1; c++) { aw[c - c0] += dy[c] * (xr[c] - m) * rs; ab[c - c0] += dy[c]; }
+    }
+    for (int64_t c = c0; c < c1; c++) {
+        if (dweight) dweight[c] += aw[c - c0];
+        if (dbias) dbias[c] += ab[c - c0];
+    }
+}
+
 void ck_layernorm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
                            const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C,
                            int accumulate_dx) {
@@ -65,19 +82,8 @@ void ck_layernorm_backward(float *dx, float *dweight, float *dbias, const float 
         // Parameter gradients: blocks of columns per thread, rows summed in order (thread-count independent).
         const int64_t CB = 32, nblk = (C + CB - 1) / CB;
         #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
-        for (int64_t blk = 0; blk < nblk; blk++) {
-            int64_t c0 = blk * CB, c1 = ck_min64(c0 + CB, C);
-            float aw[32] = {0}, ab[32] = {0};
-            for (int64_t r = 0; r < R; r++) {
-                const float *dy = dout + r * C, *xr = x + r * C;
-                const float m = mean[r], rs = rstd[r];
-                for (int64_t c = c0; c < c1; c++) { aw[c - c0] += dy[c] * (xr[c] - m) * rs; ab[c - c0] += dy[c]; }
-            }
-            for (int64_t c = c0; c < c1; c++) {
-                if (dweight) dweight[c] += aw[c - c0];
-                if (dbias) dbias[c] += ab[c - c0];
-            }
-        }
+        for (int64_t blk = 0; blk < nblk; blk++)
+            layernorm_param_grads(dweight, dbias, dout, x, mean, rstd, R, C, blk * CB, ck_min64(blk * CB + CB, C));
     }
 }
 
