@@ -87,61 +87,111 @@ void ck_layernorm_backward(float *dx, float *dweight, float *dbias, const float 
     }
 }
 
-// BatchNorm1d: each column is independent, so columns are split across threads.
+// BatchNorm1d: each column is independent. Columns go in blocks of BN_CB across threads, and within a
+// block the rows are walked in order with the block's columns as one vector loop, so every row read
+// is contiguous (a column-at-a-time loop strides through memory: 16% of a SIM step). Each column's
+// sums still run over the rows in order, so the bits do not depend on the thread count.
+#define BN_CB 32
+
+CK_CLONES static void batchnorm_forward_block(float *out, float *mean, float *rstd, float *running_mean,
+                                              float *running_var, const float *x, const float *weight,
+                                              const float *bias, int64_t R, int64_t C, int64_t c0, int64_t n,
+                                              float eps, float momentum, int training) {
+    float m[BN_CB], rs[BN_CB], w[BN_CB], b[BN_CB];
+    if (training) {
+        float s[BN_CB] = {0}, v[BN_CB] = {0};
+        for (int64_t r = 0; r < R; r++) {
+            const float *xr = x + r * C + c0;
+            #pragma omp simd
+            for (int64_t j = 0; j < n; j++) s[j] += xr[j];
+        }
+        for (int64_t j = 0; j < n; j++) m[j] = s[j] / (float)R;
+        for (int64_t r = 0; r < R; r++) {
+            const float *xr = x + r * C + c0;
+            #pragma omp simd
+            for (int64_t j = 0; j < n; j++) { float d = xr[j] - m[j]; v[j] += d * d; }
+        }
+        for (int64_t j = 0; j < n; j++) {
+            rs[j] = 1.0f / sqrtf(v[j] / (float)R + eps);
+            if (running_mean) running_mean[c0 + j] = (1.0f - momentum) * running_mean[c0 + j] + momentum * m[j];
+            if (running_var) {
+                float unbiased = R > 1 ? v[j] / (float)(R - 1) : v[j];
+                running_var[c0 + j] = (1.0f - momentum) * running_var[c0 + j] + momentum * unbiased;
+            }
+        }
+    } else {
+        for (int64_t j = 0; j < n; j++) { m[j] = running_mean[c0 + j]; rs[j] = 1.0f / sqrtf(running_var[c0 + j] + eps); }
+    }
+    for (int64_t j = 0; j < n; j++) {
+        mean[c0 + j] = m[j]; rstd[c0 + j] = rs[j];
+        w[j] = weight ? weight[c0 + j] : 1.0f; b[j] = bias ? bias[c0 + j] : 0.0f;
+    }
+    for (int64_t r = 0; r < R; r++) {
+        const float *xr = x + r * C + c0;
+        float *o = out + r * C + c0;
+        #pragma omp simd
+        for (int64_t j = 0; j < n; j++) o[j] = (xr[j] - m[j]) * rs[j] * w[j] + b[j];
+    }
+}
+
 void ck_batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
                           const float *x, const float *weight, const float *bias, int64_t R, int64_t C,
                           float eps, float momentum, int training) {
+    const int64_t nblk = (C + BN_CB - 1) / BN_CB;
     #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
-    for (int64_t c = 0; c < C; c++) {
-        float m, rs;
-        if (training) {
-            float s = 0.0f;
-            for (int64_t r = 0; r < R; r++) s += x[r * C + c];
-            m = s / (float)R;
-            float v = 0.0f;
-            for (int64_t r = 0; r < R; r++) { float d = x[r * C + c] - m; v += d * d; }
-            rs = 1.0f / sqrtf(v / (float)R + eps);
-            if (running_mean) running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * m;
-            if (running_var) {
-                float unbiased = R > 1 ? v / (float)(R - 1) : v;
-                running_var[c] = (1.0f - momentum) * running_var[c] + momentum * unbiased;
-            }
-        } else {
-            m = running_mean[c];
-            rs = 1.0f / sqrtf(running_var[c] + eps);
-        }
-        mean[c] = m; rstd[c] = rs;
-        const float w = weight ? weight[c] : 1.0f, b = bias ? bias[c] : 0.0f;
-        for (int64_t r = 0; r < R; r++) out[r * C + c] = (x[r * C + c] - m) * rs * w + b;
-    }
+    for (int64_t blk = 0; blk < nblk; blk++)
+        batchnorm_forward_block(out, mean, rstd, running_mean, running_var, x, weight, bias, R, C,
+                                blk * BN_CB, ck_min64(BN_CB, C - blk * BN_CB), eps, momentum, training);
 }
 
 // Training: x̂ = (x − μ)·rstd over the batch, g = dout·w:  dx = rstd · (g − mean_r(g) − x̂ · mean_r(g ⊙ x̂)).
 // Eval: the statistics are constants, dx = g · rstd.
+CK_CLONES static void batchnorm_backward_block(float *dx, float *dweight, float *dbias, const float *dout,
+                                               const float *x, const float *weight, const float *mean,
+                                               const float *rstd, int64_t R, int64_t C, int64_t c0, int64_t n,
+                                               int training) {
+    float m[BN_CB], rs[BN_CB], w[BN_CB], sdy[BN_CB] = {0}, sdyx[BN_CB] = {0};
+    for (int64_t j = 0; j < n; j++) { m[j] = mean[c0 + j]; rs[j] = rstd[c0 + j]; w[j] = weight ? weight[c0 + j] : 1.0f; }
+    for (int64_t r = 0; r < R; r++) {
+        const float *dy = dout + r * C + c0, *xr = x + r * C + c0;
+        #pragma omp simd
+        for (int64_t j = 0; j < n; j++) { sdy[j] += dy[j]; sdyx[j] += dy[j] * (xr[j] - m[j]) * rs[j]; }
+    }
+    for (int64_t j = 0; j < n; j++) {
+        if (dweight) dweight[c0 + j] += sdyx[j];
+        if (dbias) dbias[c0 + j] += sdy[j];
+    }
+    if (!dx) return;
+    if (training) {
+        float mg[BN_CB], mgx[BN_CB];
+        for (int64_t j = 0; j < n; j++) { mg[j] = w[j] * sdy[j] / (float)R; mgx[j] = w[j] * sdyx[j] / (float)R; }
+        for (int64_t r = 0; r < R; r++) {
+            const float *dy = dout + r * C + c0, *xr = x + r * C + c0;
+            float *d = dx + r * C + c0;
+            #pragma omp simd
+            for (int64_t j = 0; j < n; j++) {
+                float xh = (xr[j] - m[j]) * rs[j];
+                d[j] += rs[j] * (w[j] * dy[j] - mg[j] - xh * mgx[j]);
+            }
+        }
+    } else {
+        for (int64_t r = 0; r < R; r++) {
+            const float *dy = dout + r * C + c0;
+            float *d = dx + r * C + c0;
+            #pragma omp simd
+            for (int64_t j = 0; j < n; j++) d[j] += w[j] * rs[j] * dy[j];
+        }
+    }
+}
+
 void ck_batchnorm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
                            const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C,
                            int training) {
+    const int64_t nblk = (C + BN_CB - 1) / BN_CB;
     #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
-    for (int64_t c = 0; c < C; c++) {
-        const float m = mean[c], rs = rstd[c], w = weight ? weight[c] : 1.0f;
-        float sdy = 0.0f, sdyx = 0.0f;
-        for (int64_t r = 0; r < R; r++) {
-            float dy = dout[r * C + c];
-            sdy += dy; sdyx += dy * (x[r * C + c] - m) * rs;
-        }
-        if (dweight) dweight[c] += sdyx;
-        if (dbias) dbias[c] += sdy;
-        if (!dx) continue;
-        if (training) {
-            const float mg = w * sdy / (float)R, mgx = w * sdyx / (float)R;
-            for (int64_t r = 0; r < R; r++) {
-                float xh = (x[r * C + c] - m) * rs;
-                dx[r * C + c] += rs * (w * dout[r * C + c] - mg - xh * mgx);
-            }
-        } else {
-            for (int64_t r = 0; r < R; r++) dx[r * C + c] += w * rs * dout[r * C + c];
-        }
-    }
+    for (int64_t blk = 0; blk < nblk; blk++)
+        batchnorm_backward_block(dx, dweight, dbias, dout, x, weight, mean, rstd, R, C,
+                                 blk * BN_CB, ck_min64(BN_CB, C - blk * BN_CB), training);
 }
 
 void ck_l2norm_forward(float *out, float *norm, const float *x, int64_t R, int64_t C, float eps) {
