@@ -62,6 +62,17 @@ def param_groups(named):
     return decay, rest
 
 
+def online_and_target(net_class):
+    """The online network and its EMA target (a frozen copy), at the size --model/--depth ask for."""
+    dim, depth, heads = SIZES[a.model]
+    depth = a.depth or depth
+    online, target = net_class(dim, depth, heads), net_class(dim, depth, heads)
+    target.load_state_dict(online.state_dict())
+    for q in target.parameters():
+        q.requires_grad_(False)
+    return dim, online, target
+
+
 @torch.no_grad()
 def ema_update(target, source, m):
     for t, s_ in zip(target.parameters(), source.parameters()):
@@ -178,12 +189,7 @@ if a.method == "mae":
         loss.backward()
         opt.step()
 elif a.method == "sim":
-    dim, depth, heads = SIZES[a.model]
-    depth = a.depth or depth
-    online, target = SIMBranch(dim, depth, heads), SIMBranch(dim, depth, heads)
-    target.load_state_dict(online.state_dict())
-    for q in target.parameters():
-        q.requires_grad_(False)
+    dim, online, target = online_and_target(SIMBranch)
     for q in online.patch_embed.parameters():
         q.requires_grad_(False)
     mask_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -228,12 +234,7 @@ elif a.method == "sim":
         opt.step()
         ema_update(target, online, 0.995)
 else:
-    dim, depth, heads = SIZES[a.model]
-    depth = a.depth or depth
-    anchor, target = MSNNet(dim, depth, heads), MSNNet(dim, depth, heads)
-    target.load_state_dict(anchor.state_dict())
-    for q in target.parameters():
-        q.requires_grad_(False)
+    dim, anchor, target = online_and_target(MSNNet)
     protos = nn.Parameter(torch.empty(1024, 256).uniform_(-1 / 16, 1 / 16))
     decay, no_decay = param_groups(list(anchor.named_parameters()))
     opt = torch.optim.AdamW([{"params": no_decay + [protos], "weight_decay": 0.0}, {"params": decay, "weight_decay": 0.04}],

@@ -99,7 +99,7 @@ static inline float partial(ck_binary_op op, int wrt_b, float a, float b) {
 
 static void binary_grad_one(ck_binary_op op, int wrt_b, float *dt, const float *dout, const float *a,
                             const int64_t *as, const float *b, const int64_t *bs, const int64_t *shape,
-                            int ndim) {
+                            int ndim, int accumulate) {
     const int64_t C = shape[ndim - 1];
     int64_t R = 1;
     for (int d = 0; d < ndim - 1; d++) R *= shape[d];
@@ -110,8 +110,18 @@ static void binary_grad_one(ck_binary_op op, int wrt_b, float *dt, const float *
     const int serial = has_broadcast(ts, shape, ndim);
     if (ndim == 1 && !serial) {   // one flat run, split evenly across threads
         const int64_t N = shape[0];
+        if (op == CK_ADD || op == CK_SUB) {   // ∂ = ±1 (the residual stream): a vector copy or add of ±dout
+            const float sign = op == CK_SUB && wrt_b ? -1.0f : 1.0f;
+            if (accumulate) { ck_axpy(dt, sign, dout, N); return; }
+            #pragma omp parallel for simd schedule(static) if (N >= CK_PAR_MIN)
+            for (int64_t i = 0; i < N; i++) dt[i] = sign * dout[i];
+            return;
+        }
         #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
-        for (int64_t i = 0; i < N; i++) dt[i] += dout[i] * partial(op, wrt_b, a[i * ac], b[i * bc]);
+        for (int64_t i = 0; i < N; i++) {
+            const float v = dout[i] * partial(op, wrt_b, a[i * ac], b[i * bc]);
+            dt[i] = accumulate ? dt[i] + v : v;
+        }
         return;
     }
     #pragma omp parallel for schedule(static) if (!serial && R * C >= CK_PAR_MIN)
@@ -120,15 +130,18 @@ static void binary_grad_one(ck_binary_op op, int wrt_b, float *dt, const float *
         row_offsets(r, shape, ndim, as, bs, &ao, &bo);
         const int64_t to = wrt_b ? bo : ao;
         const float *g = dout + r * C;
-        for (int64_t c = 0; c < C; c++)
-            dt[to + c * tc] += g[c] * partial(op, wrt_b, a[ao + c * ac], b[bo + c * bc]);
+        for (int64_t c = 0; c < C; c++) {
+            const float v = g[c] * partial(op, wrt_b, a[ao + c * ac], b[bo + c * bc]);
+            dt[to + c * tc] = accumulate ? dt[to + c * tc] + v : v;
+        }
     }
 }
 
 void ck_binary_backward(ck_binary_op op, float *da, float *db, const float *dout, const float *a,
-                        const int64_t *as, const float *b, const int64_t *bs, const int64_t *shape, int ndim) {
-    if (da) binary_grad_one(op, 0, da, dout, a, as, b, bs, shape, ndim);
-    if (db) binary_grad_one(op, 1, db, dout, a, as, b, bs, shape, ndim);
+                        const int64_t *as, const float *b, const int64_t *bs, const int64_t *shape, int ndim,
+                        int accumulate_a, int accumulate_b) {
+    if (da) binary_grad_one(op, 0, da, dout, a, as, b, bs, shape, ndim, accumulate_a);
+    if (db) binary_grad_one(op, 1, db, dout, a, as, b, bs, shape, ndim, accumulate_b);
 }
 
 void ck_unary_forward(ck_unary_op op, float *out, const float *x, int64_t N, float p) {

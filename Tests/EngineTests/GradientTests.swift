@@ -11,6 +11,8 @@ final class GradientTests: XCTestCase {
         let a2 = t([3, 4, 5], 6)
         assertGradients("add same tensor twice", inputs: [a]) { a + a }
         assertGradients("add", inputs: [a, a2]) { a + a2 }
+        assertGradients("sub same shape", inputs: [a, a2]) { a - a2 }
+        assertGradients("sub same tensor into a sum", inputs: [a, a2]) { (a - a2) * (a2 - a + a2) }
         assertGradients("add suffix", inputs: [a, b]) { a + b }
         assertGradients("sub middle-1", inputs: [a, c]) { a - c }
         assertGradients("mul vector", inputs: [a, d]) { a * d }

@@ -16,11 +16,13 @@ typedef enum { CK_ADD = 0, CK_SUB = 1, CK_MUL = 2, CK_DIV = 3 } ck_binary_op;
 /// stream `x + attn(x)`, are then one flat run of ndim = 1 and split evenly across threads.
 void ck_binary_forward(ck_binary_op op, float *out, const float *a, const int64_t *a_strides,
                        const float *b, const int64_t *b_strides, const int64_t *shape, int ndim);
-/// da (strided like a) += ∂(a ∘ b)/∂a · dout, db likewise; reductions over broadcast dims happen in
-/// output order, on one thread for a broadcast operand. Accumulates; either may be null.
+/// da (strided like a) (+)= ∂(a ∘ b)/∂a · dout, db likewise; reductions over broadcast dims happen in
+/// output order, on one thread for a broadcast operand. Either may be null. accumulate_a = 0 overwrites
+/// da instead of adding to it, which is only meaningful when a is not broadcast (every element of da
+/// then gets exactly one value); likewise accumulate_b.
 void ck_binary_backward(ck_binary_op op, float *da, float *db, const float *dout, const float *a,
                         const int64_t *a_strides, const float *b, const int64_t *b_strides,
-                        const int64_t *shape, int ndim);
+                        const int64_t *shape, int ndim, int accumulate_a, int accumulate_b);
 
 typedef enum { CK_EXP = 0, CK_LOG = 1, CK_SQRT = 2, CK_POW = 3, CK_SCALE = 4, CK_SHIFT = 5 } ck_unary_op;
 

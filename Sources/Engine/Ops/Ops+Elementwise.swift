@@ -55,14 +55,16 @@ extension Tensor {
         let out = Tensor(uninitialized: outShape)
         let (shape64, sa, sb) = coalesced(outShape, broadcastStrides(a.shape, to: outShape), broadcastStrides(b.shape, to: outShape))
         ck_binary_forward(op, out.data, a.data, sa, b.data, sb, shape64, Int32(shape64.count))
-        let sameShapeAdd = op == CK_ADD && a.shape == outShape && b.shape == outShape
         return out.recorded(name, [a, b]) { g in
-            if sameShapeAdd {   // the residual stream: each gradient is g itself, copied or added
-                for t in [a, b] where t.requiresGrad { t.receiveGradient(g) }
-                return
+            // An operand of the output's shape gets one value per element, so a fresh gradient is
+            // written, not zero-filled and added to; a broadcast operand's gradient sums many values.
+            func target(_ t: Tensor) -> (data: UnsafeMutablePointer<Float>, accumulate: Int32)? {
+                guard t.requiresGrad else { return nil }
+                return t.shape == outShape ? t.gradForFirstWrite() : (t.gradData(), 1)
             }
-            ck_binary_backward(op, a.requiresGrad ? a.gradData() : nil, b.requiresGrad ? b.gradData() : nil,
-                               g, a.data, sa, b.data, sb, shape64, Int32(shape64.count))
+            let da = target(a), db = target(b)
+            ck_binary_backward(op, da?.data, db?.data, g, a.data, sa, b.data, sb, shape64, Int32(shape64.count),
+                               da?.accumulate ?? 1, db?.accumulate ?? 1)
         }
     }
 
