@@ -222,5 +222,12 @@ if wanted("gemm") {
     }
 
 }
-print("\nsummary: memory-bound min ratio \(f2(memRatios.map(\.1).min() ?? 0)) (target >= 0.70); attention speedups "
-      + attnSpeedups.map { "N=\($0.0): \(f2($0.1))x" }.joined(separator: ", ") + " (target >= 1.5x)")
+// The summary names only the sections that ran (`--only` skips the others).
+var summary: [String] = []
+if let worst = memRatios.min(by: { $0.1 < $1.1 }) {
+    summary.append("memory-bound min ratio \(f2(worst.1)) (\(worst.0); target >= 0.70)")
+}
+if !attnSpeedups.isEmpty {
+    summary.append("attention speedups " + attnSpeedups.map { "N=\($0.0): \(f2($0.1))x" }.joined(separator: ", ") + " (target >= 1.5x)")
+}
+if !summary.isEmpty { print("\nsummary: " + summary.joined(separator: "; ")) }

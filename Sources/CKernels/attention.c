@@ -223,6 +223,21 @@ int64_t ck_attention_scratch_floats(int64_t N, int64_t D) {
     return round_up(n, CK_CACHE_LINE_F32);
 }
 
+// Asks for rows [rows, D] with row stride ld to be brought into L2 (prefetcht1/t2: the level-1 cache
+// is needed for the current head's scratch). A head's rows are 256-byte pieces a whole token apart,
+// more streams than the hardware prefetcher follows, so the next head's rows are requested while this
+// one computes: N = 50, 2 threads, fwd+bwd 12% faster (N = 13: 3%, N = 197: no change).
+CK_ALWAYS_INLINE void prefetch_rows_for_read(const float *p, int64_t ld, int64_t rows, int64_t D) {
+    for (int64_t j = 0; j < rows; j++)
+        for (int64_t d = 0; d < D; d += CK_CACHE_LINE_F32) __builtin_prefetch(p + j * ld + d, 0, 1);
+}
+CK_ALWAYS_INLINE void prefetch_rows_for_write(float *p, int64_t ld, int64_t rows, int64_t D) {
+    for (int64_t j = 0; j < rows; j++)
+        for (int64_t d = 0; d < D; d += CK_CACHE_LINE_F32) __builtin_prefetch(p + j * ld + d, 1, 1);
+}
+// Up to 7 · 16384 floats (448 KiB) requested ahead, well inside L2 next to the current head's data.
+static inline int prefetch_next_head(int64_t N, int64_t D) { return N * D <= 16384; }
+
 static inline int thread_id(void) {
 #ifdef _OPENMP
     return omp_get_thread_num();
@@ -282,10 +297,15 @@ void ck_attention_forward(float *out, float *lse, const float *qkv, float *scrat
     const int64_t ld = 3 * H * D;              // row stride of q, k and v inside qkv
     const int64_t per_thread = ck_attention_scratch_floats(N, D);
     ck_flop_counter_add(4 * (uint64_t)(B * H * N) * (uint64_t)(N * D));
+    const int prefetch = prefetch_next_head(N, D);
     #pragma omp parallel for schedule(static) if (B * H * N * N * D >= CK_PAR_MIN)
     for (int64_t bh = 0; bh < B * H; bh++) {
         const int64_t b = bh / H, h = bh % H;
         const float *q = qkv + b * N * ld + h * D;
+        if (prefetch && bh + 1 < B * H) {   // the next head's q, k, v (the same rows' next 256 bytes, or the next sample)
+            const int64_t b1 = (bh + 1) / H, h1 = (bh + 1) % H;
+            for (int t = 0; t < 3; t++) prefetch_rows_for_read(qkv + b1 * N * ld + t * H * D + h1 * D, ld, N, D);
+        }
         head_forward(out + b * N * H * D + h * D, lse + bh * N, q, q + H * D, q + 2 * H * D, ld, H * D,
                      scratch + thread_id() * per_thread, N, D, scale);
     }
@@ -370,12 +390,21 @@ void ck_attention_backward(float *dqkv, const float *dout, const float *qkv, con
     const int64_t ld = 3 * H * D;
     const int64_t per_thread = ck_attention_scratch_floats(N, D);
     ck_flop_counter_add(10 * (uint64_t)(B * H * N) * (uint64_t)(N * D));
+    const int prefetch = prefetch_next_head(N, D);
     // Each (b, h) owns its own slices of dq, dk and dv, so threads never write the same element.
     #pragma omp parallel for schedule(static) if (B * H * N * N * D >= CK_PAR_MIN)
     for (int64_t bh = 0; bh < B * H; bh++) {
         const int64_t b = bh / H, h = bh % H;
         const float *q = qkv + b * N * ld + h * D;
         float *dq = dqkv + b * N * ld + h * D;
+        if (prefetch && bh + 1 < B * H) {   // the next head's q, k, v, dout and dq, dk, dv
+            const int64_t b1 = (bh + 1) / H, h1 = (bh + 1) % H;
+            for (int t = 0; t < 3; t++) {
+                prefetch_rows_for_read(qkv + b1 * N * ld + t * H * D + h1 * D, ld, N, D);
+                prefetch_rows_for_write(dqkv + b1 * N * ld + t * H * D + h1 * D, ld, N, D);
+            }
+            prefetch_rows_for_read(dout + b1 * N * H * D + h1 * D, H * D, N, D);
+        }
         head_backward(dq, dq + H * D, dq + 2 * H * D, accumulate, q, q + H * D, q + 2 * H * D,
                       dout + b * N * H * D + h * D, lse + bh * N,
                       ld, H * D, scratch + thread_id() * per_thread, N, D, scale);

@@ -108,17 +108,26 @@ static inline float ck_exp(float x) {
     return x < lo ? 0.0f : y;
 }
 
-// erfc(z) for z ≥ 0 with fractional error below 1.2e-7 everywhere (Chebyshev fit, Numerical
-// Recipes' erfcc): relative accuracy in the tail, where 1 − erf would cancel.
-static inline float ck_erfc_pos(float z) {
-    float t = 1.0f / (1.0f + 0.5f * z);
-    float poly = -1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f +
-                 t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
-    return t * ck_exp(-z * z + poly);   // the argument is at most ~0 (poly(1) = 0)
+// Standard normal CDF Φ(x) = ½ erfc(|x|/√2) for x < 0 and 1 − ½ erfc(|x|/√2) for x ≥ 0, accurate in
+// both tails (relative, where 1 − erf would cancel). erfc(z) = t · exp(−z²) · Q(t) with
+// t = 1/(1 + z/2) and Q a degree-10 polynomial fit (Tools/fit_erfc.py: relative error of Q below
+// 1.5e-7 in float32). exp(−z²) = exp(−x²/2) is passed in by the caller, so that the GELU backward,
+// which needs the same exponential for the normal pdf, evaluates it once.
+static inline float ck_normal_cdf_given_exp(float x, float exp_minus_half_x2) {
+    const float t = 1.0f / (1.0f + 0.5f * 0.70710678118654752440f * fabsf(x));
+    float q = 4.319543391e-02f;
+    q = q * t - 2.347335964e-01f;
+    q = q * t + 4.936949313e-01f;
+    q = q * t - 4.549739957e-01f;
+    q = q * t + 1.321770400e-01f;
+    q = q * t - 5.921135843e-02f;
+    q = q * t + 9.346243739e-02f;
+    q = q * t + 1.753159761e-01f;
+    q = q * t + 2.468845695e-01f;
+    q = q * t + 2.820937634e-01f;
+    q = q * t + 2.820948064e-01f;
+    const float half_erfc = 0.5f * t * exp_minus_half_x2 * q;
+    return x >= 0.0f ? 1.0f - half_erfc : half_erfc;
 }
 
-// Standard normal CDF Φ(x) = ½ erfc(−x/√2), accurate in both tails.
-static inline float ck_normal_cdf(float x) {
-    float e = ck_erfc_pos(fabsf(x) * 0.70710678118654752440f);
-    return x >= 0.0f ? 1.0f - 0.5f * e : 0.5f * e;
-}
+static inline float ck_normal_cdf(float x) { return ck_normal_cdf_given_exp(x, ck_exp(-0.5f * x * x)); }
