@@ -62,9 +62,18 @@ CK_ALWAYS_INLINE float ck_row_max(const float *x, int64_t n) {
     float m = -INFINITY;
     int64_t i = 0;
     if (n >= CK_VW) {
-        ck_vf16 v = ck_vload(x);
-        for (i = CK_VW; i + CK_VW <= n; i += CK_VW) v = __builtin_elementwise_max(v, ck_vload(x + i));
-        m = ck_vmax_lanes(v);
+        // Four running maxima, so that a long row is not one chain of dependent max instructions
+        // (a 768-float row: 48 × 4 cycles of latency before its exp pass can start). Max is exact,
+        // so the grouping does not change the result.
+        ck_vf16 v0 = ck_vload(x), v1 = v0, v2 = v0, v3 = v0;
+        for (i = CK_VW; i + 4 * CK_VW <= n; i += 4 * CK_VW) {
+            v0 = __builtin_elementwise_max(v0, ck_vload(x + i));
+            v1 = __builtin_elementwise_max(v1, ck_vload(x + i + CK_VW));
+            v2 = __builtin_elementwise_max(v2, ck_vload(x + i + 2 * CK_VW));
+            v3 = __builtin_elementwise_max(v3, ck_vload(x + i + 3 * CK_VW));
+        }
+        for (; i + CK_VW <= n; i += CK_VW) v0 = __builtin_elementwise_max(v0, ck_vload(x + i));
+        m = ck_vmax_lanes(__builtin_elementwise_max(__builtin_elementwise_max(v0, v1), __builtin_elementwise_max(v2, v3)));
     }
     for (; i < n; i++) m = x[i] > m ? x[i] : m;
     return m;
