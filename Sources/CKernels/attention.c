@@ -6,7 +6,7 @@
 // blocked GEMM: a block of MR query rows is held in vector registers while keys stream past. Three
 // micro-kernels cover all seven products of the forward and backward:
 //   rows_x_cols   C[MR, Np]   = α · A[MR, D] · Bᵀ   (B packed transposed: Bt [D, Np])  S, dP
-//   probs_x_rows  C[MR, D]    = P[MR, N] · B[N, D]                                    O, dQ
+//   probs_x_rows  C[MR, D]    = P[MR, N] · B[N, D]   (P by rows or transposed)        O, dQ
 //   probsT_x_rows C[N, D]    += P[R, N]ᵀ · A[R, D]                                   dV, dK
 // Vectors are clang/GCC vector extensions of 16 floats, so the same source becomes AVX-512, two
 // AVX2 halves or four SSE quarters under CK_CLONES' runtime dispatch.
@@ -58,31 +58,33 @@ CK_ALWAYS_INLINE void rows_x_cols(float *c, int64_t ldc, const float *const a[MR
     }
 }
 
-// acc[r][v] = Σ_{j<N} p[r·ldp + j] · b[j·ldb + v·CK_VW ...] for r < mr and NV vectors of columns.
-CK_ALWAYS_INLINE void probs_x_rows_nv(ck_vf16 acc[MR][MAXNV], const float *p, int64_t ldp, const float *b,
-                                      int64_t ldb, int64_t N, const int NV, const int mr) {
+// acc[r][v] = Σ_{j<N} p[r·ldp + j·ldj] · b[j·ldb + v·CK_VW ...] for r < mr and NV vectors of columns
+// (ldj = 1 for P stored by rows, ldp = 1 for P stored transposed).
+CK_ALWAYS_INLINE void probs_x_rows_nv(ck_vf16 acc[MR][MAXNV], const float *p, int64_t ldp, int64_t ldj,
+                                      const float *b, int64_t ldb, int64_t N, const int NV, const int mr) {
     for (int r = 0; r < mr; r++) for (int v = 0; v < NV; v++) acc[r][v] = (ck_vf16){0};
     for (int64_t j = 0; j < N; j++) {
         ck_vf16 bv[MAXNV];
         for (int v = 0; v < NV; v++) bv[v] = ck_vload(b + j * ldb + v * CK_VW);
         for (int r = 0; r < mr; r++) {
-            const float x = p[r * ldp + j];
+            const float x = p[r * ldp + j * ldj];
             for (int v = 0; v < NV; v++) acc[r][v] += x * bv[v];
         }
     }
 }
 
-// out_r[0..D) (=|+=) Σ_j p[r, j] · b[j, 0..D) for r < mr ≤ MR; b is [N, Dp] packed (ldb = Dp).
-CK_ALWAYS_INLINE void probs_x_rows(float *const out[MR], int accumulate, const float *p, int64_t ldp,
+// out_r[0..D) (=|+=) Σ_j p[r·ldp + j·ldj] · b[j, 0..D) for r < mr ≤ MR; b has rows of whole vectors
+// (packed to Dp, or read in place when D = Dp).
+CK_ALWAYS_INLINE void probs_x_rows(float *const out[MR], int accumulate, const float *p, int64_t ldp, int64_t ldj,
                                    const float *b, int64_t ldb, int64_t N, int64_t D, const int mr) {
     for (int64_t d0 = 0; d0 < D; d0 += MAXNV * CK_VW) {
         const int64_t width = ck_min64(MAXNV * CK_VW, D - d0);
         ck_vf16 acc[MR][MAXNV];
         switch ((width + CK_VW - 1) / CK_VW) {
-            case 4: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 4, mr); break;
-            case 3: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 3, mr); break;
-            case 2: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 2, mr); break;
-            default: probs_x_rows_nv(acc, p, ldp, b + d0, ldb, N, 1, mr); break;
+            case 4: probs_x_rows_nv(acc, p, ldp, ldj, b + d0, ldb, N, 4, mr); break;
+            case 3: probs_x_rows_nv(acc, p, ldp, ldj, b + d0, ldb, N, 3, mr); break;
+            case 2: probs_x_rows_nv(acc, p, ldp, ldj, b + d0, ldb, N, 2, mr); break;
+            default: probs_x_rows_nv(acc, p, ldp, ldj, b + d0, ldb, N, 1, mr); break;
         }
         for (int r = 0; r < mr; r++)
             for (int64_t v = 0; v * CK_VW < width; v++) {
@@ -169,6 +171,24 @@ CK_ALWAYS_INLINE void padding_mask(float mask[CK_VW], int64_t N, int64_t Np) {
 }
 CK_ALWAYS_INLINE void mask_padding(float *row, int64_t Np, const float mask[CK_VW]) {
     ck_vstore(row + Np - CK_VW, ck_vload(row + Np - CK_VW) + ck_vload(mask));
+}
+
+// p_j = exp(s_j − m) / l over one row of Np scores, m the row's maximum and l = Σ_j exp(s_j − m);
+// returns the row's log-sum-exp m + log l. The padding columns j ≥ N are made −inf so every loop
+// runs over whole vectors and they come out as exactly 0. Called with Np = CK_VW as a constant for
+// one-vector rows (N ≤ 16), so those loops compile to straight-line vector code.
+CK_ALWAYS_INLINE float softmax_row(float *sr, const int64_t Np, const float pad[CK_VW]) {
+    mask_padding(sr, Np, pad);
+    const float m = ck_row_max(sr, Np);
+    float l = 0.0f;
+    #pragma omp simd reduction(+:l)
+    CK_WHOLE_VECTORS
+    for (int64_t j = 0; j < Np; j++) { sr[j] = ck_exp(sr[j] - m); l += sr[j]; }
+    const float inv = 1.0f / l;
+    #pragma omp simd
+    CK_WHOLE_VECTORS
+    for (int64_t j = 0; j < Np; j++) sr[j] *= inv;
+    return m + ck_log(l);   // l ≥ 1: the maximum's own term is exp(0)
 }
 
 // In-register transpose of a 16×16 block held as 16 row vectors, in four butterfly stages: stage b
@@ -270,24 +290,60 @@ CK_CLONES static void head_forward(float *o, float *restrict lse, const float *q
 #define SCORES(mr) rows_x_cols(s, Np, qr, kt, Np, D, scale, mr)
         ROW_BLOCK(rb, SCORES)                                   // s_rj = scale · q_r·k_j
 #undef SCORES
-        // p_rj = exp(s_rj − m_r) / l_r, lse_r = m_r + log l_r. The padding columns j ≥ N are made
-        // −inf so every loop runs over whole vectors and they come out as exactly 0.
-        for (int r = 0; r < rb; r++) {
-            float *sr = s + r * Np;
-            mask_padding(sr, Np, pad);
-            const float m = ck_row_max(sr, Np);
-            float l = 0.0f;
-            #pragma omp simd reduction(+:l)
-            CK_WHOLE_VECTORS
-            for (int64_t j = 0; j < Np; j++) { sr[j] = ck_exp(sr[j] - m); l += sr[j]; }
-            const float inv = 1.0f / l;
-            #pragma omp simd
-            CK_WHOLE_VECTORS
-            for (int64_t j = 0; j < Np; j++) sr[j] *= inv;
-            lse[i0 + r] = m + logf(l);
-        }
-#define OUT(mr) probs_x_rows(orow, 0, s, Np, vp, Dp, N, D, mr)
+        if (Np == CK_VW) for (int r = 0; r < rb; r++) lse[i0 + r] = softmax_row(s + r * Np, CK_VW, pad);
+        else for (int r = 0; r < rb; r++) lse[i0 + r] = softmax_row(s + r * Np, Np, pad);
+#define OUT(mr) probs_x_rows(orow, 0, s, Np, 1, vp, Dp, N, D, mr)
         ROW_BLOCK(rb, OUT)                                      // o_r = Σ_j p_rj v_j
+#undef OUT
+    }
+}
+
+// Short sequences (N ≤ CK_VW, D a whole number of vectors; MAE's encoder sees N = 13): the scores
+// are formed transposed, Sᵀ [N keys, CK_VW queries], so the softmax over keys runs down the rows,
+// one vector per key for all queries at once: no per-row horizontal max and sum, and one vector of
+// logs for the log-sum-exps. Query lanes i ≥ N hold scores of zero queries and are never stored.
+// K and V are read in place. (N = 13, one thread, in cache: see the README's attention notes.)
+static inline int short_sequence(int64_t N, int64_t D) { return N <= CK_VW && D % CK_VW == 0; }
+
+// Softmax over the N rows of st [N, CK_VW], every column (query) at once: p_ij = exp(s_ij − m_i) / l_i
+// with m_i = max_j s_ij and l_i = Σ_j exp(s_ij − m_i); lse_i = m_i + log l_i for the first N columns.
+CK_ALWAYS_INLINE void softmax_down_columns(float *st, float *lse, int64_t N) {
+    ck_vf16 m = ck_vload(st);
+    for (int64_t j = 1; j < N; j++) m = __builtin_elementwise_max(m, ck_vload(st + j * CK_VW));
+    float mi[CK_VW], li[CK_VW] = {0};
+    ck_vstore(mi, m);
+    for (int64_t j = 0; j < N; j++) {
+        float *row = st + j * CK_VW;
+        #pragma omp simd
+        for (int i = 0; i < CK_VW; i++) { row[i] = ck_exp(row[i] - mi[i]); li[i] += row[i]; }
+    }
+    const ck_vf16 inv = 1.0f / ck_vload(li);
+    for (int64_t j = 0; j < N; j++) ck_vstore(st + j * CK_VW, inv * ck_vload(st + j * CK_VW));
+    #pragma omp simd
+    for (int64_t i = 0; i < N; i++) lse[i] = mi[i] + ck_log(li[i]);   // l_i ≥ 1
+}
+
+CK_CLONES static void head_forward_short(float *o, float *restrict lse, const float *q, const float *k,
+                                         const float *v, int64_t ld, int64_t ldo, float *restrict scratch,
+                                         int64_t N, int64_t D, float scale) {
+    float *qt = scratch;                 // [D, CK_VW] Qᵀ, zero for queries i ≥ N
+    float *st = qt + D * CK_VW;          // [N, CK_VW] Sᵀ, then Pᵀ
+    pack_transposed(qt, q, ld, N, CK_VW, D);
+    for (int64_t j0 = 0, blk = 0, rb; j0 < N; j0 += rb, blk++) {          // s_ij = scale · k_j·q_i
+        rb = row_block_size(N, blk);
+        const float *kr[MR];
+        for (int r = 0; r < rb; r++) kr[r] = k + (j0 + r) * ld;
+#define SCORES(mr) rows_x_cols(st + j0 * CK_VW, CK_VW, kr, qt, CK_VW, D, scale, mr)
+        ROW_BLOCK(rb, SCORES)
+#undef SCORES
+    }
+    softmax_down_columns(st, lse, N);
+    for (int64_t i0 = 0, blk = 0, rb; i0 < N; i0 += rb, blk++) {          // o_i = Σ_j p_ij v_j
+        rb = row_block_size(N, blk);
+        float *orow[MR];
+        for (int r = 0; r < rb; r++) orow[r] = o + (i0 + r) * ldo;
+#define OUT(mr) probs_x_rows(orow, 0, st + i0, 1, CK_VW, v, ld, N, D, mr)
+        ROW_BLOCK(rb, OUT)
 #undef OUT
     }
 }
@@ -297,7 +353,7 @@ void ck_attention_forward(float *out, float *lse, const float *qkv, float *scrat
     const int64_t ld = 3 * H * D;              // row stride of q, k and v inside qkv
     const int64_t per_thread = ck_attention_scratch_floats(N, D);
     ck_flop_counter_add(4 * (uint64_t)(B * H * N) * (uint64_t)(N * D));
-    const int prefetch = prefetch_next_head(N, D);
+    const int prefetch = prefetch_next_head(N, D), short_path = short_sequence(N, D);
     #pragma omp parallel for schedule(static) if (B * H * N * N * D >= CK_PAR_MIN)
     for (int64_t bh = 0; bh < B * H; bh++) {
         const int64_t b = bh / H, h = bh % H;
@@ -306,8 +362,8 @@ void ck_attention_forward(float *out, float *lse, const float *qkv, float *scrat
             const int64_t b1 = (bh + 1) / H, h1 = (bh + 1) % H;
             for (int t = 0; t < 3; t++) prefetch_rows_for_read(qkv + b1 * N * ld + t * H * D + h1 * D, ld, N, D);
         }
-        head_forward(out + b * N * H * D + h * D, lse + bh * N, q, q + H * D, q + 2 * H * D, ld, H * D,
-                     scratch + thread_id() * per_thread, N, D, scale);
+        (short_path ? head_forward_short : head_forward)(out + b * N * H * D + h * D, lse + bh * N, q, q + H * D,
+                     q + 2 * H * D, ld, H * D, scratch + thread_id() * per_thread, N, D, scale);
     }
 }
 
@@ -373,7 +429,7 @@ CK_CLONES static void head_backward(float *dq, float *dk, float *dv, int accumul
             rb = row_block_size(qb, blk);
             float *dqr[MR];
             for (int r = 0; r < rb; r++) dqr[r] = dq + (i0 + r0 + r) * ld;
-#define DQ(mr) probs_x_rows(dqr, accumulate, ds + r0 * Np, Np, kp, lk, N, D, mr)
+#define DQ(mr) probs_x_rows(dqr, accumulate, ds + r0 * Np, Np, 1, kp, lk, N, D, mr)
             ROW_BLOCK(rb, DQ)
 #undef DQ
         }
@@ -385,12 +441,66 @@ CK_CLONES static void head_backward(float *dq, float *dk, float *dv, int accumul
     unpack_rows(dv, ld, dvp, Dp, N, D, accumulate);
 }
 
+// The short-sequence backward (see head_forward_short): Pᵀ and dSᵀ are formed by key rows, so the
+// key-side gradients dV_j = Σ_i p_ij dO_i and dK_j = Σ_i ds_ij q_i are plain register-blocked
+// products written straight into dqkv (no packed accumulators to unpack), and dQ reads dSᵀ
+// transposed. Q, K, V and dO are read in place; only Qᵀ and dOᵀ are packed.
+CK_CLONES static void head_backward_short(float *dq, float *dk, float *dv, int accumulate, const float *q,
+                                          const float *k, const float *v, const float *dout, const float *lse,
+                                          int64_t ld, int64_t ldo, float *restrict scratch,
+                                          int64_t N, int64_t D, float scale) {
+    float *qt = scratch, *gt = qt + D * CK_VW;        // [D, CK_VW] Qᵀ and dOᵀ (g = dO)
+    float *pt = gt + D * CK_VW, *dst = pt + N * CK_VW; // [N, CK_VW] Pᵀ and dPᵀ, then dSᵀ
+    pack_transposed(qt, q, ld, N, CK_VW, D);
+    pack_transposed(gt, dout, ldo, N, CK_VW, D);
+    for (int64_t j0 = 0, blk = 0, rb; j0 < N; j0 += rb, blk++) {
+        rb = row_block_size(N, blk);
+        const float *kr[MR], *vr[MR];
+        for (int r = 0; r < rb; r++) { kr[r] = k + (j0 + r) * ld; vr[r] = v + (j0 + r) * ld; }
+#define SCORES(mr) rows_x_cols(pt + j0 * CK_VW, CK_VW, kr, qt, CK_VW, D, scale, mr); \
+                   rows_x_cols(dst + j0 * CK_VW, CK_VW, vr, gt, CK_VW, D, 1.0f, mr)
+        ROW_BLOCK(rb, SCORES)                              // s_ij = scale · k_j·q_i, dp_ij = v_j·dO_i
+#undef SCORES
+    }
+    // p_ij = exp(s_ij − lse_i); ds_ij = scale · p_ij (dp_ij − D_i) with D_i = Σ_j p_ij dp_ij.
+    float lsev[CK_VW] = {0}, di[CK_VW] = {0};
+    for (int64_t i = 0; i < N; i++) lsev[i] = lse[i];
+    for (int64_t j = 0; j < N; j++) {
+        float *pr = pt + j * CK_VW, *dpr = dst + j * CK_VW;
+        #pragma omp simd
+        for (int i = 0; i < CK_VW; i++) { pr[i] = ck_exp(pr[i] - lsev[i]); di[i] += pr[i] * dpr[i]; }
+    }
+    for (int64_t j = 0; j < N; j++) {
+        const float *pr = pt + j * CK_VW;
+        float *dsr = dst + j * CK_VW;
+        #pragma omp simd
+        for (int i = 0; i < CK_VW; i++) dsr[i] = scale * pr[i] * (dsr[i] - di[i]);
+    }
+    for (int64_t j0 = 0, blk = 0, rb; j0 < N; j0 += rb, blk++) {   // dV_j, dK_j by key rows
+        rb = row_block_size(N, blk);
+        float *dvr[MR], *dkr[MR];
+        for (int r = 0; r < rb; r++) { dvr[r] = dv + (j0 + r) * ld; dkr[r] = dk + (j0 + r) * ld; }
+#define DKV(mr) probs_x_rows(dvr, accumulate, pt + j0 * CK_VW, CK_VW, 1, dout, ldo, N, D, mr); \
+                probs_x_rows(dkr, accumulate, dst + j0 * CK_VW, CK_VW, 1, q, ld, N, D, mr)
+        ROW_BLOCK(rb, DKV)
+#undef DKV
+    }
+    for (int64_t i0 = 0, blk = 0, rb; i0 < N; i0 += rb, blk++) {   // dQ_i = Σ_j ds_ij k_j
+        rb = row_block_size(N, blk);
+        float *dqr[MR];
+        for (int r = 0; r < rb; r++) dqr[r] = dq + (i0 + r) * ld;
+#define DQ(mr) probs_x_rows(dqr, accumulate, dst + i0, 1, CK_VW, k, ld, N, D, mr)
+        ROW_BLOCK(rb, DQ)
+#undef DQ
+    }
+}
+
 void ck_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *lse, float *scratch,
                            int64_t B, int64_t N, int64_t H, int64_t D, float scale, int accumulate) {
     const int64_t ld = 3 * H * D;
     const int64_t per_thread = ck_attention_scratch_floats(N, D);
     ck_flop_counter_add(10 * (uint64_t)(B * H * N) * (uint64_t)(N * D));
-    const int prefetch = prefetch_next_head(N, D);
+    const int prefetch = prefetch_next_head(N, D), short_path = short_sequence(N, D);
     // Each (b, h) owns its own slices of dq, dk and dv, so threads never write the same element.
     #pragma omp parallel for schedule(static) if (B * H * N * N * D >= CK_PAR_MIN)
     for (int64_t bh = 0; bh < B * H; bh++) {
@@ -405,7 +515,8 @@ void ck_attention_backward(float *dqkv, const float *dout, const float *qkv, con
             }
             prefetch_rows_for_read(dout + b1 * N * H * D + h1 * D, H * D, N, D);
         }
-        head_backward(dq, dq + H * D, dq + 2 * H * D, accumulate, q, q + H * D, q + 2 * H * D,
+        (short_path ? head_backward_short : head_backward)(dq, dq + H * D, dq + 2 * H * D, accumulate, q,
+                      q + H * D, q + 2 * H * D,
                       dout + b * N * H * D + h * D, lse + bh * N,
                       ld, H * D, scratch + thread_id() * per_thread, N, D, scale);
     }
