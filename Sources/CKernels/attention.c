@@ -243,18 +243,16 @@ int64_t ck_attention_scratch_floats(int64_t N, int64_t D) {
     return round_up(n, CK_CACHE_LINE_F32);
 }
 
-// Asks for rows [rows, D] with row stride ld to be brought into L2 (prefetcht1/t2: the level-1 cache
-// is needed for the current head's scratch). A head's rows are 256-byte pieces a whole token apart,
-// more streams than the hardware prefetcher follows, so the next head's rows are requested while this
-// one computes: N = 50, 2 threads, fwd+bwd 12% faster (N = 13: 3%, N = 197: no change).
+// A head's rows are 256-byte pieces a whole token apart, more streams than the hardware prefetcher
+// follows, so the next head's rows are requested (ck_prefetch_l2) while this one computes: N = 50,
+// 2 threads, fwd+bwd 12% faster (N = 13: 3%, N = 197: no change).
 CK_ALWAYS_INLINE void prefetch_rows_for_read(const float *p, int64_t ld, int64_t rows, int64_t D) {
-    for (int64_t j = 0; j < rows; j++)
-        for (int64_t d = 0; d < D; d += CK_CACHE_LINE_F32) __builtin_prefetch(p + j * ld + d, 0, 1);
+    for (int64_t j = 0; j < rows; j++) ck_prefetch_l2(p + j * ld, D);
 }
 CK_ALWAYS_INLINE void prefetch_rows_for_write(float *p, int64_t ld, int64_t rows, int64_t D) {
-    for (int64_t j = 0; j < rows; j++)
-        for (int64_t d = 0; d < D; d += CK_CACHE_LINE_F32) __builtin_prefetch(p + j * ld + d, 1, 1);
+    for (int64_t j = 0; j < rows; j++) ck_prefetch_l2_for_write(p + j * ld, D);
 }
+
 // Up to 7 · 16384 floats (448 KiB) requested ahead, well inside L2 next to the current head's data.
 static inline int prefetch_next_head(int64_t N, int64_t D) { return N * D <= 16384; }
 

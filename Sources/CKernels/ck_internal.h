@@ -79,6 +79,16 @@ CK_ALWAYS_INLINE float ck_row_max(const float *x, int64_t n) {
     return m;
 }
 
+// Asks for the lines of p[0..n) to be brought into L2 (prefetcht1/t2 hints: the level-1 cache stays
+// free for the data being computed on). Used to request the next work item's rows while the current
+// one computes, where the hardware prefetcher does not run far enough ahead of a compute-heavy loop.
+CK_ALWAYS_INLINE void ck_prefetch_l2(const float *p, int64_t n) {
+    for (int64_t i = 0; i < n; i += CK_CACHE_LINE_F32) __builtin_prefetch(p + i, 0, 1);
+}
+CK_ALWAYS_INLINE void ck_prefetch_l2_for_write(float *p, int64_t n) {
+    for (int64_t i = 0; i < n; i += CK_CACHE_LINE_F32) __builtin_prefetch(p + i, 1, 1);
+}
+
 // Fixed-size blocks for global reductions: partial sums per block, then a serial sum of the
 // partials, so the result does not depend on the number of threads.
 #define CK_REDUCE_BLOCK 4096
