@@ -8,6 +8,9 @@
 //   rows_x_cols   C[MR, Np]   = α · A[MR, D] · Bᵀ   (B packed transposed: Bt [D, Np])  S, dP
 //   probs_x_rows  C[MR, D]    = P[MR, N] · B[N, D]   (P by rows or transposed)        O, dQ
 //   probsT_x_rows C[N, D]    += P[R, N]ᵀ · A[R, D]                                   dV, dK
+// Short sequences (N ≤ 16, D a whole number of vectors) take a transposed path instead
+// (head_forward_short, head_backward_short): scores as Sᵀ [keys, queries], softmax down the rows,
+// and probs_x_rows for every product but the scores.
 // Vectors are clang/GCC vector extensions of 16 floats, so the same source becomes AVX-512, two
 // AVX2 halves or four SSE quarters under CK_CLONES' runtime dispatch.
 #include "ck_internal.h"
