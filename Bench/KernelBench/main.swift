@@ -105,23 +105,26 @@ if wanted("memory") {
     runMem(memCases(rows: 256 * 50, cols: 192, label: "[12800, 192]"))
     if !quick { runMem(memCases(rows: 256 * 197, cols: 768, label: "[50432, 768]")) }
 
-    do {
-        let (B, C, H, W, P) = (256, 1, 28, 28, 4)
+    /// Patchify of a batch and the encoder's gather of the kept 25% of patch rows (width D).
+    func maskingCases(B: Int, C: Int, H: Int, W: Int, P: Int, D: Int) -> [MemCase] {
         let n = B * C * H * W
         let imgs = buffer(n, 11), out = buffer(n, 12)
         let L = (H / P) * (W / P)
-        let x = buffer(B * L * 192, 13), g = buffer(B * 12 * 192, 14)
         var rng = TesseraRNG(seed: 1)
         let m = MaskIndices.random(batch: B, patches: L, maskRatio: 0.75, rng: &rng)
         let ids = m.idsKeep
-        let cases = [
-            MemCase(name: "patchify fwd", shape: "[256, 1, 28, 28] p4", bytes: 8 * n) {
+        let x = buffer(B * L * D, 13), g = buffer(B * m.keep * D, 14)
+        return [
+            MemCase(name: "patchify fwd", shape: "[\(B), \(C), \(H), \(W)] p\(P)", bytes: 8 * n) {
                 ck_patchify_forward(out, imgs, Int64(B), Int64(C), Int64(H), Int64(W), Int64(P)) },
-            MemCase(name: "gather kept rows", shape: "[256, 49→12, 192]", bytes: 8 * B * m.keep * 192) {
-                ids.withUnsafeBufferPointer { ck_gather_rows_forward(g, x, $0.baseAddress, Int64(m.keep), Int64(B), Int64(L), Int64(m.keep), 192) } },
+            MemCase(name: "gather kept rows", shape: "[\(B), \(L)→\(m.keep), \(D)]", bytes: 8 * B * m.keep * D) {
+                ids.withUnsafeBufferPointer { ck_gather_rows_forward(g, x, $0.baseAddress, Int64(m.keep), Int64(B), Int64(L), Int64(m.keep), Int64(D)) } },
         ]
-        runMem(cases)
     }
+    // MAE on Fashion-MNIST (0.8 MB of images), and ImageNet-sized MAE (vit-base, 224², p16: 38.5 MB
+    // of images and of patch rows, larger than L2).
+    runMem(maskingCases(B: 256, C: 1, H: 28, W: 28, P: 4, D: 192))
+    if !quick { runMem(maskingCases(B: 64, C: 3, H: 224, W: 224, P: 16, D: 768)) }
 
     // MARK: attention
 
