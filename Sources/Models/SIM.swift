@@ -208,14 +208,23 @@ public final class SIM: PretrainingMethod {
     // MARK: loss
 
     /// UniGrad dense loss on prediction rows `p [N, D]` and target rows `t [N, D]` (already normalized).
-    public func unigrad(_ p: Tensor, _ t: Tensor) -> (loss: Tensor, positive: Float, negative: Float) {
+    ///
+    /// Also returns the collapse monitor `targetRank`: the participation ratio of the targets'
+    /// correlation matrix, `tr(C)² / ‖C‖²_F = (Σλ)² / Σλ²` over C's eigenvalues. It is 1 when every
+    /// target token is the same vector (collapse) and D when C is isotropic.
+    public func unigrad(_ p: Tensor, _ t: Tensor) -> (loss: Tensor, positive: Float, negative: Float, targetRank: Float) {
         let N = p.shape[0], D = p.shape[1]
         let w = options.negWeight * 768 / Float(D)
         let d = p - t
         let positive = (d * d).sum(axis: 1).mean()
         let C = withNoGrad { t.transposed().matmul(t).scaled(by: 1 / Float(N)) }       // [D, D], current batch
         let negative = (p.matmul(C) * p).sum(axis: 1).mean()
-        return ((positive + negative.scaled(by: w)).scaled(by: 1 / Float(D)), positive.item, negative.item)
+        let c = C.array
+        var trace = 0.0, frobenius = 0.0
+        for i in 0..<D { trace += Double(c[i * D + i]) }
+        for v in c { frobenius += Double(v) * Double(v) }
+        let rank = frobenius > 0 ? Float(trace * trace / frobenius) : 0
+        return ((positive + negative.scaled(by: w)).scaled(by: 1 / Float(D)), positive.item, negative.item, rank)
     }
 
     public func trainingLoss(_ batch: Batch, rng: inout TesseraRNG) -> (loss: Tensor, metrics: [(String, Float)]) {
@@ -262,7 +271,7 @@ public final class SIM: PretrainingMethod {
         // Target: EMA branch on the full view 2, patch tokens, LayerNorm without affine.
         let t = withNoGrad { targetNorm(target(x2).narrow(axis: 1, start: 1, length: L).reshaped([B * L, D])) }
         let r = unigrad(pred, t)
-        return (r.loss, [("pos", r.positive), ("neg", r.negative)])
+        return (r.loss, [("pos", r.positive), ("neg", r.negative), ("rank_t", r.targetRank)])
     }
 
     /// EMA (cosine 0.995 → 1) of every target tensor from its online counterpart.

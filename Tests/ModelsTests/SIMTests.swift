@@ -55,7 +55,7 @@ final class SIMTests: XCTestCase {
         o.decoderHeads = 2
         let sim = SIM(ViTConfig(imageSize: 8, patchSize: 4, channels: 1, dim: 8, depth: 1, heads: 2), options: o, rng: &rng)
         let p = Tensor.randn([6, 8], rng: &rng, requiresGrad: true), t = Tensor.randn([6, 8], rng: &rng)
-        let (loss, _, _) = sim.unigrad(p, t)
+        let (loss, _, _, _) = sim.unigrad(p, t)
         // Closed form in double.
         let P = p.array.map(Double.init), T = t.array.map(Double.init)
         var C = [Double](repeating: 0, count: 64)
@@ -77,6 +77,25 @@ final class SIMTests: XCTestCase {
             g[n * 8 + i] = (2 * (P[n * 8 + i] - T[n * 8 + i]) + 2 * w * cp) / 48
         } }
         assertClose(p.grad!.array, g.map(Float.init), rtol: 1e-4, atol: 1e-6, "d loss / d p")
+    }
+
+    /// The collapse monitor: participation ratio of the target correlation, 1 for identical target
+    /// tokens, D for an isotropic set, and a closed form in between.
+    func testTargetRankMonitor() {
+        var rng = TesseraRNG(seed: 3)
+        var o = SIMOptions()
+        o.decoderDim = 4
+        o.decoderHeads = 2
+        let sim = SIM(ViTConfig(imageSize: 8, patchSize: 4, channels: 1, dim: 8, depth: 1, heads: 2), options: o, rng: &rng)
+        let p = Tensor.zeros([8, 4])
+        let same = Tensor((0..<8).flatMap { _ in [1, -1, 2, 0.5] as [Float] }, shape: [8, 4])
+        XCTAssertEqual(sim.unigrad(p, same).targetRank, 1, accuracy: 1e-5)
+        // ±2·e_k for k = 0…3: C = 2·I, isotropic.
+        let iso = Tensor((0..<8).flatMap { n -> [Float] in var r: [Float] = [0, 0, 0, 0]; r[n % 4] = n < 4 ? 2 : -2; return r }, shape: [8, 4])
+        XCTAssertEqual(sim.unigrad(p, iso).targetRank, 4, accuracy: 1e-5)
+        // Two rows on two axes, energies 3 and 1: C = diag(3, 1, 0, 0) / 2, so (3 + 1)² / (9 + 1) = 1.6.
+        let two = Tensor([Float(3).squareRoot(), 0, 0, 0, 0, 1, 0, 0], shape: [2, 4])
+        XCTAssertEqual(sim.unigrad(Tensor.zeros([2, 4]), two).targetRank, 1.6, accuracy: 1e-5)
     }
 
     func testTrainsAndResumesBitExactly() throws {
