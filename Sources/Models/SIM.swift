@@ -207,24 +207,50 @@ public final class SIM: PretrainingMethod {
 
     // MARK: loss
 
-    /// UniGrad dense loss on prediction rows `p [N, D]` and target rows `t [N, D]` (already normalized).
-    ///
-    /// Also returns the collapse monitor `targetRank`: the participation ratio of the targets'
-    /// correlation matrix, `tr(C)² / ‖C‖²_F = (Σλ)² / Σλ²` over C's eigenvalues. It is 1 when every
-    /// target token is the same vector (collapse) and D when C is isotropic.
-    public func unigrad(_ p: Tensor, _ t: Tensor) -> (loss: Tensor, positive: Float, negative: Float, targetRank: Float) {
+    /// Collapse monitors of a batch of target rows `t [N, D]` (UniGrad's C = tᵀt/N, uncentered).
+    public struct TargetSpread: Sendable {
+        /// Participation ratio of C, `tr(C)² / ‖C‖²_F = (Σλ)² / Σλ²`: 1 when every target token is
+        /// the same vector, D when C is isotropic.
+        public var rank: Float
+        /// The same for the centered covariance `C − μμᵀ` (μ the mean token): how many directions
+        /// the tokens differ along; 0 when they are all equal.
+        public var centeredRank: Float
+        /// `‖μ‖² / tr(C)`: the share of the target energy that all tokens of the batch have in common.
+        public var shared: Float
+    }
+
+    /// UniGrad dense loss on prediction rows `p [N, D]` and target rows `t [N, D]` (already normalized),
+    /// with the targets' collapse monitors.
+    public func unigrad(_ p: Tensor, _ t: Tensor) -> (loss: Tensor, positive: Float, negative: Float, spread: TargetSpread) {
         let N = p.shape[0], D = p.shape[1]
         let w = options.negWeight * 768 / Float(D)
         let d = p - t
         let positive = (d * d).sum(axis: 1).mean()
         let C = withNoGrad { t.transposed().matmul(t).scaled(by: 1 / Float(N)) }       // [D, D], current batch
         let negative = (p.matmul(C) * p).sum(axis: 1).mean()
-        let c = C.array
-        var trace = 0.0, frobenius = 0.0
-        for i in 0..<D { trace += Double(c[i * D + i]) }
-        for v in c { frobenius += Double(v) * Double(v) }
-        let rank = frobenius > 0 ? Float(trace * trace / frobenius) : 0
-        return ((positive + negative.scaled(by: w)).scaled(by: 1 / Float(D)), positive.item, negative.item, rank)
+        let loss = (positive + negative.scaled(by: w)).scaled(by: 1 / Float(D))
+        return (loss, positive.item, negative.item, Self.spread(correlation: C.array, mean: t.mean(axis: 0).array, dim: D))
+    }
+
+    /// Participation ratios of `C [D, D]` and of `C − μμᵀ`, and the shared-energy share `‖μ‖² / tr C`.
+    static func spread(correlation c: [Float], mean mu: [Float], dim D: Int) -> TargetSpread {
+        var total = 0.0
+        for i in 0..<D { total += Double(c[i * D + i]) }
+        guard total > 0 else { return TargetSpread(rank: 0, centeredRank: 0, shared: 0) }
+        /// tr(M)² / ‖M‖²_F, or 0 when M holds less than a float's rounding of the batch's energy.
+        func ratio(_ entry: (Int, Int) -> Double) -> Double {
+            var trace = 0.0, frobenius = 0.0
+            for i in 0..<D {
+                trace += entry(i, i)
+                for j in 0..<D { frobenius += entry(i, j) * entry(i, j) }
+            }
+            return trace > 1e-5 * total ? trace * trace / frobenius : 0
+        }
+        let m = mu.map(Double.init)
+        let full = ratio { Double(c[$0 * D + $1]) }
+        let centered = ratio { Double(c[$0 * D + $1]) - m[$0] * m[$1] }
+        let shared = m.reduce(0) { $0 + $1 * $1 } / total
+        return TargetSpread(rank: Float(full), centeredRank: Float(centered), shared: Float(shared))
     }
 
     public func trainingLoss(_ batch: Batch, rng: inout TesseraRNG) -> (loss: Tensor, metrics: [(String, Float)]) {
@@ -271,7 +297,8 @@ public final class SIM: PretrainingMethod {
         // Target: EMA branch on the full view 2, patch tokens, LayerNorm without affine.
         let t = withNoGrad { targetNorm(target(x2).narrow(axis: 1, start: 1, length: L).reshaped([B * L, D])) }
         let r = unigrad(pred, t)
-        return (r.loss, [("pos", r.positive), ("neg", r.negative), ("rank_t", r.targetRank)])
+        return (r.loss, [("pos", r.positive), ("neg", r.negative),
+                         ("rank_t", r.spread.rank), ("rank_c", r.spread.centeredRank), ("shared", r.spread.shared)])
     }
 
     /// EMA (cosine 0.995 → 1) of every target tensor from its online counterpart.

@@ -79,23 +79,33 @@ final class SIMTests: XCTestCase {
         assertClose(p.grad!.array, g.map(Float.init), rtol: 1e-4, atol: 1e-6, "d loss / d p")
     }
 
-    /// The collapse monitor: participation ratio of the target correlation, 1 for identical target
-    /// tokens, D for an isotropic set, and a closed form in between.
-    func testTargetRankMonitor() {
+    /// The collapse monitors against closed forms: participation ratios of C and of C − μμᵀ, and the
+    /// shared-energy share ‖μ‖² / tr C.
+    func testTargetSpreadMonitors() {
         var rng = TesseraRNG(seed: 3)
         var o = SIMOptions()
         o.decoderDim = 4
         o.decoderHeads = 2
         let sim = SIM(ViTConfig(imageSize: 8, patchSize: 4, channels: 1, dim: 8, depth: 1, heads: 2), options: o, rng: &rng)
-        let p = Tensor.zeros([8, 4])
-        let same = Tensor((0..<8).flatMap { _ in [1, -1, 2, 0.5] as [Float] }, shape: [8, 4])
-        XCTAssertEqual(sim.unigrad(p, same).targetRank, 1, accuracy: 1e-5)
-        // ±2·e_k for k = 0…3: C = 2·I, isotropic.
-        let iso = Tensor((0..<8).flatMap { n -> [Float] in var r: [Float] = [0, 0, 0, 0]; r[n % 4] = n < 4 ? 2 : -2; return r }, shape: [8, 4])
-        XCTAssertEqual(sim.unigrad(p, iso).targetRank, 4, accuracy: 1e-5)
-        // Two rows on two axes, energies 3 and 1: C = diag(3, 1, 0, 0) / 2, so (3 + 1)² / (9 + 1) = 1.6.
-        let two = Tensor([Float(3).squareRoot(), 0, 0, 0, 0, 1, 0, 0], shape: [2, 4])
-        XCTAssertEqual(sim.unigrad(Tensor.zeros([2, 4]), two).targetRank, 1.6, accuracy: 1e-5)
+        func spread(_ rows: [[Float]]) -> SIM.TargetSpread {
+            sim.unigrad(Tensor.zeros([rows.count, 4]), Tensor(rows.flatMap { $0 }, shape: [rows.count, 4])).spread
+        }
+        // Every token the same vector: rank 1, nothing varies, all energy shared.
+        let same = spread(Array(repeating: [1, -1, 2, 0.5], count: 8))
+        XCTAssertEqual(same.rank, 1, accuracy: 1e-5)
+        XCTAssertEqual(same.centeredRank, 0, accuracy: 1e-5)
+        XCTAssertEqual(same.shared, 1, accuracy: 1e-5)
+        // ±2·e_k for k = 0…3: C = 2·I, mean 0.
+        let iso = spread((0..<8).map { n in (0..<4).map { $0 == n % 4 ? (n < 4 ? 2 : -2) : 0 } })
+        XCTAssertEqual(iso.rank, 4, accuracy: 1e-5)
+        XCTAssertEqual(iso.centeredRank, 4, accuracy: 1e-5)
+        XCTAssertEqual(iso.shared, 0, accuracy: 1e-6)
+        // (√3, 0, 0, 0) and (0, 1, 0, 0): C = diag(3, 1, 0, 0) / 2 gives 4 / 2.5 = 1.6; μ = (√3, 1, 0, 0) / 2,
+        // ‖μ‖² = 1 of tr C = 2; two points differ along one direction only, so the centered ratio is 1.
+        let two = spread([[Float(3).squareRoot(), 0, 0, 0], [0, 1, 0, 0]])
+        XCTAssertEqual(two.rank, 1.6, accuracy: 1e-5)
+        XCTAssertEqual(two.centeredRank, 1, accuracy: 1e-5)
+        XCTAssertEqual(two.shared, 0.5, accuracy: 1e-6)
     }
 
     func testTrainsAndResumesBitExactly() throws {
