@@ -69,6 +69,7 @@ struct Eval: ParsableCommand {
             var json = "{\"kind\":\"eval\",\"checkpoint\":\((checkpoint as NSString).lastPathComponent.debugDescription),\"epoch\":\(ck.file.metadata["epoch"] ?? "null"),\"random_init\":\(randomInit),\"data\":\(spec.debugDescription),\"pooling\":\"\(pooling.rawValue)\",\"knn\":\(result.knn)"
             if let l = result.linear { json += ",\"linear\":\(l)" }
             for (s, v) in result.fewShot.sorted(by: { $0.key < $1.key }) { json += ",\"fewshot_\(s)\":[\(v[0]),\(v[1])]" }
+            json += ",\"feature_rank\":\(result.featureRank)"
             try FileIO.appendLine(json + "}", to: run.metricsJSONL)
             print("appended to \(run.metricsJSONL)")
         }

@@ -45,6 +45,9 @@ public struct EvaluationResult: Codable, Sendable {
     public var knn: Float
     public var linear: Float?
     public var fewShot: [Int: [Float]]   // shots → [mean, std]
+    /// RankMe effective rank of the test features (a collapse check: 1 = collapsed), and their width.
+    public var featureRank: Float
+    public var featureDim: Int
 
     /// A small table for the terminal.
     public var table: String {
@@ -55,13 +58,15 @@ public struct EvaluationResult: Codable, Sendable {
             let v = fewShot[s]!
             lines.append(String(format: "%d-shot logistic   %6.2f%% ± %.2f", s, v[0] * 100, v[1] * 100))
         }
+        lines.append(String(format: "feature rank      %6.1f of %d (RankMe, test features)", featureRank, featureDim))
         return lines.joined(separator: "\n")
     }
 }
 
 /// The frozen-feature evaluation: kNN, linear probe, few-shot (1, 2, 5 per class).
 public func evaluate(train: FeatureSet, test: FeatureSet, linear: Bool = true, fewShot: [Int] = [1, 2, 5], seed: UInt64 = 0) -> EvaluationResult {
-    var r = EvaluationResult(knn: Probes.knn(train: train, test: test), linear: nil, fewShot: [:])
+    var r = EvaluationResult(knn: Probes.knn(train: train, test: test), linear: nil, fewShot: [:],
+                             featureRank: Probes.effectiveRank(test), featureDim: test.dim)
     if linear { r.linear = Probes.linearProbe(train: train, test: test, seed: seed) }
     for s in fewShot {
         let fs = Probes.fewShot(train: train, test: test, shots: s, seed: seed)
