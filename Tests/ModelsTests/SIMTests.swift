@@ -5,6 +5,15 @@ import TestSupport
 import XCTest
 
 final class SIMTests: XCTestCase {
+    /// A one-block SIM whose projector/predictor width is `width` (for the loss and monitor tests).
+    func tinySIM(width: Int) -> SIM {
+        var rng = TesseraRNG(seed: 1)
+        var o = SIMOptions()
+        o.decoderDim = width
+        o.decoderHeads = 2
+        return SIM(ViTConfig(imageSize: 8, patchSize: 4, channels: 1, dim: 8, depth: 1, heads: 2), options: o, rng: &rng)
+    }
+
     /// The official relative-position formulas against ground-truth geometry: the centre of each
     /// view-2 patch mapped back to the source image and into view-1 patch-index coordinates.
     func testRelativePositionsMatchCropGeometryWithFlips() {
@@ -50,10 +59,7 @@ final class SIMTests: XCTestCase {
 
     func testUniGradLossValueAndGradient() {
         var rng = TesseraRNG(seed: 2)
-        var o = SIMOptions()
-        o.decoderDim = 8
-        o.decoderHeads = 2
-        let sim = SIM(ViTConfig(imageSize: 8, patchSize: 4, channels: 1, dim: 8, depth: 1, heads: 2), options: o, rng: &rng)
+        let sim = tinySIM(width: 8)
         let p = Tensor.randn([6, 8], rng: &rng, requiresGrad: true), t = Tensor.randn([6, 8], rng: &rng)
         let (loss, _, _, _) = sim.unigrad(p, t)
         // Closed form in double.
@@ -82,11 +88,7 @@ final class SIMTests: XCTestCase {
     /// The collapse monitors against closed forms: participation ratios of C and of C − μμᵀ, and the
     /// shared-energy share ‖μ‖² / tr C.
     func testTargetSpreadMonitors() {
-        var rng = TesseraRNG(seed: 3)
-        var o = SIMOptions()
-        o.decoderDim = 4
-        o.decoderHeads = 2
-        let sim = SIM(ViTConfig(imageSize: 8, patchSize: 4, channels: 1, dim: 8, depth: 1, heads: 2), options: o, rng: &rng)
+        let sim = tinySIM(width: 4)
         func spread(_ rows: [[Float]]) -> SIM.TargetSpread {
             sim.unigrad(Tensor.zeros([rows.count, 4]), Tensor(rows.flatMap { $0 }, shape: [rows.count, 4])).spread
         }
