@@ -16,8 +16,8 @@ struct FeatureOptions: ParsableArguments {
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Frozen-feature evaluation of a checkpoint: weighted kNN, linear probe, few-shot logistic regression.",
-        discussion: "kNN: cosine, k = 20, T = 0.07. Linear probe: logistic regression on standardized cached features. Few-shot: 1, 2, 5 images per class, mean ± std over 3 splits.")
+        abstract: "Frozen-feature evaluation of a checkpoint: weighted kNN, linear probe, few-shot logistic regression, feature rank.",
+        discussion: "kNN: cosine, k = 20, T = 0.07. Linear probe: logistic regression on standardized cached features. Few-shot: 1, 2, 5 images per class, mean ± std over 3 splits. Feature rank: RankMe (effective rank of the test features; 1 = collapsed).")
 
     @Argument(help: "A checkpoint (.safetensors) written by 'tessera pretrain' (full or encoder-only).") var checkpoint: String?
     @OptionGroup var features: FeatureOptions
