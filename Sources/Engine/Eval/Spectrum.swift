@@ -5,14 +5,14 @@ import Foundation
 public func symmetricEigenvalues(_ a: [Double], n: Int, sweeps: Int = 50) -> [Double] {
     precondition(a.count == n * n, "symmetricEigenvalues: a must hold n × n values")
     var m = a
-    var scale = 0.0
-    for v in m { scale += v * v }
+    var normSquared = 0.0   // ‖A‖²_F: the off-diagonal mass is compared against it
+    for v in m { normSquared += v * v }
     for _ in 0..<sweeps {
         var off = 0.0
-        for p in 0..<n { for q in (p + 1)..<max(p + 1, n) { off += m[p * n + q] * m[p * n + q] } }
-        if off <= 1e-30 * max(scale, 1e-300) { break }
+        for p in 0..<n { for q in (p + 1)..<n { off += m[p * n + q] * m[p * n + q] } }
+        if off <= 1e-30 * max(normSquared, 1e-300) { break }
         for p in 0..<n {
-            for q in (p + 1)..<max(p + 1, n) {
+            for q in (p + 1)..<n {
                 let apq = m[p * n + q]
                 if abs(apq) < 1e-300 { continue }
                 // Rotation that zeroes a[p][q]: t = tan θ from cot 2θ = (a_qq − a_pp) / (2 a_pq).
