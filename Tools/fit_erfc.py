@@ -8,8 +8,8 @@ backward needs for the normal pdf, so the backward evaluates one exp per element
 Q is fitted by least squares over 4000 Chebyshev nodes in t, weighted for the absolute error of
 Φ(x) = ½ t exp(−z²) Q(t) (weight ½ t exp(−z²)), at degree 6: the absolute error of Φ evaluated in
 float32 is then at float32's own rounding (~1.2e-7, the same as a degree-10 fit for relative error,
-whose GELU forward was 10-25% slower in one-thread in-cache runs), while the relative error in the far left tail, where Φ
-is below 1e-9, grows to ~1e-3 of a value that small. PyTorch's vectorized erf (Abramowitz-Stegun
+whose GELU forward was 10-25% slower in one-thread in-cache runs), while the relative error in the
+far left tail, where Φ is below 1e-9, grows to ~1e-3 of a value that small. PyTorch's vectorized erf (Abramowitz-Stegun
 7.1.26) has the same absolute accuracy and a larger tail error.
 
 Prints the float32 coefficients (lowest degree first), the largest absolute error of Φ over

@@ -241,8 +241,11 @@ public final class SIM: PretrainingMethod {
         func ratio(_ entry: (Int, Int) -> Double) -> Double {
             var trace = 0.0, frobenius = 0.0
             for i in 0..<D {
-                trace += entry(i, i)
-                for j in 0..<D { frobenius += entry(i, j) * entry(i, j) }
+                for j in 0..<D {
+                    let v = entry(i, j)
+                    frobenius += v * v
+                    if i == j { trace += v }
+                }
             }
             return trace > 1e-5 * total ? trace * trace / frobenius : 0
         }
