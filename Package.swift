@@ -107,7 +107,7 @@ let package = Package(
         // Runs the built `tessera` binary as a user would: bad input, and a tiny end-to-end run.
         .testTarget(
             name: "CLITests",
-            dependencies: ["tessera", "TesseraEngine"],
+            dependencies: ["tessera", "TesseraEngine", "TesseraModels"],
             path: "Tests/CLITests"
         ),
     ]

@@ -26,11 +26,6 @@ func secondsPerCall(minTime: Double = quick ? 0.02 : 0.08, _ body: () -> Void) -
     return (now() - t0) / Double(n)
 }
 
-func median(_ xs: [Double]) -> Double {
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : 0.5 * (s[s.count / 2 - 1] + s[s.count / 2])
-}
-
 /// Alternates A and B for `rounds` rounds; returns the median seconds of each and the median of the per-round ratios B/A.
 func abCompare(_ a: () -> Void, _ b: () -> Void) -> (a: Double, b: Double, ratio: Double) {
     var ta: [Double] = [], tb: [Double] = [], r: [Double] = []

@@ -7,13 +7,15 @@ struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Pretrain a ViT (MAE, RC-MAE, MSN or SIM); checkpoints, metrics and config go to the run folder.",
         discussion: """
-        Defaults follow the MAE recipe: AdamW (0.9, 0.95), weight decay 0.05, lr = blr x batch / 256 \
-        with blr 1.5e-4, linear warmup then cosine, RandomResizedCrop(scale 0.2-1) + flip, mask ratio \
-        0.75, norm-pix loss. Image size and channels default to the data's; patch size to 4 for images \
-        up to 64 pixels, else 16.
+        Each method trains with its own published recipe unless an option overrides it: \
+        MAE and RC-MAE AdamW (0.9, 0.95), weight decay 0.05, blr 1.5e-4, mask ratio 0.75, norm-pix loss; \
+        MSN AdamW (0.9, 0.999), weight decay cosine 0.04 to 0.4, clipping 3, blr 1e-3; \
+        SIM AdamW (0.9, 0.95), weight decay 0.05, clipping 1, blr 6.25e-5, block mask ratio 0.6. \
+        lr = blr x effective batch / 256, linear warmup then cosine; RandomResizedCrop(scale 0.2-1) + flip. \
+        Image size and channels default to the data's; patch size to 4 for images up to 64 pixels, else 16.
         """)
 
-    @Option(help: "Method: mae, rcmae, msn or sim.") var method = "mae"
+    @Option(help: "Method: \(MethodKind.choices).") var method: MethodKind = .mae
     @Option(help: "Model size: vit-tiny, vit-small or vit-base.") var model = "vit-tiny"
     @Option(help: "Training data: fashion-mnist, a .npy file, an IDX images file, or an image folder.") var data = "fashion-mnist"
     @Option(help: "Labeled data for --knn-every (default: the test split of --data).") var evalData: String?
@@ -29,7 +31,7 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Decoder width.") var decoderDim: Int?
     @Option(help: "Decoder depth.") var decoderDepth: Int?
     @Option(help: "Decoder heads.") var decoderHeads: Int?
-    @Option(help: "Fraction of patches removed (default 0.75; SIM 0.6, block-wise).") var maskRatio: Float?
+    @Option(help: "Fraction of patches masked (MAE and RC-MAE: default 0.75; SIM: 0.6, block-wise; MSN: see --patch-drop).") var maskRatio: Float?
     @Flag(help: "Regress raw pixels instead of per-patch normalized ones.") var noNormPix = false
 
     @Option(help: "Epochs (default 10; with --resume, the saved run's unless given).") var epochs: Int?
@@ -58,7 +60,6 @@ struct Pretrain: ParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
-        guard ["mae", "rcmae", "msn", "sim"].contains(method) else { throw CLIError("unknown --method '\(method)'; choose mae, rcmae, msn or sim") }
         guard NormKind(rawValue: simNorm) != nil else { throw CLIError("--sim-norm must be batch or layer") }
         guard focalViews >= 0, prototypes >= 2, headHidden >= 1, patchDrop >= 0 && patchDrop < 1 else {
             throw CLIError("--focal-views must be >= 0, --prototypes >= 2, --head-hidden >= 1, --patch-drop in [0, 1)")
@@ -70,6 +71,7 @@ struct Pretrain: ParsableCommand {
             throw CLIError("--epochs, --batch-size, --accum, --save-every and --log-every must be positive")
         }
         if let maskRatio, !(maskRatio > 0 && maskRatio < 1) { throw CLIError("--mask-ratio must be between 0 and 1, got \(maskRatio)") }
+        if maskRatio != nil && method == .msn { throw CLIError("--mask-ratio does not apply to msn; its anchor masking is --patch-drop") }
         guard Interpolation(rawValue: interpolation) != nil else { throw CLIError("--interpolation must be bicubic or bilinear") }
         guard minScale > 0 && minScale <= 1 else { throw CLIError("--min-scale must be in (0, 1]") }
         if let channels, channels != 1 && channels != 3 { throw CLIError("--channels must be 1 or 3") }
@@ -123,14 +125,16 @@ struct Pretrain: ParsableCommand {
         if let decoderDim { mae.decoderDim = decoderDim }
         if let decoderDepth { mae.decoderDepth = decoderDepth }
         if let decoderHeads { mae.decoderHeads = decoderHeads }
-        mae.maskRatio = maskRatio ?? 0.75
         mae.normPixLoss = !noNormPix
+        if let maskRatio, method == .mae || method == .rcmae { mae.maskRatio = maskRatio }
         for (name, d, h) in [("encoder", mae.encoder.dim, mae.encoder.heads), ("decoder", mae.decoderDim, mae.decoderHeads)] {
             guard h >= 1, d % h == 0, d % 4 == 0 else {
                 throw CLIError("\(name) width \(d) must be a multiple of 4 and of its head count \(h); adjust --dim/--heads or --decoder-dim/--decoder-heads")
             }
         }
-        guard mae.keptPatches >= 1 else { throw CLIError("--mask-ratio \(mae.maskRatio) keeps no patch of \(mae.encoder.patches); lower it") }
+        guard method != .mae && method != .rcmae || mae.keptPatches >= 1 else {
+            throw CLIError("--mask-ratio \(mae.maskRatio) keeps no patch of \(mae.encoder.patches); lower it")
+        }
 
         // Normalization: ImageNet statistics for RGB, the training set's own for grayscale.
         let stats = train.channels == 3 ? (mean: [Float](arrayLiteral: 0.485, 0.456, 0.406), std: [Float](arrayLiteral: 0.229, 0.224, 0.225))
@@ -140,10 +144,33 @@ struct Pretrain: ParsableCommand {
         aug.mean = aug.mean.map { ($0 * 1e4).rounded() / 1e4 }
         aug.std = aug.std.map { ($0 * 1e4).rounded() / 1e4 }
 
-        var config = PretrainConfig(mae: mae, augmentation: aug)
-        config.method = method
-        if method == "rcmae" {
+        // The method's recipe and default options, then what the command line overrides.
+        var config = PretrainConfig(method: method, mae: mae, augmentation: aug)
+        if let blr { config.blr = blr }
+        if let weightDecay { config.weightDecay = weightDecay }
+        switch method {
+        case .mae: break
+        case .rcmae:
             config.rcmae = RCMAEOptions(gamma: gamma, momentum: teacherMomentum, schedule: RCMAEOptions.Schedule(rawValue: momentumSchedule)!)
+        case .msn:
+            guard focalSize % patch == 0, focalSize >= patch else {
+                throw CLIError("--focal-size \(focalSize) must be a positive multiple of the patch size \(patch)")
+            }
+            config.msn!.focalViews = focalViews; config.msn!.focalSize = focalSize; config.msn!.patchDrop = patchDrop
+            config.msn!.prototypes = prototypes; config.msn!.hiddenDim = headHidden
+        case .sim:
+            var o = config.sim!
+            o.decoderDim = decoderDim ?? mae.encoder.dim
+            if let decoderHeads { o.decoderHeads = decoderHeads }
+            o.norm = NormKind(rawValue: simNorm)!
+            if let maskRatio { o.maskRatio = maskRatio }
+            guard SIM.maskedCount(patches: mae.encoder.patches, ratio: o.maskRatio) < mae.encoder.patches else {
+                throw CLIError("--mask-ratio \(o.maskRatio) keeps no patch of \(mae.encoder.patches); lower it")
+            }
+            guard o.width(encoderDim: mae.encoder.dim) % o.decoderHeads == 0 else {
+                throw CLIError("SIM width \(o.width(encoderDim: mae.encoder.dim)) is not divisible by --decoder-heads \(o.decoderHeads)")
+            }
+            config.sim = o
         }
         config.model = model
         config.data = data
@@ -152,35 +179,6 @@ struct Pretrain: ParsableCommand {
         config.warmupEpochs = warmupEpochs
         config.batchSize = batchSize
         config.accumSteps = accum
-        if method == "msn" {
-            guard focalSize % patch == 0, focalSize >= patch else {
-                throw CLIError("--focal-size \(focalSize) must be a positive multiple of the patch size \(patch)")
-            }
-            var o = MSNOptions()
-            o.focalViews = focalViews; o.focalSize = focalSize; o.patchDrop = patchDrop; o.prototypes = prototypes; o.hiddenDim = headHidden
-            config.msn = o
-            config.beta2 = 0.999
-            config.weightDecay = weightDecay ?? 0.04
-            config.weightDecayEnd = 0.4
-            config.clipGrad = 3
-            config.blr = blr ?? 1e-3
-        } else if method == "sim" {
-            var o = SIMOptions()
-            o.decoderDim = decoderDim ?? mae.encoder.dim
-            o.decoderHeads = decoderHeads ?? 4
-            o.norm = NormKind(rawValue: simNorm)!
-            o.maskRatio = maskRatio ?? 0.6
-            guard o.width(encoderDim: mae.encoder.dim) % o.decoderHeads == 0 else {
-                throw CLIError("SIM width \(o.width(encoderDim: mae.encoder.dim)) is not divisible by --decoder-heads \(o.decoderHeads)")
-            }
-            config.sim = o
-            config.weightDecay = weightDecay ?? 0.05
-            config.clipGrad = 1
-            config.blr = blr ?? 6.25e-5
-        } else {
-            config.weightDecay = weightDecay ?? 0.05
-            config.blr = blr ?? 1.5e-4
-        }
         config.seed = seed
         config.saveEvery = saveEvery
         config.knnEvery = knnEvery
@@ -203,20 +201,14 @@ struct Pretrain: ParsableCommand {
             evalSets = (tr, te)
         }
         try FileIO.makeDirectory(folder.path)   // only now: a run that fails validation leaves nothing behind
-        let trainee = makeMethod(config)
+        let trainee = config.method.make(config)
         let trainer = try Pretrainer(config: config, method: trainee, train: train, evalSets: evalSets, runFolder: folder.path)
         if resume {
             try trainer.resume()
             print("resumed \(folder.path) at epoch \(trainer.epoch), step \(trainer.step) (saved configuration; \(config.epochs) epochs)")
         }
-        let mae = config.mae, e = mae.encoder
-        let parts: String
-        switch config.method {
-        case "msn": parts = "head \(config.msn!.hiddenDim), \(config.msn!.prototypes) prototypes"
-        case "sim": parts = "projector/predictor \(config.sim!.width(encoderDim: e.dim)) wide, \(config.sim!.projectorDepth)+\(config.sim!.predictorDepth) blocks"
-        default: parts = "decoder \(mae.decoderDim)/\(mae.decoderDepth)/\(mae.decoderHeads)"
-        }
-        print("model: \(trainee.reportedModel.parameterCount) parameters (encoder \(e.dim)/\(e.depth)/\(e.heads), \(parts)), patch \(e.patchSize) on \(e.imageSize)x\(e.imageSize)x\(e.channels)")
+        let e = config.mae.encoder
+        print("model: \(trainee.reportedModel.parameterCount) parameters (encoder \(e.dim)/\(e.depth)/\(e.heads), \(trainee.partsSummary)), patch \(e.patchSize) on \(e.imageSize)x\(e.imageSize)x\(e.channels)")
         print("BLAS: \(Runtime.gemmBackend)")
         try trainer.train()
         print("checkpoints: \(folder.model("last")) (reported model), \(folder.encoder("last")) (encoder only)")
@@ -227,3 +219,5 @@ struct Pretrain: ParsableCommand {
         }
     }
 }
+
+extension MethodKind: ExpressibleByArgument {}

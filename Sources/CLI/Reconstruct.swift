@@ -1,5 +1,4 @@
 import ArgumentParser
-import CKernels
 import Foundation
 import TesseraEngine
 import TesseraModels
@@ -48,17 +47,9 @@ struct Reconstruct: ParsableCommand {
         model.eval()
         let (loss, pred) = withNoGrad { model(images, mask: mask) }
 
-        // Back to pixel space: undo norm-pix with each target patch's own mean and std.
         let patches = images.patchify(patchSize: p)               // [N, L, F]
         let F = p * p * C
-        var predPix = pred.array
-        if cfg.normPixLoss {   // the loss's own per-patch statistics (unbiased variance, eps 1e-6)
-            let rows = count * L
-            var normalized = [Float](repeating: 0, count: rows * F), mean = [Float](repeating: 0, count: rows)
-            var rstd = mean
-            ck_standardize_forward(&normalized, &mean, &rstd, patches.data, Int64(rows), Int64(F), 1e-6)
-            for r in 0..<rows { for k in 0..<F { predPix[r * F + k] = predPix[r * F + k] / rstd[r] + mean[r] } }
-        }
+        let predPix = model.pixelPredictions(pred, images: images).array
         let orig = patches.array
         let maskV = mask.mask
         var masked = orig, pasted = predPix
@@ -80,12 +71,7 @@ struct Reconstruct: ParsableCommand {
                 } } }
             }
         }
-        var size = 0
-        guard ck_png_encode(nil, 0, &size, px, Int64(W), Int64(H), Int64(C)) == 0 || size > 0 else { throw CLIError("PNG encoding failed") }
-        var buf = [UInt8](repeating: 0, count: size + 1024)
-        var written = 0
-        guard ck_png_encode(&buf, buf.count, &written, px, Int64(W), Int64(H), Int64(C)) == 0 else { throw CLIError("PNG encoding failed") }
-        try FileIO.writeAtomically(Array(buf[0..<written]), to: out)
+        try FileIO.writeAtomically(ImageSet.encodePNG(px, width: W, height: H, channels: C), to: out)
         let caption = "columns: original | masked (\(Int(cfg.maskRatio * 100))% grey) | reconstruction | reconstruction + visible patches; "
             + (cfg.normPixLoss ? "norm-pix model: predictions de-normalized with each target patch's mean and std" : "pixel-target model")
             + String(format: "; masked-patch loss %.4f", loss.item)

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import TesseraEngine
 import TesseraModels
-import CKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,7 +34,7 @@ struct CLIError: Error, CustomStringConvertible {
 enum Main {
     static func main() {
         Runtime.restartWithTunedRuntimeIfNeeded()
-        ck_stdout_line_buffered()   // progress lines reach a pipe or log file as they happen
+        Runtime.lineBufferStandardOutput()   // progress lines reach a pipe or log file as they happen
         do {
             var command = try Tessera.parseAsRoot()
             try command.run()

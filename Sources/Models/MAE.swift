@@ -116,3 +116,38 @@ public final class MaskedAutoencoder: Module {
         return (Self.maskedPatchMSE(pred, target(images), mask: mask), pred)
     }
 }
+
+// MARK: - MAE as a pretraining method
+
+extension MaskedAutoencoder: PretrainingMethod {
+    public static var kind: MethodKind { .mae }
+    /// MAE's recipe (He et al., 2022, Table 8): AdamW (0.9, 0.95), weight decay 0.05, blr 1.5e-4.
+    public static var recipe: TrainingRecipe { TrainingRecipe(blr: 1.5e-4, betas: (0.9, 0.95), weightDecay: 0.05) }
+
+    public convenience init(_ config: PretrainConfig, rng: inout TesseraRNG) { self.init(config.mae, rng: &rng) }
+
+    public var reportedModel: Module { self }
+    public var evaluationEncoder: ViTEncoder { encoder }
+    public func optimizedParameters() -> [(name: String, tensor: Tensor)] { trainableParameters() }
+    public var partsSummary: String { "decoder \(config.decoderDim)/\(config.decoderDepth)/\(config.decoderHeads)" }
+
+    /// MAE: mask 75% of the patches per image, reconstruct them.
+    public func trainingLoss(_ batch: Batch, rng: inout TesseraRNG) -> (loss: Tensor, metrics: [(String, Float)]) {
+        let mask = randomMask(batch: batch.images.shape[0], rng: &rng)
+        return (self(batch.images, mask: mask).loss, [])
+    }
+
+    /// Predictions `[B, L, p·p·C]` back in the images' normalized pixel space: with the norm-pix
+    /// loss each predicted patch is de-standardized with its target patch's own mean and standard
+    /// deviation (the loss's statistics: unbiased variance, eps 1e-6), as the official
+    /// visualization does; without it the predictions already are pixels.
+    public func pixelPredictions(_ pred: Tensor, images: Tensor) -> Tensor {
+        guard config.normPixLoss else { return pred }
+        let F = pred.shape.last!, rows = pred.count / F
+        let s = images.patchify(patchSize: config.encoder.patchSize).rowStatistics(eps: 1e-6)
+        precondition(s.mean.count == rows, "pixelPredictions: predictions \(pred.shape) do not match the images' patches")
+        var out = pred.array
+        for r in 0..<rows { for k in 0..<F { out[r * F + k] = out[r * F + k] / s.rstd[r] + s.mean[r] } }
+        return Tensor(out, shape: pred.shape)
+    }
+}

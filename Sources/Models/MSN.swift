@@ -89,12 +89,20 @@ public final class MSNReported: Module {
 /// temperature τ), plus a mean-entropy-maximization term. Gradients reach the anchor network and the
 /// prototypes only.
 public final class MSN: PretrainingMethod {
+    public static var kind: MethodKind { .msn }
+    /// MSN's released ViT-S/16 recipe: AdamW (0.9, 0.999), blr 1e-3, weight decay cosine 0.04 → 0.4,
+    /// gradient norm clipped to 3.
+    public static var recipe: TrainingRecipe {
+        TrainingRecipe(blr: 1e-3, betas: (0.9, 0.999), weightDecay: 0.04, weightDecayEnd: 0.4, clipGrad: 3)
+    }
+
     public let options: MSNOptions
     public let config: ViTConfig
     public let anchor: MSNNetwork
     public let target: MSNNetwork
     public let prototypes: Tensor
     private let reported: MSNReported
+    private let ema: EMATeacher
 
     public init(_ config: ViTConfig, options: MSNOptions = MSNOptions(), rng: inout TesseraRNG) {
         precondition(options.focalSize % config.patchSize == 0, "MSN: focal size \(options.focalSize) is not a multiple of the patch size \(config.patchSize)")
@@ -103,16 +111,17 @@ public final class MSN: PretrainingMethod {
         anchor = MSNNetwork(config, options: options, rng: &rng)
         var unused = TesseraRNG(seed: 0)
         target = MSNNetwork(config, options: options, rng: &unused)
-        for ((_, t), (_, s)) in zip(target.stateDict(), anchor.stateDict()) {
-            t.copy(from: s)
-            t.requiresGrad = false
-        }
+        ema = EMATeacher(teacher: target, student: anchor)
         let bound = 1 / Float(options.outputDim).squareRoot()
         prototypes = Tensor.uniform([options.prototypes, options.outputDim], low: -bound, high: bound, rng: &rng, requiresGrad: true)
         reported = MSNReported(target: target, prototypes: prototypes)
     }
 
-    public var methodName: String { "msn" }
+    public convenience init(_ config: PretrainConfig, rng: inout TesseraRNG) {
+        self.init(config.mae.encoder, options: config.msn ?? MSNOptions(), rng: &rng)
+    }
+
+    public var partsSummary: String { "head \(options.hiddenDim), \(options.prototypes) prototypes" }
     public var reportedModel: Module { reported }
     public var evaluationEncoder: ViTEncoder { target.encoder }
     public func optimizedParameters() -> [(name: String, tensor: Tensor)] {
@@ -209,12 +218,7 @@ public final class MSN: PretrainingMethod {
     }
 
     /// EMA of the target network (encoder and head) from the anchor; the prototypes are shared, not EMA'd.
-    public func afterUpdate(step: Int, totalSteps: Int, parameters: ParameterArena) {
-        let m = Float(options.momentum(step: step, total: totalSteps))
-        for (t, a) in emaPairs { emaUpdate(t, from: a, momentum: m) }
+    public func afterUpdate(step: Int, totalSteps: Int) {
+        ema.update(momentum: Float(options.momentum(step: step, total: totalSteps)))
     }
-
-    /// (target, anchor) tensor pairs of the trained parameters; same module tree, so same order.
-    private lazy var emaPairs: [(Tensor, Tensor)] =
-        zip(target.namedParameters(), anchor.namedParameters()).filter { $0.1.tensor.requiresGrad }.map { ($0.0.tensor, $0.1.tensor) }
 }

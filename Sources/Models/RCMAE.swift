@@ -32,29 +32,33 @@ public struct RCMAEOptions: Codable, Equatable, Sendable {
 /// `MAE loss + γ · MSE(student prediction, teacher prediction)` over the removed patches.
 /// The teacher is the reported model: it is what the checkpoint holds under MAE's names.
 public final class RCMAE: PretrainingMethod {
+    public static var kind: MethodKind { .rcmae }
+    /// RC-MAE trains with MAE's recipe (Lee et al., 2023, Appendix: the MAE hyper-parameters).
+    public static var recipe: TrainingRecipe { MaskedAutoencoder.recipe }
+
     public let options: RCMAEOptions
     public let student: MaskedAutoencoder
     public let teacher: MaskedAutoencoder
-    /// The teacher's parameters laid out like the student's optimizer arena (one EMA pass).
-    private var teacherArena: ParameterArena?
+    private let ema: EMATeacher
 
     public init(_ config: MAEConfig, options: RCMAEOptions = RCMAEOptions(), rng: inout TesseraRNG) {
         self.options = options
         student = MaskedAutoencoder(config, rng: &rng)
         var unused = TesseraRNG(seed: 0)
         teacher = MaskedAutoencoder(config, rng: &unused)
-        for ((_, t), (_, s)) in zip(teacher.stateDict(), student.stateDict()) {   // identical start, never trained
-            t.copy(from: s)
-            t.requiresGrad = false
-        }
+        ema = EMATeacher(teacher: teacher, student: student)   // identical start, never trained
         teacher.eval()
     }
 
-    public var methodName: String { "rcmae" }
+    public convenience init(_ config: PretrainConfig, rng: inout TesseraRNG) {
+        self.init(config.mae, options: config.rcmae ?? RCMAEOptions(), rng: &rng)
+    }
+
     public var reportedModel: Module { teacher }
     public var evaluationEncoder: ViTEncoder { teacher.encoder }
     public func optimizedParameters() -> [(name: String, tensor: Tensor)] { student.trainableParameters() }
     public func extraState() -> [(name: String, tensor: Tensor)] { student.stateDict().map { ("student." + $0.name, $0.tensor) } }
+    public var partsSummary: String { student.partsSummary + ", EMA teacher" }
 
     public func trainingLoss(_ batch: Batch, rng: inout TesseraRNG) -> (loss: Tensor, metrics: [(String, Float)]) {
         let images = batch.images
@@ -66,14 +70,8 @@ public final class RCMAE: PretrainingMethod {
         return (loss, [("mae_loss", maeLoss.item), ("consistency", consistency.item)])
     }
 
-    /// `teacher ← m·teacher + (1 − m)·student` over every trained tensor, in one pass.
-    public func afterUpdate(step: Int, totalSteps: Int, parameters: ParameterArena) {
-        if teacherArena == nil {
-            // Same names, shapes and decay grouping as the optimizer's arena ⇒ the same layout.
-            let names = Set(parameters.entries.map(\.name))
-            let tensors = teacher.namedParameters().filter { names.contains($0.name) }
-            teacherArena = ParameterArena(tensors, withGradients: false)
-        }
-        teacherArena!.emaUpdate(from: parameters, momentum: Float(options.momentum(step: step, total: totalSteps)))
+    /// `teacher ← m·teacher + (1 − m)·student` over every trained tensor.
+    public func afterUpdate(step: Int, totalSteps: Int) {
+        ema.update(momentum: Float(options.momentum(step: step, total: totalSteps)))
     }
 }

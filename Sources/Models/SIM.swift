@@ -104,11 +104,17 @@ public final class SIMOnline: Module {
 /// coordinates. Loss: UniGrad's dense form `(‖p − t‖² + w·pᵀCp)/D` with LayerNorm'd targets and
 /// `C = tᵀt/N` over the batch's tokens.
 public final class SIM: PretrainingMethod {
+    public static var kind: MethodKind { .sim }
+    /// SiameseIM's released recipe: AdamW (0.9, 0.95), blr 6.25e-5, weight decay 0.05, gradient norm
+    /// clipped to 1.
+    public static var recipe: TrainingRecipe { TrainingRecipe(blr: 6.25e-5, betas: (0.9, 0.95), weightDecay: 0.05, clipGrad: 1) }
+
     public let options: SIMOptions
     public let config: ViTConfig
     public let online: SIMOnline
     public let target: SIMProjected
     private let targetNorm: LayerNorm
+    private let ema: EMATeacher
 
     public init(_ config: ViTConfig, options: SIMOptions = SIMOptions(), rng: inout TesseraRNG) {
         precondition(options.width(encoderDim: config.dim) % options.decoderHeads == 0, "SIM: width must be divisible by the heads")
@@ -117,14 +123,17 @@ public final class SIM: PretrainingMethod {
         online = SIMOnline(config, options: options, rng: &rng)
         var unused = TesseraRNG(seed: 0)
         target = SIMProjected(config, options: options, rng: &unused)
-        for ((_, t), (_, s)) in zip(target.stateDict(), online.branch.stateDict()) {
-            t.copy(from: s)
-            t.requiresGrad = false
-        }
+        ema = EMATeacher(teacher: target, student: online.branch, frozenToo: true)
         targetNorm = LayerNorm(options.width(encoderDim: config.dim), eps: 1e-5)   // elementwise_affine=False: weight 1, bias 0, never trained
     }
 
-    public var methodName: String { "sim" }
+    public convenience init(_ config: PretrainConfig, rng: inout TesseraRNG) {
+        self.init(config.mae.encoder, options: config.sim ?? SIMOptions(), rng: &rng)
+    }
+
+    public var partsSummary: String {
+        "projector/predictor \(options.width(encoderDim: config.dim)) wide, \(options.projectorDepth)+\(options.predictorDepth) blocks"
+    }
     public var reportedModel: Module { online }
     public var evaluationEncoder: ViTEncoder { online.branch.encoder }
     public func optimizedParameters() -> [(name: String, tensor: Tensor)] { online.trainableParameters() }
@@ -145,7 +154,9 @@ public final class SIM: PretrainingMethod {
     }()
 
     /// Masked patches per image: round(ratio · L).
-    public var maskedCount: Int { Int((options.maskRatio * Float(config.patches)).rounded()) }
+    public var maskedCount: Int { Self.maskedCount(patches: config.patches, ratio: options.maskRatio) }
+    /// `round(ratio · L)`.
+    public static func maskedCount(patches L: Int, ratio: Float) -> Int { Int((ratio * Float(L)).rounded()) }
 
     // MARK: geometry
 
@@ -305,12 +316,7 @@ public final class SIM: PretrainingMethod {
     }
 
     /// EMA (cosine 0.995 → 1) of every target tensor from its online counterpart.
-    public func afterUpdate(step: Int, totalSteps: Int, parameters: ParameterArena) {
-        let m = Float(Schedule.cosine(progress: Double(step) / Double(max(totalSteps, 1)), from: options.momentum, to: 1))
-        for (t, o) in emaPairs { emaUpdate(t, from: o, momentum: m) }
+    public func afterUpdate(step: Int, totalSteps: Int) {
+        ema.update(momentum: Float(Schedule.cosine(progress: Double(step) / Double(max(totalSteps, 1)), from: options.momentum, to: 1)))
     }
-
-    /// (target, online) tensor pairs: the target is a copy of the online branch's module tree.
-    private lazy var emaPairs: [(Tensor, Tensor)] =
-        zip(target.namedParameters(), online.branch.namedParameters()).map { ($0.0.tensor, $0.1.tensor) }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import TesseraEngine
+import TesseraModels
 import XCTest
 
 /// The `tessera` executable, run as a subprocess.
@@ -142,6 +143,19 @@ final class CLITests: XCTestCase {
             let e = try tessera(["eval", ck, "--few-shot", "none", "--no-linear"])
             XCTAssertEqual(e.status, 0, "\(ck): \(e.stderr)")
         }
+        // Each run trained with its method's recipe: the library's defaults and the CLI's agree.
+        for (method, run) in [(MethodKind.rcmae, "rc"), (.msn, "msn"), (.sim, "sim")] {
+            let saved = try PretrainConfig.decode(String(contentsOfFile: dir + "/\(run)/config.json", encoding: .utf8))
+            let library = PretrainConfig(method: method, mae: saved.mae, augmentation: saved.augmentation)
+            XCTAssertEqual(saved.method, method)
+            XCTAssertEqual(saved.recipe, library.recipe, "\(method)")
+            XCTAssertEqual(saved.recipe, method.implementation.recipe, "\(method)")
+        }
+        XCTAssertEqual(MethodKind.msn.recipe, TrainingRecipe(blr: 1e-3, betas: (0.9, 0.999), weightDecay: 0.04, weightDecayEnd: 0.4, clipGrad: 3))
+        XCTAssertEqual(MethodKind.sim.recipe, TrainingRecipe(blr: 6.25e-5, betas: (0.9, 0.95), weightDecay: 0.05, clipGrad: 1))
+        let simSaved = try PretrainConfig.decode(String(contentsOfFile: dir + "/sim/config.json", encoding: .utf8))
+        XCTAssertEqual(simSaved.maskRatio, 0.6)
+        assertOneLineError(try tessera(["pretrain", "--method", "msn", "--mask-ratio", "0.5", "--run", dir + "/x"] + common), mentions: "--patch-drop")
         assertOneLineError(try tessera(["pretrain", "--method", "msn", "--focal-size", "10", "--run", dir + "/x"] + common), mentions: "--focal-size")
         assertOneLineError(try tessera(["reconstruct", dir + "/msn/last.safetensors"]), mentions: "full model")
     }

@@ -72,11 +72,10 @@ final class MSNTests: XCTestCase {
         let n = 48
         let px = (0..<(n * 20 * 20)).map { i -> UInt8 in UInt8(truncatingIfNeeded: ((i / 20) % 20) * (1 + i / 400 % 3) * 4 + rng.int(below: 30)) }
         let set = ImageSet(uniform: px, count: n, height: 20, width: 20, channels: 1, labels: (0..<n).map { $0 % 3 })
-        var c = PretrainConfig(mae: MAEConfig(encoder: vit, decoderDim: 16, decoderDepth: 1, decoderHeads: 2),
+        var c = PretrainConfig(method: .msn, mae: MAEConfig(encoder: vit, decoderDim: 16, decoderDepth: 1, decoderHeads: 2),
                                augmentation: Augmentation(size: 16, mean: [0.4], std: [0.3]))
-        c.method = "msn"; c.msn = options
-        c.epochs = 4; c.batchSize = 16; c.blr = 1e-3; c.beta2 = 0.999
-        c.weightDecay = 0.04; c.weightDecayEnd = 0.4; c.clipGrad = 3; c.logEvery = 1000
+        c.msn = options
+        c.epochs = 4; c.batchSize = 16; c.logEvery = 1000   // MSN's recipe: blr 1e-3, β₂ 0.999, wd 0.04 → 0.4, clip 3
         let (straight, _) = try assertResumeIsBitExact(c, set: set, stopAfter: 2, name: "msn", in: self) {
             var r = TesseraRNG(seed: 0)
             return MSN(vit, options: options, rng: &r)

@@ -32,10 +32,7 @@ final class PretrainerTests: XCTestCase {
     }
 
     func makeTrainer(_ config: PretrainConfig, _ set: ImageSet, _ dir: String) throws -> Pretrainer {
-        var rng = TesseraRNG(seed: config.seed)
-        let method: any PretrainingMethod = config.method == "rcmae" ? RCMAE(config.mae, options: config.rcmae!, rng: &rng)
-                                                                      : MaskedAutoencoder(config.mae, rng: &rng)
-        let t = try Pretrainer(config: config, method: method, train: set, evalSets: nil, runFolder: dir)
+        let t = try Pretrainer(config: config, method: config.method.make(config), train: set, evalSets: nil, runFolder: dir)
         t.print = { _ in }
         return t
     }
@@ -86,7 +83,7 @@ final class PretrainerTests: XCTestCase {
     func testRCMAEResumeIsBitExactAndTheTeacherIsTheReportedModel() throws {
         let set = syntheticSet(40)
         var c = tinyConfig(epochs: 3)
-        c.method = "rcmae"
+        c.method = .rcmae
         c.rcmae = RCMAEOptions(momentum: 0.9)
         let straight = try makeTrainer(c, set, tempDir("rc-straight"))
         try straight.train()
@@ -122,9 +119,11 @@ final class PretrainerTests: XCTestCase {
 
     /// MAE whose loss turns NaN in its second epoch.
     final class FailsInSecondEpoch: PretrainingMethod {
+        static var kind: MethodKind { .mae }
+        static var recipe: TrainingRecipe { MaskedAutoencoder.recipe }
         let mae: MaskedAutoencoder
-        init(_ m: MaskedAutoencoder) { mae = m }
-        var methodName: String { "mae" }
+        init(_ config: PretrainConfig, rng: inout TesseraRNG) { mae = MaskedAutoencoder(config.mae, rng: &rng) }
+        var partsSummary: String { mae.partsSummary }
         var reportedModel: Module { mae }
         var evaluationEncoder: ViTEncoder { mae.encoder }
         func optimizedParameters() -> [(name: String, tensor: Tensor)] { mae.trainableParameters() }
@@ -138,7 +137,7 @@ final class PretrainerTests: XCTestCase {
         let c = tinyConfig(epochs: 3)
         var rng = TesseraRNG(seed: 0)
         let dir = tempDir("nan")
-        let t = try Pretrainer(config: c, method: FailsInSecondEpoch(MaskedAutoencoder(c.mae, rng: &rng)), train: syntheticSet(40), evalSets: nil, runFolder: dir)
+        let t = try Pretrainer(config: c, method: FailsInSecondEpoch(c, rng: &rng), train: syntheticSet(40), evalSets: nil, runFolder: dir)
         t.print = { _ in }
         XCTAssertThrowsError(try t.train()) { e in
             let m = "\(e)"

@@ -43,7 +43,7 @@ final class RCMAETests: XCTestCase {
         let opt = AdamW(rc.optimizedParameters(), learningRate: 0.1)
         let before = rc.teacher.decoderPred.weight.array
         rc.student.decoderPred.weight.fill(1)
-        rc.afterUpdate(step: 1, totalSteps: 10, parameters: opt.arena)
+        rc.afterUpdate(step: 1, totalSteps: 10)
         assertClose(rc.teacher.decoderPred.weight.array, before.map { 0.9 * $0 + 0.1 }, rtol: 1e-6, atol: 1e-7, "EMA")
         // Frozen positional tables are not EMA'd (nor trained).
         XCTAssertEqual(rc.teacher.encoder.posEmbed.array, rc.student.encoder.posEmbed.array)

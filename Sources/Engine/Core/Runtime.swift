@@ -53,6 +53,12 @@ public enum Runtime {
         ck_keep_freed_memory()
     }
 
+    /// Makes standard output line-buffered, so progress lines reach a pipe or a log file as they
+    /// are printed.
+    public static func lineBufferStandardOutput() {
+        ck_stdout_line_buffered()
+    }
+
     /// Sets the number of threads used by the kernels and the BLAS.
     public static func setThreads(_ n: Int) {
         precondition(n >= 1, "Runtime.setThreads: thread count must be >= 1, got \(n)")
@@ -107,4 +113,32 @@ public enum Runtime {
         // exec failed: carry on as loaded.
         for (name, _) in wanted { unsetenv(name) }
     }
+}
+
+// MARK: - GEMM accounting (for benchmarks)
+
+extension Runtime {
+    /// Floating-point operations issued by the matrix products since ``resetMatmulFlops()``
+    /// (2·M·N·K per product, counted at the one GEMM entry point).
+    public static var matmulFlops: UInt64 { ck_flop_counter_read() }
+    public static func resetMatmulFlops() { ck_flop_counter_reset() }
+
+    /// GFLOP/s of one `n × n × n` single-precision product `A·Bᵀ` on the current GEMM backend and
+    /// thread count: the machine's reference rate for the share a training step reaches.
+    public static func sgemmRate(size n: Int = 2048) -> Double {
+        var rng = TesseraRNG(seed: 7)
+        let a = (0..<(n * n)).map { _ in rng.uniform(-1, 1) }
+        var c = [Float](repeating: 0, count: n * n)
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        ck_sgemm(0, 1, Int64(n), Int64(n), Int64(n), 1, a, Int64(n), a, Int64(n), 0, &c, Int64(n))
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+        return 2 * Double(n) * Double(n) * Double(n) / seconds / 1e9
+    }
+}
+
+/// The median of measurements (the mean of the middle two for an even count); benchmarks quote it.
+public func median(_ xs: [Double]) -> Double {
+    precondition(!xs.isEmpty, "median: no values")
+    let s = xs.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : 0.5 * (s[s.count / 2 - 1] + s[s.count / 2])
 }

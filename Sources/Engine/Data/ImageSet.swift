@@ -340,6 +340,20 @@ extension ImageSet {
         return (out, Int(h), Int(w))
     }
 
+    /// PNG bytes of 8-bit HWC pixels with 1 (gray) or 3 (RGB) channels.
+    public static func encodePNG(_ pixels: [UInt8], width: Int, height: Int, channels: Int) throws -> [UInt8] {
+        precondition(width >= 1 && height >= 1 && (channels == 1 || channels == 3) && pixels.count == width * height * channels,
+                     "encodePNG: \(pixels.count) bytes for \(width)×\(height)×\(channels)")
+        var size = 0
+        var rc = ck_png_encode(nil, 0, &size, pixels, Int64(width), Int64(height), Int64(channels))
+        guard rc == 0 || size > 0 else { throw DataError("PNG encoding failed (\(ioMessage(rc)))") }
+        var buf = [UInt8](repeating: 0, count: size + 1024)
+        var written = 0
+        rc = ck_png_encode(&buf, buf.count, &written, pixels, Int64(width), Int64(height), Int64(channels))
+        guard rc == 0 else { throw DataError("PNG encoding failed (\(ioMessage(rc)))") }
+        return Array(buf[0..<written])
+    }
+
     /// An ImageFolder tree (`root/<class>/<image>`, classes in sorted order as torchvision) or, when
     /// `root` has no class folders, a flat folder of unlabeled images (sorted by name).
     public static func folder(_ root: String, channels: Int) throws -> ImageSet {

@@ -77,4 +77,15 @@ extension Tensor {
             ck_standardize_backward(x.gradData(), g, out.data, rstd.data, Int64(R), Int64(C))
         }
     }
+
+    /// The per-row mean and reciprocal standard deviation that ``standardizedRows(eps:)`` uses
+    /// (unbiased variance), over the last axis; no autograd.
+    public func rowStatistics(eps: Float = 1e-6) -> (mean: [Float], rstd: [Float]) {
+        let (R, C) = rowsAndColumns
+        precondition(C >= 2, "rowStatistics: needs at least 2 columns, got \(shape)")
+        let scratch = Tensor(uninitialized: shape)
+        var mean = [Float](repeating: 0, count: R), rstd = mean
+        ck_standardize_forward(scratch.data, &mean, &rstd, data, Int64(R), Int64(C), eps)
+        return (mean, rstd)
+    }
 }

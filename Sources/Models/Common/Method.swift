@@ -1,12 +1,75 @@
 import TesseraEngine
 
+/// The pretraining methods Tessera implements. The CLI's `--method` values, the `method` field of a
+/// saved configuration and the factory all derive from this one list.
+public enum MethodKind: String, Codable, CaseIterable, Sendable, CustomStringConvertible {
+    case mae, rcmae, msn, sim
+
+    /// The type that implements the method.
+    public var implementation: any PretrainingMethod.Type {
+        switch self {
+        case .mae: return MaskedAutoencoder.self
+        case .rcmae: return RCMAE.self
+        case .msn: return MSN.self
+        case .sim: return SIM.self
+        }
+    }
+
+    /// The method's published optimization recipe (see each method's file).
+    public var recipe: TrainingRecipe { implementation.recipe }
+
+    /// The method a configuration names, initialized from the configuration's seed.
+    public func make(_ config: PretrainConfig) -> any PretrainingMethod {
+        var rng = TesseraRNG(seed: config.seed)
+        return implementation.init(config, rng: &rng)
+    }
+
+    /// `mae, rcmae, msn or sim`, for messages.
+    public static var choices: String {
+        let names = allCases.map(\.rawValue)
+        return names.dropLast().joined(separator: ", ") + " or " + names.last!
+    }
+
+    public var description: String { rawValue }
+}
+
+/// What a method's paper and released code prescribe for its optimizer: the defaults of a
+/// ``PretrainConfig`` built for that method, which options on the command line override.
+public struct TrainingRecipe: Equatable, Sendable {
+    /// Base learning rate; the actual rate is `blr · effective batch / 256`.
+    public var blr: Double
+    /// AdamW's β₁ and β₂.
+    public var betas: (Float, Float)
+    /// Weight decay (not on biases and 1-D tensors).
+    public var weightDecay: Float
+    /// If set, weight decay follows a cosine from `weightDecay` to this over the run.
+    public var weightDecayEnd: Float?
+    /// If set, the global gradient norm is clipped to this before each update.
+    public var clipGrad: Float?
+
+    public init(blr: Double, betas: (Float, Float), weightDecay: Float, weightDecayEnd: Float? = nil, clipGrad: Float? = nil) {
+        self.blr = blr; self.betas = betas; self.weightDecay = weightDecay
+        self.weightDecayEnd = weightDecayEnd; self.clipGrad = clipGrad
+    }
+
+    public static func == (a: TrainingRecipe, b: TrainingRecipe) -> Bool {
+        a.blr == b.blr && a.betas == b.betas && a.weightDecay == b.weightDecay && a.weightDecayEnd == b.weightDecayEnd
+            && a.clipGrad == b.clipGrad
+    }
+}
+
 /// A self-supervised pretraining method: turns a batch into a loss.
 ///
 /// The ``Pretrainer`` owns everything else (data, optimizer, schedules, checkpoints, resume,
-/// metrics, evaluation), so a method only defines its networks, its views/masking and its loss.
+/// metrics, evaluation), so a method only defines its networks, its views/masking, its loss and
+/// its ``recipe``.
 public protocol PretrainingMethod: AnyObject {
-    /// The name used on the command line and in checkpoints (`mae`, `rcmae`, `msn`, `sim`).
-    var methodName: String { get }
+    /// Which method this is (its name on the command line and in checkpoints).
+    static var kind: MethodKind { get }
+    /// The method's optimizer recipe: the defaults of a ``PretrainConfig`` for it.
+    static var recipe: TrainingRecipe { get }
+    /// Builds the method's networks from a configuration (sizes and the method's options).
+    init(_ config: PretrainConfig, rng: inout TesseraRNG)
     /// The reported model, saved as `<tag>.safetensors` with official names (for RC-MAE, the teacher).
     var reportedModel: Module { get }
     /// The encoder whose frozen features are evaluated and exported.
@@ -16,9 +79,8 @@ public protocol PretrainingMethod: AnyObject {
     /// The loss of one batch (builds the autograd graph) and named scalars to log.
     /// `rng` is seeded per step by the trainer (masking, extra views).
     func trainingLoss(_ batch: Batch, rng: inout TesseraRNG) -> (loss: Tensor, metrics: [(String, Float)])
-    /// Called after every optimizer update with the run's progress and the optimizer's parameter
-    /// arena (EMA teachers update from it).
-    func afterUpdate(step: Int, totalSteps: Int, parameters: ParameterArena)
+    /// Called after every optimizer update with the run's progress (EMA teachers update here).
+    func afterUpdate(step: Int, totalSteps: Int)
     /// Named tensors that are training state but not the reported model (the student of a
     /// teacher–student method, …), saved with the optimizer state for resume.
     func extraState() -> [(name: String, tensor: Tensor)]
@@ -26,35 +88,48 @@ public protocol PretrainingMethod: AnyObject {
     func decays(_ name: String, _ t: Tensor) -> Bool
     /// The view kinds the loader renders per image, given the run's augmentation (default: one view).
     func viewAugmentations(base: Augmentation) -> [Augmentation]
+    /// A one-line summary of the method's parts beyond the encoder, for the run's header.
+    var partsSummary: String { get }
 }
 
 extension PretrainingMethod {
-    public func afterUpdate(step: Int, totalSteps: Int, parameters: ParameterArena) {}
+    /// The method's name on the command line and in checkpoints.
+    public var methodName: String { Self.kind.rawValue }
+    public func afterUpdate(step: Int, totalSteps: Int) {}
     public func extraState() -> [(name: String, tensor: Tensor)] { [] }
     public func decays(_ name: String, _ t: Tensor) -> Bool { ParameterArena.defaultDecay(name, t) }
     public func viewAugmentations(base: Augmentation) -> [Augmentation] { [base] }
 }
 
-extension MaskedAutoencoder: PretrainingMethod {
-    public var methodName: String { "mae" }
-    public var reportedModel: Module { self }
-    public var evaluationEncoder: ViTEncoder { encoder }
-    public func optimizedParameters() -> [(name: String, tensor: Tensor)] { trainableParameters() }
+/// An exponential-moving-average copy of a network (the teacher or target of RC-MAE, MSN and SIM).
+///
+/// At creation the teacher takes every tensor of the student's state (parameters and buffers) and
+/// is frozen; ``update(momentum:)`` then moves each tracked parameter toward the student's:
+/// `teacher ← m·teacher + (1 − m)·student`. The teacher must have the student's module tree.
+public struct EMATeacher {
+    /// (teacher, student) parameter pairs that the update moves.
+    public let pairs: [(teacher: Tensor, student: Tensor)]
 
-    /// MAE: mask 75% of the patches per image, reconstruct them.
-    public func trainingLoss(_ batch: Batch, rng: inout TesseraRNG) -> (loss: Tensor, metrics: [(String, Float)]) {
-        let mask = randomMask(batch: batch.images.shape[0], rng: &rng)
-        return (self(batch.images, mask: mask).loss, [])
+    /// - Parameters:
+    ///   - teacher: a module with the student's structure; its state is overwritten and frozen.
+    ///   - student: the trained network.
+    ///   - frozenToo: also average the student's frozen parameters (the official SIM code's momentum
+    ///     update runs over every parameter; MSN's and RC-MAE's over the trained ones).
+    public init(teacher: Module, student: Module, frozenToo: Bool = false) {
+        let t = teacher.stateDict(), s = student.stateDict()
+        precondition(t.count == s.count && zip(t, s).allSatisfy { $0.name == $1.name && $0.tensor.shape == $1.tensor.shape },
+                     "EMATeacher: teacher and student have different structures")
+        for (a, b) in zip(t, s) {
+            a.tensor.copy(from: b.tensor)
+            a.tensor.requiresGrad = false
+        }
+        pairs = zip(teacher.namedParameters(), student.namedParameters())
+            .filter { frozenToo || $0.1.tensor.requiresGrad }
+            .map { ($0.0.tensor, $0.1.tensor) }
     }
-}
 
-/// The method a configuration names, initialized from its seed.
-public func makeMethod(_ config: PretrainConfig) -> any PretrainingMethod {
-    var rng = TesseraRNG(seed: config.seed)
-    switch config.method {
-    case "rcmae": return RCMAE(config.mae, options: config.rcmae ?? RCMAEOptions(), rng: &rng)
-    case "msn": return MSN(config.mae.encoder, options: config.msn ?? MSNOptions(), rng: &rng)
-    case "sim": return SIM(config.mae.encoder, options: config.sim ?? SIMOptions(), rng: &rng)
-    default: return MaskedAutoencoder(config.mae, rng: &rng)
+    /// `teacher ← m·teacher + (1 − m)·student` over every tracked parameter.
+    public func update(momentum m: Float) {
+        for (t, s) in pairs { emaUpdate(t, from: s, momentum: m) }
     }
 }

@@ -5,61 +5,6 @@ import TesseraEngine
 import Glibc
 #endif
 
-/// Everything about a pretraining run except the model: saved as `config.json` in the run folder
-/// and in every checkpoint's metadata.
-public struct PretrainConfig: Codable, Equatable, Sendable {
-    public var method = "mae"
-    public var model = "vit-tiny"
-    public var mae: MAEConfig
-    /// RC-MAE's options (method `rcmae`).
-    public var rcmae: RCMAEOptions?
-    /// Training data (see ``DataSource``) and the labeled sets used by probes.
-    public var data = "fashion-mnist"
-    public var evalData: String?
-    public var epochs = 10
-    public var warmupEpochs: Double = 1
-    public var batchSize = 256
-    public var accumSteps = 1
-    /// Base learning rate; the actual rate is `blr · batchSize · accumSteps / 256`.
-    public var blr: Double = 1.5e-4
-    public var weightDecay: Float = 0.05
-    /// If set, weight decay follows a cosine from `weightDecay` to this over the run (MSN: 0.04 → 0.4).
-    public var weightDecayEnd: Float?
-    /// If set, the global gradient norm is clipped to this before each update (MSN: 3).
-    public var clipGrad: Float?
-    /// MSN's options (method `msn`).
-    public var msn: MSNOptions?
-    /// SIM's options (method `sim`).
-    public var sim: SIMOptions?
-    public var beta1: Float = 0.9, beta2: Float = 0.95
-    public var seed: UInt64 = 0
-    public var augmentation: Augmentation
-    /// Save a checkpoint every this many epochs (and always at the end).
-    public var saveEvery = 1
-    /// kNN accuracy on the eval set every this many epochs (0: never); keeps best.safetensors.
-    public var knnEvery = 0
-    /// Use only the first `limit` training images (quick runs, tests).
-    public var limit: Int?
-    public var logEvery = 20
-
-    public init(mae: MAEConfig, augmentation: Augmentation) { self.mae = mae; self.augmentation = augmentation }
-
-    public var effectiveBatch: Int { batchSize * accumSteps }
-    public var learningRate: Double { blr * Double(effectiveBatch) / 256 }
-
-    public func json() -> String {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return String(decoding: try! enc.encode(self), as: UTF8.self)
-    }
-
-    public static func decode(_ text: String) throws -> PretrainConfig {
-        do { return try JSONDecoder().decode(PretrainConfig.self, from: Data(text.utf8)) } catch {
-            throw FileIO.Error(message: "configuration is not a valid Tessera config (\(error))")
-        }
-    }
-}
-
 /// Why a run stopped early.
 public struct TrainingError: Error, CustomStringConvertible {
     public let description: String
@@ -118,11 +63,6 @@ public final class Pretrainer {
 
     public var stepsPerEpoch: Int { loader.stepsPerEpoch / config.accumSteps }
     public var totalSteps: Int { stepsPerEpoch * config.epochs }
-
-    /// Learning rate at a (fractional) epoch: linear warmup from 0, then half-cycle cosine to 0.
-    public func learningRate(atEpoch e: Double) -> Double {
-        Schedule.warmupCosine(iteration: e, base: config.learningRate, warmup: config.warmupEpochs, total: Double(config.epochs))
-    }
 
     // MARK: checkpoints
 
@@ -192,12 +132,71 @@ public final class Pretrainer {
         epoch = e
     }
 
+    // MARK: the step
+
+    /// What one optimizer step reports.
+    public struct StepReport {
+        /// The loss of each micro-batch (one unless gradients are accumulated).
+        public var losses: [Float]
+        /// The method's named scalars of the last micro-batch (monitors, loss terms).
+        public var metrics: [(String, Float)]
+        /// Images consumed.
+        public var images: Int
+    }
+
+    /// Learning rate at a (fractional) epoch: linear warmup from 0, then half-cycle cosine to 0.
+    public func learningRate(atEpoch e: Double) -> Double {
+        Schedule.warmupCosine(iteration: e, base: config.learningRate, warmup: config.warmupEpochs, total: Double(config.epochs))
+    }
+
+    /// One optimizer step on `config.accumSteps` micro-batches, exactly as training runs it: the
+    /// learning rate and weight decay of this point of the schedule, each micro-batch's loss and
+    /// backward (seeded by the global step), gradient clipping, the AdamW update, and the method's
+    /// EMA update. Throws, before the update, when a loss is not finite.
+    public func step(_ microBatches: [Batch]) throws -> StepReport {
+        precondition(microBatches.count == config.accumSteps, "Pretrainer.step: \(microBatches.count) micro-batches for --accum \(config.accumSteps)")
+        let inEpoch = step - epoch * stepsPerEpoch
+        optimizer.learningRate = Float(learningRate(atEpoch: Double(epoch) + Double(inEpoch * config.accumSteps) / Double(loader.stepsPerEpoch)))
+        if let end = config.weightDecayEnd {
+            optimizer.weightDecay = Float(Schedule.cosine(progress: Double(step) / Double(max(totalSteps, 1)),
+                                                          from: Double(config.weightDecay), to: Double(end)))
+        }
+        optimizer.zeroGrad()
+        var report = StepReport(losses: [], metrics: [], images: 0)
+        for (micro, batch) in microBatches.enumerated() {
+            var rng = TesseraRNG(seed: deriveSeed(config.seed, 100, UInt64(step * config.accumSteps + micro)))
+            let (loss, metrics) = method.trainingLoss(batch, rng: &rng)
+            let value = loss.item
+            guard value.isFinite else {
+                let last = FileManager.default.fileExists(atPath: run.model("last")) ? run.model("last") : "none (no checkpoint saved yet)"
+                throw TrainingError(description: "loss is \(value) at epoch \(epoch + 1) step \(step + 1); stopping. Last good checkpoint: \(last). Lower --blr or check the data")
+            }
+            (config.accumSteps == 1 ? loss : loss.scaled(by: 1 / Float(config.accumSteps))).backward()
+            report.losses.append(value)
+            report.metrics = metrics
+            report.images += batch.indices.count
+        }
+        if let clip = config.clipGrad { optimizer.arena.clipGradients(maxNorm: clip) }
+        optimizer.update()
+        step += 1
+        method.afterUpdate(step: step, totalSteps: totalSteps)
+        return report
+    }
+
     // MARK: the loop
 
     struct Meter {
         var start = Date()
         var images = 0
         var lossSum = 0.0, lossCount = 0
+
+        mutating func add(_ r: StepReport) {
+            images += r.images
+            for l in r.losses { lossSum += Double(l) }
+            lossCount += r.losses.count
+        }
+        var meanLoss: Double { lossSum / Double(max(lossCount, 1)) }
+        var imagesPerSecond: Double { Double(images) / max(Date().timeIntervalSince(start), 1e-9) }
     }
 
     /// Trains from the current epoch to `config.epochs` (or only until `stopAfter` epochs are done,
@@ -215,60 +214,36 @@ public final class Pretrainer {
         let runStart = Date()
         let stepsAtStart = step
         while epoch < min(config.epochs, stopAfter ?? config.epochs) {
-            var meter = Meter()
-            var window = Meter()
-            var micro = 0
+            var meter = Meter(), window = Meter()
             let batches = loader.batches(epoch: epoch)
-            optimizer.zeroGrad()
+            var group: [Batch] = []
+            // Micro-batches left over after the epoch's last whole step are not used.
             while let batch = batches.next() {
-                if micro % config.accumSteps == 0 {
-                    let e = Double(epoch) + Double(micro) / Double(loader.stepsPerEpoch)
-                    optimizer.learningRate = Float(learningRate(atEpoch: e))
+                group.append(batch)
+                guard group.count == config.accumSteps else { continue }
+                let r = try step(group)
+                group.removeAll()
+                meter.add(r); window.add(r)
+                if !r.metrics.isEmpty {   // the method's monitors (MSN collapse, RC-MAE terms), every step
+                    try FileIO.appendLine("{\"kind\":\"monitor\",\"epoch\":\(epoch),\"step\":\(step),\"loss\":\(jsonNumber(Double(r.losses.last!)))"
+                                          + jsonFields(r.metrics) + "}", to: run.metricsJSONL)
                 }
-                var rng = TesseraRNG(seed: deriveSeed(config.seed, 100, UInt64(step * config.accumSteps + micro % config.accumSteps)))
-                let (loss, extra) = method.trainingLoss(batch, rng: &rng)
-                let value = loss.item
-                guard value.isFinite else {
-                    let last = FileManager.default.fileExists(atPath: run.model("last")) ? run.model("last") : "none (no checkpoint saved yet)"
-                    throw TrainingError(description: "loss is \(value) at epoch \(epoch + 1) step \(step + 1); stopping. Last good checkpoint: \(last). Lower --blr or check the data")
-                }
-                (config.accumSteps == 1 ? loss : loss.scaled(by: 1 / Float(config.accumSteps))).backward()
-                micro += 1
-                meter.images += batch.indices.count; window.images += batch.indices.count
-                meter.lossSum += Double(value); meter.lossCount += 1
-                window.lossSum += Double(value); window.lossCount += 1
-                guard micro % config.accumSteps == 0 else { continue }
-                if let clip = config.clipGrad { optimizer.arena.clipGradients(maxNorm: clip) }
-                if let end = config.weightDecayEnd {
-                    optimizer.weightDecay = Float(Schedule.cosine(progress: Double(step) / Double(max(totalSteps, 1)),
-                                                                  from: Double(config.weightDecay), to: Double(end)))
-                }
-                optimizer.update()
-                optimizer.zeroGrad()
-                step += 1
-                method.afterUpdate(step: step, totalSteps: totalSteps, parameters: optimizer.arena)
-                if !extra.isEmpty {   // the method's monitors (MSN collapse, RC-MAE terms), every step
-                    try FileIO.appendLine("{\"kind\":\"monitor\",\"epoch\":\(epoch),\"step\":\(step),\"loss\":\(jsonNumber(Double(value)))"
-                                          + jsonFields(extra) + "}", to: run.metricsJSONL)
-                }
-                let inEpoch = micro / config.accumSteps
+                let inEpoch = step - epoch * stepsPerEpoch
                 if inEpoch % config.logEvery == 0 || inEpoch == stepsPerEpoch {
-                    let ips = Double(window.images) / max(Date().timeIntervalSince(window.start), 1e-9)
-                    let wloss = window.lossSum / Double(max(window.lossCount, 1))
-                    let done = step - stepsAtStart
-                    let eta = Date().timeIntervalSince(runStart) / Double(max(done, 1)) * Double(totalSteps - step)
+                    let ips = window.imagesPerSecond, wloss = window.meanLoss
+                    let eta = Date().timeIntervalSince(runStart) / Double(max(step - stepsAtStart, 1)) * Double(totalSteps - step)
                     var line = String(format: "epoch %d/%d step %d/%d loss %.4f lr %.3e %.0f img/s ETA %@",
                                       epoch + 1, config.epochs, inEpoch, stepsPerEpoch, wloss, Double(optimizer.learningRate), ips, formatDuration(eta))
-                    for (k, v) in extra { line += String(format: " %@ %.4g", k, v) }
+                    for (k, v) in r.metrics { line += String(format: " %@ %.4g", k, v) }
                     if tty { FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8)) } else { print(line) }
-                    try logMetrics(kind: "step", loss: wloss, lr: Double(optimizer.learningRate), ips: ips, knn: nil, extra: extra)
+                    try logMetrics(kind: "step", loss: wloss, lr: Double(optimizer.learningRate), ips: ips, knn: nil, extra: r.metrics)
                     window = Meter()
                 }
             }
             if tty { FileHandle.standardError.write(Data("\n".utf8)) }
             epoch += 1
-            lastEpochLoss = meter.lossSum / Double(max(meter.lossCount, 1))
-            let ips = Double(meter.images) / max(Date().timeIntervalSince(meter.start), 1e-9)
+            lastEpochLoss = meter.meanLoss
+            let ips = meter.imagesPerSecond
             var knn: Float?
             if config.knnEvery > 0, epoch % config.knnEvery == 0 || epoch == config.epochs, let evalSets {
                 let enc = method.evaluationEncoder
