@@ -2,7 +2,8 @@
 //
 // Tessera: self-supervised ViT pretraining on CPUs.
 //
-//   COpenBLAS    system library (pkg-config "openblas"); only Sources/CKernels/gemm.c calls it.
+//   COpenBLAS    system library (pkg-config "openblas"): its CBLAS from Sources/CKernels/gemm.c only, its LAPACK
+//                from Sources/Engine/Core/Linalg.swift only.
 //   CKernels     hand-written C kernels, forward and backward side by side (internal target).
 //   TesseraEngine  Swift tensors, reverse-mode autograd, modules, optimizers (Sources/Engine).
 //   TesseraModels  the shared ViT and the pretraining methods (Sources/Models).
@@ -26,9 +27,11 @@ let package = Package(
     name: "Tessera",
     products: [
         .library(name: "TesseraEngine", targets: ["TesseraEngine"]),
+        .library(name: "TesseraData", targets: ["TesseraData"]),
         .library(name: "TesseraModels", targets: ["TesseraModels"]),
         .executable(name: "tessera", targets: ["tessera"]),
         .executable(name: "tessera-bench", targets: ["TesseraBench"]),
+        .executable(name: "tessera-embed-example", targets: ["EmbedEngine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -49,23 +52,34 @@ let package = Package(
             cSettings: [
                 .unsafeFlags(openMPCFlags + ["-O3", "-Wall", "-Wno-unknown-pragmas", "-mprefer-vector-width=512"]),
             ],
-            linkerSettings: openMPLink + [.linkedLibrary("dl"), .linkedLibrary("m"), .linkedLibrary("z"), .linkedLibrary("png16"),
-                                          .linkedLibrary("jpeg")]
+            linkerSettings: openMPLink + [.linkedLibrary("dl"), .linkedLibrary("m")]
+        ),
+        // Image decoding (zlib, libpng, libjpeg-turbo) and augmentation in C, apart from the kernels.
+        .target(
+            name: "CImageData",
+            path: "Sources/CImageData",
+            cSettings: [.unsafeFlags(openMPCFlags + ["-O3", "-Wall", "-Wno-unknown-pragmas"])],
+            linkerSettings: openMPLink + [.linkedLibrary("m"), .linkedLibrary("z"), .linkedLibrary("png16"), .linkedLibrary("jpeg")]
         ),
         .target(
             name: "TesseraEngine",
-            dependencies: ["CKernels"],
+            dependencies: ["CKernels", "COpenBLAS"],
             path: "Sources/Engine"
         ),
         .target(
+            name: "TesseraData",
+            dependencies: ["TesseraEngine", "CImageData"],
+            path: "Sources/Data"
+        ),
+        .target(
             name: "TesseraModels",
-            dependencies: ["TesseraEngine", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["TesseraEngine", "TesseraData", .product(name: "Logging", package: "swift-log")],
             path: "Sources/Models"
         ),
         // The command-line tool: pretrain, eval, embed, reconstruct, inspect, bench.
         .executableTarget(
             name: "tessera",
-            dependencies: ["TesseraEngine", "TesseraModels", "CKernels",
+            dependencies: ["TesseraEngine", "TesseraData", "TesseraModels",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
             path: "Sources/CLI"
@@ -74,6 +88,12 @@ let package = Package(
             name: "TesseraBench",
             dependencies: ["TesseraEngine", "CKernels", "CKernelsRef"],
             path: "Bench/KernelBench"
+        ),
+        // A program that embeds only the engine (the DocC getting-started example; linked without image libraries).
+        .executableTarget(
+            name: "EmbedEngine",
+            dependencies: ["TesseraEngine"],
+            path: "Examples/EmbedEngine"
         ),
         // Naive references of every kernel: plain loops, no OpenMP, no BLAS. Tests and the benchmark only.
         .target(
@@ -95,19 +115,24 @@ let package = Package(
         .testTarget(
             name: "EngineTests",
             dependencies: ["TesseraEngine", "CKernels", "TestSupport"],
-            path: "Tests/EngineTests",
+            path: "Tests/EngineTests"
+        ),
+        .testTarget(
+            name: "DataTests",
+            dependencies: ["TesseraData", "TesseraEngine", "CImageData", "TestSupport"],
+            path: "Tests/DataTests",
             resources: [.copy("Corpus")]
         ),
         .testTarget(
             name: "ModelsTests",
-            dependencies: ["TesseraModels", "TesseraEngine", "TestSupport"],
+            dependencies: ["TesseraModels", "TesseraData", "TesseraEngine", "TestSupport"],
             path: "Tests/ModelsTests",
             resources: [.copy("Fixtures")]
         ),
         // Runs the built `tessera` binary as a user would: bad input, and a tiny end-to-end run.
         .testTarget(
             name: "CLITests",
-            dependencies: ["tessera", "TesseraEngine", "TesseraModels"],
+            dependencies: ["tessera", "EmbedEngine", "TesseraEngine", "TesseraData", "TesseraModels"],
             path: "Tests/CLITests"
         ),
     ]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes Tests/EngineTests/Corpus: valid and malformed files for every reader (safetensors, IDX,
+"""Writes Tests/DataTests/Corpus: valid and malformed files for every reader (safetensors, IDX,
 .npy, PNG, JPEG). The malformed ones must each give one clear error, never a crash; the test
 (Tests/EngineTests/ReaderCorpusTests.swift) checks both, and scripts/fuzz.sh starts from these seeds.
 Developer-only: needs numpy and pillow.  /root/torchenv/bin/python Tools/make_corpus.py

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing (Debian) and runs the whole test suite (XCTest): once with OpenMP, and the
-# kernel and engine tests once more built without OpenMP (every kernel must also pass single-threaded).
+# kernel, engine and data tests once more built without OpenMP (every kernel must also pass single-threaded).
 # Ends with one line "tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ echo "== swift test (OpenMP, ${TESSERA_THREADS:-all} threads)"
 swift test --disable-swift-testing 2>&1 | tee "$logs/omp.log" || status=1
 echo "== swift test without OpenMP (TESSERA_NO_OPENMP=1)"
 TESSERA_NO_OPENMP=1 swift test --disable-swift-testing --scratch-path .build-noomp \
-    --filter 'CKernelsTests|EngineTests' 2>&1 | tee "$logs/noomp.log" || status=1
+    --filter 'CKernelsTests|EngineTests|DataTests' 2>&1 | tee "$logs/noomp.log" || status=1
 # XCTest's last "Executed N tests, with F failures" line of a run is that run's total.
 passed=0 failed=0
 for f in "$logs"/omp.log "$logs"/noomp.log; do

@@ -1,3 +1,4 @@
+import TesseraData
 import TesseraEngine
 
 /// Sizes and options of a masked autoencoder (He et al., 2022).

@@ -1,4 +1,5 @@
 import Foundation
+import TesseraData
 import TesseraEngine
 
 /// Options of MSN (Assran et al., 2022). Defaults are the official ViT-S/16 recipe's, with the view

@@ -1,4 +1,5 @@
 import Foundation
+import TesseraData
 import TesseraEngine
 
 /// Options of RC-MAE (Lee et al., 2023): the consistency weight and the teacher's EMA momentum.

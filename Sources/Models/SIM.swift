@@ -1,4 +1,5 @@
 import Foundation
+import TesseraData
 import TesseraEngine
 
 /// Options of SiameseIM (Tao et al., 2023), defaults from the released code with the mask and the

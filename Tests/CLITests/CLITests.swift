@@ -1,15 +1,47 @@
 import Foundation
+import TesseraData
 import TesseraEngine
 import TesseraModels
 import XCTest
 
 /// The `tessera` executable, run as a subprocess.
 final class CLITests: XCTestCase {
-    var binary: URL {
-        // The executable is in the products directory, which holds (or is) the test bundle.
+    var binary: URL { product("tessera") }
+
+    /// An executable of this package: in the products directory, which holds (or is) the test bundle.
+    func product(_ name: String) -> URL {
         let bundle = Bundle(for: CLITests.self).bundleURL
-        let candidates = [bundle.appendingPathComponent("tessera"), bundle.deletingLastPathComponent().appendingPathComponent("tessera")]
+        let candidates = [bundle.appendingPathComponent(name), bundle.deletingLastPathComponent().appendingPathComponent(name)]
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[1]
+    }
+
+    /// Runs a program; its status and standard output.
+    func run(_ executable: String, _ args: [String]) throws -> (status: Int32, stdout: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self))
+    }
+
+    /// A program that depends only on TesseraEngine trains, round-trips safetensors, and loads no image library.
+    func testEngineOnlyProgramLinksNoImageLibraries() throws {
+        let example = product("tessera-embed-example").path
+        let r = try run(example, [])
+        XCTAssertEqual(r.status, 0, r.stdout)
+        XCTAssertTrue(r.stdout.contains("identical"), r.stdout)
+        let ldd = try run("/usr/bin/ldd", [example])
+        XCTAssertEqual(ldd.status, 0, ldd.stdout)
+        XCTAssertTrue(ldd.stdout.contains("libopenblas"), ldd.stdout)   // the check sees the dependencies
+        for lib in ["libpng", "libjpeg", "libz."] {
+            XCTAssertFalse(ldd.stdout.contains(lib), "\(lib) is linked into an engine-only program:\n\(ldd.stdout)")
+        }
+        // The tessera command, which decodes images, does link them.
+        XCTAssertTrue(try run("/usr/bin/ldd", [binary.path]).stdout.contains("libpng"))
     }
 
     struct Result { let status: Int32; let stdout: String; let stderr: String }

@@ -1,3 +1,4 @@
+import TesseraData
 import TesseraEngine
 import TesseraModels
 import TestSupport

@@ -1,7 +1,8 @@
-// libFuzzer entry point for the engine's file readers (built by scripts/fuzz.sh together with the
-// engine's sources). FUZZ_TARGET picks the reader: safetensors, idx, npy, image (PNG and JPEG), gzip.
+// libFuzzer entry point for the file readers (built by scripts/fuzz.sh together with the data
+// reader sources, against the engine module). FUZZ_TARGET picks the reader: safetensors, idx, npy, image (PNG and JPEG), gzip.
 // A reader may reject any input with an error; a crash, hang or sanitizer report is a bug.
 import Foundation
+import TesseraEngine
 
 nonisolated(unsafe) let fuzzTarget = ProcessInfo.processInfo.environment["FUZZ_TARGET"] ?? "safetensors"
 

@@ -27,5 +27,3 @@
 #include "ck_activation.h"
 #include "ck_elementwise.h"
 #include "ck_optim.h"
-#include "ck_augment.h"
-#include "ck_imageio.h"

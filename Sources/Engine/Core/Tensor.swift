@@ -44,8 +44,9 @@ public final class Tensor: CustomStringConvertible {
         self.requiresGrad = requiresGrad
     }
 
-    /// An op output whose every element the op's forward kernel writes: no zero-fill pass.
-    init(uninitialized shape: [Int]) {
+    /// A tensor whose contents are undefined until written: for an op or a loader that writes every
+    /// element itself (no zero-fill pass).
+    public init(uninitialized shape: [Int]) {
         Runtime.ensureConfigured()
         precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in shape \(shape)")
         self.shape = shape

@@ -1,4 +1,5 @@
 import Foundation
+import TesseraData
 import TesseraEngine
 
 /// How an image's feature is read from the encoder's output tokens.

@@ -1,3 +1,4 @@
+import TesseraData
 import TesseraEngine
 
 /// The pretraining methods Tessera implements. The CLI's `--method` values, the `method` field of a

@@ -1,4 +1,5 @@
 import Foundation
+import TesseraData
 import TesseraEngine
 
 /// Everything about a pretraining run except the model: saved as `config.json` in the run folder

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TesseraData
 import TesseraEngine
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,6 @@
-import CKernels
+import CImageData
 import Foundation
+import TesseraEngine
 
 /// Where one view was cut from its source image: the crop box in source pixels and the flip.
 /// SIM needs these to relate two views of the same image.

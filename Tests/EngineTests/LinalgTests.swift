@@ -2,9 +2,9 @@ import Foundation
 import TesseraEngine
 import XCTest
 
-final class SpectrumTests: XCTestCase {
-    /// Jacobi eigenvalues of A = Q Λ Qᵀ with Q a product of Householder reflections and Λ known.
-    func testSymmetricEigenvaluesRecoverAKnownSpectrum() {
+final class LinalgTests: XCTestCase {
+    /// LAPACK eigenvalues of A = Q Λ Qᵀ with Q a product of Householder reflections and Λ known.
+    func testSymmetricEigenvaluesRecoverAKnownSpectrum() throws {
         var rng = TesseraRNG(seed: 9)
         let n = 12
         let lambda = (0..<n).map { Double($0) * 1.5 - 4 }   // distinct, some negative, one zero-ish
@@ -22,26 +22,23 @@ final class SpectrumTests: XCTestCase {
             }
             a = mul(mul(h, a), h)
         }
-        let got = symmetricEigenvalues(a, n: n)
+        let got = try Linalg.symmetricEigenvalues(a, n: n)
         for (g, e) in zip(got, lambda.sorted(by: >)) { XCTAssertEqual(g, e, accuracy: 1e-9) }
         // 2 × 2 closed form: [[2, 1], [1, 2]] → 3, 1.
-        let two = symmetricEigenvalues([2, 1, 1, 2], n: 2)
+        let two = try Linalg.symmetricEigenvalues([2, 1, 1, 2], n: 2)
         XCTAssertEqual(two[0], 3, accuracy: 1e-12)
         XCTAssertEqual(two[1], 1, accuracy: 1e-12)
     }
 
-    /// RankMe: D equal orthogonal directions give D; features on one line give 1; singular values
-    /// 3 : 1 give exp(H(3/4, 1/4)).
-    func testEffectiveRankClosedForms() {
-        func set(_ rows: [[Float]]) -> FeatureSet {
-            FeatureSet(values: rows.flatMap { $0 }, count: rows.count, dim: rows[0].count, labels: Array(repeating: 0, count: rows.count), classCount: 1)
-        }
-        let flat = set((0..<16).map { n in (0..<4).map { $0 == n % 4 ? (n < 8 ? 1 : -1) : 0 } })
-        XCTAssertEqual(Probes.effectiveRank(flat), 4, accuracy: 1e-4)
-        let line = set((0..<10).map { n in [1, 2, -1, 0.5].map { $0 * Float(n + 1) } })
-        XCTAssertEqual(Probes.effectiveRank(line), 1, accuracy: 2e-3)
-        let two = set([[3, 0, 0], [0, 1, 0]])
-        let p = [0.75, 0.25]
-        XCTAssertEqual(Double(Probes.effectiveRank(two)), Foundation.exp(-p.reduce(0) { $0 + $1 * Foundation.log($1) }), accuracy: 1e-4)
+    /// A 3,072 × 3,072 matrix (the size of the Gram matrix of 32×32×3 pixel features).
+    func testLargeTridiagonalMatrix() throws {
+        let n = 3072
+        var a = [Double](repeating: 0, count: n * n)
+        for i in 0..<n { a[i * n + i] = Double(i + 1) }
+        for i in 1..<n { a[i * n + i - 1] = 0.5; a[(i - 1) * n + i] = 0.5 }
+        let w = try Linalg.symmetricEigenvalues(a, n: n)
+        XCTAssertEqual(w.count, n)
+        XCTAssertEqual(w.reduce(0, +), Double(n * (n + 1) / 2), accuracy: 1e-6 * Double(n * n))   // the trace
+        XCTAssertTrue(zip(w, w.dropFirst()).allSatisfy { $0 >= $1 })
     }
 }

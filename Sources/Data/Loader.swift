@@ -1,4 +1,5 @@
 import Foundation
+import TesseraEngine
 
 /// One training batch: the augmented views of its images, their labels (if any), which images they
 /// are and where each view was cut from.

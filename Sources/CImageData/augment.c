@@ -4,8 +4,21 @@
 // by the scale factor when shrinking (antialiasing), weights normalized per output pixel, source
 // pixel centres at i + 0.5. Bicubic is Keys' kernel with a = −0.5, bilinear the triangle.
 // Horizontal pass first (into a float scratch of the needed source rows), then vertical.
-#include "ck_internal.h"
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef _OPENMP
+#  if __has_include(<omp.h>)
+#    include <omp.h>
+#  else
+int omp_get_max_threads(void);   /* same C ABI in LLVM libomp and GNU libgomp */
+int omp_get_thread_num(void);
+#  endif
+#endif
 #include "ck_augment.h"
+
+// Per-thread scratch is padded to this many floats so two threads never share a cache line.
+#define CACHE_LINE_F32 16
 
 static inline double filter_bicubic(double x) {
     const double a = -0.5;
@@ -61,7 +74,7 @@ static void axis_weights(int64_t *first, int64_t *n, float *w, int64_t K, double
 static int64_t worker_floats(int64_t max_h, int64_t max_w, int64_t S, int64_t C) {
     int64_t kx = max_taps((double)max_w, S, CK_INTERP_BICUBIC), ky = max_taps((double)max_h, S, CK_INTERP_BICUBIC);
     int64_t f = (kx + ky) * S + 8 * S + max_h * S * C;
-    return (f + CK_CACHE_LINE_F32 - 1) / CK_CACHE_LINE_F32 * CK_CACHE_LINE_F32;
+    return (f + CACHE_LINE_F32 - 1) / CACHE_LINE_F32 * CACHE_LINE_F32;
 }
 
 // Workers for a batch of B images: the request (≤ 0: the OpenMP default), at most B, at least 1.
@@ -256,7 +269,7 @@ static void photometric_one(float *img, const float *prm, int64_t C, int64_t S, 
 
 int64_t ck_photometric_scratch_floats(int64_t S, int64_t C, int64_t threads) {
     (void)C;
-    int64_t per = (S * S + CK_CACHE_LINE_F32 - 1) / CK_CACHE_LINE_F32 * CK_CACHE_LINE_F32;
+    int64_t per = (S * S + CACHE_LINE_F32 - 1) / CACHE_LINE_F32 * CACHE_LINE_F32;
     return per * (threads < 1 ? 1 : threads);
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import TesseraEngine
 
 /// Resolves a dataset name or path, as the CLI's `--data` takes it, to an ``ImageSet``.
 ///

@@ -1,8 +1,9 @@
 import Foundation
+import TesseraData
 import TesseraEngine
 import TestSupport
 import XCTest
-import CKernels
+import CImageData
 
 /// The crop-resize kernel against PIL (what torchvision's RandomResizedCrop runs), thread-count
 /// independence, crop sampling and the loader's determinism.

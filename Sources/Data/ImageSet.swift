@@ -1,5 +1,6 @@
-import CKernels
+import CImageData
 import Foundation
+import TesseraEngine
 
 /// A set of 8-bit images (HWC, any size, one channel count) with optional integer labels, held in
 /// memory. Readers for the formats users have: IDX (MNIST/Fashion-MNIST, gzip or raw), `.npy`

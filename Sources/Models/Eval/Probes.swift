@@ -1,4 +1,6 @@
 import Foundation
+import TesseraData
+import TesseraEngine
 
 /// Frozen features of a labeled image set: `count × dim` floats, row-major.
 public struct FeatureSet: Sendable {
