@@ -21,6 +21,18 @@ import PackageDescription
 
 let useOpenMP = Context.environment["TESSERA_NO_OPENMP"] == nil
 let openMPCFlags: [String] = useOpenMP ? ["-fopenmp"] : ["-fopenmp-simd"]
+// TESSERA_CPU=avx2|baseline builds the kernels for that one instruction set, without run-time
+// dispatch, so the tests can run every variant of CK_CLONES on one machine (scripts/test.sh does).
+let cpuVariant = Context.environment["TESSERA_CPU"]
+let cpuVariantFlags: [String] = switch cpuVariant {
+case "avx2": ["-DCK_NO_CLONES", "-DCK_BUILD_LEVEL=\"avx2\"", "-march=haswell"]
+case "baseline": ["-DCK_NO_CLONES", "-DCK_BUILD_LEVEL=\"baseline\""]
+default: []
+}
+
+// The op table's tests walk production-sized arrays element by element: built optimized even in a
+// debug `swift test`, or they take minutes.
+let optimizedTests: [SwiftSetting] = [.unsafeFlags(["-O"])]
 let openMPLink: [LinkerSetting] = useOpenMP ? [.linkedLibrary("omp5", .when(platforms: [.linux]))] : []
 
 let package = Package(
@@ -50,7 +62,7 @@ let package = Package(
             path: "Sources/CKernels",
             exclude: ["README.md"],
             cSettings: [
-                .unsafeFlags(openMPCFlags + ["-O3", "-Wall", "-Wno-unknown-pragmas", "-mprefer-vector-width=512"]),
+                .unsafeFlags(openMPCFlags + ["-O3", "-Wall", "-Wno-unknown-pragmas", "-mprefer-vector-width=512"] + cpuVariantFlags),
             ],
             linkerSettings: openMPLink + [.linkedLibrary("dl"), .linkedLibrary("m")]
         ),
@@ -86,7 +98,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "TesseraBench",
-            dependencies: ["TesseraEngine", "CKernels", "CKernelsRef"],
+            dependencies: ["TesseraEngine", "CKernels", "KernelOps"],
             path: "Bench/KernelBench"
         ),
         // A program that embeds only the engine (the DocC getting-started example; linked without image libraries).
@@ -95,22 +107,32 @@ let package = Package(
             dependencies: ["TesseraEngine"],
             path: "Examples/EmbedEngine"
         ),
-        // Naive references of every kernel: plain loops, no OpenMP, no BLAS. Tests and the benchmark only.
+        // Naive references of every kernel, forward and backward: plain loops, double accumulation, no
+        // OpenMP, no BLAS. The op table's reference column.
         .target(
             name: "CKernelsRef",
             path: "Tests/CKernelsRef",
             cSettings: [.unsafeFlags(["-O2"])]
         ),
+        // The op table: every kernel's shapes, reference and tolerance (tests and tessera-bench).
+        .target(
+            name: "KernelOps",
+            dependencies: ["CKernels", "CKernelsRef", "TesseraEngine"],
+            path: "Tests/KernelOps",
+            swiftSettings: optimizedTests
+        ),
         .target(
             name: "TestSupport",
             dependencies: ["TesseraEngine"],
-            path: "Tests/TestSupport"
+            path: "Tests/TestSupport",
+            swiftSettings: optimizedTests
         ),
         .testTarget(
             name: "CKernelsTests",
-            dependencies: ["CKernels", "CKernelsRef", "TesseraEngine", "TestSupport"],
+            dependencies: ["CKernels", "CKernelsRef", "KernelOps", "TesseraEngine", "TestSupport"],
             path: "Tests/CKernelsTests",
-            resources: [.copy("Fixtures")]
+            resources: [.copy("Fixtures")],
+            swiftSettings: optimizedTests
         ),
         .testTarget(
             name: "EngineTests",

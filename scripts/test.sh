@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what is missing (Debian) and runs the whole test suite (XCTest): once with OpenMP, and the
-# kernel, engine and data tests once more built without OpenMP (every kernel must also pass single-threaded).
+# Installs what is missing (Debian) and runs the whole test suite (XCTest): once with OpenMP (kernels
+# dispatched at run time; AVX-512 here), the kernel tests once more with the kernels built for AVX2
+# only, and the kernel, engine and data tests built without OpenMP and for baseline x86-64 (every
+# kernel must also pass single-threaded, and every CPU variant runs the op table).
 # Ends with one line "tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,12 +13,15 @@ trap 'rm -rf "$logs"' EXIT
 status=0
 echo "== swift test (OpenMP, ${TESSERA_THREADS:-all} threads)"
 swift test --disable-swift-testing 2>&1 | tee "$logs/omp.log" || status=1
-echo "== swift test without OpenMP (TESSERA_NO_OPENMP=1)"
-TESSERA_NO_OPENMP=1 swift test --disable-swift-testing --scratch-path .build-noomp \
+echo "== swift test, kernels built for AVX2 only (TESSERA_CPU=avx2)"
+TESSERA_CPU=avx2 swift test --disable-swift-testing --scratch-path .build-avx2 \
+    --filter 'CKernelsTests' 2>&1 | tee "$logs/avx2.log" || status=1
+echo "== swift test without OpenMP, kernels built for baseline x86-64 (TESSERA_NO_OPENMP=1 TESSERA_CPU=baseline)"
+TESSERA_NO_OPENMP=1 TESSERA_CPU=baseline swift test --disable-swift-testing --scratch-path .build-noomp \
     --filter 'CKernelsTests|EngineTests|DataTests' 2>&1 | tee "$logs/noomp.log" || status=1
 # XCTest's last "Executed N tests, with F failures" line of a run is that run's total.
 passed=0 failed=0
-for f in "$logs"/omp.log "$logs"/noomp.log; do
+for f in "$logs"/omp.log "$logs"/avx2.log "$logs"/noomp.log; do
     read -r n k < <(grep -E 'Executed [0-9]+ tests?, with [0-9]+ failures?' "$f" | tail -1 \
         | sed -E 's/.*Executed ([0-9]+) tests?, with ([0-9]+) failures?.*/\1 \2/' || echo "0 1")
     passed=$((passed + ${n:-0} - ${k:-1})); failed=$((failed + ${k:-1}))

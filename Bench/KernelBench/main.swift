@@ -74,11 +74,11 @@ if wanted("memory") {
         let rr = Int64(R), cc = Int64(C)
         return [
             MemCase(name: "softmax fwd", shape: label, bytes: 8 * n) { ck_softmax_forward(y, x, rr, cc) },
-            MemCase(name: "softmax bwd", shape: label, bytes: 16 * n) { ck_softmax_backward(dx, dy, y, rr, cc) },
+            MemCase(name: "softmax bwd", shape: label, bytes: 16 * n) { ck_softmax_backward(ck_grad(data: dx, accumulate: 0), dy, y, rr, cc) },
             MemCase(name: "layernorm fwd", shape: label, bytes: 8 * n) { ck_layernorm_forward(y, mean, rstd, x, w, b, rr, cc, 1e-6) },
-            MemCase(name: "layernorm bwd (dx)", shape: label, bytes: 12 * n) { ck_layernorm_backward(dx, nil, nil, dy, x, w, mean, rstd, rr, cc, 0) },
+            MemCase(name: "layernorm bwd (dx)", shape: label, bytes: 12 * n) { ck_layernorm_backward(ck_grad(data: dx, accumulate: 0), ck_grad(), ck_grad(), dy, x, w, mean, rstd, rr, cc) },
             MemCase(name: "gelu fwd", shape: label, bytes: 8 * n) { ck_gelu_forward(y, x, Int64(n)) },
-            MemCase(name: "gelu bwd", shape: label, bytes: 12 * n) { ck_gelu_backward(dx, dy, x, Int64(n), 0) },
+            MemCase(name: "gelu bwd", shape: label, bytes: 12 * n) { ck_gelu_backward(ck_grad(data: dx, accumulate: 0), dy, x, Int64(n)) },
             MemCase(name: "residual add (binary)", shape: label, bytes: 12 * n) {
                 var flat = Int64(n), unit: Int64 = 1
                 ck_binary_forward(CK_ADD, y, x, &unit, dx, &unit, &flat, 1) },
@@ -165,8 +165,7 @@ if wanted("attention") {
             ck_sgemm(1, 0, n, d, n, 1, P + bh * N * N, n, go, ldo, 0, dv, ld)           // dV = Pᵀ dO
             ck_sgemm(0, 1, n, n, d, 1, go, ldo, v, ld, 0, dP + bh * N * N, n)            // dP = dO Vᵀ
         }
-        memset(dS, 0, B * H * N * N * 4)
-        ck_softmax_backward(dS, dP, P, Int64(B * H * N), n)
+        ck_softmax_backward(ck_grad(data: dS, accumulate: 0), dP, P, Int64(B * H * N), n)
         for bh in 0..<(B * H) {
             let b = bh / H, h = bh % H
             let q = qkv + b * N * 3 * H * D + h * D, k = q + H * D
@@ -185,7 +184,7 @@ if wanted("attention") {
         let scale = 1 / Float(D).squareRoot()
         let fused = {
             ck_attention_forward(out, lse, qkv, scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale)
-            ck_attention_backward(dqkv, dout, qkv, lse, scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale, 0)
+            ck_attention_backward(ck_grad(data: dqkv, accumulate: 0), dout, qkv, lse, scratch, Int64(B), Int64(N), Int64(H), Int64(D), scale)
         }
         let naive = { naiveAttention(qkv: qkv, out: out, P: P, dqkv: dqkv, dout: dout, dP: dP, dS: dS, B: B, N: N, H: H, D: D, scale: scale) }
         let (tf, tn, r) = abCompare(fused, naive)

@@ -33,12 +33,12 @@ void ck_gelu_forward(float *out, const float *x, int64_t N) {
     }
 }
 
-void ck_gelu_backward(float *dx, const float *dout, const float *x, int64_t N, int accumulate) {
+void ck_gelu_backward(ck_grad dx, const float *dout, const float *x, int64_t N) {
     const int64_t nchunk = (N + CK_CHUNK - 1) / CK_CHUNK;
     #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
     for (int64_t c = 0; c < nchunk; c++) {
         int64_t i0 = c * CK_CHUNK;
-        gelu_backward_chunk(dx + i0, dout + i0, x + i0, ck_min64(CK_CHUNK, N - i0), accumulate);
+        gelu_backward_chunk(dx.data + i0, dout + i0, x + i0, ck_min64(CK_CHUNK, N - i0), dx.accumulate);
     }
 }
 

@@ -494,8 +494,10 @@ CK_CLONES static void head_backward_short(float *dq, float *dk, float *dv, int a
     }
 }
 
-void ck_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *lse, float *scratch,
-                           int64_t B, int64_t N, int64_t H, int64_t D, float scale, int accumulate) {
+void ck_attention_backward(ck_grad g, const float *dout, const float *qkv, const float *lse, float *scratch,
+                           int64_t B, int64_t N, int64_t H, int64_t D, float scale) {
+    float *dqkv = g.data;
+    const int accumulate = g.accumulate;
     const int64_t ld = 3 * H * D;
     const int64_t per_thread = ck_attention_scratch_floats(N, D);
     ck_flop_counter_add(10 * (uint64_t)(B * H * N) * (uint64_t)(N * D));
@@ -514,9 +516,11 @@ void ck_attention_backward(float *dqkv, const float *dout, const float *qkv, con
             }
             prefetch_rows_for_read(dout + b1 * N * H * D + h1 * D, H * D, N, D);
         }
-        (short_path ? head_backward_short : head_backward)(dq, dq + H * D, dq + 2 * H * D, accumulate, q,
-                      q + H * D, q + 2 * H * D,
-                      dout + b * N * H * D + h * D, lse + bh * N,
-                      ld, H * D, scratch + thread_id() * per_thread, N, D, scale);
+        float *s = scratch + thread_id() * per_thread;
+        const float *dob = dout + b * N * H * D + h * D, *lseb = lse + bh * N;
+        if (short_path)
+            head_backward_short(dq, dq + H * D, dq + 2 * H * D, accumulate, q, q + H * D, q + 2 * H * D, dob, lseb, ld, H * D, s, N, D, scale);
+        else
+            head_backward(dq, dq + H * D, dq + 2 * H * D, accumulate, q, q + H * D, q + 2 * H * D, dob, lseb, ld, H * D, s, N, D, scale);
     }
 }

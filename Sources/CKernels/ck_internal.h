@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <math.h>
 #include <string.h>
+#include "ck_grad.h"
 
 #ifdef _OPENMP
 #  if __has_include(<omp.h>)
@@ -94,6 +95,20 @@ CK_ALWAYS_INLINE void ck_prefetch_l2_for_write(float *p, int64_t n) {
 #define CK_REDUCE_BLOCK 4096
 
 static inline int64_t ck_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// The gradient contract (ck_grad.h) inside a loop: `dst = v` when overwriting, `dst += v` otherwise.
+#define CK_PUT(accumulate, dst, v) ((dst) = (accumulate) ? (dst) + (v) : (v))
+
+// For a kernel that scatters (an element may receive no value or several): an overwritten gradient
+// is zeroed first and then accumulated into. Returns the gradient to accumulate into.
+static inline ck_grad ck_grad_for_scatter(ck_grad g, int64_t n) {
+    if (g.data && !g.accumulate) {
+        #pragma omp parallel for simd schedule(static) if (n >= CK_PAR_MIN)
+        for (int64_t i = 0; i < n; i++) g.data[i] = 0.0f;
+        g.accumulate = 1;
+    }
+    return g;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Vectorizable elementary functions. libm's expf/erff are opaque calls that stop the vectorizer;

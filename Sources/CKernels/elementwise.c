@@ -10,8 +10,8 @@ void ck_bias_add_forward(float *out, const float *x, const float *bias, int64_t 
     }
 }
 
-// dst[c] += Σ_r src[r·C + c] for c0 ≤ c < c1 (at most 32 columns), rows in order.
-CK_CLONES static void column_block_sum(float *restrict dst, const float *restrict src, int64_t R, int64_t C,
+// dst[c] (=|+=) Σ_r src[r·C + c] for c0 ≤ c < c1 (at most 32 columns), rows in order.
+CK_CLONES static void column_block_sum(float *restrict dst, int accumulate, const float *restrict src, int64_t R, int64_t C,
                                        int64_t c0, int64_t c1) {
     float acc[32] = {0};
     for (int64_t r = 0; r < R; r++) {
@@ -19,22 +19,22 @@ CK_CLONES static void column_block_sum(float *restrict dst, const float *restric
         #pragma omp simd
         for (int64_t c = c0; c < c1; c++) acc[c - c0] += row[c];
     }
-    for (int64_t c = c0; c < c1; c++) dst[c] += acc[c - c0];
+    for (int64_t c = c0; c < c1; c++) CK_PUT(accumulate, dst[c], acc[c - c0]);
 }
 
 // Column sums split into blocks of 32 columns across threads (C = 192 gives 6 blocks, which two
 // threads share evenly); each column's rows are summed in order, so the bits do not depend on the
 // thread count.
-static void column_sum_accumulate(float *dst, const float *src, int64_t R, int64_t C) {
+static void column_sum(ck_grad dst, const float *src, int64_t R, int64_t C) {
     const int64_t CB = 32, nblk = (C + CB - 1) / CB;
     #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
     for (int64_t blk = 0; blk < nblk; blk++)
-        column_block_sum(dst, src, R, C, blk * CB, ck_min64(blk * CB + CB, C));
+        column_block_sum(dst.data, dst.accumulate, src, R, C, blk * CB, ck_min64(blk * CB + CB, C));
 }
 
-void ck_bias_add_backward(float *dx, float *dbias, const float *dout, int64_t R, int64_t C) {
-    if (dx) ck_axpy(dx, 1.0f, dout, R * C);
-    if (dbias) column_sum_accumulate(dbias, dout, R, C);
+void ck_bias_add_backward(ck_grad dx, ck_grad dbias, const float *dout, int64_t R, int64_t C) {
+    if (dx.data) ck_copy_rows(dx.data, C, dout, C, R, C, dx.accumulate);
+    if (dbias.data) column_sum(dbias, dout, R, C);
 }
 
 static inline float binary_apply(ck_binary_op op, float a, float b) {
@@ -137,11 +137,22 @@ static void binary_grad_one(ck_binary_op op, int wrt_b, float *dt, const float *
     }
 }
 
-void ck_binary_backward(ck_binary_op op, float *da, float *db, const float *dout, const float *a,
-                        const int64_t *as, const float *b, const int64_t *bs, const int64_t *shape, int ndim,
-                        int accumulate_a, int accumulate_b) {
-    if (da) binary_grad_one(op, 0, da, dout, a, as, b, bs, shape, ndim, accumulate_a);
-    if (db) binary_grad_one(op, 1, db, dout, a, as, b, bs, shape, ndim, accumulate_b);
+// A broadcast operand's gradient sums several output elements into one: zeroed first when overwritten.
+static void binary_grad(ck_binary_op op, int wrt_b, ck_grad g, const float *dout, const float *a,
+                        const int64_t *as, const float *b, const int64_t *bs, const int64_t *shape, int ndim) {
+    const int64_t *ts = wrt_b ? bs : as;
+    if (has_broadcast(ts, shape, ndim)) {
+        int64_t n = 1;   // elements of the operand: the product of its non-broadcast dims
+        for (int d = 0; d < ndim; d++) if (ts[d] != 0) n *= shape[d];
+        g = ck_grad_for_scatter(g, n);
+    }
+    binary_grad_one(op, wrt_b, g.data, dout, a, as, b, bs, shape, ndim, g.accumulate);
+}
+
+void ck_binary_backward(ck_binary_op op, ck_grad da, ck_grad db, const float *dout, const float *a,
+                        const int64_t *as, const float *b, const int64_t *bs, const int64_t *shape, int ndim) {
+    if (da.data) binary_grad(op, 0, da, dout, a, as, b, bs, shape, ndim);
+    if (db.data) binary_grad(op, 1, db, dout, a, as, b, bs, shape, ndim);
 }
 
 void ck_unary_forward(ck_unary_op op, float *out, const float *x, int64_t N, float p) {
@@ -159,7 +170,7 @@ void ck_unary_forward(ck_unary_op op, float *out, const float *x, int64_t N, flo
     }
 }
 
-void ck_unary_backward(ck_unary_op op, float *dx, const float *dout, const float *x, const float *out,
+void ck_unary_backward(ck_unary_op op, ck_grad dx, const float *dout, const float *x, const float *out,
                        int64_t N, float p) {
     #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
     for (int64_t i = 0; i < N; i++) {
@@ -172,7 +183,7 @@ void ck_unary_backward(ck_unary_op op, float *dx, const float *dout, const float
         case CK_SCALE: d = p; break;
         default:       d = 1.0f; break;
         }
-        dx[i] += g * d;
+        CK_PUT(dx.accumulate, dx.data[i], g * d);
     }
 }
 
@@ -189,14 +200,35 @@ void ck_sum_axis_forward(float *out, const float *x, int64_t O, int64_t A, int64
     }
 }
 
-void ck_sum_axis_backward(float *dx, const float *dout, int64_t O, int64_t A, int64_t I) {
+void ck_sum_axis_backward(ck_grad dx, const float *dout, int64_t O, int64_t A, int64_t I) {
+    const int acc = dx.accumulate;
     #pragma omp parallel for schedule(static) if (O * A * I >= CK_PAR_MIN)
     for (int64_t oa = 0; oa < O * A; oa++) {
-        float *dst = dx + oa * I;
+        float *dst = dx.data + oa * I;
         const float *g = dout + (oa / A) * I;
-        #pragma omp simd
-        for (int64_t i = 0; i < I; i++) dst[i] += g[i];
+        if (acc) {
+            #pragma omp simd
+            for (int64_t i = 0; i < I; i++) dst[i] += g[i];
+        } else {
+            memcpy(dst, g, (size_t)I * sizeof(float));
+        }
     }
+}
+
+void ck_narrow_forward(float *out, const float *x, int64_t O, int64_t A, int64_t start, int64_t length, int64_t I) {
+    ck_copy_rows(out, length * I, x + start * I, A * I, O, length * I, 0);
+}
+
+void ck_narrow_backward(ck_grad dx, const float *dout, int64_t O, int64_t A, int64_t start, int64_t length, int64_t I) {
+    if (!dx.accumulate) {   // the rows outside the slice get zero
+        #pragma omp parallel for schedule(static) if (O * A * I >= CK_PAR_MIN)
+        for (int64_t o = 0; o < O; o++) {
+            float *d = dx.data + o * A * I;
+            memset(d, 0, (size_t)(start * I) * sizeof(float));
+            memset(d + (start + length) * I, 0, (size_t)((A - start - length) * I) * sizeof(float));
+        }
+    }
+    ck_copy_rows(dx.data + start * I, A * I, dout, length * I, O, length * I, dx.accumulate);
 }
 
 double ck_sum_all(const float *x, int64_t N) {

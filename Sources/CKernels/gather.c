@@ -42,8 +42,9 @@ void ck_gather_rows_forward(float *out, const float *x, const int32_t *ids, int6
     }
 }
 
-void ck_gather_rows_backward(float *dx, const float *dout, const int32_t *ids, int64_t ids_bstride,
+void ck_gather_rows_backward(ck_grad g, const float *dout, const int32_t *ids, int64_t ids_bstride,
                              int64_t B, int64_t L, int64_t K, int64_t D) {
+    float *dx = ck_grad_for_scatter(g, B * L * D).data;   // rows not gathered get nothing
     // One sample per iteration: ids are distinct inside a sample, so no two threads hit one row.
     #pragma omp parallel for schedule(static) if (B * K * D >= CK_PAR_MIN)
     for (int64_t b = 0; b < B; b++)
@@ -70,26 +71,28 @@ void ck_unshuffle_forward(float *out, const float *x, const float *mask_token, c
     }
 }
 
-void ck_unshuffle_backward(float *dx, float *dmask_token, const float *dout, const int32_t *ids_restore,
+void ck_unshuffle_backward(ck_grad dx, ck_grad dmask_token, const float *dout, const int32_t *ids_restore,
                            int64_t B, int64_t S, int64_t L, int64_t K, int64_t D) {
-    if (dx) {
+    if (dx.data) {
+        // Every row of dx receives exactly one row of dout (its special row, or its kept token's position).
+        const int acc = dx.accumulate;
         #pragma omp parallel for schedule(static) if (B * L * D >= CK_PAR_MIN)
         for (int64_t b = 0; b < B; b++) {
-            float *dxb = dx + b * (S + K) * D;
+            float *dxb = dx.data + b * (S + K) * D;
             const float *gb = dout + b * (S + L) * D;
             for (int64_t s = 0; s < S; s++)
-                for (int64_t i = 0; i < D; i++) dxb[s * D + i] += gb[s * D + i];
+                for (int64_t i = 0; i < D; i++) CK_PUT(acc, dxb[s * D + i], gb[s * D + i]);
             for (int64_t l = 0; l < L; l++) {
                 int32_t r = ids_restore[b * L + l];
                 if (r >= K) continue;
                 float *d = dxb + (S + r) * D;
                 const float *g = gb + (S + l) * D;
                 #pragma omp simd
-                for (int64_t i = 0; i < D; i++) d[i] += g[i];
+                for (int64_t i = 0; i < D; i++) CK_PUT(acc, d[i], g[i]);
             }
         }
     }
-    if (dmask_token) {
+    if (dmask_token.data) {
         // The shared token sums over every masked position: columns are split across threads and
         // each column is summed in (b, l) order, so the result does not depend on the thread count.
         #pragma omp parallel for schedule(static) if (B * L * D >= CK_PAR_MIN)
@@ -98,7 +101,7 @@ void ck_unshuffle_backward(float *dx, float *dmask_token, const float *dout, con
             for (int64_t b = 0; b < B; b++)
                 for (int64_t l = 0; l < L; l++)
                     if (ids_restore[b * L + l] >= K) acc += dout[(b * (S + L) + S + l) * D + i];
-            dmask_token[i] += acc;
+            CK_PUT(dmask_token.accumulate, dmask_token.data[i], acc);
         }
     }
 }

@@ -53,8 +53,8 @@ CK_CLONES static void layernorm_row_backward(float *dx, const float *dy, const f
     }
 }
 
-// dweight[c] += Σ_r dout · x̂, dbias[c] += Σ_r dout for c0 ≤ c < c1 (at most 32 columns), rows in order.
-CK_CLONES static void layernorm_param_grads(float *dweight, float *dbias, const float *dout, const float *x,
+// dweight[c] (=|+=) Σ_r dout · x̂, dbias[c] (=|+=) Σ_r dout for c0 ≤ c < c1 (at most 32 columns), rows in order.
+CK_CLONES static void layernorm_param_grads(ck_grad dweight, ck_grad dbias, const float *dout, const float *x,
                                             const float *mean, const float *rstd, int64_t R, int64_t C,
                                             int64_t c0, int64_t c1) {
     float aw[32] = {0}, ab[32] = {0};
@@ -65,20 +65,19 @@ CK_CLONES static void layernorm_param_grads(float *dweight, float *dbias, const 
         for (int64_t c = c0; c < c1; c++) { aw[c - c0] += dy[c] * (xr[c] - m) * rs; ab[c - c0] += dy[c]; }
     }
     for (int64_t c = c0; c < c1; c++) {
-        if (dweight) dweight[c] += aw[c - c0];
-        if (dbias) dbias[c] += ab[c - c0];
+        if (dweight.data) CK_PUT(dweight.accumulate, dweight.data[c], aw[c - c0]);
+        if (dbias.data) CK_PUT(dbias.accumulate, dbias.data[c], ab[c - c0]);
     }
 }
 
-void ck_layernorm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
-                           const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C,
-                           int accumulate_dx) {
-    if (dx) {
+void ck_layernorm_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const float *dout, const float *x,
+                           const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C) {
+    if (dx.data) {
         #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
         for (int64_t r = 0; r < R; r++)
-            layernorm_row_backward(dx + r * C, dout + r * C, x + r * C, weight, mean[r], rstd[r], C, accumulate_dx);
+            layernorm_row_backward(dx.data + r * C, dout + r * C, x + r * C, weight, mean[r], rstd[r], C, dx.accumulate);
     }
-    if (dweight || dbias) {
+    if (dweight.data || dbias.data) {
         // Parameter gradients: blocks of columns per thread, rows summed in order (thread-count independent).
         const int64_t CB = 32, nblk = (C + CB - 1) / CB;
         #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
@@ -146,7 +145,7 @@ void ck_batchnorm_forward(float *out, float *mean, float *rstd, float *running_m
 
 // Training: x̂ = (x − μ)·rstd over the batch, g = dout·w:  dx = rstd · (g − mean_r(g) − x̂ · mean_r(g ⊙ x̂)).
 // Eval: the statistics are constants, dx = g · rstd.
-CK_CLONES static void batchnorm_backward_block(float *dx, float *dweight, float *dbias, const float *dout,
+CK_CLONES static void batchnorm_backward_block(ck_grad gx, ck_grad dweight, ck_grad dbias, const float *dout,
                                                const float *x, const float *weight, const float *mean,
                                                const float *rstd, int64_t R, int64_t C, int64_t c0, int64_t n,
                                                int training) {
@@ -158,9 +157,11 @@ CK_CLONES static void batchnorm_backward_block(float *dx, float *dweight, float 
         for (int64_t j = 0; j < n; j++) { sdy[j] += dy[j]; sdyx[j] += dy[j] * (xr[j] - m[j]) * rs[j]; }
     }
     for (int64_t j = 0; j < n; j++) {
-        if (dweight) dweight[c0 + j] += sdyx[j];
-        if (dbias) dbias[c0 + j] += sdy[j];
+        if (dweight.data) CK_PUT(dweight.accumulate, dweight.data[c0 + j], sdyx[j]);
+        if (dbias.data) CK_PUT(dbias.accumulate, dbias.data[c0 + j], sdy[j]);
     }
+    float *dx = gx.data;
+    const int acc = gx.accumulate;
     if (!dx) return;
     if (training) {
         float mg[BN_CB], mgx[BN_CB];
@@ -171,7 +172,7 @@ CK_CLONES static void batchnorm_backward_block(float *dx, float *dweight, float 
             #pragma omp simd
             for (int64_t j = 0; j < n; j++) {
                 float xh = (xr[j] - m[j]) * rs[j];
-                d[j] += rs[j] * (w[j] * dy[j] - mg[j] - xh * mgx[j]);
+                CK_PUT(acc, d[j], rs[j] * (w[j] * dy[j] - mg[j] - xh * mgx[j]));
             }
         }
     } else {
@@ -179,12 +180,12 @@ CK_CLONES static void batchnorm_backward_block(float *dx, float *dweight, float 
             const float *dy = dout + r * C + c0;
             float *d = dx + r * C + c0;
             #pragma omp simd
-            for (int64_t j = 0; j < n; j++) d[j] += w[j] * rs[j] * dy[j];
+            for (int64_t j = 0; j < n; j++) CK_PUT(acc, d[j], w[j] * rs[j] * dy[j]);
         }
     }
 }
 
-void ck_batchnorm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+void ck_batchnorm_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const float *dout, const float *x,
                            const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C,
                            int training) {
     const int64_t nblk = (C + BN_CB - 1) / BN_CB;
@@ -207,8 +208,9 @@ void ck_l2norm_forward(float *out, float *norm, const float *x, int64_t R, int64
 }
 
 // y = x/‖x‖: dx = (dy − y⟨y, dy⟩)/‖x‖. Below eps the divisor is the constant eps: dx = dy/eps.
-void ck_l2norm_backward(float *dx, const float *dout, const float *out, const float *norm, int64_t R,
+void ck_l2norm_backward(ck_grad dx, const float *dout, const float *out, const float *norm, int64_t R,
                         int64_t C, float eps) {
+    const int acc = dx.accumulate;
     #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         const float *y = out + r * C, *dy = dout + r * C;
@@ -216,9 +218,9 @@ void ck_l2norm_backward(float *dx, const float *dout, const float *out, const fl
             float dot = 0.0f;
             for (int64_t c = 0; c < C; c++) dot += y[c] * dy[c];
             float inv = 1.0f / norm[r];
-            for (int64_t c = 0; c < C; c++) dx[r * C + c] += (dy[c] - y[c] * dot) * inv;
+            for (int64_t c = 0; c < C; c++) CK_PUT(acc, dx.data[r * C + c], (dy[c] - y[c] * dot) * inv);
         } else {
-            for (int64_t c = 0; c < C; c++) dx[r * C + c] += dy[c] / eps;
+            for (int64_t c = 0; c < C; c++) CK_PUT(acc, dx.data[r * C + c], dy[c] / eps);
         }
     }
 }
@@ -235,13 +237,13 @@ void ck_standardize_forward(float *out, float *mean, float *rstd, const float *x
 }
 
 // y = (x − μ)·s, s = (var_unbiased + eps)^(−1/2):  dx = s · (dy − mean(dy) − y · ⟨dy, y⟩/(C − 1)).
-void ck_standardize_backward(float *dx, const float *dout, const float *out, const float *rstd, int64_t R, int64_t C) {
+void ck_standardize_backward(ck_grad dx, const float *dout, const float *out, const float *rstd, int64_t R, int64_t C) {
     #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         const float *y = out + r * C, *dy = dout + r * C;
         float sdy = 0.0f, sdyy = 0.0f;
         for (int64_t c = 0; c < C; c++) { sdy += dy[c]; sdyy += dy[c] * y[c]; }
         const float mdy = sdy / (float)C, k = sdyy / (float)(C - 1), s = rstd[r];
-        for (int64_t c = 0; c < C; c++) dx[r * C + c] += s * (dy[c] - mdy - y[c] * k);
+        for (int64_t c = 0; c < C; c++) CK_PUT(dx.accumulate, dx.data[r * C + c], s * (dy[c] - mdy - y[c] * k));
     }
 }

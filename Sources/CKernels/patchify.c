@@ -87,14 +87,14 @@ void ck_patchify_forward(float *out, const float *imgs, int64_t B, int64_t C, in
     patch_all(out, (float *)imgs, B, C, Hh, Ww, P, 1, 0);
 }
 
-void ck_patchify_backward(float *dimgs, const float *dout, int64_t B, int64_t C, int64_t Hh, int64_t Ww, int64_t P) {
-    patch_all((float *)dout, dimgs, B, C, Hh, Ww, P, 0, 1);
+void ck_patchify_backward(ck_grad dimgs, const float *dout, int64_t B, int64_t C, int64_t Hh, int64_t Ww, int64_t P) {
+    patch_all((float *)dout, dimgs.data, B, C, Hh, Ww, P, 0, dimgs.accumulate);
 }
 
 void ck_unpatchify_forward(float *imgs, const float *x, int64_t B, int64_t C, int64_t Hh, int64_t Ww, int64_t P) {
     patch_all((float *)x, imgs, B, C, Hh, Ww, P, 0, 0);
 }
 
-void ck_unpatchify_backward(float *dx, const float *dimgs, int64_t B, int64_t C, int64_t Hh, int64_t Ww, int64_t P) {
-    patch_all(dx, (float *)dimgs, B, C, Hh, Ww, P, 1, 1);
+void ck_unpatchify_backward(ck_grad dx, const float *dimgs, int64_t B, int64_t C, int64_t Hh, int64_t Ww, int64_t P) {
+    patch_all(dx.data, (float *)dimgs, B, C, Hh, Ww, P, 1, dx.accumulate);
 }

@@ -28,7 +28,9 @@ int ck_has_openmp(void) {
 }
 
 const char *ck_cpu_level(void) {
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(CK_BUILD_LEVEL)
+    return CK_BUILD_LEVEL;   // a build for one instruction set (TESSERA_CPU), without run-time dispatch
+#elif defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f")) return "avx512f";
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";

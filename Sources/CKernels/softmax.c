@@ -31,10 +31,10 @@ CK_CLONES static void softmax_row(float *restrict y, const float *restrict x, in
 }
 
 // y = softmax(x): dL/dx_c = y_c (dy_c − Σ_k y_k dy_k).
-CK_CLONES static void softmax_row_backward(float *restrict d, const float *restrict dy, const float *restrict y, int64_t C) {
+CK_CLONES static void softmax_row_backward(float *restrict d, int acc, const float *restrict dy, const float *restrict y, int64_t C) {
     const float dot = row_dot(y, dy, C);
     #pragma omp simd
-    for (int64_t c = 0; c < C; c++) d[c] += y[c] * (dy[c] - dot);
+    for (int64_t c = 0; c < C; c++) CK_PUT(acc, d[c], y[c] * (dy[c] - dot));
 }
 
 CK_CLONES static void log_softmax_row(float *restrict y, const float *restrict x, int64_t C) {
@@ -44,12 +44,12 @@ CK_CLONES static void log_softmax_row(float *restrict y, const float *restrict x
 }
 
 // y = x − lse(x): dL/dx_c = dy_c − exp(y_c) Σ_k dy_k.
-CK_CLONES static void log_softmax_row_backward(float *restrict d, const float *restrict dy, const float *restrict y, int64_t C) {
+CK_CLONES static void log_softmax_row_backward(float *restrict d, int acc, const float *restrict dy, const float *restrict y, int64_t C) {
     float s = 0.0f;
     #pragma omp simd reduction(+:s)
     for (int64_t c = 0; c < C; c++) s += dy[c];
     #pragma omp simd
-    for (int64_t c = 0; c < C; c++) d[c] += dy[c] - ck_exp(y[c]) * s;
+    for (int64_t c = 0; c < C; c++) CK_PUT(acc, d[c], dy[c] - ck_exp(y[c]) * s);
 }
 
 void ck_softmax_forward(float *out, const float *x, int64_t R, int64_t C) {
@@ -61,9 +61,9 @@ void ck_softmax_forward(float *out, const float *x, int64_t R, int64_t C) {
     }
 }
 
-void ck_softmax_backward(float *dx, const float *dout, const float *out, int64_t R, int64_t C) {
+void ck_softmax_backward(ck_grad dx, const float *dout, const float *out, int64_t R, int64_t C) {
     #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
-    for (int64_t r = 0; r < R; r++) softmax_row_backward(dx + r * C, dout + r * C, out + r * C, C);
+    for (int64_t r = 0; r < R; r++) softmax_row_backward(dx.data + r * C, dx.accumulate, dout + r * C, out + r * C, C);
 }
 
 void ck_log_softmax_forward(float *out, const float *x, int64_t R, int64_t C) {
@@ -71,9 +71,9 @@ void ck_log_softmax_forward(float *out, const float *x, int64_t R, int64_t C) {
     for (int64_t r = 0; r < R; r++) log_softmax_row(out + r * C, x + r * C, C);
 }
 
-void ck_log_softmax_backward(float *dx, const float *dout, const float *out, int64_t R, int64_t C) {
+void ck_log_softmax_backward(ck_grad dx, const float *dout, const float *out, int64_t R, int64_t C) {
     #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
-    for (int64_t r = 0; r < R; r++) log_softmax_row_backward(dx + r * C, dout + r * C, out + r * C, C);
+    for (int64_t r = 0; r < R; r++) log_softmax_row_backward(dx.data + r * C, dx.accumulate, dout + r * C, out + r * C, C);
 }
 
 void ck_cross_entropy_forward(float *loss, const float *logits, const float *target, int64_t R, int64_t C) {
@@ -87,18 +87,18 @@ void ck_cross_entropy_forward(float *loss, const float *logits, const float *tar
 }
 
 // loss = −Σ t_c (x_c − lse): dloss/dx_c = softmax_c · Σ t − t_c ; dloss/dt_c = −(x_c − lse).
-void ck_cross_entropy_backward(float *dlogits, float *dtarget, const float *dloss, const float *logits,
+void ck_cross_entropy_backward(ck_grad dlogits, ck_grad dtarget, const float *dloss, const float *logits,
                                const float *target, int64_t R, int64_t C) {
     #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         const float *x = logits + r * C, *t = target + r * C;
         const float g = dloss[r], lse = row_logsumexp(x, C);
-        if (dlogits) {
+        if (dlogits.data) {
             float tsum = 0.0f;
             for (int64_t c = 0; c < C; c++) tsum += t[c];
-            for (int64_t c = 0; c < C; c++) dlogits[r * C + c] += g * (ck_exp(x[c] - lse) * tsum - t[c]);
+            for (int64_t c = 0; c < C; c++) CK_PUT(dlogits.accumulate, dlogits.data[r * C + c], g * (ck_exp(x[c] - lse) * tsum - t[c]));
         }
-        if (dtarget)
-            for (int64_t c = 0; c < C; c++) dtarget[r * C + c] -= g * (x[c] - lse);
+        if (dtarget.data)
+            for (int64_t c = 0; c < C; c++) CK_PUT(dtarget.accumulate, dtarget.data[r * C + c], -(g * (x[c] - lse)));
     }
 }

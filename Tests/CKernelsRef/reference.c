@@ -228,3 +228,330 @@ void ref_matmul(float *out, const float *a, const float *b, int64_t M, int64_t K
             out[i * N + j] = (float)acc;
         }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Backward references. Each overwrites its gradients (the op table composes the accumulate mode as
+// prior + reference) and computes from the forward's inputs in double, straight from the definition.
+
+void ref_unpatchify(float *imgs, const float *x, int64_t B, int64_t C, int64_t H, int64_t W, int64_t P) {
+    int64_t gh = H / P, gw = W / P, F = P * P * C;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t r = 0; r < gh; r++)
+            for (int64_t c = 0; c < gw; c++)
+                for (int64_t i = 0; i < P; i++)
+                    for (int64_t j = 0; j < P; j++)
+                        for (int64_t ch = 0; ch < C; ch++)
+                            imgs[((b * C + ch) * H + r * P + i) * W + c * P + j] =
+                                x[(b * gh * gw + r * gw + c) * F + (i * P + j) * C + ch];
+}
+
+// patchify is a permutation: its backward moves each patch element back to its pixel.
+void ref_patchify_backward(float *dimgs, const float *dout, int64_t B, int64_t C, int64_t H, int64_t W, int64_t P) {
+    ref_unpatchify(dimgs, dout, B, C, H, W, P);
+}
+
+void ref_unpatchify_backward(float *dx, const float *dimgs, int64_t B, int64_t C, int64_t H, int64_t W, int64_t P) {
+    ref_patchify(dx, dimgs, B, C, H, W, P);
+}
+
+void ref_gather_rows_backward(float *dx, const float *dout, const int32_t *ids, int64_t ids_bstride,
+                              int64_t B, int64_t L, int64_t K, int64_t D) {
+    memset(dx, 0, sizeof(float) * B * L * D);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t d = 0; d < D; d++)
+                dx[(b * L + ids[b * ids_bstride + k]) * D + d] += dout[(b * K + k) * D + d];
+}
+
+void ref_unshuffle_backward(float *dx, float *dmask_token, const float *dout, const int32_t *ids_restore,
+                            int64_t B, int64_t S, int64_t L, int64_t K, int64_t D) {
+    double *acc = calloc((size_t)D, sizeof(double));
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t s = 0; s < S; s++)
+            for (int64_t d = 0; d < D; d++) dx[(b * (S + K) + s) * D + d] = dout[(b * (S + L) + s) * D + d];
+        for (int64_t l = 0; l < L; l++) {
+            int64_t r = ids_restore[b * L + l];
+            for (int64_t d = 0; d < D; d++) {
+                float g = dout[(b * (S + L) + S + l) * D + d];
+                if (r < K) dx[(b * (S + K) + S + r) * D + d] = g; else acc[d] += g;
+            }
+        }
+    }
+    for (int64_t d = 0; d < D; d++) dmask_token[d] = (float)acc[d];
+    free(acc);
+}
+
+// y = softmax(x): dx_i = Σ_j dy_j ∂y_j/∂x_i = y_i (dy_i − Σ_j dy_j y_j).
+void ref_softmax_backward(float *dx, const float *dout, const float *x, int64_t R, int64_t C) {
+    for (int64_t r = 0; r < R; r++) {
+        double lse = ref_lse(x + r * C, C), dot = 0;
+        for (int64_t c = 0; c < C; c++) dot += dout[r * C + c] * exp((double)x[r * C + c] - lse);
+        for (int64_t c = 0; c < C; c++) dx[r * C + c] = (float)(exp((double)x[r * C + c] - lse) * (dout[r * C + c] - dot));
+    }
+}
+
+// y = x − lse(x): dx_i = dy_i − softmax_i Σ_j dy_j.
+void ref_log_softmax_backward(float *dx, const float *dout, const float *x, int64_t R, int64_t C) {
+    for (int64_t r = 0; r < R; r++) {
+        double lse = ref_lse(x + r * C, C), s = 0;
+        for (int64_t c = 0; c < C; c++) s += dout[r * C + c];
+        for (int64_t c = 0; c < C; c++) dx[r * C + c] = (float)(dout[r * C + c] - exp((double)x[r * C + c] - lse) * s);
+    }
+}
+
+// loss_r = −Σ_c t_c (x_c − lse): ∂/∂x_c = softmax_c Σ t − t_c, ∂/∂t_c = −(x_c − lse).
+void ref_cross_entropy_backward(float *dlogits, float *dtarget, const float *dloss, const float *logits,
+                                const float *target, int64_t R, int64_t C) {
+    for (int64_t r = 0; r < R; r++) {
+        double lse = ref_lse(logits + r * C, C), ts = 0;
+        for (int64_t c = 0; c < C; c++) ts += target[r * C + c];
+        for (int64_t c = 0; c < C; c++) {
+            double x = logits[r * C + c];
+            if (dlogits) dlogits[r * C + c] = (float)(dloss[r] * (exp(x - lse) * ts - target[r * C + c]));
+            if (dtarget) dtarget[r * C + c] = (float)(-dloss[r] * (x - lse));
+        }
+    }
+}
+
+// Backward of normalize_groups: with x̂ = (x − m)/σ and g = dy·w,
+// dx = (g − mean(g) − x̂ mean(g x̂))/σ; dw_channel += Σ dy x̂, db_channel += Σ dy.
+static void normalize_groups_backward(float *dx, double *dw, double *db, const float *dout, const float *x,
+                                      const float *w, int64_t groups, int64_t n, int64_t gs, int64_t es,
+                                      int channel_is_group, float eps, const double *fixed_mean, const double *fixed_var) {
+    for (int64_t g = 0; g < groups; g++) {
+        double m = 0, v = 0;
+        if (fixed_mean) { m = fixed_mean[g]; v = fixed_var[g]; } else {
+            for (int64_t k = 0; k < n; k++) m += x[g * gs + k * es];
+            m /= n;
+            for (int64_t k = 0; k < n; k++) v += (x[g * gs + k * es] - m) * (x[g * gs + k * es] - m);
+            v /= n;
+        }
+        double sd = sqrt(v + eps), mg = 0, mgx = 0;
+        for (int64_t k = 0; k < n; k++) {
+            int64_t i = g * gs + k * es, c = channel_is_group ? g : k;
+            double xh = (x[i] - m) / sd, gg = dout[i] * (w ? w[c] : 1);
+            mg += gg; mgx += gg * xh;
+            if (dw) dw[c] += dout[i] * xh;
+            if (db) db[c] += dout[i];
+        }
+        mg /= n; mgx /= n;
+        for (int64_t k = 0; k < n; k++) {
+            int64_t i = g * gs + k * es, c = channel_is_group ? g : k;
+            double xh = (x[i] - m) / sd, gg = dout[i] * (w ? w[c] : 1);
+            if (dx) dx[i] = (float)(fixed_mean ? gg / sd : (gg - mg - xh * mgx) / sd);
+        }
+    }
+}
+
+static void store_sums(float *dst, const double *src, int64_t n) {
+    if (dst) for (int64_t i = 0; i < n; i++) dst[i] = (float)src[i];
+}
+
+void ref_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x, const float *w,
+                            int64_t R, int64_t C, float eps) {
+    double *sw = calloc((size_t)C, sizeof(double)), *sb = calloc((size_t)C, sizeof(double));
+    normalize_groups_backward(dx, sw, sb, dout, x, w, R, C, C, 1, 0, eps, NULL, NULL);
+    store_sums(dw, sw, C); store_sums(db, sb, C);
+    free(sw); free(sb);
+}
+
+void ref_batchnorm_eval(float *out, const float *x, const float *w, const float *b, const float *running_mean,
+                        const float *running_var, int64_t R, int64_t C, float eps) {
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t c = 0; c < C; c++)
+            out[r * C + c] = (float)((x[r * C + c] - (double)running_mean[c]) / sqrt((double)running_var[c] + eps)
+                                     * (w ? w[c] : 1) + (b ? b[c] : 0));
+}
+
+void ref_batchnorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x, const float *w,
+                            const float *running_mean, const float *running_var, int64_t R, int64_t C, float eps,
+                            int training) {
+    double *sw = calloc((size_t)C, sizeof(double)), *sb = calloc((size_t)C, sizeof(double));
+    double *fm = NULL, *fv = NULL;
+    if (!training) {
+        fm = malloc(sizeof(double) * C); fv = malloc(sizeof(double) * C);
+        for (int64_t c = 0; c < C; c++) { fm[c] = running_mean[c]; fv[c] = running_var[c]; }
+    }
+    normalize_groups_backward(dx, sw, sb, dout, x, w, C, R, 1, C, 1, eps, fm, fv);
+    store_sums(dw, sw, C); store_sums(db, sb, C);
+    free(sw); free(sb); free(fm); free(fv);
+}
+
+// y = x/max(‖x‖, eps): dx = (dy − y⟨y, dy⟩)/‖x‖ above eps, dy/eps below.
+void ref_l2norm_backward(float *dx, const float *dout, const float *x, int64_t R, int64_t C, float eps) {
+    for (int64_t r = 0; r < R; r++) {
+        double s = 0, dot = 0;
+        for (int64_t c = 0; c < C; c++) s += (double)x[r * C + c] * x[r * C + c];
+        double n = sqrt(s);
+        if (n > eps) {
+            for (int64_t c = 0; c < C; c++) dot += x[r * C + c] / n * dout[r * C + c];
+            for (int64_t c = 0; c < C; c++) dx[r * C + c] = (float)((dout[r * C + c] - x[r * C + c] / n * dot) / n);
+        } else {
+            for (int64_t c = 0; c < C; c++) dx[r * C + c] = (float)(dout[r * C + c] / eps);
+        }
+    }
+}
+
+// y = (x − m)/s, s² = Σ(x − m)²/(C − 1) + eps: dx = (dy − mean(dy) − y ⟨dy, y⟩/(C − 1))/s.
+void ref_standardize_backward(float *dx, const float *dout, const float *x, int64_t R, int64_t C, float eps) {
+    for (int64_t r = 0; r < R; r++) {
+        double m = 0, v = 0, sdy = 0, sdyy = 0;
+        for (int64_t c = 0; c < C; c++) m += x[r * C + c];
+        m /= C;
+        for (int64_t c = 0; c < C; c++) v += (x[r * C + c] - m) * (x[r * C + c] - m);
+        double s = sqrt(v / (C - 1) + eps);
+        for (int64_t c = 0; c < C; c++) { sdy += dout[r * C + c]; sdyy += dout[r * C + c] * (x[r * C + c] - m) / s; }
+        for (int64_t c = 0; c < C; c++)
+            dx[r * C + c] = (float)((dout[r * C + c] - sdy / C - (x[r * C + c] - m) / s * sdyy / (C - 1)) / s);
+    }
+}
+
+// gelu'(x) = Φ(x) + x φ(x).
+void ref_gelu_backward(float *dx, const float *dout, const float *x, int64_t N) {
+    for (int64_t i = 0; i < N; i++) {
+        double v = x[i];
+        dx[i] = (float)(dout[i] * (0.5 * (1 + erf(v / sqrt(2.0))) + v * exp(-0.5 * v * v) / sqrt(2 * 3.14159265358979323846)));
+    }
+}
+
+void ref_bias_gelu(float *out, float *pre, const float *x, const float *bias, int64_t R, int64_t C) {
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t c = 0; c < C; c++) pre[r * C + c] = x[r * C + c] + (bias ? bias[c] : 0);
+    ref_gelu(out, pre, R * C);
+}
+
+void ref_bias_add(float *out, const float *x, const float *bias, int64_t R, int64_t C) {
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t c = 0; c < C; c++) out[r * C + c] = x[r * C + c] + bias[c];
+}
+
+void ref_bias_add_backward(float *dx, float *dbias, const float *dout, int64_t R, int64_t C) {
+    for (int64_t c = 0; c < C; c++) {
+        double s = 0;
+        for (int64_t r = 0; r < R; r++) {
+            s += dout[r * C + c];
+            if (dx) dx[r * C + c] = dout[r * C + c];
+        }
+        if (dbias) dbias[c] = (float)s;
+    }
+}
+
+// Offsets of output element `i` in an operand with per-dim strides.
+static int64_t strided_offset(int64_t i, const int64_t *shape, const int64_t *strides, int ndim) {
+    int64_t off = 0;
+    for (int d = ndim - 1; d >= 0; d--) { off += (i % shape[d]) * strides[d]; i /= shape[d]; }
+    return off;
+}
+
+static int64_t shape_count(const int64_t *shape, int ndim) {
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= shape[d];
+    return n;
+}
+
+static int64_t operand_count(const int64_t *shape, const int64_t *strides, int ndim) {
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++) if (strides[d] != 0) n *= shape[d];
+    return n;
+}
+
+void ref_binary(int op, float *out, const float *a, const int64_t *as, const float *b, const int64_t *bs,
+                const int64_t *shape, int ndim) {
+    for (int64_t i = 0; i < shape_count(shape, ndim); i++) {
+        double x = a[strided_offset(i, shape, as, ndim)], y = b[strided_offset(i, shape, bs, ndim)];
+        out[i] = (float)(op == 0 ? x + y : op == 1 ? x - y : op == 2 ? x * y : x / y);
+    }
+}
+
+void ref_binary_backward(int op, float *da, float *db, const float *dout, const float *a, const int64_t *as,
+                         const float *b, const int64_t *bs, const int64_t *shape, int ndim) {
+    int64_t na = operand_count(shape, as, ndim), nb = operand_count(shape, bs, ndim);
+    double *sa = calloc((size_t)na, sizeof(double)), *sb = calloc((size_t)nb, sizeof(double));
+    for (int64_t i = 0; i < shape_count(shape, ndim); i++) {
+        int64_t ia = strided_offset(i, shape, as, ndim), ib = strided_offset(i, shape, bs, ndim);
+        double x = a[ia], y = b[ib], g = dout[i];
+        sa[ia] += g * (op == 2 ? y : op == 3 ? 1 / y : 1);
+        sb[ib] += g * (op == 0 ? 1 : op == 1 ? -1 : op == 2 ? x : -x / (y * y));
+    }
+    if (da) for (int64_t i = 0; i < na; i++) da[i] = (float)sa[i];
+    if (db) for (int64_t i = 0; i < nb; i++) db[i] = (float)sb[i];
+    free(sa); free(sb);
+}
+
+void ref_unary(int op, float *out, const float *x, int64_t N, float p) {
+    for (int64_t i = 0; i < N; i++) {
+        double v = x[i];
+        out[i] = (float)(op == 0 ? exp(v) : op == 1 ? log(v) : op == 2 ? sqrt(v) : op == 3 ? pow(v, p)
+                         : op == 4 ? p * v : v + p);
+    }
+}
+
+void ref_unary_backward(int op, float *dx, const float *dout, const float *x, int64_t N, float p) {
+    for (int64_t i = 0; i < N; i++) {
+        double v = x[i];
+        double d = op == 0 ? exp(v) : op == 1 ? 1 / v : op == 2 ? 0.5 / sqrt(v)
+                 : op == 3 ? (p == 0 ? 0 : p * pow(v, p - 1)) : op == 4 ? p : 1;
+        dx[i] = (float)(dout[i] * d);
+    }
+}
+
+void ref_sum_axis(float *out, const float *x, int64_t O, int64_t A, int64_t I) {
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t i = 0; i < I; i++) {
+            double s = 0;
+            for (int64_t a = 0; a < A; a++) s += x[(o * A + a) * I + i];
+            out[o * I + i] = (float)s;
+        }
+}
+
+void ref_sum_axis_backward(float *dx, const float *dout, int64_t O, int64_t A, int64_t I) {
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t a = 0; a < A; a++)
+            for (int64_t i = 0; i < I; i++) dx[(o * A + a) * I + i] = dout[o * I + i];
+}
+
+double ref_sum_all(const float *x, int64_t N) {
+    double s = 0;
+    for (int64_t i = 0; i < N; i++) s += x[i];
+    return s;
+}
+
+void ref_narrow(float *out, const float *x, int64_t O, int64_t A, int64_t start, int64_t length, int64_t I) {
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t a = 0; a < length; a++)
+            for (int64_t i = 0; i < I; i++) out[(o * length + a) * I + i] = x[(o * A + start + a) * I + i];
+}
+
+void ref_narrow_backward(float *dx, const float *dout, int64_t O, int64_t A, int64_t start, int64_t length, int64_t I) {
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t a = 0; a < A; a++)
+            for (int64_t i = 0; i < I; i++)
+                dx[(o * A + a) * I + i] = a >= start && a < start + length ? dout[(o * length + a - start) * I + i] : 0;
+}
+
+void ref_transpose(float *out, const float *x, int64_t Bt, int64_t M, int64_t N) {
+    for (int64_t b = 0; b < Bt; b++)
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) out[(b * N + n) * M + m] = x[(b * M + m) * N + n];
+}
+
+void ref_ema_update(float *teacher, const float *student, int64_t N, float momentum) {
+    for (int64_t i = 0; i < N; i++) teacher[i] = (float)((double)momentum * teacher[i] + (1 - (double)momentum) * student[i]);
+}
+
+double ref_sum_squares(const float *g, int64_t N) {
+    double s = 0;
+    for (int64_t i = 0; i < N; i++) s += (double)g[i] * g[i];
+    return s;
+}
+
+void ref_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *a, int64_t lda,
+               const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double acc = 0;
+            for (int64_t k = 0; k < K; k++)
+                acc += (double)(ta ? a[k * lda + i] : a[i * lda + k]) * (tb ? b[j * ldb + k] : b[k * ldb + j]);
+            c[i * ldc + j] = (float)(alpha * acc + (beta == 0 ? 0 : (double)beta * c[i * ldc + j]));
+        }
+}

@@ -3,8 +3,8 @@ import TesseraEngine
 import TestSupport
 import XCTest
 
-/// Every kernel gives the same bits at 1 thread and at N threads (the shapes are large enough that
-/// the parallel regions really split the work).
+/// Thread-count independence above the kernels (each kernel's own check is in OpTableTests): GEMM
+/// ops agree to rounding, the optimizer with clipping gives the same bits.
 final class ThreadCountTests: XCTestCase {
     /// Runs `body` at 1 and 3 threads and compares every array it returns bit for bit.
     func assertThreadIndependent(_ name: String, file: StaticString = #filePath, line: UInt = #line,
@@ -19,37 +19,6 @@ final class ThreadCountTests: XCTestCase {
         let y = f()
         (y * randomTensor(y.shape, seed: 77)).sum().backward()
         return [y.array] + inputs.map { $0.grad!.array }
-    }
-
-    func testKernelsAreThreadCountIndependent() {
-        XCTAssertTrue(Runtime.hasOpenMP || true)
-        let x = randomTensor([96, 50, 64], seed: 1)
-        let w = randomTensor([64], seed: 2), b = randomTensor([64], seed: 3)
-        assertThreadIndependent("layerNorm") { run([x, w, b]) { x.layerNorm(weight: w, bias: b, eps: 1e-6) } }
-        assertThreadIndependent("gelu") { run([x]) { x.gelu() } }
-        assertThreadIndependent("softmax") { run([x]) { x.softmax() } }
-        assertThreadIndependent("logSoftmax") { run([x]) { x.logSoftmax() } }
-        assertThreadIndependent("l2Normalized") { run([x]) { x.l2Normalized() } }
-        assertThreadIndependent("standardizedRows") { run([x]) { x.standardizedRows() } }
-        let rows = randomTensor([4800, 64], seed: 4)
-        assertThreadIndependent("batchNorm") {
-            run([rows, w, b]) { rows.batchNorm(weight: w, bias: b, runningMean: nil, runningVar: nil, training: true) }
-        }
-        let qkv = randomTensor([16, 50, 3 * 3 * 32], seed: 5)
-        assertThreadIndependent("fusedAttention") { run([qkv]) { qkv.fusedAttention(heads: 3) } }
-        let imgs = randomTensor([64, 3, 32, 32], seed: 6)
-        assertThreadIndependent("patchify") { run([imgs]) { imgs.patchify(patchSize: 4) } }
-        var rng = TesseraRNG(seed: 7)
-        let m = MaskIndices.random(batch: 96, patches: 50, maskRatio: 0.75, rng: &rng)
-        assertThreadIndependent("gatherKept") { run([x]) { x.gatherKept(m) } }
-        let kept = randomTensor([96, 1 + m.keep, 64], seed: 8), token = randomTensor([64], seed: 9)
-        let m2 = MaskIndices(noise: Tensor.uniform([96, 50], rng: &rng), keep: m.keep)
-        assertThreadIndependent("unshuffled") { run([kept, token]) { kept.unshuffled(m2, maskToken: token) } }
-        let t = randomTensor([96, 50, 64], seed: 12, 0, 1)
-        assertThreadIndependent("crossEntropy") { run([x, t]) { crossEntropy(logits: x, target: t) } }
-        let bias = randomTensor([50, 64], seed: 13)
-        assertThreadIndependent("broadcast mul") { run([x, bias]) { x * bias } }
-        assertThreadIndependent("sum axis") { run([x]) { x.sum(axis: 1) } }
     }
 
     /// The BLAS is the documented exception: OpenBLAS picks kernels and splits by thread count, so

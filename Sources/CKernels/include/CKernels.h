@@ -6,7 +6,8 @@
 //     channels, C channels/classes, R rows, P patch size; all tensors contiguous row-major float32;
 //   * argument order: outputs, saved-for-backward outputs, inputs, parameters, sizes; the backward
 //     mirrors it with d-prefixed gradients;
-//   * backward kernels ACCUMULATE (+=) into gradients; the engine zeroes them once per step;
+//   * every backward kernel writes each gradient through a ck_grad (ck_grad.h): add to it
+//     (accumulate = 1) or overwrite every element (accumulate = 0), as the engine decides;
 //   * kernels never allocate, print or exit; the Swift caller validates shapes and owns scratch;
 //   * OpenMP `parallel for` on the outermost independent loop only; reductions that cross rows are
 //     split so that results do not depend on the thread count;
@@ -14,9 +15,10 @@
 //
 // Example, a LayerNorm over R rows of C channels and its backward:
 //   ck_layernorm_forward(y, mean, rstd, x, w, b, R, C, 1e-6f);
-//   memset(dx, 0, ...); memset(dw, 0, ...); memset(db, 0, ...);
-//   ck_layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, R, C);
+//   ck_layernorm_backward((ck_grad){dx, 0}, (ck_grad){dw, 1}, (ck_grad){db, 1}, dy, x, w, mean, rstd, R, C);
+//   (dx overwritten; dw and db added to the parameter gradients already there)
 #pragma once
+#include "ck_grad.h"
 #include "ck_runtime.h"
 #include "ck_gemm.h"
 #include "ck_patchify.h"

@@ -1,5 +1,6 @@
 #pragma once
 #include <stdint.h>
+#include "ck_grad.h"
 
 // Fused multi-head self-attention, read straight from one qkv Linear's packed output.
 //   B = batch, N = tokens, H = heads, D = head dim.
@@ -20,7 +21,6 @@ void ck_attention_forward(float *out, float *lse, const float *qkv, float *scrat
 /// dqkv[B, N, 3, H, D] (+)= gradients of q, k and v. Reads qkv and lse from the forward.
 ///   P = exp(scale·QKᵀ − lse), dV = Pᵀ dO, dP = dO Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)),
 ///   dQ = scale · dS K, dK = scale · dSᵀ Q.
-/// accumulate = 1 adds to dqkv; accumulate = 0 overwrites it (dqkv need not be initialized), which
-/// saves reading it back when the qkv gradient has no other contribution.
-void ck_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *lse,
-                           float *scratch, int64_t B, int64_t N, int64_t H, int64_t D, float scale, int accumulate);
+/// dqkv (=|+=) the gradient of the packed qkv.
+void ck_attention_backward(ck_grad dqkv, const float *dout, const float *qkv, const float *lse,
+                           float *scratch, int64_t B, int64_t N, int64_t H, int64_t D, float scale);

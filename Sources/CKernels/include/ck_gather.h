@@ -1,5 +1,6 @@
 #pragma once
 #include <stdint.h>
+#include "ck_grad.h"
 
 // Random masking as in MAE's `random_masking`, and the row gathers around it.
 // B = batch, L = patches, K = kept patches (len_keep), D = channels.
@@ -15,8 +16,9 @@ void ck_masking_ids(int32_t *ids_shuffle, int32_t *ids_restore, int32_t *ids_kee
 /// out[B, K, D] = x[b, ids[b·ids_bstride + k], :]. ids_bstride = K per sample, 0 for a shared permutation.
 void ck_gather_rows_forward(float *out, const float *x, const int32_t *ids, int64_t ids_bstride,
                             int64_t B, int64_t L, int64_t K, int64_t D);
-/// dx[b, ids[..k], :] += dout[b, k, :]. Accumulates (scatter-add; ids within a sample must be distinct).
-void ck_gather_rows_backward(float *dx, const float *dout, const int32_t *ids, int64_t ids_bstride,
+/// dx[b, ids[..k], :] (=|+=) dout[b, k, :], rows not gathered zero when overwriting (ids within a
+/// sample must be distinct; with a shared permutation the batch's rows are summed in batch order).
+void ck_gather_rows_backward(ck_grad dx, const float *dout, const int32_t *ids, int64_t ids_bstride,
                              int64_t B, int64_t L, int64_t K, int64_t D);
 
 /// The MAE decoder's unshuffle. x[B, S + K, D] holds S leading special rows (0 or 1: the CLS token)
@@ -24,7 +26,7 @@ void ck_gather_rows_backward(float *dx, const float *dout, const int32_t *ids, i
 ///   out[b, S + l] = r < K ? x[b, S + r] : mask_token[D],  r = ids_restore[b, l].
 void ck_unshuffle_forward(float *out, const float *x, const float *mask_token, const int32_t *ids_restore,
                           int64_t B, int64_t S, int64_t L, int64_t K, int64_t D);
-/// dx[B, S + K, D] += ..., dmask_token[D] += sum of dout over the masked positions. Accumulates;
-/// either gradient may be null.
-void ck_unshuffle_backward(float *dx, float *dmask_token, const float *dout, const int32_t *ids_restore,
+/// dx[B, S + K, D] (=|+=) the rows of dout at their source positions, dmask_token[D] (=|+=) the sum of
+/// dout over the masked positions. Either gradient may be null.
+void ck_unshuffle_backward(ck_grad dx, ck_grad dmask_token, const float *dout, const int32_t *ids_restore,
                            int64_t B, int64_t S, int64_t L, int64_t K, int64_t D);

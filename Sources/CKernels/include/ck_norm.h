@@ -1,5 +1,6 @@
 #pragma once
 #include <stdint.h>
+#include "ck_grad.h"
 
 // R = rows (B·N tokens, or a batch for BatchNorm1d), C = channels.
 
@@ -7,12 +8,10 @@
 /// biased variance. Saves mean[R] and rstd[R] for the backward. weight/bias may be null (no affine).
 void ck_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                           const float *bias, int64_t R, int64_t C, float eps);
-/// dx (=|+=) ..., dweight += Σ_r dout · x̂, dbias += Σ_r dout. Reads x, weight and the saved mean/rstd.
-/// Parameter gradients accumulate; dx accumulates unless accumulate_dx = 0 (then it is overwritten).
-/// Any gradient may be null.
-void ck_layernorm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
-                           const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C,
-                           int accumulate_dx);
+/// dx (=|+=) ..., dweight (=|+=) Σ_r dout · x̂, dbias (=|+=) Σ_r dout. Reads x, weight and the saved
+/// mean/rstd. Any gradient may be null.
+void ck_layernorm_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const float *dout, const float *x,
+                           const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C);
 
 /// BatchNorm1d over the rows of x[R, C] (PyTorch semantics). training = 1: normalize with the batch
 /// mean and biased variance, then running = (1 − momentum)·running + momentum·batch (unbiased variance
@@ -21,19 +20,19 @@ void ck_layernorm_backward(float *dx, float *dweight, float *dbias, const float 
 void ck_batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
                           const float *x, const float *weight, const float *bias, int64_t R, int64_t C,
                           float eps, float momentum, int training);
-/// Backward of the forward above with the same `training` flag. Accumulates; gradients may be null.
-void ck_batchnorm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+/// Backward of the forward above with the same `training` flag. Any gradient may be null.
+void ck_batchnorm_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const float *dout, const float *x,
                            const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C,
                            int training);
 
 /// L2-normalize rows: out = x / max(‖x‖, eps) (F.normalize). Saves norm[R] = ‖x‖.
 void ck_l2norm_forward(float *out, float *norm, const float *x, int64_t R, int64_t C, float eps);
-/// dx += (dy − y⟨y, dy⟩)/‖x‖ where ‖x‖ > eps, else dy/eps. Reads the output y. Accumulates.
-void ck_l2norm_backward(float *dx, const float *dout, const float *out, const float *norm, int64_t R,
+/// dx (=|+=) (dy − y⟨y, dy⟩)/‖x‖ where ‖x‖ > eps, else dy/eps. Reads the output y.
+void ck_l2norm_backward(ck_grad dx, const float *dout, const float *out, const float *norm, int64_t R,
                         int64_t C, float eps);
 
 /// MAE's norm-pix target per row: out = (x − mean) / √(var + eps), *unbiased* variance (C − 1),
 /// eps inside the square root. Saves mean[R] and rstd[R]. Needs C ≥ 2.
 void ck_standardize_forward(float *out, float *mean, float *rstd, const float *x, int64_t R, int64_t C, float eps);
-/// dx += rstd · (dy − mean(dy) − y · ⟨dy, y⟩/(C − 1)). Reads the output y. Accumulates.
-void ck_standardize_backward(float *dx, const float *dout, const float *out, const float *rstd, int64_t R, int64_t C);
+/// dx (=|+=) rstd · (dy − mean(dy) − y · ⟨dy, y⟩/(C − 1)). Reads the output y.
+void ck_standardize_backward(ck_grad dx, const float *dout, const float *out, const float *rstd, int64_t R, int64_t C);

@@ -7,7 +7,8 @@ void ck_set_num_threads(int n);
 int ck_get_num_threads(void);
 /// 1 when the kernels were compiled with OpenMP.
 int ck_has_openmp(void);
-/// The instruction set the dispatched row kernels run on: "avx512f", "avx2" or "baseline".
+/// The instruction set the dispatched row kernels run on: "avx512f", "avx2" or "baseline" (in a
+/// TESSERA_CPU build, the one it was compiled for).
 const char *ck_cpu_level(void);
 // Keep freed heap blocks for reuse instead of returning them to the kernel (glibc mallopt;
 // no-op elsewhere). Op outputs are allocated every step; without this each step page-faults anew.

@@ -58,10 +58,11 @@ extension Tensor {
         precondition(requiresGrad, "backward: tensor of shape \(shape) does not require grad")
         if let seed {
             precondition(seed.shape == shape, "backward: seed shape \(seed.shape) != tensor shape \(shape)")
-            ck_axpy(gradData(), 1, seed.data, Int64(count))
+            receiveGradient(seed.data)
         } else {
             precondition(count == 1, "backward: non-scalar tensor of shape \(shape) needs a seed")
-            gradData()[0] += 1
+            var one: Float = 1
+            receiveGradient(&one)
         }
         // Iterative depth-first topological order (no recursion: graphs can be thousands deep).
         var order: [Tensor?] = []

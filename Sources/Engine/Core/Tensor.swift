@@ -105,36 +105,24 @@ public final class Tensor: CustomStringConvertible {
         return t
     }
 
-    /// This tensor's gradient buffer, allocated (zeroed) on first use.
-    func gradData() -> UnsafeMutablePointer<Float> {
-        if grad == nil { grad = Tensor(zeros: shape) }
-        return grad!.data
+    /// Where a backward kernel writes this tensor's gradient: the one place the engine decides the
+    /// gradient contract (`ck_grad.h`). No gradient wanted (the tensor does not require one): a null
+    /// buffer. No gradient yet: a new buffer, not zero-filled, which the kernel overwrites
+    /// (`accumulate` 0). A gradient already there (an earlier contribution, or a parameter's slice
+    /// of the optimizer arena): the kernel adds to it (`accumulate` 1). GEMMs take `accumulate` as
+    /// their beta.
+    func gradTarget() -> ck_grad {
+        guard requiresGrad else { return ck_grad(data: nil, accumulate: 0) }
+        if let grad { return ck_grad(data: grad.data, accumulate: 1) }
+        let g = Tensor(uninitialized: shape)
+        grad = g
+        return ck_grad(data: g.data, accumulate: 0)
     }
 
-    /// The gradient buffer for a backward kernel that writes every element of it: with no gradient
-    /// yet, the buffer is allocated without the zero-fill and `accumulate` is 0 (the kernel stores);
-    /// otherwise `accumulate` is 1 (the kernel adds), the value the kernels' `accumulate` flag takes.
-    /// Saves the memset of the gradient, and the kernel reading it back, for every activation whose
-    /// gradient has one contribution (most of them).
-    func gradForFirstWrite() -> (data: UnsafeMutablePointer<Float>, accumulate: Int32) {
-        if grad == nil {
-            grad = Tensor(uninitialized: shape)
-            return (grad!.data, 0)
-        }
-        return (grad!.data, 1)
-    }
-
-    /// Adds `g` (same element count) to this tensor's gradient: a copy when there is none yet, so no
-    /// zero-fill and no read-back (rows of the last axis in parallel).
+    /// Adds `g` (same element count) to this tensor's gradient (reshape's and view-like backwards).
     func receiveGradient(_ g: UnsafePointer<Float>) {
-        let d = gradForFirstWrite(), C = Swift.max(shape.last ?? 1, 1)
+        let d = gradTarget(), C = Swift.max(shape.last ?? 1, 1)
         ck_copy_rows(d.data, Int64(C), g, Int64(C), Int64(count / C), Int64(C), d.accumulate)
-    }
-
-    /// ``gradForFirstWrite()`` as a GEMM's `beta`: 0 overwrites, 1 accumulates.
-    func gradForGEMM() -> (data: UnsafeMutablePointer<Float>, beta: Float) {
-        let (data, accumulate) = gradForFirstWrite()
-        return (data, Float(accumulate))
     }
 
     /// Clears the gradient (sets it to zero if allocated).

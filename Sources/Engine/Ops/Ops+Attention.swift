@@ -17,9 +17,8 @@ extension Tensor {
         ck_attention_forward(out.data, lse.data, qkv.data, Scratch.floats(perThread * Runtime.threads),
                              Int64(B), Int64(N), Int64(H), Int64(D), s)
         return out.recorded("fusedAttention", [qkv]) { g in
-            let dqkv = qkv.gradForFirstWrite()
-            ck_attention_backward(dqkv.data, g, qkv.data, lse.data, Scratch.floats(perThread * Runtime.threads),
-                                  Int64(B), Int64(N), Int64(H), Int64(D), s, dqkv.accumulate)
+            ck_attention_backward(qkv.gradTarget(), g, qkv.data, lse.data, Scratch.floats(perThread * Runtime.threads),
+                                  Int64(B), Int64(N), Int64(H), Int64(D), s)
         }
     }
 }

@@ -56,15 +56,7 @@ extension Tensor {
         let (shape64, sa, sb) = coalesced(outShape, broadcastStrides(a.shape, to: outShape), broadcastStrides(b.shape, to: outShape))
         ck_binary_forward(op, out.data, a.data, sa, b.data, sb, shape64, Int32(shape64.count))
         return out.recorded(name, [a, b]) { g in
-            // An operand of the output's shape gets one value per element, so a fresh gradient is
-            // written, not zero-filled and added to; a broadcast operand's gradient sums many values.
-            func target(_ t: Tensor) -> (data: UnsafeMutablePointer<Float>, accumulate: Int32)? {
-                guard t.requiresGrad else { return nil }
-                return t.shape == outShape ? t.gradForFirstWrite() : (t.gradData(), 1)
-            }
-            let da = target(a), db = target(b)
-            ck_binary_backward(op, da?.data, db?.data, g, a.data, sa, b.data, sb, shape64, Int32(shape64.count),
-                               da?.accumulate ?? 1, db?.accumulate ?? 1)
+            ck_binary_backward(op, a.gradTarget(), b.gradTarget(), g, a.data, sa, b.data, sb, shape64, Int32(shape64.count))
         }
     }
 
@@ -73,7 +65,7 @@ extension Tensor {
         let out = Tensor(uninitialized: shape)
         ck_unary_forward(op, out.data, x.data, Int64(count), p)
         return out.recorded(name, [x]) { g in
-            ck_unary_backward(op, x.gradData(), g, x.data, out.data, Int64(out.count), p)
+            ck_unary_backward(op, x.gradTarget(), g, x.data, out.data, Int64(out.count), p)
         }
     }
 

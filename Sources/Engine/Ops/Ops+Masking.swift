@@ -62,7 +62,7 @@ extension Tensor {
         let ids = m.idsKeep, stride = m.idsStride
         ck_gather_rows_forward(out.data, x.data, ids, stride, Int64(B), Int64(L), Int64(K), Int64(D))
         return out.recorded("gatherKept", [x]) { g in
-            ck_gather_rows_backward(x.gradData(), g, ids, stride, Int64(B), Int64(L), Int64(K), Int64(D))
+            ck_gather_rows_backward(x.gradTarget(), g, ids, stride, Int64(B), Int64(L), Int64(K), Int64(D))
         }
     }
 
@@ -79,7 +79,7 @@ extension Tensor {
         let ids = m.idsRestore
         ck_unshuffle_forward(out.data, x.data, maskToken.data, ids, Int64(B), Int64(S), Int64(L), Int64(K), Int64(D))
         return out.recorded("unshuffled", [x, maskToken]) { g in
-            ck_unshuffle_backward(x.requiresGrad ? x.gradData() : nil, maskToken.requiresGrad ? maskToken.gradData() : nil,
+            ck_unshuffle_backward(x.gradTarget(), maskToken.gradTarget(),
                                   g, ids, Int64(B), Int64(S), Int64(L), Int64(K), Int64(D))
         }
     }

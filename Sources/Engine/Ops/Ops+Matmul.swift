@@ -2,18 +2,19 @@ import CKernels
 
 // Matrix products on the BLAS (ck_sgemm, the only GEMM entry point).
 
-/// Accumulating linear backward shared by `linear` and `linearGELU`:
-/// dx[R, I] += dy[R, O]·W[O, I], dW[O, I] += dyᵀ·x, db[O] += Σ_r dy.
+/// The linear backward shared by `linear` and `linearGELU`:
+/// dx[R, I] (=|+=) dy[R, O]·W[O, I], dW[O, I] (=|+=) dyᵀ·x, db[O] (=|+=) Σ_r dy.
 func linearBackward(_ dy: UnsafePointer<Float>, x: Tensor, weight: Tensor, bias: Tensor?, R: Int, I: Int, O: Int) {
     if x.requiresGrad {
-        let dx = x.gradForGEMM()
-        ck_sgemm(0, 0, Int64(R), Int64(I), Int64(O), 1, dy, Int64(O), weight.data, Int64(I), dx.beta, dx.data, Int64(I))
+        let dx = x.gradTarget()
+        ck_sgemm(0, 0, Int64(R), Int64(I), Int64(O), 1, dy, Int64(O), weight.data, Int64(I), Float(dx.accumulate), dx.data, Int64(I))
     }
     if weight.requiresGrad {
-        ck_sgemm(1, 0, Int64(O), Int64(I), Int64(R), 1, dy, Int64(O), x.data, Int64(I), 1, weight.gradData(), Int64(I))
+        let dw = weight.gradTarget()
+        ck_sgemm(1, 0, Int64(O), Int64(I), Int64(R), 1, dy, Int64(O), x.data, Int64(I), Float(dw.accumulate), dw.data, Int64(I))
     }
     if let bias, bias.requiresGrad {
-        ck_bias_add_backward(nil, bias.gradData(), dy, Int64(R), Int64(O))
+        ck_bias_add_backward(ck_grad(), bias.gradTarget(), dy, Int64(R), Int64(O))
     }
 }
 
@@ -50,7 +51,7 @@ extension Tensor {
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
         return out.recorded("linearGELU", inputs) { g in
             let dpre = Tensor(uninitialized: outShape)   // written whole by the GELU backward
-            ck_gelu_backward(dpre.data, g, pre.data, Int64(R * O), 0)
+            ck_gelu_backward(ck_grad(data: dpre.data, accumulate: 0), g, pre.data, Int64(R * O))
             linearBackward(dpre.data, x: x, weight: weight, bias: bias, R: R, I: I, O: O)
         }
     }
@@ -66,12 +67,12 @@ extension Tensor {
             ck_sgemm(0, 0, Int64(M), Int64(N), Int64(K), 1, a.data, Int64(K), b.data, Int64(N), 0, out.data, Int64(N))
             return out.recorded("matmul", [a, b]) { g in
                 if a.requiresGrad {
-                    let da = a.gradForGEMM()
-                    ck_sgemm(0, 1, Int64(M), Int64(K), Int64(N), 1, g, Int64(N), b.data, Int64(N), da.beta, da.data, Int64(K))
+                    let da = a.gradTarget()
+                    ck_sgemm(0, 1, Int64(M), Int64(K), Int64(N), 1, g, Int64(N), b.data, Int64(N), Float(da.accumulate), da.data, Int64(K))
                 }
                 if b.requiresGrad {
-                    let db = b.gradForGEMM()
-                    ck_sgemm(1, 0, Int64(K), Int64(N), Int64(M), 1, a.data, Int64(K), g, Int64(N), db.beta, db.data, Int64(N))
+                    let db = b.gradTarget()
+                    ck_sgemm(1, 0, Int64(K), Int64(N), Int64(M), 1, a.data, Int64(K), g, Int64(N), Float(db.accumulate), db.data, Int64(N))
                 }
             }
         }
@@ -85,15 +86,15 @@ extension Tensor {
         }
         return out.recorded("bmm", [a, b]) { g in
             // One beta for all slices: every slice is written once, so a fresh buffer is overwritten whole.
-            let da = a.requiresGrad ? a.gradForGEMM() : nil, db = b.requiresGrad ? b.gradForGEMM() : nil
+            let da = a.gradTarget(), db = b.gradTarget()
             for i in 0..<Bt {
-                if let da {
+                if let d = da.data {
                     ck_sgemm(0, 1, Int64(M), Int64(K), Int64(N), 1, g + i * M * N, Int64(N), b.data + i * K * N, Int64(N),
-                             da.beta, da.data + i * M * K, Int64(K))
+                             Float(da.accumulate), d + i * M * K, Int64(K))
                 }
-                if let db {
+                if let d = db.data {
                     ck_sgemm(1, 0, Int64(K), Int64(N), Int64(M), 1, a.data + i * M * K, Int64(K), g + i * M * N, Int64(N),
-                             db.beta, db.data + i * K * N, Int64(N))
+                             Float(db.accumulate), d + i * K * N, Int64(N))
                 }
             }
         }

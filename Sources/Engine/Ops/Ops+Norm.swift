@@ -13,11 +13,8 @@ extension Tensor {
         ck_layernorm_forward(out.data, mean.data, rstd.data, x.data, weight?.data, bias?.data, Int64(R), Int64(C), eps)
         let inputs = [x] + [weight, bias].compactMap { $0 }
         return out.recorded("layerNorm", inputs) { g in
-            let dx = x.requiresGrad ? x.gradForFirstWrite() : nil
-            ck_layernorm_backward(dx?.data,
-                                  weight?.requiresGrad == true ? weight!.gradData() : nil,
-                                  bias?.requiresGrad == true ? bias!.gradData() : nil,
-                                  g, x.data, weight?.data, mean.data, rstd.data, Int64(R), Int64(C), dx?.accumulate ?? 1)
+            ck_layernorm_backward(x.gradTarget(), weight?.gradTarget() ?? ck_grad(), bias?.gradTarget() ?? ck_grad(),
+                                  g, x.data, weight?.data, mean.data, rstd.data, Int64(R), Int64(C))
         }
     }
 
@@ -38,9 +35,7 @@ extension Tensor {
                              weight?.data, bias?.data, Int64(R), Int64(C), eps, momentum, training ? 1 : 0)
         let inputs = [x] + [weight, bias].compactMap { $0 }
         return out.recorded("batchNorm", inputs) { g in
-            ck_batchnorm_backward(x.requiresGrad ? x.gradData() : nil,
-                                  weight?.requiresGrad == true ? weight!.gradData() : nil,
-                                  bias?.requiresGrad == true ? bias!.gradData() : nil,
+            ck_batchnorm_backward(x.gradTarget(), weight?.gradTarget() ?? ck_grad(), bias?.gradTarget() ?? ck_grad(),
                                   g, x.data, weight?.data, mean.data, rstd.data, Int64(R), Int64(C), training ? 1 : 0)
         }
     }
@@ -51,8 +46,7 @@ extension Tensor {
         let out = Tensor(uninitialized: shape)
         ck_gelu_forward(out.data, x.data, Int64(count))
         return out.recorded("gelu", [x]) { g in
-            let dx = x.gradForFirstWrite()
-            ck_gelu_backward(dx.data, g, x.data, Int64(x.count), dx.accumulate)
+            ck_gelu_backward(x.gradTarget(), g, x.data, Int64(x.count))
         }
     }
 
@@ -62,7 +56,7 @@ extension Tensor {
         let out = Tensor(uninitialized: shape), norm = Tensor(uninitialized: [R])
         ck_l2norm_forward(out.data, norm.data, x.data, Int64(R), Int64(C), eps)
         return out.recorded("l2Normalized", [x]) { g in
-            ck_l2norm_backward(x.gradData(), g, out.data, norm.data, Int64(R), Int64(C), eps)
+            ck_l2norm_backward(x.gradTarget(), g, out.data, norm.data, Int64(R), Int64(C), eps)
         }
     }
 
@@ -74,7 +68,7 @@ extension Tensor {
         let out = Tensor(uninitialized: shape), mean = Tensor(uninitialized: [R]), rstd = Tensor(uninitialized: [R])
         ck_standardize_forward(out.data, mean.data, rstd.data, x.data, Int64(R), Int64(C), eps)
         return out.recorded("standardizedRows", [x]) { g in
-            ck_standardize_backward(x.gradData(), g, out.data, rstd.data, Int64(R), Int64(C))
+            ck_standardize_backward(x.gradTarget(), g, out.data, rstd.data, Int64(R), Int64(C))
         }
     }
 

@@ -11,7 +11,7 @@ extension Tensor {
         let out = Tensor(uninitialized: [B, (Hh / p) * (Ww / p), p * p * C])
         ck_patchify_forward(out.data, x.data, Int64(B), Int64(C), Int64(Hh), Int64(Ww), Int64(p))
         return out.recorded("patchify", [x]) { g in
-            ck_patchify_backward(x.gradData(), g, Int64(B), Int64(C), Int64(Hh), Int64(Ww), Int64(p))
+            ck_patchify_backward(x.gradTarget(), g, Int64(B), Int64(C), Int64(Hh), Int64(Ww), Int64(p))
         }
     }
 
@@ -25,7 +25,7 @@ extension Tensor {
         let out = Tensor(uninitialized: [B, C, Hh, Ww])
         ck_unpatchify_forward(out.data, x.data, Int64(B), Int64(C), Int64(Hh), Int64(Ww), Int64(p))
         return out.recorded("unpatchify", [x]) { g in
-            ck_unpatchify_backward(x.gradData(), g, Int64(B), Int64(C), Int64(Hh), Int64(Ww), Int64(p))
+            ck_unpatchify_backward(x.gradTarget(), g, Int64(B), Int64(C), Int64(Hh), Int64(Ww), Int64(p))
         }
     }
 }

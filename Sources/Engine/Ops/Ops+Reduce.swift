@@ -19,7 +19,7 @@ extension Tensor {
         let out = Tensor(uninitialized: outShape)
         ck_sum_axis_forward(out.data, x.data, Int64(O), Int64(A), Int64(I))
         return out.recorded("sum", [x]) { g in
-            ck_sum_axis_backward(x.gradData(), g, Int64(O), Int64(A), Int64(I))
+            ck_sum_axis_backward(x.gradTarget(), g, Int64(O), Int64(A), Int64(I))
         }
     }
 
@@ -34,7 +34,7 @@ extension Tensor {
         let out = Tensor(zeros: [])
         out.data[0] = Float(ck_sum_all(x.data, Int64(count)))
         return out.recorded("sum", [x]) { g in
-            ck_sum_axis_backward(x.gradData(), g, 1, Int64(x.count), 1)
+            ck_sum_axis_backward(x.gradTarget(), g, 1, Int64(x.count), 1)
         }
     }
 

@@ -29,12 +29,14 @@ extension Tensor {
         // Leading-axis slices are views.
         if O == 1 {
             let out = Tensor(storage: storage, offset: offset + start * I, shape: outShape)
-            return out.recorded("narrow", [x]) { g in ck_axpy(x.gradData() + start * I, 1, g, Int64(length * I)) }
+            return out.recorded("narrow", [x]) { g in
+                ck_narrow_backward(x.gradTarget(), g, 1, Int64(x.shape[a]), Int64(start), Int64(length), Int64(I))
+            }
         }
         let out = Tensor(uninitialized: outShape)
-        ck_copy_rows(out.data, Int64(length * I), x.data + start * I, Int64(shape[a] * I), Int64(O), Int64(length * I), 0)
+        ck_narrow_forward(out.data, x.data, Int64(O), Int64(shape[a]), Int64(start), Int64(length), Int64(I))
         return out.recorded("narrow", [x]) { g in
-            ck_copy_rows(x.gradData() + start * I, Int64(x.shape[a] * I), g, Int64(length * I), Int64(O), Int64(length * I), 1)
+            ck_narrow_backward(x.gradTarget(), g, Int64(O), Int64(x.shape[a]), Int64(start), Int64(length), Int64(I))
         }
     }
 
@@ -59,7 +61,8 @@ extension Tensor {
         let out = Tensor(uninitialized: s)
         ck_transpose(out.data, x.data, Int64(Bt), Int64(M), Int64(N), 0)
         return out.recorded("transpose", [x]) { g in
-            ck_transpose(x.gradData(), g, Int64(Bt), Int64(N), Int64(M), 1)
+            let dx = x.gradTarget()
+            ck_transpose(dx.data, g, Int64(Bt), Int64(N), Int64(M), dx.accumulate)
         }
     }
 }
@@ -86,8 +89,9 @@ public func concat(_ tensors: [Tensor], axis: Int) -> Tensor {
         pos += t.shape[a]
     }
     return out.recorded("concat", tensors) { g in
-        for (t, start) in zip(tensors, starts) where t.requiresGrad {
-            ck_copy_rows(t.gradData(), Int64(t.shape[a] * I), g + start * I, Int64(total * I), Int64(O), Int64(t.shape[a] * I), 1)
+        for (t, start) in zip(tensors, starts) where t.requiresGrad {   // each input's gradient is written whole
+            let dt = t.gradTarget()
+            ck_copy_rows(dt.data, Int64(t.shape[a] * I), g + start * I, Int64(total * I), Int64(O), Int64(t.shape[a] * I), dt.accumulate)
         }
     }
 }

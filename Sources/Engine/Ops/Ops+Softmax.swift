@@ -13,7 +13,7 @@ extension Tensor {
         let x = self, (R, C) = rowsAndColumns
         let out = Tensor(uninitialized: shape)
         ck_softmax_forward(out.data, x.data, Int64(R), Int64(C))
-        return out.recorded("softmax", [x]) { g in ck_softmax_backward(x.gradData(), g, out.data, Int64(R), Int64(C)) }
+        return out.recorded("softmax", [x]) { g in ck_softmax_backward(x.gradTarget(), g, out.data, Int64(R), Int64(C)) }
     }
 
     /// Log-softmax over the last axis. Backward reads the output.
@@ -21,7 +21,7 @@ extension Tensor {
         let x = self, (R, C) = rowsAndColumns
         let out = Tensor(uninitialized: shape)
         ck_log_softmax_forward(out.data, x.data, Int64(R), Int64(C))
-        return out.recorded("logSoftmax", [x]) { g in ck_log_softmax_backward(x.gradData(), g, out.data, Int64(R), Int64(C)) }
+        return out.recorded("logSoftmax", [x]) { g in ck_log_softmax_backward(x.gradTarget(), g, out.data, Int64(R), Int64(C)) }
     }
 }
 
@@ -34,8 +34,8 @@ public func crossEntropy(logits: Tensor, target: Tensor) -> Tensor {
     let out = Tensor(uninitialized: Array(logits.shape.dropLast()))
     ck_cross_entropy_forward(out.data, logits.data, target.data, Int64(R), Int64(C))
     return out.recorded("crossEntropy", [logits, target]) { g in
-        ck_cross_entropy_backward(logits.requiresGrad ? logits.gradData() : nil,
-                                  target.requiresGrad ? target.gradData() : nil, g, logits.data, target.data,
+        ck_cross_entropy_backward(logits.gradTarget(),
+                                  target.gradTarget(), g, logits.data, target.data,
                                   Int64(R), Int64(C))
     }
 }

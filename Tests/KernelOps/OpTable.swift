@@ -1,0 +1,610 @@
+// The op table: one row per kernel family, in the manner of ggml's test-backend-ops. A row names
+// the public ck_ symbols it covers, the shapes it is checked at (edge cases, every block boundary
+// the kernel has, and production sizes larger than the parallel threshold), its tolerance against
+// the naive reference in Tests/CKernelsRef, and closures that run the kernel or the reference.
+// CKernelsTests drives the reference, finite-difference and 1-vs-N-threads tests from it, and
+// tessera-bench times its production shapes. A new kernel is a new row.
+import CKernels
+import CKernelsRef
+import TesseraEngine
+
+/// Which implementation a row's closures run.
+public enum Impl: Sendable { case kernel, reference }
+
+/// A row's forward: all outputs, the first of which is the one the backward differentiates.
+public typealias Forward = (_ impl: Impl, _ inputs: [[Float]]) -> [[Float]]
+/// A row's backward: given the inputs and the gradient of the first output, write the gradients of
+/// the differentiable inputs into `grads` (one buffer each) under the gradient contract: overwrite
+/// when `accumulate` is 0, add when 1. The reference is always called with 0 on zeroed buffers.
+public typealias Backward = (_ impl: Impl, _ inputs: [[Float]], _ dout: [Float], _ grads: [UnsafeMutablePointer<Float>],
+                             _ accumulate: Int32) -> Void
+
+/// One row at one shape.
+public struct OpCase {
+    public let label: String
+    public let inputs: [[Float]]
+    /// Indices of the inputs the backward produces gradients for, in the order of its `grads`.
+    public let differentiable: [Int]
+    public let forward: Forward
+    public let backward: Backward?
+    /// Whether central differences of the forward are a fair check here (no kink within the step).
+    public let finiteDifferences: Bool
+
+    public init(_ label: String, inputs: [[Float]], differentiable: [Int] = [], finiteDifferences: Bool = true,
+                forward: @escaping Forward, backward: Backward? = nil) {
+        self.label = label; self.inputs = inputs; self.differentiable = differentiable
+        self.forward = forward; self.backward = backward; self.finiteDifferences = finiteDifferences
+    }
+}
+
+/// One kernel family.
+public struct KernelOp: Sendable {
+    public let name: String
+    /// The public `ck_` functions this row checks.
+    public let kernels: [String]
+    /// Kernel against reference: `|kernel − reference| ≤ atol + rtol·|reference|`.
+    public let rtol: Float, atol: Float
+    /// Finite-difference step (relative to the input's scale) and tolerance.
+    public let fdStep: Float, fdTolerance: Float
+    /// Same bits at any thread count (the BLAS is the documented exception: to rounding).
+    public let threadExact: Bool
+    /// The shapes, as the row's own size parameters.
+    public let shapes: [[Int]]
+    /// The shape `tessera-bench` times (nil: not benchmarked).
+    public let production: [Int]?
+    public let make: @Sendable ([Int]) -> OpCase
+
+    public init(_ name: String, kernels: [String], rtol: Float = 1e-5, atol: Float = 1e-6, fdStep: Float = 1e-2,
+                fdTolerance: Float = 2e-2, threadExact: Bool = true, shapes: [[Int]], production: [Int]? = nil,
+                make: @escaping @Sendable ([Int]) -> OpCase) {
+        self.name = name; self.kernels = kernels; self.rtol = rtol; self.atol = atol; self.fdStep = fdStep
+        self.fdTolerance = fdTolerance; self.threadExact = threadExact; self.shapes = shapes
+        self.production = production; self.make = make
+    }
+}
+
+/// Public symbols of CKernels that are not numeric kernels, with the reason they have no row.
+public let notKernels: [String: String] = [
+    "ck_set_num_threads": "runtime setting", "ck_get_num_threads": "runtime query", "ck_has_openmp": "runtime query",
+    "ck_cpu_level": "runtime query", "ck_keep_freed_memory": "process setting (allocator)",
+    "ck_stdout_line_buffered": "process setting (stdio)", "ck_gemm_use_onednn": "GEMM backend choice",
+    "ck_gemm_set_num_threads": "GEMM runtime setting", "ck_gemm_backend": "GEMM backend query",
+    "ck_gemm_core_name": "GEMM backend query", "ck_flop_counter_add": "benchmark accounting",
+    "ck_flop_counter_read": "benchmark accounting", "ck_flop_counter_reset": "benchmark accounting",
+    "ck_attention_scratch_floats": "scratch size (exercised by the attention row)",
+    "ck_sum_squares_scratch": "scratch size (exercised by the sum_squares row)",
+]
+
+// MARK: - helpers
+
+/// Deterministic inputs in [lo, hi).
+public func opRandom(_ n: Int, seed: UInt64, _ lo: Float = -1, _ hi: Float = 1) -> [Float] {
+    var rng = TesseraRNG(seed: seed &* 2654435761 &+ UInt64(n))
+    return (0..<n).map { _ in rng.uniform(lo, hi) }
+}
+
+func zeros(_ n: Int) -> [Float] { [Float](repeating: 0, count: n) }
+func g(_ p: UnsafeMutablePointer<Float>, _ acc: Int32) -> ck_grad { ck_grad(data: p, accumulate: acc) }
+func i64(_ v: Int) -> Int64 { Int64(v) }
+
+/// A random masking's ids for B samples of L patches keeping K (per sample, or one shared row).
+func maskIds(B: Int, L: Int, K: Int, seed: UInt64) -> (keep: [Int32], restore: [Int32]) {
+    let noise = opRandom(B * L, seed: seed, 0, 1)
+    var s = [Int32](repeating: 0, count: B * L), r = s, k = [Int32](repeating: 0, count: B * K)
+    var mask = zeros(B * L), scratch = [UInt64](repeating: 0, count: B * L)
+    ck_masking_ids(&s, &r, &k, &mask, &scratch, noise, i64(B), i64(L), i64(K))
+    return (k, r)
+}
+
+// MARK: - the table
+
+/// Every row. Production shapes follow MAE vit-tiny on Fashion-MNIST (batch 256, 50 tokens, width
+/// 192, MLP 768) and the heads of MSN and SIM.
+public let opTable: [KernelOp] = activationRows + elementwiseRows + gatherRows + softmaxRows + attentionRows
+    + normRows + patchRows + gemmRows + optimizerRows
+
+let activationRows: [KernelOp] = [
+    KernelOp("gelu", kernels: ["ck_gelu_forward", "ck_gelu_backward"], rtol: 1e-5, atol: 1e-6,
+             shapes: [[1], [7], [33], [2053], [12800 * 192]], production: [12800 * 192]) { s in
+        let N = s[0]
+        let x = opRandom(N, seed: 1, -6, 6)
+        return OpCase("gelu [\(N)]", inputs: [x], differentiable: [0], forward: { impl, v in
+            var out = zeros(N)
+            if impl == .kernel { ck_gelu_forward(&out, v[0], i64(N)) } else { ref_gelu(&out, v[0], i64(N)) }
+            return [out]
+        }, backward: { impl, v, dout, gr, acc in
+            if impl == .kernel { ck_gelu_backward(g(gr[0], acc), dout, v[0], i64(N)) } else { ref_gelu_backward(gr[0], dout, v[0], i64(N)) }
+        })
+    },
+    KernelOp("bias_gelu", kernels: ["ck_bias_gelu_forward"], rtol: 1e-5, atol: 1e-6,
+             shapes: [[1, 1], [3, 17], [5, 768], [12800, 768]], production: [12800, 768]) { s in
+        let R = s[0], C = s[1]
+        let x = opRandom(R * C, seed: 2, -4, 4), b = opRandom(C, seed: 3)
+        return OpCase("bias_gelu [\(R), \(C)]", inputs: [x, b], forward: { impl, v in
+            var out = zeros(R * C), pre = v[0]
+            if impl == .kernel { ck_bias_gelu_forward(&out, &pre, v[1], i64(R), i64(C)) } else {
+                var p = zeros(R * C)
+                ref_bias_gelu(&out, &p, v[0], v[1], i64(R), i64(C))
+                pre = p
+            }
+            return [out, pre]
+        })
+    },
+]
+
+/// `(op, shape, a strides, b strides, a count, b count)` of the binary row's cases (coalesced shapes).
+let binaryLayouts: [(String, [Int], [Int64], [Int64], Int, Int)] = [
+    ("flat", [4099], [1], [1], 4099, 4099),
+    ("flat, production", [12800 * 192], [1], [1], 12800 * 192, 12800 * 192),
+    ("row broadcast", [37, 65], [65, 1], [0, 1], 37 * 65, 65),
+    ("column broadcast", [37, 65], [65, 1], [1, 0], 37 * 65, 37),
+    ("middle broadcast", [6, 50, 64], [3200, 64, 1], [0, 64, 1], 6 * 50 * 64, 50 * 64),
+    ("scalar", [513], [1], [0], 513, 1),
+    ("a broadcast", [96, 192], [0, 1], [192, 1], 192, 96 * 192),
+]
+
+let elementwiseRows: [KernelOp] = [
+    // The bias gradient is a float sum over up to 12,800 rows (in row order): atol for its rounding.
+    KernelOp("bias_add", kernels: ["ck_bias_add_forward", "ck_bias_add_backward"], rtol: 1e-5, atol: 1e-3,
+             shapes: [[1, 1], [3, 31], [5, 33], [7, 65], [12800, 192]], production: [12800, 192]) { s in
+        let R = s[0], C = s[1]
+        return OpCase("bias_add [\(R), \(C)]", inputs: [opRandom(R * C, seed: 4), opRandom(C, seed: 5)], differentiable: [0, 1],
+                      forward: { impl, v in
+            var out = zeros(R * C)
+            if impl == .kernel { ck_bias_add_forward(&out, v[0], v[1], i64(R), i64(C)) } else { ref_bias_add(&out, v[0], v[1], i64(R), i64(C)) }
+            return [out]
+        }, backward: { impl, _, dout, gr, acc in
+            if impl == .kernel { ck_bias_add_backward(g(gr[0], acc), g(gr[1], acc), dout, i64(R), i64(C)) } else {
+                ref_bias_add_backward(gr[0], gr[1], dout, i64(R), i64(C))
+            }
+        })
+    },
+    KernelOp("binary", kernels: ["ck_binary_forward", "ck_binary_backward"], rtol: 1e-5, atol: 1e-5,
+             shapes: (0..<4).flatMap { op in (0..<binaryLayouts.count).map { [op, $0] } }, production: [0, 1]) { s in
+        let op = s[0], (layout, shape, sa, sb, na, nb) = binaryLayouts[s[1]]
+        let a = opRandom(na, seed: 6, 0.5, 2), b = opRandom(nb, seed: 7, 0.5, 2)
+        let shape64 = shape.map(Int64.init), nd = Int32(shape.count), n = shape.reduce(1, *)
+        let kop = [CK_ADD, CK_SUB, CK_MUL, CK_DIV][op]
+        return OpCase("binary \(["add", "sub", "mul", "div"][op]) \(layout) \(shape)", inputs: [a, b], differentiable: [0, 1],
+                      forward: { impl, v in
+            var out = zeros(n)
+            if impl == .kernel { ck_binary_forward(kop, &out, v[0], sa, v[1], sb, shape64, nd) } else {
+                ref_binary(Int32(op), &out, v[0], sa, v[1], sb, shape64, nd)
+            }
+            return [out]
+        }, backward: { impl, v, dout, gr, acc in
+            if impl == .kernel { ck_binary_backward(kop, g(gr[0], acc), g(gr[1], acc), dout, v[0], sa, v[1], sb, shape64, nd) } else {
+                ref_binary_backward(Int32(op), gr[0], gr[1], dout, v[0], sa, v[1], sb, shape64, nd)
+            }
+        })
+    },
+    KernelOp("unary", kernels: ["ck_unary_forward", "ck_unary_backward"], rtol: 2e-6, atol: 1e-6,
+             shapes: (0..<6).flatMap { op in [[op, 1], [op, 1031], [op, 40_000]] }, production: [0, 12800 * 192]) { s in
+        let op = s[0], N = s[1], p: Float = [0, 0, 0, 1.7, -0.3, 0.25][op]
+        let x = opRandom(N, seed: 8, 0.5, 2)
+        let kop = [CK_EXP, CK_LOG, CK_SQRT, CK_POW, CK_SCALE, CK_SHIFT][op]
+        return OpCase("unary \(["exp", "log", "sqrt", "pow", "scale", "shift"][op]) [\(N)]", inputs: [x], differentiable: [0],
+                      forward: { impl, v in
+            var out = zeros(N)
+            if impl == .kernel { ck_unary_forward(kop, &out, v[0], i64(N), p) } else { ref_unary(Int32(op), &out, v[0], i64(N), p) }
+            return [out]
+        }, backward: { impl, v, dout, gr, acc in
+            if impl == .kernel {
+                var out = zeros(N)
+                ck_unary_forward(kop, &out, v[0], i64(N), p)
+                ck_unary_backward(kop, g(gr[0], acc), dout, v[0], out, i64(N), p)
+            } else { ref_unary_backward(Int32(op), gr[0], dout, v[0], i64(N), p) }
+        })
+    },
+    KernelOp("sum_axis", kernels: ["ck_sum_axis_forward", "ck_sum_axis_backward"], rtol: 1e-5, atol: 1e-5,
+             shapes: [[1, 1, 1], [3, 5, 7], [1, 1000, 1], [2, 50, 192], [256, 50, 192]], production: [256, 50, 192]) { s in
+        let O = s[0], A = s[1], I = s[2]
+        return OpCase("sum_axis [\(O), \(A), \(I)]", inputs: [opRandom(O * A * I, seed: 9)], differentiable: [0], forward: { impl, v in
+            var out = zeros(O * I)
+            if impl == .kernel { ck_sum_axis_forward(&out, v[0], i64(O), i64(A), i64(I)) } else { ref_sum_axis(&out, v[0], i64(O), i64(A), i64(I)) }
+            return [out]
+        }, backward: { impl, _, dout, gr, acc in
+            if impl == .kernel { ck_sum_axis_backward(g(gr[0], acc), dout, i64(O), i64(A), i64(I)) } else {
+                ref_sum_axis_backward(gr[0], dout, i64(O), i64(A), i64(I))
+            }
+        })
+    },
+    KernelOp("sum_all", kernels: ["ck_sum_all"], rtol: 0, atol: 0, shapes: [[1], [1000], [100_003]]) { s in
+        let N = s[0]
+        return OpCase("sum_all [\(N)]", inputs: [opRandom(N, seed: 10)], forward: { impl, v in
+            let d = impl == .kernel ? ck_sum_all(v[0], i64(N)) : ref_sum_all(v[0], i64(N))
+            return [[Float(d), Float(d - Double(Float(d)))]]   // the double as a float pair
+        })
+    },
+    KernelOp("narrow", kernels: ["ck_narrow_forward", "ck_narrow_backward"], rtol: 0, atol: 0,
+             shapes: [[1, 3, 0, 3, 1], [4, 10, 2, 5, 3], [2, 7, 6, 1, 16], [256, 50, 0, 1, 192], [256, 50, 1, 49, 192]],
+             production: [256, 50, 1, 49, 192]) { s in
+        let O = s[0], A = s[1], st = s[2], len = s[3], I = s[4]
+        return OpCase("narrow [\(O), \(A), \(I)] \(st)..<\(st + len)", inputs: [opRandom(O * A * I, seed: 11)], differentiable: [0],
+                      forward: { impl, v in
+            var out = zeros(O * len * I)
+            if impl == .kernel { ck_narrow_forward(&out, v[0], i64(O), i64(A), i64(st), i64(len), i64(I)) } else {
+                ref_narrow(&out, v[0], i64(O), i64(A), i64(st), i64(len), i64(I))
+            }
+            return [out]
+        }, backward: { impl, _, dout, gr, acc in
+            if impl == .kernel { ck_narrow_backward(g(gr[0], acc), dout, i64(O), i64(A), i64(st), i64(len), i64(I)) } else {
+                ref_narrow_backward(gr[0], dout, i64(O), i64(A), i64(st), i64(len), i64(I))
+            }
+        })
+    },
+    // copy_rows is the copy under concat and reshape's backward: its "backward" is itself with the
+    // strides swapped, run here in both modes of the contract.
+    KernelOp("copy_rows", kernels: ["ck_copy_rows"], rtol: 0, atol: 0,
+             shapes: [[1, 1, 1, 1], [5, 7, 9, 12], [300, 192, 192, 384]], production: [12800, 192, 192, 192]) { s in
+        let R = s[0], C = s[1], sld = s[2], dld = s[3]
+        return OpCase("copy_rows [\(R), \(C)] ld \(sld)→\(dld)", inputs: [opRandom(R * sld, seed: 12)], differentiable: [0],
+                      forward: { impl, v in
+            var out = zeros(R * dld)
+            if impl == .kernel { ck_copy_rows(&out, i64(dld), v[0], i64(sld), i64(R), i64(C), 0) } else {
+                for r in 0..<R { for c in 0..<C { out[r * dld + c] = v[0][r * sld + c] } }
+            }
+            return [out]
+        }, backward: { impl, _, dout, gr, acc in
+            if impl == .kernel {
+                if acc == 0 { for i in 0..<(R * sld) { gr[0][i] = 0 } }   // the columns past C get nothing
+                ck_copy_rows(gr[0], i64(sld), dout, i64(dld), i64(R), i64(C), acc)
+            } else {
+                for r in 0..<R { for c in 0..<sld { gr[0][r * sld + c] = c < C ? dout[r * dld + c] : 0 } }
+            }
+        })
+    },
+    KernelOp("transpose", kernels: ["ck_transpose"], rtol: 0, atol: 0,
+             shapes: [[1, 1, 1], [2, 3, 5], [4, 33, 17], [96, 50, 64]], production: [96, 50, 64]) { s in
+        let Bt = s[0], M = s[1], N = s[2]
+        return OpCase("transpose [\(Bt), \(M), \(N)]", inputs: [opRandom(Bt * M * N, seed: 13)], differentiable: [0],
+                      forward: { impl, v in
+            var out = zeros(Bt * M * N)
+            if impl == .kernel { ck_transpose(&out, v[0], i64(Bt), i64(M), i64(N), 0) } else { ref_transpose(&out, v[0], i64(Bt), i64(M), i64(N)) }
+            return [out]
+        }, backward: { impl, _, dout, gr, acc in
+            if impl == .kernel { ck_transpose(gr[0], dout, i64(Bt), i64(N), i64(M), acc) } else { ref_transpose(gr[0], dout, i64(Bt), i64(N), i64(M)) }
+        })
+    },
+    KernelOp("axpy", kernels: ["ck_axpy"], rtol: 1e-6, atol: 1e-7, shapes: [[1], [1001], [100_000]]) { s in
+        let N = s[0]
+        return OpCase("axpy [\(N)]", inputs: [opRandom(N, seed: 14), opRandom(N, seed: 15)], forward: { impl, v in
+            var y = v[1]
+            if impl == .kernel { ck_axpy(&y, 0.37, v[0], i64(N)) } else { for i in 0..<N { y[i] = Float(Double(v[1][i]) + Double(Float(0.37)) * Double(v[0][i])) } }
+            return [y]
+        })
+    },
+]
+
+let gatherRows: [KernelOp] = [
+    KernelOp("masking_ids", kernels: ["ck_masking_ids"], rtol: 0, atol: 0,
+             shapes: [[1, 1, 1], [2, 16, 4], [3, 49, 12], [4, 196, 49], [1, 257, 64], [256, 49, 12]]) { s in
+        let B = s[0], L = s[1], K = s[2]
+        var noise = opRandom(B * L, seed: UInt64(L), 0, 1)
+        for i in stride(from: 0, to: noise.count, by: 3) { noise[i] = (noise[i] * 4).rounded() / 4 }   // ties keep patch order
+        return OpCase("masking_ids B\(B) L\(L) K\(K)", inputs: [noise], forward: { impl, v in
+            var sh = [Int32](repeating: 0, count: B * L), re = sh, kp = [Int32](repeating: 0, count: B * K), mask = zeros(B * L)
+            if impl == .kernel {
+                var scratch = [UInt64](repeating: 0, count: B * L)
+                ck_masking_ids(&sh, &re, &kp, &mask, &scratch, v[0], i64(B), i64(L), i64(K))
+            } else { ref_masking_ids(&sh, &re, &kp, &mask, v[0], i64(B), i64(L), i64(K)) }
+            return [sh.map(Float.init), re.map(Float.init), kp.map(Float.init), mask]
+        })
+    },
+    KernelOp("gather_rows", kernels: ["ck_gather_rows_forward", "ck_gather_rows_backward"], rtol: 0, atol: 0,
+             shapes: [[1, 4, 1, 1, 0], [2, 16, 4, 5, 0], [3, 49, 12, 17, 0], [2, 257, 64, 64, 0], [4, 10, 3, 2, 1],
+                      [256, 49, 12, 192, 0], [256, 49, 41, 192, 1]], production: [256, 49, 12, 192, 0]) { s in
+        let B = s[0], L = s[1], K = s[2], D = s[3], shared = s[4] == 1
+        let ids = maskIds(B: shared ? 1 : B, L: L, K: K, seed: 20).keep, stride = shared ? 0 : K
+        let expanded = shared ? Array((0..<B).map { _ in ids }.joined()) : ids
+        return OpCase("gather_rows B\(B) L\(L) K\(K) D\(D)\(shared ? " shared" : "")", inputs: [opRandom(B * L * D, seed: 21)],
+                      differentiable: [0], forward: { impl, v in
+            var out = zeros(B * K * D)
+            if impl == .kernel { ck_gather_rows_forward(&out, v[0], ids, i64(stride), i64(B), i64(L), i64(K), i64(D)) } else {
+                ref_gather_rows(&out, v[0], expanded, i64(K), i64(B), i64(L), i64(K), i64(D))
+            }
+            return [out]
+        }, backward: { impl, _, dout, gr, acc in
+            if impl == .kernel { ck_gather_rows_backward(g(gr[0], acc), dout, ids, i64(stride), i64(B), i64(L), i64(K), i64(D)) } else {
+                ref_gather_rows_backward(gr[0], dout, expanded, i64(K), i64(B), i64(L), i64(K), i64(D))
+            }
+        })
+    },
+    // The mask token's gradient is a float sum over every masked position (9,472 rows at production size).
+    KernelOp("unshuffle", kernels: ["ck_unshuffle_forward", "ck_unshuffle_backward"], rtol: 1e-5, atol: 1e-3,
+             shapes: [[1, 4, 1, 1, 0], [2, 16, 4, 5, 1], [3, 49, 12, 17, 1], [2, 257, 64, 64, 1], [256, 49, 12, 128, 1]],
+             production: [256, 49, 12, 128, 1]) { s in
+        let B = s[0], L = s[1], K = s[2], D = s[3], S = s[4]
+        let restore = maskIds(B: B, L: L, K: K, seed: 22).restore
+        return OpCase("unshuffle B\(B) S\(S) L\(L) K\(K) D\(D)", inputs: [opRandom(B * (S + K) * D, seed: 23), opRandom(D, seed: 24)],
+                      differentiable: [0, 1], forward: { impl, v in
+            var out = zeros(B * (S + L) * D)
+            if impl == .kernel { ck_unshuffle_forward(&out, v[0], v[1], restore, i64(B), i64(S), i64(L), i64(K), i64(D)) } else {
+                ref_unshuffle(&out, v[0], v[1], restore, i64(B), i64(S), i64(L), i64(K), i64(D))
+            }
+            return [out]
+        }, backward: { impl, _, dout, gr, acc in
+            if impl == .kernel { ck_unshuffle_backward(g(gr[0], acc), g(gr[1], acc), dout, restore, i64(B), i64(S), i64(L), i64(K), i64(D)) } else {
+                ref_unshuffle_backward(gr[0], gr[1], dout, restore, i64(B), i64(S), i64(L), i64(K), i64(D))
+            }
+        })
+    },
+]
+
+let softmaxRows: [KernelOp] = [
+    KernelOp("softmax", kernels: ["ck_softmax_forward", "ck_softmax_backward"], rtol: 1e-5, atol: 1e-7,
+             shapes: [[1, 1], [3, 7], [5, 257], [2, 1024], [256 * 3 * 50, 50]], production: [256 * 3 * 50, 50]) { s in
+        let R = s[0], C = s[1]
+        return OpCase("softmax [\(R), \(C)]", inputs: [opRandom(R * C, seed: 30, -8, 8)], differentiable: [0], forward: { impl, v in
+            var out = zeros(R * C)
+            if impl == .kernel { ck_softmax_forward(&out, v[0], i64(R), i64(C)) } else { ref_softmax(&out, v[0], i64(R), i64(C)) }
+            return [out]
+        }, backward: { impl, v, dout, gr, acc in
+            if impl == .kernel {
+                var y = zeros(R * C)
+                ck_softmax_forward(&y, v[0], i64(R), i64(C))
+                ck_softmax_backward(g(gr[0], acc), dout, y, i64(R), i64(C))
+            } else { ref_softmax_backward(gr[0], dout, v[0], i64(R), i64(C)) }
+        })
+    },
+    KernelOp("log_softmax", kernels: ["ck_log_softmax_forward", "ck_log_softmax_backward"], rtol: 1e-5, atol: 1e-5,
+             shapes: [[1, 1], [3, 7], [5, 257], [2, 1024], [256, 1024]], production: [256, 1024]) { s in
+        let R = s[0], C = s[1]
+        return OpCase("log_softmax [\(R), \(C)]", inputs: [opRandom(R * C, seed: 31, -8, 8)], differentiable: [0], forward: { impl, v in
+            var out = zeros(R * C)
+            if impl == .kernel { ck_log_softmax_forward(&out, v[0], i64(R), i64(C)) } else { ref_log_softmax(&out, v[0], i64(R), i64(C)) }
+            return [out]
+        }, backward: { impl, v, dout, gr, acc in
+            if impl == .kernel {
+                var y = zeros(R * C)
+                ck_log_softmax_forward(&y, v[0], i64(R), i64(C))
+                ck_log_softmax_backward(g(gr[0], acc), dout, y, i64(R), i64(C))
+            } else { ref_log_softmax_backward(gr[0], dout, v[0], i64(R), i64(C)) }
+        })
+    },
+    KernelOp("cross_entropy", kernels: ["ck_cross_entropy_forward", "ck_cross_entropy_backward"], rtol: 1e-4, atol: 1e-5,
+             shapes: [[1, 1], [3, 7], [5, 257], [2, 1024], [1280, 1024]], production: [1280, 1024]) { s in
+        let R = s[0], C = s[1]
+        return OpCase("cross_entropy [\(R), \(C)]", inputs: [opRandom(R * C, seed: 32, -8, 8), opRandom(R * C, seed: 33, 0, 1)],
+                      differentiable: [0, 1], forward: { impl, v in
+            var out = zeros(R)
+            if impl == .kernel { ck_cross_entropy_forward(&out, v[0], v[1], i64(R), i64(C)) } else { ref_cross_entropy(&out, v[0], v[1], i64(R), i64(C)) }
+            return [out]
+        }, backward: { impl, v, dout, gr, acc in
+            if impl == .kernel { ck_cross_entropy_backward(g(gr[0], acc), g(gr[1], acc), dout, v[0], v[1], i64(R), i64(C)) } else {
+                ref_cross_entropy_backward(gr[0], gr[1], dout, v[0], v[1], i64(R), i64(C))
+            }
+        })
+    },
+]
+
+let attentionRows: [KernelOp] = [
+    // N ≤ 16 with D a multiple of 16 takes the short-sequence path.
+    KernelOp("attention", kernels: ["ck_attention_forward", "ck_attention_backward"], rtol: 1e-3, atol: 1e-4, fdTolerance: 3e-2,
+             shapes: [[1, 1, 1, 1], [2, 2, 3, 5], [2, 13, 3, 64], [1, 50, 2, 17], [1, 257, 2, 16], [1, 9, 1, 128], [2, 49, 4, 32],
+                      [1, 100, 2, 80], [1, 16, 2, 32], [3, 1, 2, 16], [2, 5, 1, 48], [64, 50, 3, 64]],
+             production: [256, 50, 3, 64]) { s in
+        let B = s[0], N = s[1], H = s[2], D = s[3], scale = 1 / Float(D).squareRoot()
+        return OpCase("attention B\(B) N\(N) H\(H) D\(D)", inputs: [opRandom(B * N * 3 * H * D, seed: UInt64(N * D), -2, 2)],
+                      differentiable: [0], forward: { impl, v in
+            var out = zeros(B * N * H * D)
+            if impl == .kernel {
+                var lse = zeros(B * H * N), scratch = zeros(Int(ck_attention_scratch_floats(i64(N), i64(D))) * Runtime.threads)
+                ck_attention_forward(&out, &lse, v[0], &scratch, i64(B), i64(N), i64(H), i64(D), scale)
+            } else { ref_attention_forward(&out, v[0], i64(B), i64(N), i64(H), i64(D), scale) }
+            return [out]
+        }, backward: { impl, v, dout, gr, acc in
+            if impl == .kernel {
+                var out = zeros(B * N * H * D), lse = zeros(B * H * N)
+                var scratch = zeros(Int(ck_attention_scratch_floats(i64(N), i64(D))) * Runtime.threads)
+                ck_attention_forward(&out, &lse, v[0], &scratch, i64(B), i64(N), i64(H), i64(D), scale)
+                ck_attention_backward(g(gr[0], acc), dout, v[0], lse, &scratch, i64(B), i64(N), i64(H), i64(D), scale)
+            } else { ref_attention_backward(gr[0], dout, v[0], i64(B), i64(N), i64(H), i64(D), scale) }
+        })
+    },
+]
+
+let normRows: [KernelOp] = [
+    // Parameter gradients are summed in blocks of 32 columns: C = 31, 32, 33, 64, 65 and 192 cross them.
+    KernelOp("layernorm", kernels: ["ck_layernorm_forward", "ck_layernorm_backward"], rtol: 1e-4, atol: 1e-4,
+             shapes: [[1, 2, 1], [3, 7, 1], [17, 31, 1], [9, 32, 1], [9, 33, 1], [5, 64, 1], [40, 65, 1], [5, 193, 1], [64, 3, 1],
+                      [6, 33, 0], [12800, 192, 1]], production: [12800, 192, 1]) { s in
+        let R = s[0], C = s[1], affine = s[2] == 1
+        let inputs = [opRandom(R * C, seed: 40, -3, 5)] + (affine ? [opRandom(C, seed: 41), opRandom(C, seed: 42)] : [])
+        return OpCase("layernorm [\(R), \(C)]\(affine ? "" : " no affine")", inputs: inputs, differentiable: affine ? [0, 1, 2] : [0],
+                      forward: { impl, v in
+            var out = zeros(R * C)
+            let w = affine ? v[1] : nil, b = affine ? v[2] : nil
+            if impl == .kernel {
+                var mean = zeros(R), rstd = zeros(R)
+                ck_layernorm_forward(&out, &mean, &rstd, v[0], w, b, i64(R), i64(C), 1e-5)
+            } else { ref_layernorm(&out, v[0], w, b, i64(R), i64(C), 1e-5) }
+            return [out]
+        }, backward: { impl, v, dout, gr, acc in
+            let w = affine ? v[1] : nil
+            if impl == .kernel {
+                var out = zeros(R * C), mean = zeros(R), rstd = zeros(R)
+                ck_layernorm_forward(&out, &mean, &rstd, v[0], w, affine ? v[2] : nil, i64(R), i64(C), 1e-5)
+                ck_layernorm_backward(g(gr[0], acc), affine ? g(gr[1], acc) : ck_grad(), affine ? g(gr[2], acc) : ck_grad(),
+                                      dout, v[0], w, mean, rstd, i64(R), i64(C))
+            } else { ref_layernorm_backward(gr[0], affine ? gr[1] : nil, affine ? gr[2] : nil, dout, v[0], w, i64(R), i64(C), 1e-5) }
+        })
+    },
+    // Columns go in blocks of 32 (BN_CB): C = 5, 31, 32, 33, 65 and 2048 cross them; R = 2 is the smallest batch.
+    KernelOp("batchnorm", kernels: ["ck_batchnorm_forward", "ck_batchnorm_backward"], rtol: 1e-4, atol: 1e-4,
+             shapes: [[2, 5, 1], [7, 31, 1], [16, 32, 1], [9, 33, 1], [40, 65, 1], [256, 2048, 1], [9, 33, 0], [40, 65, 0],
+                      [12800, 192, 1]], production: [12800, 192, 1]) { s in
+        let R = s[0], C = s[1], training = Int32(s[2])
+        let rm = opRandom(C, seed: 43), rv = opRandom(C, seed: 44, 0.5, 2)
+        return OpCase("batchnorm [\(R), \(C)] \(training == 1 ? "train" : "eval")",
+                      inputs: [opRandom(R * C, seed: 45, -3, 5), opRandom(C, seed: 46), opRandom(C, seed: 47)], differentiable: [0, 1, 2],
+                      forward: { impl, v in
+            var out = zeros(R * C)
+            if impl == .kernel {
+                var mean = zeros(C), rstd = zeros(C), m = rm, va = rv
+                ck_batchnorm_forward(&out, &mean, &rstd, &m, &va, v[0], v[1], v[2], i64(R), i64(C), 1e-5, 0.1, training)
+                return [out] + (training == 1 ? [m, va] : [])   // the running statistics' update too
+            }
+            if training == 1 {
+                ref_batchnorm_train(&out, v[0], v[1], v[2], i64(R), i64(C), 1e-5)
+                var m = rm, va = rv
+                for c in 0..<C {   // running = 0.9·running + 0.1·batch (unbiased variance)
+                    var mu = 0.0, ss = 0.0
+                    for r in 0..<R { mu += Double(v[0][r * C + c]) }
+                    mu /= Double(R)
+                    for r in 0..<R { ss += (Double(v[0][r * C + c]) - mu) * (Double(v[0][r * C + c]) - mu) }
+                    m[c] = Float(0.9 * Double(rm[c]) + 0.1 * mu)
+                    va[c] = Float(0.9 * Double(rv[c]) + 0.1 * ss / Double(R - 1))
+                }
+                return [out, m, va]
+            }
+            ref_batchnorm_eval(&out, v[0], v[1], v[2], rm, rv, i64(R), i64(C), 1e-5)
+            return [out]
+        }, backward: { impl, v, dout, gr, acc in
+            if impl == .kernel {
+                var out = zeros(R * C), mean = zeros(C), rstd = zeros(C), m = rm, va = rv
+                ck_batchnorm_forward(&out, &mean, &rstd, &m, &va, v[0], v[1], v[2], i64(R), i64(C), 1e-5, 0.1, training)
+                ck_batchnorm_backward(g(gr[0], acc), g(gr[1], acc), g(gr[2], acc), dout, v[0], v[1], mean, rstd, i64(R), i64(C), training)
+            } else { ref_batchnorm_backward(gr[0], gr[1], gr[2], dout, v[0], v[1], rm, rv, i64(R), i64(C), 1e-5, training) }
+        })
+    },
+    KernelOp("l2norm", kernels: ["ck_l2norm_forward", "ck_l2norm_backward"], rtol: 1e-5, atol: 1e-6,
+             shapes: [[1, 1, 0], [3, 7, 0], [5, 256, 0], [4, 9, 1], [4096, 256, 0]], production: [4096, 256, 0]) { s in
+        let R = s[0], C = s[1], zeroRow = s[2] == 1
+        var x = opRandom(R * C, seed: 48, -2, 2)
+        if zeroRow { for c in 0..<C { x[C + c] = 0 } }   // row 1 below eps: the divisor is eps
+        return OpCase("l2norm [\(R), \(C)]\(zeroRow ? " with a zero row" : "")", inputs: [x], differentiable: [0],
+                      finiteDifferences: !zeroRow, forward: { impl, v in
+            var out = zeros(R * C)
+            if impl == .kernel { var n = zeros(R); ck_l2norm_forward(&out, &n, v[0], i64(R), i64(C), 1e-6) } else {
+                ref_l2norm(&out, v[0], i64(R), i64(C), 1e-6)
+            }
+            return [out]
+        }, backward: { impl, v, dout, gr, acc in
+            if impl == .kernel {
+                var out = zeros(R * C), n = zeros(R)
+                ck_l2norm_forward(&out, &n, v[0], i64(R), i64(C), 1e-6)
+                ck_l2norm_backward(g(gr[0], acc), dout, out, n, i64(R), i64(C), 1e-6)
+            } else { ref_l2norm_backward(gr[0], dout, v[0], i64(R), i64(C), 1e-6) }
+        })
+    },
+    KernelOp("standardize", kernels: ["ck_standardize_forward", "ck_standardize_backward"], rtol: 1e-4, atol: 1e-4,
+             shapes: [[1, 2], [3, 7], [17, 64], [5, 193], [12544, 16]], production: [12544, 16]) { s in
+        let R = s[0], C = s[1]
+        return OpCase("standardize [\(R), \(C)]", inputs: [opRandom(R * C, seed: 49, -3, 5)], differentiable: [0], forward: { impl, v in
+            var out = zeros(R * C)
+            if impl == .kernel { var m = zeros(R), r = zeros(R); ck_standardize_forward(&out, &m, &r, v[0], i64(R), i64(C), 1e-6) } else {
+                ref_standardize(&out, v[0], i64(R), i64(C), 1e-6)
+            }
+            return [out]
+        }, backward: { impl, v, dout, gr, acc in
+            if impl == .kernel {
+                var out = zeros(R * C), m = zeros(R), r = zeros(R)
+                ck_standardize_forward(&out, &m, &r, v[0], i64(R), i64(C), 1e-6)
+                ck_standardize_backward(g(gr[0], acc), dout, out, r, i64(R), i64(C))
+            } else { ref_standardize_backward(gr[0], dout, v[0], i64(R), i64(C), 1e-6) }
+        })
+    },
+]
+
+let patchRows: [KernelOp] = [
+    KernelOp("patchify", kernels: ["ck_patchify_forward", "ck_patchify_backward"], rtol: 0, atol: 0,
+             shapes: [[1, 1, 4, 4, 2], [2, 3, 8, 12, 4], [3, 1, 28, 28, 4], [1, 5, 6, 9, 3], [2, 2, 7, 7, 7], [2, 1, 32, 32, 8],
+                      [1, 1, 32, 32, 16], [256, 1, 28, 28, 4], [8, 3, 224, 224, 16]], production: [256, 1, 28, 28, 4]) { s in
+        let B = s[0], C = s[1], H = s[2], W = s[3], P = s[4], n = B * C * H * W
+        return OpCase("patchify [\(B), \(C), \(H), \(W)] p\(P)", inputs: [opRandom(n, seed: 50)], differentiable: [0], forward: { impl, v in
+            var out = zeros(n)
+            if impl == .kernel { ck_patchify_forward(&out, v[0], i64(B), i64(C), i64(H), i64(W), i64(P)) } else {
+                ref_patchify(&out, v[0], i64(B), i64(C), i64(H), i64(W), i64(P))
+            }
+            return [out]
+        }, backward: { impl, _, dout, gr, acc in
+            if impl == .kernel { ck_patchify_backward(g(gr[0], acc), dout, i64(B), i64(C), i64(H), i64(W), i64(P)) } else {
+                ref_patchify_backward(gr[0], dout, i64(B), i64(C), i64(H), i64(W), i64(P))
+            }
+        })
+    },
+    KernelOp("unpatchify", kernels: ["ck_unpatchify_forward", "ck_unpatchify_backward"], rtol: 0, atol: 0,
+             shapes: [[1, 1, 4, 4, 2], [2, 3, 8, 12, 4], [3, 1, 28, 28, 4], [1, 5, 6, 9, 3], [256, 1, 28, 28, 4]],
+             production: [256, 1, 28, 28, 4]) { s in
+        let B = s[0], C = s[1], H = s[2], W = s[3], P = s[4], n = B * C * H * W
+        return OpCase("unpatchify [\(B), \(C), \(H), \(W)] p\(P)", inputs: [opRandom(n, seed: 51)], differentiable: [0], forward: { impl, v in
+            var out = zeros(n)
+            if impl == .kernel { ck_unpatchify_forward(&out, v[0], i64(B), i64(C), i64(H), i64(W), i64(P)) } else {
+                ref_unpatchify(&out, v[0], i64(B), i64(C), i64(H), i64(W), i64(P))
+            }
+            return [out]
+        }, backward: { impl, _, dout, gr, acc in
+            if impl == .kernel { ck_unpatchify_backward(g(gr[0], acc), dout, i64(B), i64(C), i64(H), i64(W), i64(P)) } else {
+                ref_unpatchify_backward(gr[0], dout, i64(B), i64(C), i64(H), i64(W), i64(P))
+            }
+        })
+    },
+]
+
+let gemmRows: [KernelOp] = [
+    // Every transpose combination, alpha and beta, row strides wider than the rows; the training
+    // step's three products at production size (forward, input gradient, weight gradient).
+    KernelOp("sgemm", kernels: ["ck_sgemm"], rtol: 1e-4, atol: 1e-4, threadExact: false,
+             shapes: [[1, 1, 1, 0, 0], [5, 3, 7, 0, 0], [5, 3, 7, 1, 0], [5, 3, 7, 0, 1], [5, 3, 7, 1, 1], [40, 17, 33, 1, 1],
+                      [12800, 576, 192, 0, 1], [12800, 192, 576, 0, 0], [576, 192, 12800, 1, 0]],
+             production: [12800, 576, 192, 0, 1]) { s in
+        let M = s[0], N = s[1], K = s[2], ta = Int32(s[3]), tb = Int32(s[4])
+        let big = M * N * K > 1 << 20
+        let lda = (ta == 0 ? K : M) + (big ? 0 : 2), ldb = (tb == 0 ? N : K) + (big ? 0 : 1), ldc = N + (big ? 0 : 3)
+        let alpha: Float = big ? 1 : 0.5, beta: Float = big ? 0 : 2
+        let a = opRandom((ta == 0 ? M : K) * lda, seed: 60), b = opRandom((tb == 0 ? K : N) * ldb, seed: 61)
+        let c0 = opRandom(M * ldc, seed: 62)
+        return OpCase("sgemm \(ta)\(tb) M\(M) N\(N) K\(K)", inputs: [a, b, c0], forward: { impl, v in
+            var c = v[2]
+            if impl == .kernel {
+                ck_sgemm(ta, tb, i64(M), i64(N), i64(K), alpha, v[0], i64(lda), v[1], i64(ldb), beta, &c, i64(ldc))
+            } else { ref_sgemm(ta, tb, i64(M), i64(N), i64(K), alpha, v[0], i64(lda), v[1], i64(ldb), beta, &c, i64(ldc)) }
+            return [c]
+        })
+    },
+]
+
+let optimizerRows: [KernelOp] = [
+    KernelOp("adamw", kernels: ["ck_adamw_step"], rtol: 1e-5, atol: 1e-6, shapes: [[1, 0], [7, 3], [5000, 4000], [300_000, 200_000]],
+             production: [5_500_000, 5_000_000]) { s in
+        let N = s[0], Nd = s[1]
+        return OpCase("adamw [\(N)] decay \(Nd)", inputs: [opRandom(N, seed: 70)], forward: { impl, v in
+            var p = v[0], m = zeros(N), vv = zeros(N)
+            for step in 1...3 {
+                let gr = opRandom(N, seed: UInt64(71 + step))
+                if impl == .kernel { ck_adamw_step(&p, &m, &vv, gr, i64(N), i64(Nd), 1e-2, 0.9, 0.95, 1e-8, 0.05, Int64(step)) } else {
+                    ref_adamw(&p, &m, &vv, gr, i64(N), i64(Nd), 1e-2, 0.9, 0.95, 1e-8, 0.05, Int64(step))
+                }
+            }
+            return [p, m, vv]
+        })
+    },
+    KernelOp("ema_update", kernels: ["ck_ema_update"], rtol: 1e-6, atol: 1e-7, shapes: [[1], [100], [300_000]], production: [5_500_000]) { s in
+        let N = s[0]
+        return OpCase("ema_update [\(N)]", inputs: [opRandom(N, seed: 75), opRandom(N, seed: 76)], forward: { impl, v in
+            var t = v[0]
+            if impl == .kernel { ck_ema_update(&t, v[1], i64(N), 0.996) } else { ref_ema_update(&t, v[1], i64(N), 0.996) }
+            return [t]
+        })
+    },
+    KernelOp("sum_squares", kernels: ["ck_sum_squares"], rtol: 1e-9, atol: 0, shapes: [[1], [4097], [1_000_001]]) { s in
+        let N = s[0]
+        return OpCase("sum_squares [\(N)]", inputs: [opRandom(N, seed: 77)], forward: { impl, v in
+            let d: Double
+            if impl == .kernel {
+                var scratch = [Double](repeating: 0, count: Int(ck_sum_squares_scratch(i64(N))))
+                d = ck_sum_squares(v[0], i64(N), &scratch)
+            } else { d = ref_sum_squares(v[0], i64(N)) }
+            return [[Float(d)]]
+        })
+    },
+    KernelOp("scale", kernels: ["ck_scale"], rtol: 0, atol: 0, shapes: [[1], [100], [300_000]]) { s in
+        let N = s[0]
+        return OpCase("scale [\(N)]", inputs: [opRandom(N, seed: 78)], forward: { impl, v in
+            var x = v[0]
+            if impl == .kernel { ck_scale(&x, i64(N), 0.3) } else { for i in 0..<N { x[i] = v[0][i] * 0.3 } }
+            return [x]
+        })
+    },
+]
