@@ -19,6 +19,10 @@
 // installed (TESSERA_GEMM=auto|openblas|onednn chooses; see README, "Threads and GEMM backend").
 import PackageDescription
 
+// scripts/docs.sh sets TESSERA_DOCS=1 to add swift-docc-plugin; ordinary builds do not resolve it.
+let docsPlugin: [Package.Dependency] = Context.environment["TESSERA_DOCS"] == nil ? []
+    : [.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0")]
+
 let useOpenMP = Context.environment["TESSERA_NO_OPENMP"] == nil
 let openMPCFlags: [String] = useOpenMP ? ["-fopenmp"] : ["-fopenmp-simd"]
 // TESSERA_CPU=avx2|baseline builds the kernels for that one instruction set, without run-time
@@ -48,7 +52,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
-    ],
+    ] + docsPlugin,
     targets: [
         .systemLibrary(
             name: "COpenBLAS",
@@ -92,8 +96,7 @@ let package = Package(
         .executableTarget(
             name: "tessera",
             dependencies: ["TesseraEngine", "TesseraData", "TesseraModels",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                           .product(name: "Logging", package: "swift-log")],
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/CLI"
         ),
         .executableTarget(

@@ -1,12 +1,13 @@
 // tessera-bench: kernel microbenchmarks (not a test; numbers go to the README).
 //
-//   swift run -c release tessera-bench [--quick] [--rounds N] [--only memory|attention|gemm]
+//   swift run -c release tessera-bench [--quick] [--rounds N] [--only memory|attention|gemm|ops]
 //
 // Every figure is a ratio measured in the same run, A and B alternating round by round, and the
 // median over rounds is reported: memory-bound kernels against a plain copy of the same bytes, fused
 // attention against a naive GEMM–softmax–GEMM built on the same BLAS, GEMM against the BLAS at 2048³.
 import CKernels
 import Foundation
+import KernelOps
 import TesseraEngine
 
 let args = CommandLine.arguments
@@ -225,6 +226,45 @@ if wanted("gemm") {
         }
     }
 
+}
+if wanted("ops") {
+    print("\n## every op-table row at its production shape (Tests/KernelOps): forward and backward against a copy of the bytes they move\n")
+    print("Bytes: the inputs read and the outputs written (backward: inputs, the output gradient, the input gradients).")
+    print("The gradients are written in overwrite mode, as a gradient's first contribution is.\n")
+    print("| row | shape | forward ms | forward / copy | backward ms | backward / copy |")
+    print("|---|---|---|---|---|---|")
+    let src = buffer(1 << 24, 9), dst = buffer(1 << 24, 10)
+    /// Kernel time and the copy-to-kernel time ratio for `bytes` moved (the copy capped at 64 MB).
+    func timed(_ bytes: Int, _ run: () -> Void) -> (ms: Double, ratio: Double) {
+        let words = min(bytes / 8, 1 << 24)
+        let scale = Double(bytes / 8) / Double(max(words, 1))
+        var tk: [Double] = [], r: [Double] = []
+        for _ in 0..<rounds {
+            let k = secondsPerCall(run), c = secondsPerCall { memcpy(dst, src, words * 4) } * scale
+            tk.append(k); r.append(c / k)
+        }
+        return (median(tk) * 1e3, median(r))
+    }
+    for op in opTable {
+        guard let shape = op.production else { continue }
+        let c = op.make(shape)
+        let outs = c.forward(.kernel, c.inputs)
+        let inBytes = 4 * c.inputs.reduce(0) { $0 + $1.count }, outBytes = 4 * outs.reduce(0) { $0 + $1.count }
+        let fwd = timed(inBytes + outBytes) { _ = c.forward(.kernel, c.inputs) }
+        var bwdText = "| – | – |"
+        if let backward = c.backward {
+            let dout = opRandom(outs[0].count, seed: 5)
+            let grads = c.differentiable.map { UnsafeMutablePointer<Float>.allocate(capacity: c.inputs[$0].count) }
+            let gBytes = 4 * c.differentiable.reduce(0) { $0 + c.inputs[$1].count }
+            let bwd = timed(inBytes + 4 * dout.count + gBytes) { backward(.kernel, c.inputs, dout, grads, 0) }
+            grads.forEach { $0.deallocate() }
+            bwdText = "| \(f2(bwd.ms)) | \(f2(bwd.ratio)) |"
+        }
+        print("| \(op.name) | \(c.label) | \(f2(fwd.ms)) | \(f2(fwd.ratio)) " + bwdText)
+    }
+    print("\nA row's closures include what its kernel needs around it: they allocate and zero their outputs, and the")
+    print("backward of softmax, attention and the norms reruns the forward for its saved statistics. These are upper")
+    print("bounds on the kernels alone; the memory-bound and attention sections above time the kernels themselves.")
 }
 // The summary names only the sections that ran (`--only` skips the others).
 var summary: [String] = []

@@ -179,7 +179,7 @@ CK_ALWAYS_INLINE void mask_padding(float *row, int64_t Np, const float mask[CK_V
 // p_j = exp(s_j − m) / l over one row of Np scores, m the row's maximum and l = Σ_j exp(s_j − m);
 // returns the row's log-sum-exp m + log l. The padding columns j ≥ N are made −inf so every loop
 // runs over whole vectors and they come out as exactly 0.
-CK_ALWAYS_INLINE float softmax_row(float *sr, int64_t Np, const float pad[CK_VW]) {
+CK_ALWAYS_INLINE float softmax_scores_row(float *sr, int64_t Np, const float pad[CK_VW]) {
     mask_padding(sr, Np, pad);
     const float m = ck_row_max(sr, Np);
     float l = 0.0f;
@@ -290,7 +290,7 @@ CK_CLONES static void head_forward(float *o, float *restrict lse, const float *q
 #define SCORES(mr) rows_x_cols(s, Np, qr, kt, Np, D, scale, mr)
         ROW_BLOCK(rb, SCORES)                                   // s_rj = scale · q_r·k_j
 #undef SCORES
-        for (int r = 0; r < rb; r++) lse[i0 + r] = softmax_row(s + r * Np, Np, pad);
+        for (int r = 0; r < rb; r++) lse[i0 + r] = softmax_scores_row(s + r * Np, Np, pad);
 #define OUT(mr) probs_x_rows(orow, 0, s, Np, 1, vp, Dp, N, D, mr)
         ROW_BLOCK(rb, OUT)                                      // o_r = Σ_j p_rj v_j
 #undef OUT

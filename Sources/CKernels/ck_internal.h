@@ -96,6 +96,11 @@ CK_ALWAYS_INLINE void ck_prefetch_l2_for_write(float *p, int64_t n) {
 
 static inline int64_t ck_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// Plumbing between kernel files (gemm.c defines them): the BLAS's own thread pool size (set by
+// ck_set_num_threads) and the matrix-product FLOP counter that ck_flop_counter_read reports.
+void ck_gemm_set_num_threads(int n);
+void ck_flop_counter_add(uint64_t flops);
+
 // The gradient contract (ck_grad.h) inside a loop: `dst = v` when overwriting, `dst += v` otherwise.
 #define CK_PUT(accumulate, dst, v) ((dst) = (accumulate) ? (dst) + (v) : (v))
 

@@ -3,16 +3,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ref_patchify(float *out, const float *imgs, int64_t B, int64_t C, int64_t H, int64_t W, int64_t P) {
+// Moves every element between image layout [B, C, H, W] and patch rows [B, L, P·P·C] (MAE's order),
+// in the direction `to_patches` says.
+static void patch_move(float *patches, float *imgs, int64_t B, int64_t C, int64_t H, int64_t W, int64_t P, int to_patches) {
     int64_t gh = H / P, gw = W / P, F = P * P * C;
     for (int64_t b = 0; b < B; b++)
         for (int64_t r = 0; r < gh; r++)
             for (int64_t c = 0; c < gw; c++)
                 for (int64_t i = 0; i < P; i++)
                     for (int64_t j = 0; j < P; j++)
-                        for (int64_t ch = 0; ch < C; ch++)
-                            out[(b * gh * gw + r * gw + c) * F + (i * P + j) * C + ch] =
-                                imgs[((b * C + ch) * H + r * P + i) * W + c * P + j];
+                        for (int64_t ch = 0; ch < C; ch++) {
+                            float *x = patches + (b * gh * gw + r * gw + c) * F + (i * P + j) * C + ch;
+                            float *im = imgs + ((b * C + ch) * H + r * P + i) * W + c * P + j;
+                            if (to_patches) *x = *im; else *im = *x;
+                        }
+}
+
+void ref_patchify(float *out, const float *imgs, int64_t B, int64_t C, int64_t H, int64_t W, int64_t P) {
+    patch_move(out, (float *)imgs, B, C, H, W, P, 1);
 }
 
 void ref_masking_ids(int32_t *ids_shuffle, int32_t *ids_restore, int32_t *ids_keep, float *mask,
@@ -234,15 +242,7 @@ void ref_matmul(float *out, const float *a, const float *b, int64_t M, int64_t K
 // prior + reference) and computes from the forward's inputs in double, straight from the definition.
 
 void ref_unpatchify(float *imgs, const float *x, int64_t B, int64_t C, int64_t H, int64_t W, int64_t P) {
-    int64_t gh = H / P, gw = W / P, F = P * P * C;
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t r = 0; r < gh; r++)
-            for (int64_t c = 0; c < gw; c++)
-                for (int64_t i = 0; i < P; i++)
-                    for (int64_t j = 0; j < P; j++)
-                        for (int64_t ch = 0; ch < C; ch++)
-                            imgs[((b * C + ch) * H + r * P + i) * W + c * P + j] =
-                                x[(b * gh * gw + r * gw + c) * F + (i * P + j) * C + ch];
+    patch_move((float *)x, imgs, B, C, H, W, P, 0);
 }
 
 // patchify is a permutation: its backward moves each patch element back to its pixel.

@@ -68,8 +68,7 @@ public let notKernels: [String: String] = [
     "ck_set_num_threads": "runtime setting", "ck_get_num_threads": "runtime query", "ck_has_openmp": "runtime query",
     "ck_cpu_level": "runtime query", "ck_keep_freed_memory": "process setting (allocator)",
     "ck_stdout_line_buffered": "process setting (stdio)", "ck_gemm_use_onednn": "GEMM backend choice",
-    "ck_gemm_set_num_threads": "GEMM runtime setting", "ck_gemm_backend": "GEMM backend query",
-    "ck_gemm_core_name": "GEMM backend query", "ck_flop_counter_add": "benchmark accounting",
+    "ck_gemm_backend": "GEMM backend query", "ck_gemm_core_name": "GEMM backend query",
     "ck_flop_counter_read": "benchmark accounting", "ck_flop_counter_reset": "benchmark accounting",
     "ck_attention_scratch_floats": "scratch size (exercised by the attention row)",
     "ck_sum_squares_scratch": "scratch size (exercised by the sum_squares row)",
@@ -331,36 +330,36 @@ let gatherRows: [KernelOp] = [
     },
 ]
 
+typealias RowKernel = (UnsafeMutablePointer<Float>?, UnsafePointer<Float>?, Int64, Int64) -> Void
+typealias RowBackward = (ck_grad, UnsafePointer<Float>?, UnsafePointer<Float>?, Int64, Int64) -> Void
+typealias RowReferenceBackward = (UnsafeMutablePointer<Float>?, UnsafePointer<Float>?, UnsafePointer<Float>?, Int64, Int64) -> Void
+
+/// A row-wise op whose backward reads the forward's output (softmax, log-softmax), the reference's the input.
+func rowwiseCase(_ name: String, R: Int, C: Int, seed: UInt64, forward fk: @escaping RowKernel, backward bk: @escaping RowBackward,
+                 reference fr: @escaping RowKernel, referenceBackward br: @escaping RowReferenceBackward) -> OpCase {
+    OpCase("\(name) [\(R), \(C)]", inputs: [opRandom(R * C, seed: seed, -8, 8)], differentiable: [0], forward: { impl, v in
+        var out = zeros(R * C)
+        (impl == .kernel ? fk : fr)(&out, v[0], i64(R), i64(C))
+        return [out]
+    }, backward: { impl, v, dout, gr, acc in
+        if impl == .kernel {
+            var y = zeros(R * C)
+            fk(&y, v[0], i64(R), i64(C))
+            bk(g(gr[0], acc), dout, y, i64(R), i64(C))
+        } else { br(gr[0], dout, v[0], i64(R), i64(C)) }
+    })
+}
+
 let softmaxRows: [KernelOp] = [
     KernelOp("softmax", kernels: ["ck_softmax_forward", "ck_softmax_backward"], rtol: 1e-5, atol: 1e-7,
              shapes: [[1, 1], [3, 7], [5, 257], [2, 1024], [256 * 3 * 50, 50]], production: [256 * 3 * 50, 50]) { s in
-        let R = s[0], C = s[1]
-        return OpCase("softmax [\(R), \(C)]", inputs: [opRandom(R * C, seed: 30, -8, 8)], differentiable: [0], forward: { impl, v in
-            var out = zeros(R * C)
-            if impl == .kernel { ck_softmax_forward(&out, v[0], i64(R), i64(C)) } else { ref_softmax(&out, v[0], i64(R), i64(C)) }
-            return [out]
-        }, backward: { impl, v, dout, gr, acc in
-            if impl == .kernel {
-                var y = zeros(R * C)
-                ck_softmax_forward(&y, v[0], i64(R), i64(C))
-                ck_softmax_backward(g(gr[0], acc), dout, y, i64(R), i64(C))
-            } else { ref_softmax_backward(gr[0], dout, v[0], i64(R), i64(C)) }
-        })
+        rowwiseCase("softmax", R: s[0], C: s[1], seed: 30, forward: ck_softmax_forward, backward: ck_softmax_backward,
+                    reference: ref_softmax, referenceBackward: ref_softmax_backward)
     },
     KernelOp("log_softmax", kernels: ["ck_log_softmax_forward", "ck_log_softmax_backward"], rtol: 1e-5, atol: 1e-5,
              shapes: [[1, 1], [3, 7], [5, 257], [2, 1024], [256, 1024]], production: [256, 1024]) { s in
-        let R = s[0], C = s[1]
-        return OpCase("log_softmax [\(R), \(C)]", inputs: [opRandom(R * C, seed: 31, -8, 8)], differentiable: [0], forward: { impl, v in
-            var out = zeros(R * C)
-            if impl == .kernel { ck_log_softmax_forward(&out, v[0], i64(R), i64(C)) } else { ref_log_softmax(&out, v[0], i64(R), i64(C)) }
-            return [out]
-        }, backward: { impl, v, dout, gr, acc in
-            if impl == .kernel {
-                var y = zeros(R * C)
-                ck_log_softmax_forward(&y, v[0], i64(R), i64(C))
-                ck_log_softmax_backward(g(gr[0], acc), dout, y, i64(R), i64(C))
-            } else { ref_log_softmax_backward(gr[0], dout, v[0], i64(R), i64(C)) }
-        })
+        rowwiseCase("log_softmax", R: s[0], C: s[1], seed: 31, forward: ck_log_softmax_forward, backward: ck_log_softmax_backward,
+                    reference: ref_log_softmax, referenceBackward: ref_log_softmax_backward)
     },
     KernelOp("cross_entropy", kernels: ["ck_cross_entropy_forward", "ck_cross_entropy_backward"], rtol: 1e-4, atol: 1e-5,
              shapes: [[1, 1], [3, 7], [5, 257], [2, 1024], [1280, 1024]], production: [1280, 1024]) { s in
@@ -507,38 +506,34 @@ let normRows: [KernelOp] = [
     },
 ]
 
+typealias PatchKernel = (UnsafeMutablePointer<Float>?, UnsafePointer<Float>?, Int64, Int64, Int64, Int64, Int64) -> Void
+typealias PatchBackward = (ck_grad, UnsafePointer<Float>?, Int64, Int64, Int64, Int64, Int64) -> Void
+
+/// patchify or unpatchify (a permutation and its inverse) at [B, C, H, W] with patch P.
+func patchCase(_ name: String, _ s: [Int], seed: UInt64, forward fk: @escaping PatchKernel, backward bk: @escaping PatchBackward,
+               reference fr: @escaping PatchKernel, referenceBackward br: @escaping PatchKernel) -> OpCase {
+    let (B, C, H, W, P) = (i64(s[0]), i64(s[1]), i64(s[2]), i64(s[3]), i64(s[4])), n = s[0] * s[1] * s[2] * s[3]
+    return OpCase("\(name) [\(B), \(C), \(H), \(W)] p\(P)", inputs: [opRandom(n, seed: seed)], differentiable: [0], forward: { impl, v in
+        var out = zeros(n)
+        (impl == .kernel ? fk : fr)(&out, v[0], B, C, H, W, P)
+        return [out]
+    }, backward: { impl, _, dout, gr, acc in
+        if impl == .kernel { bk(g(gr[0], acc), dout, B, C, H, W, P) } else { br(gr[0], dout, B, C, H, W, P) }
+    })
+}
+
 let patchRows: [KernelOp] = [
     KernelOp("patchify", kernels: ["ck_patchify_forward", "ck_patchify_backward"], rtol: 0, atol: 0,
              shapes: [[1, 1, 4, 4, 2], [2, 3, 8, 12, 4], [3, 1, 28, 28, 4], [1, 5, 6, 9, 3], [2, 2, 7, 7, 7], [2, 1, 32, 32, 8],
                       [1, 1, 32, 32, 16], [256, 1, 28, 28, 4], [8, 3, 224, 224, 16]], production: [256, 1, 28, 28, 4]) { s in
-        let B = s[0], C = s[1], H = s[2], W = s[3], P = s[4], n = B * C * H * W
-        return OpCase("patchify [\(B), \(C), \(H), \(W)] p\(P)", inputs: [opRandom(n, seed: 50)], differentiable: [0], forward: { impl, v in
-            var out = zeros(n)
-            if impl == .kernel { ck_patchify_forward(&out, v[0], i64(B), i64(C), i64(H), i64(W), i64(P)) } else {
-                ref_patchify(&out, v[0], i64(B), i64(C), i64(H), i64(W), i64(P))
-            }
-            return [out]
-        }, backward: { impl, _, dout, gr, acc in
-            if impl == .kernel { ck_patchify_backward(g(gr[0], acc), dout, i64(B), i64(C), i64(H), i64(W), i64(P)) } else {
-                ref_patchify_backward(gr[0], dout, i64(B), i64(C), i64(H), i64(W), i64(P))
-            }
-        })
+        patchCase("patchify", s, seed: 50, forward: ck_patchify_forward, backward: ck_patchify_backward,
+                  reference: ref_patchify, referenceBackward: ref_patchify_backward)
     },
     KernelOp("unpatchify", kernels: ["ck_unpatchify_forward", "ck_unpatchify_backward"], rtol: 0, atol: 0,
              shapes: [[1, 1, 4, 4, 2], [2, 3, 8, 12, 4], [3, 1, 28, 28, 4], [1, 5, 6, 9, 3], [256, 1, 28, 28, 4]],
              production: [256, 1, 28, 28, 4]) { s in
-        let B = s[0], C = s[1], H = s[2], W = s[3], P = s[4], n = B * C * H * W
-        return OpCase("unpatchify [\(B), \(C), \(H), \(W)] p\(P)", inputs: [opRandom(n, seed: 51)], differentiable: [0], forward: { impl, v in
-            var out = zeros(n)
-            if impl == .kernel { ck_unpatchify_forward(&out, v[0], i64(B), i64(C), i64(H), i64(W), i64(P)) } else {
-                ref_unpatchify(&out, v[0], i64(B), i64(C), i64(H), i64(W), i64(P))
-            }
-            return [out]
-        }, backward: { impl, _, dout, gr, acc in
-            if impl == .kernel { ck_unpatchify_backward(g(gr[0], acc), dout, i64(B), i64(C), i64(H), i64(W), i64(P)) } else {
-                ref_unpatchify_backward(gr[0], dout, i64(B), i64(C), i64(H), i64(W), i64(P))
-            }
-        })
+        patchCase("unpatchify", s, seed: 51, forward: ck_unpatchify_forward, backward: ck_unpatchify_backward,
+                  reference: ref_unpatchify, referenceBackward: ref_unpatchify_backward)
     },
 ]
 

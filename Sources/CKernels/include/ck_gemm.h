@@ -13,14 +13,11 @@ void ck_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 /// (and keeps OpenBLAS) when no libdnnl can be loaded. on = 0: back to OpenBLAS. Call it before any
 /// GEMM runs, from one thread (the engine does so at start-up, from TESSERA_GEMM).
 int ck_gemm_use_onednn(int on);
-/// Sets the BLAS's own thread pool size (called by ck_set_num_threads).
-void ck_gemm_set_num_threads(int n);
 /// Name and configuration of the GEMM in use, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX".
 const char *ck_gemm_backend(void);
 // The BLAS's CPU kernel family (OpenBLAS core name, e.g. "Prescott", "SkylakeX").
 const char *ck_gemm_core_name(void);
 // Matrix-product FLOP counter: ck_sgemm adds 2·M·N·K per call, fused attention its QKᵀ/PV products
 // (forward 4·B·H·N²·D, backward 10·B·H·N²·D). Not thread-safe: call from the thread that runs ops.
-void ck_flop_counter_add(uint64_t flops);
 uint64_t ck_flop_counter_read(void);
 void ck_flop_counter_reset(void);

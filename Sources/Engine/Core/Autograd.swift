@@ -31,11 +31,6 @@ public func withNoGrad<T>(_ body: () throws -> T) rethrows -> T {
 }
 
 extension Tensor {
-    /// Whether an op on these inputs should be recorded.
-    static func needsGrad(_ inputs: Tensor...) -> Bool {
-        GradMode.isEnabled && inputs.contains { $0.requiresGrad }
-    }
-
     /// Attaches a backward closure to `self` (the op's output) when any input requires a gradient.
     /// The closure receives the output's gradient buffer.
     @discardableResult

@@ -4,7 +4,7 @@ import CKernels
 /// reverse-mode autograd needs (`requiresGrad`, `grad`, and the node that produced it).
 ///
 /// Tensors are reference types: ops return new tensors, views share storage. Gradients accumulate
-/// into ``grad`` during ``backward()`` and are zeroed by the optimizer (or ``zeroGrad()``).
+/// into ``grad`` during ``backward(seed:)`` and are zeroed by the optimizer (or ``zeroGrad()``).
 ///
 /// ```swift
 /// var rng = TesseraRNG(seed: 0)

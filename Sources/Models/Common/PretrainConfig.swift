@@ -15,7 +15,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     public var mae: MAEConfig
     /// RC-MAE's options (method `rcmae`).
     public var rcmae: RCMAEOptions?
-    /// Training data (see ``DataSource``) and the labeled sets used by probes.
+    /// Training data (a `DataSource` spec) and the labeled sets used by probes.
     public var data = "fashion-mnist"
     public var evalData: String?
     public var epochs = 10
