@@ -32,7 +32,7 @@ public struct MAEConfig: Codable, Equatable, Sendable {
     public static let names = ["vit-tiny", "vit-small", "vit-base"]
 
     /// Patches kept per image: `Int(L · (1 − ratio))` as the official code.
-    public var keptPatches: Int { Int(Float(encoder.patches) * (1 - maskRatio)) }
+    public var keptPatches: Int { MaskIndices.keptCount(patches: encoder.patches, maskRatio: maskRatio) }
 }
 
 /// The official `MaskedAutoencoderViT`: a ViT encoder on the visible patches, a light decoder that

@@ -154,6 +154,16 @@ public final class SIM: PretrainingMethod {
         return sinCosRowFirst(rows: (0..<L).map { Float($0 / g) }, cols: (0..<L).map { Float($0 % g) }, dim: options.width(encoderDim: config.dim))
     }()
 
+    /// One image's patches, the visible ones first, from a fresh block mask: each group in the order of
+    /// a uniform key per patch (the encoder's token order; it does not change what the tokens see).
+    func visibleFirst(rng: inout TesseraRNG) -> [Int32] {
+        let L = config.patches
+        let masked = Self.blockMask(grid: config.grid, count: maskedCount, minPatches: max(1, L / 12), rng: &rng)
+        let key = (0..<L).map { _ in rng.uniform() }
+        func ordered(_ ids: [Int]) -> [Int32] { ids.sorted { (key[$0], $0) < (key[$1], $1) }.map(Int32.init) }
+        return ordered((0..<L).filter { !masked[$0] }) + ordered((0..<L).filter { masked[$0] })
+    }
+
     /// Masked patches per image: round(ratio · L).
     public var maskedCount: Int { Self.maskedCount(patches: config.patches, ratio: options.maskRatio) }
     /// `round(ratio · L)`.
@@ -272,23 +282,13 @@ public final class SIM: PretrainingMethod {
         let x1 = batch.viewImages[0], x2 = batch.viewImages[1]
         let B = x1.shape[0], g = config.grid, L = config.patches
         let D = options.width(encoderDim: config.dim)
-        // Block-wise mask on view 1 → kept patches (masked ones get noise ≥ 1, so they sort last).
-        var noise = [Float](repeating: 0, count: B * L)
-        for b in 0..<B {
-            let m = Self.blockMask(grid: g, count: maskedCount, minPatches: max(1, L / 12), rng: &rng)
-            for l in 0..<L { noise[b * L + l] = (m[l] ? 1 : 0) + 0.5 * rng.uniform() }
-        }
-        let mask = MaskIndices(noise: Tensor(noise, shape: [B, L]), keep: L - maskedCount)
+        // Block-wise mask on view 1, as kept sets: each image's visible patches, then its masked ones.
+        let mask = MaskIndices(order: (0..<B).flatMap { _ in visibleFirst(rng: &rng) }, batch: B, keep: L - maskedCount)
         let K = mask.keep
 
         // Online: visible view-1 tokens, projected, plus their fixed row-first positions.
         let proj = online.branch(x1, mask: mask)                                             // [B, 1 + K, D]
-        let all = visiblePositions
-        var vis = [Float](repeating: 0, count: B * K * D)
-        for b in 0..<B { for k in 0..<K {
-            let l = Int(mask.idsKeep[b * K + k])
-            for d in 0..<D { vis[(b * K + k) * D + d] = all[l * D + d] }
-        } }
+        let positions = Tensor(Array(repeatElement(visiblePositions, count: B).joined()), shape: [B, L, D]).gatherKept(mask)
         // Mask tokens at every view-2 patch, placed in view-1 coordinates with the relative scale.
         var rel = [Float](repeating: 0, count: B * L * 2 * D)
         for b in 0..<B {
@@ -304,7 +304,7 @@ public final class SIM: PretrainingMethod {
         }
         let queries = online.decoderPosMLP(Tensor(rel, shape: [B, L, 2 * D])) + online.maskToken
         var seq = concat([proj.narrow(axis: 1, start: 0, length: 1),
-                          proj.narrow(axis: 1, start: 1, length: K) + Tensor(vis, shape: [B, K, D]),
+                          proj.narrow(axis: 1, start: 1, length: K) + positions,
                           queries], axis: 1)
         for blk in online.predictor { seq = blk(seq) }
         let pred = online.decoderPred(seq.narrow(axis: 1, start: 1 + K, length: L)).reshaped([B * L, D])

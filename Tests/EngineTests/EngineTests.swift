@@ -158,4 +158,27 @@ final class EngineTests: XCTestCase {
     }
 }
 
-import Foundation
+/// A graph dropped without a backward pass is freed: no backward closure keeps its own op's output
+/// alive (the output holds its node, which holds the closure).
+final class GraphLifetimeTests: XCTestCase {
+    func testOutputsAreFreedWithoutBackward() {
+        var rng = TesseraRNG(seed: 4)
+        let x = Tensor.uniform([6, 8], low: 0.5, high: 2, rng: &rng, requiresGrad: true)
+        let w = Tensor.randn([5, 8], rng: &rng, requiresGrad: true)
+        let ops: [(String, () -> Tensor)] = [
+            ("softmax", { x.softmax() }), ("logSoftmax", { x.logSoftmax() }), ("exp", { x.exp() }), ("sqrt", { x.sqrt() }),
+            ("l2Normalized", { x.l2Normalized() }), ("standardizedRows", { x.standardizedRows() }), ("gelu", { x.gelu() }),
+            ("linear", { x.linear(w) }), ("layerNorm", { x.layerNorm(weight: nil, bias: nil, eps: 1e-5) }),
+            ("mul", { x * x }), ("transposed", { x.transposed() }), ("narrow", { x.narrow(axis: 1, start: 2, length: 3) }),
+        ]
+        for (name, f) in ops {
+            weak var weakOut: Tensor?
+            do {
+                let out = f()
+                XCTAssertTrue(out.requiresGrad, name)
+                weakOut = out
+            }
+            XCTAssertNil(weakOut, "\(name): its output outlives the graph (a backward closure holds it)")
+        }
+    }
+}

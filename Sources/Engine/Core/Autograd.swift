@@ -30,7 +30,19 @@ public func withNoGrad<T>(_ body: () throws -> T) rethrows -> T {
     return try body()
 }
 
+/// An op's output as its backward closure keeps it: the buffer, not the tensor. The output tensor
+/// holds its node, which holds the closure; a closure that held the tensor would make a cycle that
+/// keeps the output alive when the graph is dropped without a backward pass.
+struct SavedOutput {
+    let storage: Storage
+    let offset: Int
+    var data: UnsafeMutablePointer<Float> { storage.base + offset }
+}
+
 extension Tensor {
+    /// This tensor's values for its own op's backward closure (see ``SavedOutput``).
+    var savedForBackward: SavedOutput { SavedOutput(storage: storage, offset: offset) }
+
     /// Attaches a backward closure to `self` (the op's output) when any input requires a gradient.
     /// The closure receives the output's gradient buffer.
     @discardableResult

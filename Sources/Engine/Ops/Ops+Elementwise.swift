@@ -64,8 +64,9 @@ extension Tensor {
         let x = self
         let out = Tensor(uninitialized: shape)
         ck_unary_forward(op, out.data, x.data, Int64(count), p)
+        let y = out.savedForBackward, n = Int64(count)
         return out.recorded(name, [x]) { g in
-            ck_unary_backward(op, x.gradTarget(), g, x.data, out.data, Int64(out.count), p)
+            ck_unary_backward(op, x.gradTarget(), g, x.data, y.data, n, p)
         }
     }
 

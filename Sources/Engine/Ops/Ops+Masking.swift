@@ -33,10 +33,34 @@ public struct MaskIndices: Sendable {
         idsShuffle = shuffle; idsRestore = restore; idsKeep = keepIds; self.mask = mask
     }
 
-    /// MAE masking: `keep = Int(L · (1 − ratio))` from uniform noise drawn from `rng`.
+    /// Builds the indices from each sample's patch order: `order [B·L]` lists, per sample, the kept
+    /// patches first (`keep` of them, in the order their tokens take) and then the removed ones.
+    public init(order: [Int32], batch B: Int, keep: Int) {
+        precondition(B >= 1 && order.count % B == 0, "MaskIndices: \(order.count) ids for a batch of \(B)")
+        let L = order.count / B
+        precondition(keep >= 0 && keep <= L, "MaskIndices: keep \(keep) out of range 0...\(L)")
+        var restore = [Int32](repeating: -1, count: B * L), keepIds = [Int32](repeating: 0, count: B * keep)
+        var mask = [Float](repeating: 0, count: B * L)
+        for b in 0..<B {
+            for j in 0..<L {
+                let l = Int(order[b * L + j])
+                precondition(l >= 0 && l < L && restore[b * L + l] < 0, "MaskIndices: sample \(b)'s order is not a permutation of 0..<\(L)")
+                restore[b * L + l] = Int32(j)
+                mask[b * L + l] = j < keep ? 0 : 1
+                if j < keep { keepIds[b * keep + j] = Int32(l) }
+            }
+        }
+        batch = B; patches = L; self.keep = keep; shared = false
+        idsShuffle = order; idsRestore = restore; idsKeep = keepIds; self.mask = mask
+    }
+
+    /// Patches kept by MAE's masking: `Int(L · (1 − ratio))`, as the official code.
+    public static func keptCount(patches L: Int, maskRatio: Float) -> Int { Int(Float(L) * (1 - maskRatio)) }
+
+    /// MAE masking: ``keptCount(patches:maskRatio:)`` patches kept, by uniform noise drawn from `rng`.
     public static func random(batch B: Int, patches L: Int, maskRatio: Float, sharedAcrossBatch: Bool = false,
                               rng: inout TesseraRNG) -> MaskIndices {
-        let keep = Int(Float(L) * (1 - maskRatio))
+        let keep = keptCount(patches: L, maskRatio: maskRatio)
         let noise = Tensor.uniform([sharedAcrossBatch ? 1 : B, L], rng: &rng)
         return MaskIndices(noise: noise, keep: keep, batch: sharedAcrossBatch ? B : nil)
     }

@@ -55,8 +55,9 @@ extension Tensor {
         let x = self, (R, C) = rowsAndColumns
         let out = Tensor(uninitialized: shape), norm = Tensor(uninitialized: [R])
         ck_l2norm_forward(out.data, norm.data, x.data, Int64(R), Int64(C), eps)
+        let y = out.savedForBackward
         return out.recorded("l2Normalized", [x]) { g in
-            ck_l2norm_backward(x.gradTarget(), g, out.data, norm.data, Int64(R), Int64(C), eps)
+            ck_l2norm_backward(x.gradTarget(), g, y.data, norm.data, Int64(R), Int64(C), eps)
         }
     }
 
@@ -67,8 +68,9 @@ extension Tensor {
         precondition(C >= 2, "standardizedRows: needs at least 2 columns, got \(shape)")
         let out = Tensor(uninitialized: shape), mean = Tensor(uninitialized: [R]), rstd = Tensor(uninitialized: [R])
         ck_standardize_forward(out.data, mean.data, rstd.data, x.data, Int64(R), Int64(C), eps)
+        let y = out.savedForBackward
         return out.recorded("standardizedRows", [x]) { g in
-            ck_standardize_backward(x.gradTarget(), g, out.data, rstd.data, Int64(R), Int64(C))
+            ck_standardize_backward(x.gradTarget(), g, y.data, rstd.data, Int64(R), Int64(C))
         }
     }
 

@@ -13,7 +13,8 @@ extension Tensor {
         let x = self, (R, C) = rowsAndColumns
         let out = Tensor(uninitialized: shape)
         ck_softmax_forward(out.data, x.data, Int64(R), Int64(C))
-        return out.recorded("softmax", [x]) { g in ck_softmax_backward(x.gradTarget(), g, out.data, Int64(R), Int64(C)) }
+        let y = out.savedForBackward
+        return out.recorded("softmax", [x]) { g in ck_softmax_backward(x.gradTarget(), g, y.data, Int64(R), Int64(C)) }
     }
 
     /// Log-softmax over the last axis. Backward reads the output.
@@ -21,7 +22,8 @@ extension Tensor {
         let x = self, (R, C) = rowsAndColumns
         let out = Tensor(uninitialized: shape)
         ck_log_softmax_forward(out.data, x.data, Int64(R), Int64(C))
-        return out.recorded("logSoftmax", [x]) { g in ck_log_softmax_backward(x.gradTarget(), g, out.data, Int64(R), Int64(C)) }
+        let y = out.savedForBackward
+        return out.recorded("logSoftmax", [x]) { g in ck_log_softmax_backward(x.gradTarget(), g, y.data, Int64(R), Int64(C)) }
     }
 }
 
