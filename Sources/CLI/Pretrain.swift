@@ -48,25 +48,30 @@ struct Pretrain: ParsableCommand {
     @Option(help: "kNN accuracy on the eval data every N epochs; keeps best.safetensors (0: off).") var knnEvery = 0
     @Option(help: "Use only the first N training images.") var limit: Int?
     @Option(help: "Progress line every N steps.") var logEvery = 20
-    @Option(help: "RC-MAE: weight of the consistency term.") var gamma: Float = 1
-    @Option(help: "RC-MAE: starting EMA momentum of the teacher.") var teacherMomentum: Double = 0.996
-    @Option(help: "RC-MAE: teacher momentum schedule, cosine (to 1, the paper) or constant (the released code).") var momentumSchedule = "cosine"
-    @Option(help: "MSN: focal views per image.") var focalViews = 4
-    @Option(help: "MSN: focal view size in pixels (a multiple of the patch size).") var focalSize = 12
-    @Option(help: "MSN: fraction of the anchor view's patches dropped (shared by the batch).") var patchDrop: Float = 0.15
-    @Option(help: "MSN: number of prototypes.") var prototypes = 1024
-    @Option(help: "MSN: projection head hidden width.") var headHidden = 2048
-    @Option(help: "SIM: normalization in projector and predictor blocks, batch (official) or layer.") var simNorm = "batch"
+    // Method options: nil keeps the method's own default (shown in the help, read from its options type).
+    @Option(help: "RC-MAE: weight of the consistency term (default \(RCMAEOptions().gamma)).") var gamma: Float?
+    @Option(help: "RC-MAE: starting EMA momentum of the teacher (default \(RCMAEOptions().momentum)).") var teacherMomentum: Double?
+    @Option(help: "RC-MAE: teacher momentum schedule, cosine (to 1, the paper) or constant (the released code); default \(RCMAEOptions().schedule.rawValue).")
+    var momentumSchedule: String?
+    @Option(help: "MSN: focal views per image (default \(MSNOptions().focalViews)).") var focalViews: Int?
+    @Option(help: "MSN: focal view size in pixels, a multiple of the patch size (default \(MSNOptions().focalSize)).") var focalSize: Int?
+    @Option(help: "MSN: fraction of the anchor view's patches dropped, shared by the batch (default \(MSNOptions().patchDrop)).") var patchDrop: Float?
+    @Option(help: "MSN: number of prototypes (default \(MSNOptions().prototypes)).") var prototypes: Int?
+    @Option(help: "MSN: projection head hidden width (default \(MSNOptions().hiddenDim)).") var headHidden: Int?
+    @Option(help: "SIM: normalization in projector and predictor blocks, batch (official) or layer (default \(SIMOptions().norm.rawValue)).")
+    var simNorm: String?
     @Flag(help: "After training, run 'tessera eval' on the last checkpoint.") var evaluate = false
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
-        guard NormKind(rawValue: simNorm) != nil else { throw CLIError("--sim-norm must be batch or layer") }
-        guard focalViews >= 0, prototypes >= 2, headHidden >= 1, patchDrop >= 0 && patchDrop < 1 else {
+        if let simNorm, NormKind(rawValue: simNorm) == nil { throw CLIError("--sim-norm must be batch or layer") }
+        guard (focalViews ?? 0) >= 0, (prototypes ?? 2) >= 2, (headHidden ?? 1) >= 1, (patchDrop ?? 0) >= 0 && (patchDrop ?? 0) < 1 else {
             throw CLIError("--focal-views must be >= 0, --prototypes >= 2, --head-hidden >= 1, --patch-drop in [0, 1)")
         }
-        guard RCMAEOptions.Schedule(rawValue: momentumSchedule) != nil else { throw CLIError("--momentum-schedule must be cosine or constant") }
-        guard teacherMomentum >= 0 && teacherMomentum <= 1 else { throw CLIError("--teacher-momentum must be in [0, 1]") }
+        if let momentumSchedule, RCMAEOptions.Schedule(rawValue: momentumSchedule) == nil {
+            throw CLIError("--momentum-schedule must be cosine or constant")
+        }
+        if let teacherMomentum, !(teacherMomentum >= 0 && teacherMomentum <= 1) { throw CLIError("--teacher-momentum must be in [0, 1]") }
         guard MAEConfig.named(model) != nil else { throw CLIError("unknown --model '\(model)'; choose one of \(MAEConfig.names.joined(separator: ", "))") }
         guard (epochs ?? 1) >= 1, batchSize >= 1, accum >= 1, saveEvery >= 1, logEvery >= 1, knnEvery >= 0 else {
             throw CLIError("--epochs, --batch-size, --accum, --save-every and --log-every must be positive")
@@ -152,18 +157,25 @@ struct Pretrain: ParsableCommand {
         switch method {
         case .mae: break
         case .rcmae:
-            config.rcmae = RCMAEOptions(gamma: gamma, momentum: teacherMomentum, schedule: RCMAEOptions.Schedule(rawValue: momentumSchedule)!)
+            if let gamma { config.rcmae!.gamma = gamma }
+            if let teacherMomentum { config.rcmae!.momentum = teacherMomentum }
+            if let momentumSchedule { config.rcmae!.schedule = RCMAEOptions.Schedule(rawValue: momentumSchedule)! }
         case .msn:
-            guard focalSize % patch == 0, focalSize >= patch else {
-                throw CLIError("--focal-size \(focalSize) must be a positive multiple of the patch size \(patch)")
+            var o = config.msn!
+            if let focalViews { o.focalViews = focalViews }
+            if let focalSize { o.focalSize = focalSize }
+            if let patchDrop { o.patchDrop = patchDrop }
+            if let prototypes { o.prototypes = prototypes }
+            if let headHidden { o.hiddenDim = headHidden }
+            guard o.focalSize % patch == 0, o.focalSize >= patch else {
+                throw CLIError("--focal-size \(o.focalSize) must be a positive multiple of the patch size \(patch)")
             }
-            config.msn!.focalViews = focalViews; config.msn!.focalSize = focalSize; config.msn!.patchDrop = patchDrop
-            config.msn!.prototypes = prototypes; config.msn!.hiddenDim = headHidden
+            config.msn = o
         case .sim:
             var o = config.sim!
             o.decoderDim = decoderDim ?? mae.encoder.dim
             if let decoderHeads { o.decoderHeads = decoderHeads }
-            o.norm = NormKind(rawValue: simNorm)!
+            if let simNorm { o.norm = NormKind(rawValue: simNorm)! }
             if let maskRatio { o.maskRatio = maskRatio }
             guard SIM.maskedCount(patches: mae.encoder.patches, ratio: o.maskRatio) < mae.encoder.patches else {
                 throw CLIError("--mask-ratio \(o.maskRatio) keeps no patch of \(mae.encoder.patches); lower it")

@@ -94,7 +94,7 @@ struct LoadedCheckpoint {
         }
         config = try PretrainConfig.decode(c)
         var rng = TesseraRNG(seed: 0)
-        if file["decoder_pred.weight"] != nil && file["decoder_pos_mlp.weight"] == nil {
+        if config.method == .mae || config.method == .rcmae, file["decoder_pred.weight"] != nil {   // the full MAE
             let m = MaskedAutoencoder(config.mae, rng: &rng)
             try loadWeights(file, into: m)
             model = m

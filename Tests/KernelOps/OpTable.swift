@@ -564,12 +564,12 @@ let optimizerRows: [KernelOp] = [
     KernelOp("adamw", kernels: ["ck_adamw_step"], rtol: 1e-5, atol: 1e-6, shapes: [[1, 0], [7, 3], [5000, 4000], [300_000, 200_000]],
              production: [5_500_000, 5_000_000]) { s in
         let N = s[0], Nd = s[1]
-        return OpCase("adamw [\(N)] decay \(Nd)", inputs: [opRandom(N, seed: 70)], forward: { impl, v in
+        return OpCase("adamw [\(N)] decay \(Nd)", inputs: [opRandom(N, seed: 70)] + (1...3).map { opRandom(N, seed: UInt64(71 + $0)) },
+                      forward: { impl, v in   // three steps, one gradient each
             var p = v[0], m = zeros(N), vv = zeros(N)
             for step in 1...3 {
-                let gr = opRandom(N, seed: UInt64(71 + step))
-                if impl == .kernel { ck_adamw_step(&p, &m, &vv, gr, i64(N), i64(Nd), 1e-2, 0.9, 0.95, 1e-8, 0.05, Int64(step)) } else {
-                    ref_adamw(&p, &m, &vv, gr, i64(N), i64(Nd), 1e-2, 0.9, 0.95, 1e-8, 0.05, Int64(step))
+                if impl == .kernel { ck_adamw_step(&p, &m, &vv, v[step], i64(N), i64(Nd), 1e-2, 0.9, 0.95, 1e-8, 0.05, Int64(step)) } else {
+                    ref_adamw(&p, &m, &vv, v[step], i64(N), i64(Nd), 1e-2, 0.9, 0.95, 1e-8, 0.05, Int64(step))
                 }
             }
             return [p, m, vv]
