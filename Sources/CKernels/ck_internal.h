@@ -100,6 +100,8 @@ static inline int64_t ck_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 // ck_set_num_threads) and the matrix-product FLOP counter that ck_flop_counter_read reports.
 void ck_gemm_set_num_threads(int n);
 void ck_flop_counter_add(uint64_t flops);
+// Whether ck_matmul runs its AVX-512 tile (matmul.c).
+int ck_cpu_level_is_avx512(void);
 
 // The gradient contract (ck_grad.h) inside a loop: `dst = v` when overwriting, `dst += v` otherwise.
 #define CK_PUT(accumulate, dst, v) ((dst) = (accumulate) ? (dst) + (v) : (v))

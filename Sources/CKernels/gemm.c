@@ -1,5 +1,5 @@
-// The single BLAS call site. Swapping the GEMM backend (BLIS, oneDNN, a hand-written kernel)
-// means changing this file only.
+// The single BLAS call site, and the GEMM backend switch: OpenBLAS, oneDNN, or Tessera's own
+// kernel (matmul.c).
 //
 // Two backends: OpenBLAS, linked (the default dependency), and oneDNN's dnnl_sgemm, loaded at run
 // time with dlopen when libdnnl is installed (Debian: libdnnl2 or libdnnl3), so no build option and
@@ -33,9 +33,16 @@ typedef struct { int major, minor, patch; } dnnl_version_prefix;
 typedef const dnnl_version_prefix *(*dnnl_version_fn)(void);
 static dnnl_sgemm_fn onednn_sgemm = NULL;      // non-null: ck_sgemm calls oneDNN
 static char onednn_name[64];
+static int tessera_gemm = 0;                    // 1: ck_sgemm calls ck_matmul (matmul.c)
+
+void ck_gemm_use_tessera(int on) {
+    tessera_gemm = on != 0;
+    if (on) onednn_sgemm = NULL;
+}
 
 int ck_gemm_use_onednn(int on) {
     if (!on) { onednn_sgemm = NULL; return 0; }
+    tessera_gemm = 0;
     static dnnl_sgemm_fn loaded = NULL;
     if (!loaded) {
         static const char *names[] = {"libdnnl.so.3", "libdnnl.so.2", "libdnnl.so"};
@@ -69,6 +76,10 @@ void ck_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
             for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
         return;
     }
+    if (tessera_gemm) {
+        ck_matmul(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
     if (onednn_sgemm) {
         // Row-major like the CBLAS call below. Fails only on invalid arguments, which the Swift
         // callers have already ruled out.
@@ -85,7 +96,10 @@ const char *ck_gemm_backend(void) {
     static char buf[256];
     const char *cfg = openblas_get_config();
     const char *core = openblas_get_corename();
-    if (onednn_sgemm)
+    if (tessera_gemm)
+        snprintf(buf, sizeof buf, "Tessera GEMM, %s tiles (OpenBLAS %s, core %s, linked but unused)",
+                 ck_cpu_level_is_avx512() ? "AVX-512 14x32" : "portable 4x32", cfg ? cfg : "?", core ? core : "?");
+    else if (onednn_sgemm)
         snprintf(buf, sizeof buf, "%s (OpenBLAS %s, core %s, linked but unused)", onednn_name,
                  cfg ? cfg : "?", core ? core : "?");
     else

@@ -68,7 +68,7 @@ public let notKernels: [String: String] = [
     "ck_set_num_threads": "runtime setting", "ck_get_num_threads": "runtime query", "ck_has_openmp": "runtime query",
     "ck_cpu_level": "runtime query", "ck_keep_freed_memory": "process setting (allocator)",
     "ck_stdout_line_buffered": "process setting (stdio)", "ck_gemm_use_onednn": "GEMM backend choice",
-    "ck_gemm_backend": "GEMM backend query", "ck_gemm_core_name": "GEMM backend query",
+    "ck_gemm_backend": "GEMM backend query", "ck_gemm_use_tessera": "GEMM backend choice", "ck_gemm_core_name": "GEMM backend query",
     "ck_flop_counter_read": "benchmark accounting", "ck_flop_counter_reset": "benchmark accounting",
     "ck_attention_scratch_floats": "scratch size (exercised by the attention row)",
     "ck_sum_squares_scratch": "scratch size (exercised by the sum_squares row)",
@@ -537,26 +537,40 @@ let patchRows: [KernelOp] = [
     },
 ]
 
+/// A GEMM case: `run` is the kernel side (ck_sgemm on the selected backend, or ck_matmul).
+func gemmCase(_ s: [Int], name: String, run: @escaping (Int32, Int32, Int64, Int64, Int64, Float, UnsafePointer<Float>?, Int64,
+                                                        UnsafePointer<Float>?, Int64, Float, UnsafeMutablePointer<Float>?, Int64) -> Void) -> OpCase {
+    let M = s[0], N = s[1], K = s[2], ta = Int32(s[3]), tb = Int32(s[4])
+    let big = M * N * K > 1 << 20
+    let lda = (ta == 0 ? K : M) + (big ? 0 : 2), ldb = (tb == 0 ? N : K) + (big ? 0 : 1), ldc = N + (big ? 0 : 3)
+    let alpha: Float = big ? 1 : 0.5, beta: Float = big ? 0 : 2
+    let a = opRandom((ta == 0 ? M : K) * lda, seed: 60), b = opRandom((tb == 0 ? K : N) * ldb, seed: 61)
+    let c0 = opRandom(M * ldc, seed: 62)
+    return OpCase("\(name) \(ta)\(tb) M\(M) N\(N) K\(K)", inputs: [a, b, c0], forward: { impl, v in
+        var c = v[2]
+        if impl == .kernel { run(ta, tb, i64(M), i64(N), i64(K), alpha, v[0], i64(lda), v[1], i64(ldb), beta, &c, i64(ldc)) } else {
+            ref_sgemm(ta, tb, i64(M), i64(N), i64(K), alpha, v[0], i64(lda), v[1], i64(ldb), beta, &c, i64(ldc))
+        }
+        return [c]
+    })
+}
+
+/// Every transpose combination, alpha and beta, row strides wider than the rows; the training step's
+/// three products at production size (forward, input gradient, weight gradient with K = 12,800 rows).
+let gemmShapes: [[Int]] = [[1, 1, 1, 0, 0], [5, 3, 7, 0, 0], [5, 3, 7, 1, 0], [5, 3, 7, 0, 1], [5, 3, 7, 1, 1], [40, 17, 33, 1, 1],
+                           [29, 65, 1100, 0, 1], [33, 40, 1300, 1, 0], [12800, 576, 192, 0, 1], [12800, 192, 576, 0, 0],
+                           [576, 192, 12800, 1, 0]]
+
 let gemmRows: [KernelOp] = [
-    // Every transpose combination, alpha and beta, row strides wider than the rows; the training
-    // step's three products at production size (forward, input gradient, weight gradient).
-    KernelOp("sgemm", kernels: ["ck_sgemm"], rtol: 1e-4, atol: 1e-4, threadExact: false,
-             shapes: [[1, 1, 1, 0, 0], [5, 3, 7, 0, 0], [5, 3, 7, 1, 0], [5, 3, 7, 0, 1], [5, 3, 7, 1, 1], [40, 17, 33, 1, 1],
-                      [12800, 576, 192, 0, 1], [12800, 192, 576, 0, 0], [576, 192, 12800, 1, 0]],
+    // Tessera's own GEMM: tiles of 14 (AVX-512) or 4 rows and 32 columns, K in one pass up to 1,024
+    // and in blocks of 256 beyond (the 1,100 and 1,300 shapes cross it); the same bits at any thread count.
+    KernelOp("matmul", kernels: ["ck_matmul"], rtol: 1e-4, atol: 1e-4, shapes: gemmShapes, production: [12800, 576, 192, 0, 1]) { s in
+        gemmCase(s, name: "matmul", run: ck_matmul)
+    },
+    // The linked BLAS (or oneDNN) through ck_sgemm: to rounding across thread counts.
+    KernelOp("sgemm", kernels: ["ck_sgemm"], rtol: 1e-4, atol: 1e-4, threadExact: false, shapes: Array(gemmShapes.prefix(9)),
              production: [12800, 576, 192, 0, 1]) { s in
-        let M = s[0], N = s[1], K = s[2], ta = Int32(s[3]), tb = Int32(s[4])
-        let big = M * N * K > 1 << 20
-        let lda = (ta == 0 ? K : M) + (big ? 0 : 2), ldb = (tb == 0 ? N : K) + (big ? 0 : 1), ldc = N + (big ? 0 : 3)
-        let alpha: Float = big ? 1 : 0.5, beta: Float = big ? 0 : 2
-        let a = opRandom((ta == 0 ? M : K) * lda, seed: 60), b = opRandom((tb == 0 ? K : N) * ldb, seed: 61)
-        let c0 = opRandom(M * ldc, seed: 62)
-        return OpCase("sgemm \(ta)\(tb) M\(M) N\(N) K\(K)", inputs: [a, b, c0], forward: { impl, v in
-            var c = v[2]
-            if impl == .kernel {
-                ck_sgemm(ta, tb, i64(M), i64(N), i64(K), alpha, v[0], i64(lda), v[1], i64(ldb), beta, &c, i64(ldc))
-            } else { ref_sgemm(ta, tb, i64(M), i64(N), i64(K), alpha, v[0], i64(lda), v[1], i64(ldb), beta, &c, i64(ldc)) }
-            return [c]
-        })
+        gemmCase(s, name: "sgemm", run: ck_sgemm)
     },
 ]
 

@@ -9,6 +9,12 @@ void ck_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
               float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
               float beta, float *C, int64_t ldc);
 
+/// Tessera's own GEMM (matmul.c), the same contract as ck_sgemm: AVX-512 tiles where the CPU has
+/// them, a portable tile elsewhere; the same bits at any thread count.
+void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+               const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/// on = 1: routes ck_sgemm to ck_matmul (and off oneDNN); on = 0: back to the linked BLAS.
+void ck_gemm_use_tessera(int on);
 /// on = 1: routes ck_sgemm to oneDNN's dnnl_sgemm, loading libdnnl at the first call; returns -1
 /// (and keeps OpenBLAS) when no libdnnl can be loaded. on = 0: back to OpenBLAS. Call it before any
 /// GEMM runs, from one thread (the engine does so at start-up, from TESSERA_GEMM).

@@ -6,7 +6,7 @@ import Foundation
 /// One knob sets the threads of both the C kernels (OpenMP) and the BLAS, so the two never disagree:
 /// `TESSERA_THREADS`, falling back to `OMP_NUM_THREADS`, falling back to the number of cores.
 /// `TESSERA_GEMM` picks the matrix-product backend: `auto` (the default: oneDNN's `dnnl_sgemm` when
-/// libdnnl is installed, else OpenBLAS), `openblas` or `onednn`.
+/// libdnnl is installed, else OpenBLAS), `openblas`, `onednn`, or `tessera` (Tessera's own kernel).
 /// The engine reads both the first time a tensor is created; ``setThreads(_:)`` changes the threads later.
 public enum Runtime {
     nonisolated(unsafe) private static var configured = false
@@ -36,12 +36,15 @@ public enum Runtime {
             _ = ck_gemm_use_onednn(1)   // falls back to OpenBLAS when libdnnl is not installed
         case "openblas":
             _ = ck_gemm_use_onednn(0)
+            ck_gemm_use_tessera(0)
+        case "tessera":
+            ck_gemm_use_tessera(1)
         case "onednn":
             if ck_gemm_use_onednn(1) != 0 {
                 gemmError = "TESSERA_GEMM=onednn but no libdnnl could be loaded; install it (apt-get install libdnnl2) or set TESSERA_GEMM=auto"
             }
         default:
-            gemmError = "TESSERA_GEMM=\(request!) is not a GEMM backend; use auto, openblas or onednn"
+            gemmError = "TESSERA_GEMM=\(request!) is not a GEMM backend; use auto, openblas, onednn or tessera"
         }
     }
 

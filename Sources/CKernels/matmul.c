@@ -1,0 +1,163 @@
+// Tessera's own single-precision GEMM: C = alpha · op(A) · op(B) + beta · C, row-major, the same
+// contract as ck_sgemm (which routes here when this backend is chosen; see gemm.c).
+//
+// Weight-stationary blocking for the training step's skinny products (M = batch × tokens, thousands
+// of rows; N and K 128–768), after the facts in performance.md:
+//   * op(B) is packed once per call (per block of KC rows of K) into panels of NR = 32 columns,
+//     [panel][k][32], which stay in L2 while every row tile of A streams past them;
+//   * A is read in place, never packed: a row tile's elements are broadcast from memory, whether
+//     the rows are contiguous in K (op(A) = A) or its columns are (op(A) = Aᵀ, the weight gradient);
+//   * the micro-kernel keeps a 14 × 32 tile of C in 28 AVX-512 registers over all of KC.
+// Each element of C is computed by one thread with a fixed order over k, so the result does not
+// depend on the thread count. Other CPUs run a portable tile of the same structure (built for AVX2
+// and baseline by CK_CLONES); `TESSERA_GEMM=auto` uses this backend where it is the faster one.
+#include "ck_internal.h"
+#include "ck_gemm.h"
+#include <stdlib.h>
+
+#define MR 14          // rows of C per AVX-512 tile
+#define MR_PORTABLE 4  // rows of C per portable tile
+#define NR 32          // columns of C per tile: two 16-float vectors
+#define KC_MAX 1024    // K up to this is one pass; longer K goes in blocks of KC_BLOCK
+#define KC_BLOCK 256
+
+// The packing buffer belongs to the backend, as a BLAS's does: grown on demand, reused by every
+// call. ck_sgemm is called from the thread that runs ops, never concurrently.
+static float *pack_buffer = NULL;
+static size_t pack_capacity = 0;
+
+static float *packing_space(size_t floats) {
+    if (floats > pack_capacity) {
+        free(pack_buffer);
+        size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+        pack_buffer = aligned_alloc(64, bytes);
+        pack_capacity = pack_buffer ? floats : 0;
+    }
+    return pack_buffer;
+}
+
+// Panel p of op(B) rows k0 ..< k0 + kc: bp[k·NR + j] = op(B)[k0 + k][p·NR + j], zero past N.
+static void pack_panel(float *restrict bp, const float *restrict B, int64_t ldb, int trans_b, int64_t k0, int64_t kc,
+                       int64_t n0, int64_t N) {
+    const int64_t nr = ck_min64(NR, N - n0);
+    if (!trans_b) {
+        for (int64_t k = 0; k < kc; k++) {
+            const float *src = B + (k0 + k) * ldb + n0;
+            float *dst = bp + k * NR;
+            for (int64_t j = 0; j < nr; j++) dst[j] = src[j];
+            for (int64_t j = nr; j < NR; j++) dst[j] = 0.0f;
+        }
+    } else {
+        for (int64_t j = 0; j < nr; j++) {
+            const float *src = B + (n0 + j) * ldb + k0;
+            for (int64_t k = 0; k < kc; k++) bp[k * NR + j] = src[k];
+        }
+        for (int64_t j = nr; j < NR; j++)
+            for (int64_t k = 0; k < kc; k++) bp[k * NR + j] = 0.0f;
+    }
+}
+
+// C tile [rows, cols] ← alpha · acc + beta · C (beta = 0: C is not read).
+CK_ALWAYS_INLINE void store_row(float *restrict c, ck_vf16 a0, ck_vf16 a1, int64_t cols, float alpha, float beta) {
+    if (cols == NR) {
+        ck_vf16 r0 = alpha * a0, r1 = alpha * a1;
+        if (beta != 0.0f) { r0 += beta * ck_vload(c); r1 += beta * ck_vload(c + 16); }
+        ck_vstore(c, r0); ck_vstore(c + 16, r1);
+        return;
+    }
+    for (int64_t j = 0; j < cols; j++) {
+        float v = alpha * (j < 16 ? a0[j] : a1[j - 16]);
+        c[j] = beta != 0.0f ? v + beta * c[j] : v;
+    }
+}
+
+// One tile of ROWS rows (a compile-time constant at every call) over kc: op(A)[r][k] is at
+// a[r·a_rs + k·a_ks] with one of the strides 1. The 2·ROWS accumulators stay in registers.
+CK_ALWAYS_INLINE void tile(const int ROWS, int64_t kc, const float *restrict a, int64_t a_rs, int64_t a_ks,
+                           const float *restrict bp, float *restrict c, int64_t ldc, int64_t cols, float alpha, float beta) {
+    ck_vf16 acc0[MR], acc1[MR];
+    for (int r = 0; r < ROWS; r++) { acc0[r] = (ck_vf16){0}; acc1[r] = (ck_vf16){0}; }
+    for (int64_t k = 0; k < kc; k++) {
+        const ck_vf16 b0 = ck_vload(bp + k * NR), b1 = ck_vload(bp + k * NR + 16);
+        const float *ak = a + k * a_ks;
+        #pragma clang loop unroll(full)
+        for (int r = 0; r < ROWS; r++) {
+            const float x = ak[r * a_rs];
+            acc0[r] += x * b0;
+            acc1[r] += x * b1;
+        }
+    }
+    for (int r = 0; r < ROWS; r++) store_row(c + r * ldc, acc0[r], acc1[r], cols, alpha, beta);
+}
+
+// A tile of `rows` ≤ MR rows: dispatched to a tile with that many rows as a constant.
+#define TILE_CASE(n) case n: tile(n, kc, a, a_rs, a_ks, bp, c, ldc, cols, alpha, beta); break;
+
+__attribute__((target("avx512f"))) static void tile_avx512(int64_t rows, int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
+                                                           const float *bp, float *c, int64_t ldc, int64_t cols, float alpha, float beta) {
+    switch (rows) {
+        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6) TILE_CASE(7)
+        TILE_CASE(8) TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12) TILE_CASE(13) TILE_CASE(14)
+        default: break;
+    }
+}
+
+CK_CLONES static void tile_portable(int64_t rows, int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
+                                    const float *bp, float *c, int64_t ldc, int64_t cols, float alpha, float beta) {
+    switch (rows) {
+        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
+        default: break;
+    }
+}
+
+// Whether this process runs the AVX-512 tile: the CPU has it, and the kernels were not built for a
+// single narrower instruction set (TESSERA_CPU), whose tests must exercise the portable tile.
+int ck_cpu_level_is_avx512(void) {
+#if defined(CK_BUILD_LEVEL) || !defined(__x86_64__)
+    return 0;
+#else
+    static int cached = -1;
+    if (cached < 0) { __builtin_cpu_init(); cached = __builtin_cpu_supports("avx512f") ? 1 : 0; }
+    return cached;
+#endif
+}
+
+void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+               const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const int64_t kc_max = K <= KC_MAX ? K : KC_BLOCK;
+    const int64_t panels = (N + NR - 1) / NR;
+    float *bp = packing_space((size_t)(panels * NR * kc_max));
+    if (!bp) {   // out of memory for the packed panels: the reference loop, slow but correct
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                float s = 0.0f;
+                for (int64_t k = 0; k < K; k++) s += (trans_a ? A[k * lda + i] : A[i * lda + k]) * (trans_b ? B[j * ldb + k] : B[k * ldb + j]);
+                C[i * ldc + j] = alpha * s + (beta != 0.0f ? beta * C[i * ldc + j] : 0.0f);
+            }
+        return;
+    }
+    const int wide = ck_cpu_level_is_avx512();
+    const int64_t mr = wide ? MR : MR_PORTABLE, tiles = (M + mr - 1) / mr;
+    const int64_t a_rs = trans_a ? 1 : lda, a_ks = trans_a ? lda : 1;
+    const int64_t work = M * N * K;
+    for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
+        const int64_t kc = ck_min64(kc_max, K - k0);
+        const float b = k0 == 0 ? beta : 1.0f;   // later K blocks add to the first block's result
+        #pragma omp parallel if (work >= 64 * CK_PAR_MIN)
+        {
+            #pragma omp for schedule(static)
+            for (int64_t p = 0; p < panels; p++) pack_panel(bp + p * NR * kc, B, ldb, trans_b, k0, kc, p * NR, N);
+            #pragma omp for schedule(static)
+            for (int64_t t = 0; t < tiles; t++) {
+                const int64_t i0 = t * mr, rows = ck_min64(mr, M - i0);
+                const float *a = trans_a ? A + k0 * lda + i0 : A + i0 * lda + k0;
+                for (int64_t p = 0; p < panels; p++) {
+                    float *c = C + i0 * ldc + p * NR;
+                    const int64_t cols = ck_min64(NR, N - p * NR);
+                    if (wide) tile_avx512(rows, kc, a, a_rs, a_ks, bp + p * NR * kc, c, ldc, cols, alpha, b);
+                    else tile_portable(rows, kc, a, a_rs, a_ks, bp + p * NR * kc, c, ldc, cols, alpha, b);
+                }
+            }
+        }
+    }
+}
