@@ -213,6 +213,7 @@ if wanted("gemm") {
         (12800, 768, 192, "vit-tiny fc2 fwd", 0, 1),
         (768, 12800, 192, "vit-tiny fc1 weight grad (Tᵀ·N)", 1, 0),
         (12800, 768, 192, "vit-tiny fc1 input grad (N·N)", 0, 0),
+        (2048, 2048, 2048, "square (the reference shape)", 0, 0),
     ]
     do {
         let tPeak = median((0..<rounds).map { _ in secondsPerCall(peakRun) })

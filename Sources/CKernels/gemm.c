@@ -8,6 +8,8 @@
 // to the libomp the kernels already use, so there is one thread pool.
 #include "ck_internal.h"
 #include "ck_gemm.h"
+#include "ck_activation.h"
+#include "ck_elementwise.h"
 #include <cblas.h>
 #include <dlfcn.h>
 #include <stdio.h>
@@ -88,6 +90,25 @@ void ck_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
     }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
                 (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+void ck_linear_forward(float *out, float *pre, const float *x, const float *weight, const float *bias,
+                       int64_t R, int64_t Din, int64_t Dout, int gelu) {
+    if (R == 0 || Dout == 0) return;
+    if (tessera_gemm && Din > 0) {
+        flop_counter += 2 * (uint64_t)R * (uint64_t)Dout * (uint64_t)Din;
+        const ck_linear_epilogue ep = {bias, gelu ? pre : NULL, Dout};
+        if (bias || gelu) ck_matmul_epilogue(0, 1, R, Dout, Din, 1.0f, x, Din, weight, Din, 0.0f, out, Dout, &ep);
+        else ck_matmul(0, 1, R, Dout, Din, 1.0f, x, Din, weight, Din, 0.0f, out, Dout);
+        return;
+    }
+    if (gelu) {
+        ck_sgemm(0, 1, R, Dout, Din, 1.0f, x, Din, weight, Din, 0.0f, pre, Dout);
+        ck_bias_gelu_forward(out, pre, bias, R, Dout);
+    } else {
+        ck_sgemm(0, 1, R, Dout, Din, 1.0f, x, Din, weight, Din, 0.0f, out, Dout);
+        if (bias) ck_bias_add_forward(out, out, bias, R, Dout);
+    }
 }
 
 void ck_gemm_set_num_threads(int n) { openblas_set_num_threads(n); }

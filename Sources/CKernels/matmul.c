@@ -3,8 +3,9 @@
 //
 // Weight-stationary blocking for the training step's skinny products (M = batch × tokens, thousands
 // of rows; N and K 128–768), after the facts in performance.md:
-//   * op(B) is packed once per call (per block of KC rows of K) into panels of NR = 32 columns,
-//     [panel][k][32], which stay in L2 while every row tile of A streams past them;
+//   * op(B) is packed once per call (per block of KC rows of K, and of whole panels of N when they
+//     would pass 640 KB) into panels of NR = 32 columns, [panel][k][32], which stay in L2 while
+//     every row tile of A streams past them;
 //   * A is read in place, never packed: a row tile's elements are broadcast from memory, whether
 //     the rows are contiguous in K (op(A) = A) or its columns are (op(A) = Aᵀ, the weight gradient);
 //   * the micro-kernel keeps a 14 × 32 tile of C in 28 AVX-512 registers over all of KC.
@@ -20,6 +21,7 @@
 #define NR 32          // columns of C per tile: two 16-float vectors
 #define KC_MAX 1024    // K up to this is one pass; longer K goes in blocks of KC_BLOCK
 #define KC_BLOCK 256
+#define PACK_MAX_FLOATS (160 * 1024)   // packed B per pass ≤ 640 KB (L2 is 2 MB): N goes in blocks beyond
 
 // The packing buffer belongs to the backend, as a BLAS's does: grown on demand, reused by every
 // call. ck_sgemm is called from the thread that runs ops, never concurrently.
@@ -110,6 +112,29 @@ CK_CLONES static void tile_portable(int64_t rows, int64_t kc, const float *a, in
     }
 }
 
+// The epilogue of a Linear layer on a finished tile of C (still in L1): bias[j0 + j] added, and with
+// gelu the sum saved to pre and replaced by gelu(sum) (the same arithmetic as ck_bias_add_forward
+// and ck_bias_gelu_forward, which the BLAS path runs as separate passes).
+CK_CLONES static void linear_epilogue(float *c, int64_t ldc, int64_t rows, int64_t cols, const ck_linear_epilogue *ep,
+                                      int64_t i0, int64_t j0) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *restrict cr = c + r * ldc;
+        if (ep->bias) {
+            const float *restrict b = ep->bias + j0;
+            #pragma omp simd
+            for (int64_t j = 0; j < cols; j++) cr[j] += b[j];
+        }
+        if (ep->pre) {
+            float *restrict p = ep->pre + (i0 + r) * ep->ld_pre + j0;
+            #pragma omp simd
+            for (int64_t j = 0; j < cols; j++) p[j] = cr[j];
+            #pragma omp simd
+            CK_INTERLEAVE4
+            for (int64_t j = 0; j < cols; j++) cr[j] = p[j] * ck_normal_cdf(p[j]);
+        }
+    }
+}
+
 // Whether this process runs the AVX-512 tile: the CPU has it, and the kernels were not built for a
 // single narrower instruction set (TESSERA_CPU), whose tests must exercise the portable tile.
 int ck_cpu_level_is_avx512(void) {
@@ -124,9 +149,16 @@ int ck_cpu_level_is_avx512(void) {
 
 void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    ck_matmul_epilogue(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+}
+
+void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
     const int64_t kc_max = K <= KC_MAX ? K : KC_BLOCK;
-    const int64_t panels = (N + NR - 1) / NR;
-    float *bp = packing_space((size_t)(panels * NR * kc_max));
+    // Columns per pass: as many 32-column panels as fit the packing budget (at least one).
+    const int64_t fit = PACK_MAX_FLOATS / (NR * kc_max);
+    const int64_t nc_max = ck_min64((N + NR - 1) / NR, fit > 0 ? fit : 1) * NR;
+    float *bp = packing_space((size_t)(nc_max * kc_max));
     if (!bp) {   // out of memory for the packed panels: the reference loop, slow but correct
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) {
@@ -134,28 +166,34 @@ void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float 
                 for (int64_t k = 0; k < K; k++) s += (trans_a ? A[k * lda + i] : A[i * lda + k]) * (trans_b ? B[j * ldb + k] : B[k * ldb + j]);
                 C[i * ldc + j] = alpha * s + (beta != 0.0f ? beta * C[i * ldc + j] : 0.0f);
             }
+        if (ep) for (int64_t i = 0; i < M; i++) linear_epilogue(C + i * ldc, ldc, 1, N, ep, i, 0);
         return;
     }
     const int wide = ck_cpu_level_is_avx512();
     const int64_t mr = wide ? MR : MR_PORTABLE, tiles = (M + mr - 1) / mr;
     const int64_t a_rs = trans_a ? 1 : lda, a_ks = trans_a ? lda : 1;
     const int64_t work = M * N * K;
-    for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
-        const int64_t kc = ck_min64(kc_max, K - k0);
-        const float b = k0 == 0 ? beta : 1.0f;   // later K blocks add to the first block's result
-        #pragma omp parallel if (work >= 64 * CK_PAR_MIN)
-        {
-            #pragma omp for schedule(static)
-            for (int64_t p = 0; p < panels; p++) pack_panel(bp + p * NR * kc, B, ldb, trans_b, k0, kc, p * NR, N);
-            #pragma omp for schedule(static)
-            for (int64_t t = 0; t < tiles; t++) {
-                const int64_t i0 = t * mr, rows = ck_min64(mr, M - i0);
-                const float *a = trans_a ? A + k0 * lda + i0 : A + i0 * lda + k0;
-                for (int64_t p = 0; p < panels; p++) {
-                    float *c = C + i0 * ldc + p * NR;
-                    const int64_t cols = ck_min64(NR, N - p * NR);
-                    if (wide) tile_avx512(rows, kc, a, a_rs, a_ks, bp + p * NR * kc, c, ldc, cols, alpha, b);
-                    else tile_portable(rows, kc, a, a_rs, a_ks, bp + p * NR * kc, c, ldc, cols, alpha, b);
+    for (int64_t n0 = 0; n0 < N; n0 += nc_max) {
+        const int64_t nc = ck_min64(nc_max, N - n0), panels = (nc + NR - 1) / NR;
+        for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
+            const int64_t kc = ck_min64(kc_max, K - k0);
+            const float b = k0 == 0 ? beta : 1.0f;   // later K blocks add to the first block's result
+            const ck_linear_epilogue *last = k0 + kc == K ? ep : NULL;   // the epilogue runs on the final sums
+            #pragma omp parallel if (work >= 64 * CK_PAR_MIN)
+            {
+                #pragma omp for schedule(static)
+                for (int64_t p = 0; p < panels; p++) pack_panel(bp + p * NR * kc, B, ldb, trans_b, k0, kc, n0 + p * NR, N);
+                #pragma omp for schedule(static)
+                for (int64_t t = 0; t < tiles; t++) {
+                    const int64_t i0 = t * mr, rows = ck_min64(mr, M - i0);
+                    const float *a = trans_a ? A + k0 * lda + i0 : A + i0 * lda + k0;
+                    for (int64_t p = 0; p < panels; p++) {
+                        float *c = C + i0 * ldc + n0 + p * NR;
+                        const int64_t cols = ck_min64(NR, N - n0 - p * NR);
+                        if (wide) tile_avx512(rows, kc, a, a_rs, a_ks, bp + p * NR * kc, c, ldc, cols, alpha, b);
+                        else tile_portable(rows, kc, a, a_rs, a_ks, bp + p * NR * kc, c, ldc, cols, alpha, b);
+                        if (last) linear_epilogue(c, ldc, rows, cols, last, i0, n0 + p * NR);
+                    }
                 }
             }
         }

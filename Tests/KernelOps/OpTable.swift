@@ -558,17 +558,55 @@ func gemmCase(_ s: [Int], name: String, run: @escaping (Int32, Int32, Int64, Int
 /// Every transpose combination, alpha and beta, row strides wider than the rows; the training step's
 /// three products at production size (forward, input gradient, weight gradient with K = 12,800 rows).
 let gemmShapes: [[Int]] = [[1, 1, 1, 0, 0], [5, 3, 7, 0, 0], [5, 3, 7, 1, 0], [5, 3, 7, 0, 1], [5, 3, 7, 1, 1], [40, 17, 33, 1, 1],
-                           [29, 65, 1100, 0, 1], [33, 40, 1300, 1, 0], [12800, 576, 192, 0, 1], [12800, 192, 576, 0, 0],
+                           [29, 65, 1100, 0, 1], [33, 40, 1300, 1, 0], [20, 700, 1100, 1, 1], [12800, 576, 192, 0, 1], [12800, 192, 576, 0, 0],
                            [576, 192, 12800, 1, 0]]
 
+/// A Linear layer's forward at [R, Din] → [R, Dout], with bias or none, GELU or none, on the linked
+/// BLAS (separate bias and GELU passes) or on Tessera's GEMM (the epilogue on each tile).
+func linearCase(_ s: [Int], tesseraGEMM: Bool) -> OpCase {
+    let R = s[0], Din = s[1], Dout = s[2], hasBias = s[3] == 1, gelu = Int32(s[4])
+    let inputs = [opRandom(R * Din, seed: 63), opRandom(Dout * Din, seed: 64, -0.2, 0.2)] + (hasBias ? [opRandom(Dout, seed: 65)] : [])
+    return OpCase("linear_forward [\(R), \(Din)] → \(Dout)\(hasBias ? " + bias" : "")\(gelu == 1 ? " + GELU" : "")", inputs: inputs,
+                  forward: { impl, v in
+        var out = zeros(R * Dout), pre = zeros(gelu == 1 ? R * Dout : 0)
+        let bias = hasBias ? v[2] : nil
+        if impl == .kernel {
+            let before = String(cString: ck_gemm_backend()).hasPrefix("Tessera")
+            ck_gemm_use_tessera(tesseraGEMM ? 1 : 0)
+            defer { ck_gemm_use_tessera(before ? 1 : 0) }
+            pre.withUnsafeMutableBufferPointer { p in
+                ck_linear_forward(&out, gelu == 1 ? p.baseAddress : nil, v[0], v[1], bias, i64(R), i64(Din), i64(Dout), gelu)
+            }
+        } else {
+            var sum = zeros(R * Dout)
+            ref_sgemm(0, 1, i64(R), i64(Dout), i64(Din), 1, v[0], i64(Din), v[1], i64(Din), 0, &sum, i64(Dout))
+            if gelu == 1 { ref_bias_gelu(&out, &pre, sum, bias, i64(R), i64(Dout)) } else if let bias {
+                ref_bias_add(&out, sum, bias, i64(R), i64(Dout))
+            } else { out = sum }
+        }
+        return gelu == 1 ? [out, pre] : [out]
+    })
+}
+
+let linearShapes: [[Int]] = [[1, 1, 1, 1, 0], [7, 5, 33, 1, 1], [30, 17, 70, 0, 1], [30, 17, 70, 1, 0], [9, 1100, 40, 1, 1],
+                             [3, 8, 9, 0, 0], [12800, 192, 768, 1, 1], [12800, 192, 576, 1, 0]]
+
 let gemmRows: [KernelOp] = [
+    KernelOp("linear_forward", kernels: ["ck_linear_forward"], rtol: 1e-4, atol: 1e-4, threadExact: false, shapes: linearShapes,
+             production: [12800, 192, 768, 1, 1]) { s in linearCase(s, tesseraGEMM: false) },
+    // The same kernel on Tessera's GEMM: the bias and GELU epilogue inside the product, all K blocks
+    // summed first (Din = 1,100 crosses the K block); the same bits at any thread count.
+    KernelOp("linear_forward_tessera", kernels: ["ck_linear_forward"], rtol: 1e-4, atol: 1e-4, shapes: linearShapes,
+             production: [12800, 192, 768, 1, 1]) { s in linearCase(s, tesseraGEMM: true) },
     // Tessera's own GEMM: tiles of 14 (AVX-512) or 4 rows and 32 columns, K in one pass up to 1,024
-    // and in blocks of 256 beyond (the 1,100 and 1,300 shapes cross it); the same bits at any thread count.
+    // and in blocks of 256 beyond (the 1,100 and 1,300 shapes cross it), N in blocks of whole panels
+    // when the packed panels would pass 640 KB (N = 700 with K blocks of 256 crosses it); the same
+    // bits at any thread count.
     KernelOp("matmul", kernels: ["ck_matmul"], rtol: 1e-4, atol: 1e-4, shapes: gemmShapes, production: [12800, 576, 192, 0, 1]) { s in
         gemmCase(s, name: "matmul", run: ck_matmul)
     },
     // The linked BLAS (or oneDNN) through ck_sgemm: to rounding across thread counts.
-    KernelOp("sgemm", kernels: ["ck_sgemm"], rtol: 1e-4, atol: 1e-4, threadExact: false, shapes: Array(gemmShapes.prefix(9)),
+    KernelOp("sgemm", kernels: ["ck_sgemm"], rtol: 1e-4, atol: 1e-4, threadExact: false, shapes: Array(gemmShapes.prefix(10)),
              production: [12800, 576, 192, 0, 1]) { s in
         gemmCase(s, name: "sgemm", run: ck_sgemm)
     },

@@ -13,6 +13,12 @@ void ck_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 /// them, a portable tile elsewhere; the same bits at any thread count.
 void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/// A Linear layer's forward, out[R, Dout] = x[R, Din] · weight[Dout, Din]ᵀ + bias[Dout] (bias may be
+/// null); with gelu = 1, pre[R, Dout] = that sum (saved for the backward) and out = gelu(pre). On Tessera's GEMM the
+/// bias and GELU are the product's epilogue, applied to each tile while it is in L1; on a BLAS they
+/// are separate passes (ck_bias_add_forward, ck_bias_gelu_forward). The same arithmetic either way.
+void ck_linear_forward(float *out, float *pre, const float *x, const float *weight, const float *bias,
+                       int64_t R, int64_t Din, int64_t Dout, int gelu);
 /// on = 1: routes ck_sgemm to ck_matmul (and off oneDNN); on = 0: back to the linked BLAS.
 void ck_gemm_use_tessera(int on);
 /// on = 1: routes ck_sgemm to oneDNN's dnnl_sgemm, loading libdnnl at the first call; returns -1

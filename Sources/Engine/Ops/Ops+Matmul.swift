@@ -28,8 +28,7 @@ extension Tensor {
         let O = weight.shape[0], I = weight.shape[1], R = x.count / max(I, 1)
         if let bias { precondition(bias.shape == [O], "linear: bias \(bias.shape) for weight \(weight.shape)") }
         let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [O])
-        ck_sgemm(0, 1, Int64(R), Int64(O), Int64(I), 1, x.data, Int64(I), weight.data, Int64(I), 0, out.data, Int64(O))
-        if let bias { ck_bias_add_forward(out.data, out.data, bias.data, Int64(R), Int64(O)) }
+        ck_linear_forward(out.data, nil, x.data, weight.data, bias?.data, Int64(R), Int64(I), Int64(O), 0)
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
         return out.recorded("linear", inputs) { g in
             linearBackward(g, x: x, weight: weight, bias: bias, R: R, I: I, O: O)
@@ -46,8 +45,7 @@ extension Tensor {
         if let bias { precondition(bias.shape == [O], "linearGELU: bias \(bias.shape) for weight \(weight.shape)") }
         let outShape = Array(x.shape.dropLast()) + [O]
         let pre = Tensor(uninitialized: outShape), out = Tensor(uninitialized: outShape)
-        ck_sgemm(0, 1, Int64(R), Int64(O), Int64(I), 1, x.data, Int64(I), weight.data, Int64(I), 0, pre.data, Int64(O))
-        ck_bias_gelu_forward(out.data, pre.data, bias?.data, Int64(R), Int64(O))
+        ck_linear_forward(out.data, pre.data, x.data, weight.data, bias?.data, Int64(R), Int64(I), Int64(O), 1)
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
         return out.recorded("linearGELU", inputs) { g in
             let dpre = Tensor(uninitialized: outShape)   // written whole by the GELU backward
