@@ -1,5 +1,5 @@
 """Tessera vs PyTorch (eager and torch.compile) on the same training step (MAE, MSN or SIM), same machine, same thread
-count. Each round runs the three sides once, each in its own process, in an order that rotates from
+count. Each round runs every side once, each in its own process, in an order that rotates from
 round to round; a side's figure is its median ms/step over --steps timed steps (after warm-up). Per
 round the ratio is Tessera's images/s over the faster PyTorch side's; the summary gives medians.
 Peak resident memory is each process's maximum RSS (wait4), PyTorch's including its own libraries.
@@ -34,7 +34,8 @@ p.add_argument("--steps", type=int, default=5)
 p.add_argument("--python", default=sys.executable, help="a Python with torch")
 p.add_argument("--tessera", default=os.path.join(ROOT, ".build", "release", "tessera"))
 p.add_argument("--onednn", action="store_true",
-               help="also run Tessera with its oneDNN GEMM (TESSERA_GEMM=onednn; needs libdnnl) as a fourth side")
+               help="also run Tessera with its oneDNN GEMM (TESSERA_GEMM=onednn; needs libdnnl) as another side")
+p.add_argument("--no-openblas", action="store_true", help="skip the Tessera side on OpenBLAS (TESSERA_GEMM=openblas)")
 p.add_argument("--no-compile", action="store_true", help="skip the torch.compile side")
 a = p.parse_args()
 
@@ -57,11 +58,12 @@ def tessera_side(cfg, env, gemm):
            "--channels", str(ch), "--threads", str(a.threads), "--", "--method", method,
            "--model", model, "--patch-size", str(patch), "--batch-size", str(batch)]
     out, rss = run(cmd, env)
-    m = re.search(r"median: ([0-9.]+) ms/step, ([0-9.]+) images/s.*?= (\d+)% of the sgemm rate \(([0-9.]+) GFLOP/s\)", out)
+    m = re.search(r"median: ([0-9.]+) ms/step, ([0-9.]+) images/s.*?= (\d+)% of the sgemm rate \(([0-9.]+) GFLOP/s\)"
+                  r" = (\d+)% of the FMA peak", out)
     if not m:
         sys.exit(f"compare_pytorch: could not read tessera bench's summary line:\n{out[-2000:]}")
     ms = float(m.group(1))   # images/s from ms/step: tessera bench prints images/s rounded to whole images
-    return {"ms": ms, "ips": batch * 1000.0 / ms, "share": int(m.group(3)), "rss": rss}
+    return {"ms": ms, "ips": batch * 1000.0 / ms, "share": int(m.group(5)), "rss": rss}
 
 
 def torch_side(cfg, mode, env):
@@ -79,8 +81,10 @@ def torch_side(cfg, mode, env):
 
 
 env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
-sides = ["tessera"] + (["tessera-onednn"] if a.onednn else []) + ["eager"] + ([] if a.no_compile else ["compile"])
-TESSERA_SIDES = {"tessera": "openblas", "tessera-onednn": "onednn"}   # side → TESSERA_GEMM
+sides = (["tessera"] + ([] if a.no_openblas else ["tessera-openblas"]) + (["tessera-onednn"] if a.onednn else [])
+         + ["eager"] + ([] if a.no_compile else ["compile"]))
+# side → TESSERA_GEMM: Tessera's own GEMM, the linked OpenBLAS, the optional oneDNN
+TESSERA_SIDES = {"tessera": "tessera", "tessera-openblas": "openblas", "tessera-onednn": "onednn"}
 print(f"compare_pytorch: {a.threads} threads, {a.rounds} rounds, {a.steps} timed steps per side per round")
 rows = []
 for cfg in a.configs.split(","):
@@ -110,10 +114,10 @@ for cfg in a.configs.split(","):
         rows.append((t, method, model, patch, size, ch, batch, med, statistics.median(ratios[t]), share, rss[t], torch_rss))
 
 print("\n| configuration | Tessera GEMM | Tessera img/s | PyTorch eager | PyTorch compile | ratio (median of rounds) "
-      "| Tessera FLOP/s share of sgemm | peak RSS Tessera / PyTorch (MiB) |")
+      "| Tessera FLOP/s share of the FMA peak | peak RSS Tessera / PyTorch (MiB) |")
 print("|---|---|---|---|---|---|---|---|")
 for t, method, model, patch, size, ch, batch, med, ratio, share, trss, torch_rss in rows:
     comp = f"{med['compile']:.1f}" if "compile" in med else "—"
-    build = "OpenBLAS" if t == "tessera" else "oneDNN"
+    build = {"tessera": "Tessera's own", "tessera-openblas": "OpenBLAS", "tessera-onednn": "oneDNN"}[t]
     print(f"| {method.upper()} {model}/{patch}, {size}×{size}×{ch}, batch {batch} | {build} | {med[t]:.1f} | {med['eager']:.1f} | "
           f"{comp} | {ratio:.2f}x | {share}% | {trss:.0f} / {torch_rss:.0f} ({trss / torch_rss:.2f}) |")

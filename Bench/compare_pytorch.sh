@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Tessera vs PyTorch (eager and torch.compile) on the same MAE training steps, A/B alternating.
 #   bash Bench/compare_pytorch.sh [--configs mae-tiny,mae-small,mae-base,msn-tiny,sim-tiny] [--threads N] [--rounds R] [--steps S]
-# TESSERA_COMPARE_ONEDNN=1 also runs Tessera with its oneDNN GEMM (TESSERA_GEMM=onednn; installs
-# libdnnl2) as a fourth side; the first Tessera side always uses OpenBLAS (TESSERA_GEMM=openblas).
+# Tessera runs twice per round: with its own GEMM (TESSERA_GEMM=tessera) and with the linked OpenBLAS
+# (TESSERA_GEMM=openblas; --no-openblas skips it). TESSERA_COMPARE_ONEDNN=1 adds Tessera with oneDNN's
+# GEMM (TESSERA_GEMM=onednn; installs libdnnl2).
 # Builds Tessera in release mode; uses $TESSERA_TORCH_PYTHON if set, else Bench/.venv (created on first
 # use with `pip install torch numpy` from PyPI, a large download). Not part of CI.
 set -euo pipefail

@@ -200,7 +200,11 @@ if wanted("attention") {
 
 }
 if wanted("gemm") {
-    print("\n## GEMM (ck_sgemm → BLAS), GFLOP/s, and share of the 2048³ rate measured in the same round\n")
+    // ck_sgemm on the linked BLAS (or oneDNN) against Tessera's own ck_matmul, whatever TESSERA_GEMM chose.
+    let tesseraWasDefault = Runtime.gemmBackend.hasPrefix("Tessera")
+    ck_gemm_use_tessera(0)
+    defer { ck_gemm_use_tessera(tesseraWasDefault ? 1 : 0) }
+    print("\n## GEMM: ck_sgemm on \(Runtime.gemmBackend) (GFLOP/s, share of its 2048³ rate in the same round) against Tessera's ck_matmul\n")
     print("| shape (M×K · K×N) | what | GFLOP/s | share of 2048³ | Tessera ck_matmul GFLOP/s | ck_matmul / ck_sgemm |")
     print("|---|---|---|---|---|---|")
     let big = 2048
@@ -213,6 +217,10 @@ if wanted("gemm") {
         (12800, 768, 192, "vit-tiny fc2 fwd", 0, 1),
         (768, 12800, 192, "vit-tiny fc1 weight grad (Tᵀ·N)", 1, 0),
         (12800, 768, 192, "vit-tiny fc1 input grad (N·N)", 0, 0),
+        (3328, 192, 576, "MAE encoder qkv fwd (25% of 256·52 tokens)", 0, 1),
+        (12800, 128, 384, "MAE decoder qkv fwd", 0, 1),
+        (12800, 512, 128, "MAE decoder fc2 fwd", 0, 1),
+        (128, 12800, 512, "MAE decoder fc2 weight grad (Tᵀ·N)", 1, 0),
         (2048, 2048, 2048, "square (the reference shape)", 0, 0),
     ]
     do {

@@ -111,6 +111,35 @@ void ck_linear_forward(float *out, float *pre, const float *x, const float *weig
     }
 }
 
+// Twelve independent chains of 16-lane multiply-adds (contracted to FMA where the clone has it):
+// enough in flight to fill two FMA units of 4-cycle latency. Returns a lane sum so nothing is elided.
+CK_CLONES static float fma_chains(int64_t iterations, float seed) {
+    ck_vf16 acc[12];
+    const ck_vf16 x = (ck_vf16){0} + 0.999999f, y = (ck_vf16){0} + seed * 1e-7f;
+    for (int j = 0; j < 12; j++) acc[j] = (ck_vf16){0} + (float)j;
+    for (int64_t i = 0; i < iterations; i++) {
+        #pragma clang loop unroll(full)
+        for (int j = 0; j < 12; j++) acc[j] = acc[j] * x + y;
+    }
+    ck_vf16 s = acc[0];
+    for (int j = 1; j < 12; j++) s += acc[j];
+    float t = 0.0f;
+    for (int l = 0; l < CK_VW; l++) t += s[l];
+    return t;
+}
+
+uint64_t ck_fma_peak_run(int64_t iterations) {
+    uint64_t flops = 0;
+    volatile float sink = 0.0f;
+    #pragma omp parallel reduction(+ : flops)
+    {
+        sink += fma_chains(iterations, (float)iterations);
+        flops += (uint64_t)iterations * 12 * CK_VW * 2;
+    }
+    (void)sink;
+    return flops;
+}
+
 void ck_gemm_set_num_threads(int n) { openblas_set_num_threads(n); }
 
 const char *ck_gemm_backend(void) {
@@ -118,7 +147,7 @@ const char *ck_gemm_backend(void) {
     const char *cfg = openblas_get_config();
     const char *core = openblas_get_corename();
     if (tessera_gemm)
-        snprintf(buf, sizeof buf, "Tessera GEMM, %s tiles (OpenBLAS %s, core %s, linked but unused)",
+        snprintf(buf, sizeof buf, "Tessera GEMM, %s tiles (%s, core %s, linked but unused)",
                  ck_cpu_level_is_avx512() ? "AVX-512 14x32" : "portable 4x32", cfg ? cfg : "?", core ? core : "?");
     else if (onednn_sgemm)
         snprintf(buf, sizeof buf, "%s (OpenBLAS %s, core %s, linked but unused)", onednn_name,

@@ -76,11 +76,11 @@ CK_ALWAYS_INLINE void store_row(float *restrict c, ck_vf16 a0, ck_vf16 a1, int64
 // One tile of ROWS rows (a compile-time constant at every call) over kc: op(A)[r][k] is at
 // a[r·a_rs + k·a_ks] with one of the strides 1. The 2·ROWS accumulators stay in registers.
 CK_ALWAYS_INLINE void tile(const int ROWS, int64_t kc, const float *restrict a, int64_t a_rs, int64_t a_ks,
-                           const float *restrict bp, float *restrict c, int64_t ldc, int64_t cols, float alpha, float beta) {
+                           const float *restrict bp, int64_t b_ks, float *restrict c, int64_t ldc, int64_t cols, float alpha, float beta) {
     ck_vf16 acc0[MR], acc1[MR];
     for (int r = 0; r < ROWS; r++) { acc0[r] = (ck_vf16){0}; acc1[r] = (ck_vf16){0}; }
     for (int64_t k = 0; k < kc; k++) {
-        const ck_vf16 b0 = ck_vload(bp + k * NR), b1 = ck_vload(bp + k * NR + 16);
+        const ck_vf16 b0 = ck_vload(bp + k * b_ks), b1 = ck_vload(bp + k * b_ks + 16);
         const float *ak = a + k * a_ks;
         #pragma clang loop unroll(full)
         for (int r = 0; r < ROWS; r++) {
@@ -93,10 +93,11 @@ CK_ALWAYS_INLINE void tile(const int ROWS, int64_t kc, const float *restrict a, 
 }
 
 // A tile of `rows` ≤ MR rows: dispatched to a tile with that many rows as a constant.
-#define TILE_CASE(n) case n: tile(n, kc, a, a_rs, a_ks, bp, c, ldc, cols, alpha, beta); break;
+#define TILE_CASE(n) case n: tile(n, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta); break;
 
 __attribute__((target("avx512f"))) static void tile_avx512(int64_t rows, int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
-                                                           const float *bp, float *c, int64_t ldc, int64_t cols, float alpha, float beta) {
+                                                           const float *bp, int64_t b_ks, float *c, int64_t ldc, int64_t cols,
+                                                           float alpha, float beta) {
     switch (rows) {
         TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6) TILE_CASE(7)
         TILE_CASE(8) TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12) TILE_CASE(13) TILE_CASE(14)
@@ -105,7 +106,7 @@ __attribute__((target("avx512f"))) static void tile_avx512(int64_t rows, int64_t
 }
 
 CK_CLONES static void tile_portable(int64_t rows, int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
-                                    const float *bp, float *c, int64_t ldc, int64_t cols, float alpha, float beta) {
+                                    const float *bp, int64_t b_ks, float *c, int64_t ldc, int64_t cols, float alpha, float beta) {
     switch (rows) {
         TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
         default: break;
@@ -152,50 +153,63 @@ void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float 
     ck_matmul_epilogue(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
 }
 
+// The reference loop: the fallback when no packing buffer can be had (slow but correct).
+static void matmul_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (int64_t k = 0; k < K; k++) s += (trans_a ? A[k * lda + i] : A[i * lda + k]) * (trans_b ? B[j * ldb + k] : B[k * ldb + j]);
+            C[i * ldc + j] = alpha * s + (beta != 0.0f ? beta * C[i * ldc + j] : 0.0f);
+        }
+    if (ep) for (int64_t i = 0; i < M; i++) linear_epilogue(C + i * ldc, ldc, 1, N, ep, i, 0);
+}
+
 void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
-    const int64_t kc_max = K <= KC_MAX ? K : KC_BLOCK;
-    // Columns per pass: as many 32-column panels as fit the packing budget (at least one).
-    const int64_t fit = PACK_MAX_FLOATS / (NR * kc_max);
-    const int64_t nc_max = ck_min64((N + NR - 1) / NR, fit > 0 ? fit : 1) * NR;
-    float *bp = packing_space((size_t)(nc_max * kc_max));
-    if (!bp) {   // out of memory for the packed panels: the reference loop, slow but correct
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++) {
-                float s = 0.0f;
-                for (int64_t k = 0; k < K; k++) s += (trans_a ? A[k * lda + i] : A[i * lda + k]) * (trans_b ? B[j * ldb + k] : B[k * ldb + j]);
-                C[i * ldc + j] = alpha * s + (beta != 0.0f ? beta * C[i * ldc + j] : 0.0f);
-            }
-        if (ep) for (int64_t i = 0; i < M; i++) linear_epilogue(C + i * ldc, ldc, 1, N, ep, i, 0);
-        return;
-    }
     const int wide = ck_cpu_level_is_avx512();
     const int64_t mr = wide ? MR : MR_PORTABLE, tiles = (M + mr - 1) / mr;
     const int64_t a_rs = trans_a ? 1 : lda, a_ks = trans_a ? lda : 1;
+    const int64_t kc_max = K <= KC_MAX ? K : KC_BLOCK;
     const int64_t work = M * N * K;
+    // One tile of C (rows i0.., columns j0..) over k0 ..< k0 + kc from a panel of op(B) with k stride b_ks.
+    #define RUN_TILE(i0, j0, k0, kc, panel, b_ks) do { \
+        const int64_t rows_ = ck_min64(mr, M - (i0)), cols_ = ck_min64(NR, N - (j0)); \
+        const float *a_ = trans_a ? A + (k0) * lda + (i0) : A + (i0) * lda + (k0); \
+        float *c_ = C + (i0) * ldc + (j0); \
+        const float b_ = (k0) == 0 ? beta : 1.0f;   /* later K blocks add to the first block's result */ \
+        if (wide) tile_avx512(rows_, kc, a_, a_rs, a_ks, panel, b_ks, c_, ldc, cols_, alpha, b_); \
+        else tile_portable(rows_, kc, a_, a_rs, a_ks, panel, b_ks, c_, ldc, cols_, alpha, b_); \
+        if (ep && (k0) + (kc) == K) linear_epilogue(c_, ldc, rows_, cols_, ep, i0, j0);   /* on the final sums */ \
+    } while (0)
+
+    // op(B) = B in whole 32-column panels is read in place (row stride ldb); Bᵀ and a partial last
+    // panel are packed. K goes in blocks beyond KC_MAX (each block's panels shared by every row tile
+    // while they are in L2), N in blocks of whole panels within the packing budget.
+    const int in_place = !trans_b && N % NR == 0;
+    const int64_t fit = PACK_MAX_FLOATS / (NR * kc_max);
+    const int64_t nc_max = in_place ? N : ck_min64((N + NR - 1) / NR, fit > 0 ? fit : 1) * NR;
+    float *bp = in_place ? NULL : packing_space((size_t)(nc_max * kc_max));
+    if (!in_place && !bp) { matmul_naive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep); return; }
     for (int64_t n0 = 0; n0 < N; n0 += nc_max) {
         const int64_t nc = ck_min64(nc_max, N - n0), panels = (nc + NR - 1) / NR;
         for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
             const int64_t kc = ck_min64(kc_max, K - k0);
-            const float b = k0 == 0 ? beta : 1.0f;   // later K blocks add to the first block's result
-            const ck_linear_epilogue *last = k0 + kc == K ? ep : NULL;   // the epilogue runs on the final sums
             #pragma omp parallel if (work >= 64 * CK_PAR_MIN)
             {
+                if (!in_place) {
+                    #pragma omp for schedule(static)
+                    for (int64_t p = 0; p < panels; p++) pack_panel(bp + p * NR * kc, B, ldb, trans_b, k0, kc, n0 + p * NR, N);
+                }
+                // (row tile, panel) pairs, tile-major: a thread's consecutive pairs share the A tile.
                 #pragma omp for schedule(static)
-                for (int64_t p = 0; p < panels; p++) pack_panel(bp + p * NR * kc, B, ldb, trans_b, k0, kc, n0 + p * NR, N);
-                #pragma omp for schedule(static)
-                for (int64_t t = 0; t < tiles; t++) {
-                    const int64_t i0 = t * mr, rows = ck_min64(mr, M - i0);
-                    const float *a = trans_a ? A + k0 * lda + i0 : A + i0 * lda + k0;
-                    for (int64_t p = 0; p < panels; p++) {
-                        float *c = C + i0 * ldc + n0 + p * NR;
-                        const int64_t cols = ck_min64(NR, N - n0 - p * NR);
-                        if (wide) tile_avx512(rows, kc, a, a_rs, a_ks, bp + p * NR * kc, c, ldc, cols, alpha, b);
-                        else tile_portable(rows, kc, a, a_rs, a_ks, bp + p * NR * kc, c, ldc, cols, alpha, b);
-                        if (last) linear_epilogue(c, ldc, rows, cols, last, i0, n0 + p * NR);
-                    }
+                for (int64_t item = 0; item < tiles * panels; item++) {
+                    const int64_t t = item / panels, p = item % panels;
+                    if (in_place) RUN_TILE(t * mr, n0 + p * NR, k0, kc, B + k0 * ldb + n0 + p * NR, ldb);
+                    else RUN_TILE(t * mr, n0 + p * NR, k0, kc, bp + p * NR * kc, NR);
                 }
             }
         }
     }
+    #undef RUN_TILE
 }

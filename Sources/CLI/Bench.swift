@@ -11,8 +11,9 @@ struct Bench: ParsableCommand {
         Options after `--` are `tessera pretrain` options (method, model, sizes, batch). \
         Synthetic images of --image-size and --channels stand in for data, so no dataset is needed. \
         Each timed step is the training loop's own step (Pretrainer.step: schedules, forward, backward, \
-        clipping, AdamW, EMA). Each round times --steps steps and then a 2048³ sgemm, alternating; the \
-        table gives medians. TESSERA_GEMM=auto|openblas|onednn picks the GEMM backend. The kernel \
+        clipping, AdamW, EMA). Each round times --steps steps, then a 2048³ sgemm on the selected \
+        backend, then the FMA peak (independent multiply-add chains on every thread), alternating; \
+        the summary gives medians. TESSERA_GEMM=auto|openblas|onednn picks the GEMM backend. The kernel \
         table is `tessera-bench`.
 
         Example: tessera bench --rounds 5 -- --method mae --depth 6 --image-size 28 --channels 1
@@ -57,7 +58,7 @@ struct Bench: ParsableCommand {
         print("BLAS: \(Runtime.gemmBackend); \(rounds) rounds of \(steps) steps, alternating with a 2048³ sgemm")
         try trainStep()   // warm up: allocations, BLAS buffers
         _ = Runtime.sgemmRate()
-        var stepTimes: [Double] = [], flops: [Double] = [], rates: [Double] = []
+        var stepTimes: [Double] = [], flops: [Double] = [], rates: [Double] = [], peaks: [Double] = []
         for r in 0..<rounds {
             Runtime.resetMatmulFlops()
             let t0 = DispatchTime.now().uptimeNanoseconds
@@ -66,11 +67,13 @@ struct Bench: ParsableCommand {
             stepTimes.append(dt)
             flops.append(Double(Runtime.matmulFlops) / Double(steps))
             rates.append(Runtime.sgemmRate())
-            print(String(format: "round %d: %.1f ms/step, %.0f images/s, sgemm %.1f GFLOP/s", r + 1, dt * 1e3, Double(config.effectiveBatch) / dt, rates.last!))
+            peaks.append(Runtime.fmaPeak())
+            print(String(format: "round %d: %.1f ms/step, %.0f images/s, sgemm %.1f GFLOP/s, FMA peak %.1f GFLOP/s", r + 1, dt * 1e3,
+                         Double(config.effectiveBatch) / dt, rates.last!, peaks.last!))
         }
-        let t = median(stepTimes), f = median(flops), sg = median(rates)
+        let t = median(stepTimes), f = median(flops), sg = median(rates), peak = median(peaks)
         let modelRate = f / t / 1e9
-        print(String(format: "median: %.1f ms/step, %.0f images/s, %.2f GFLOP per step (matrix products), %.1f GFLOP/s = %.0f%% of the sgemm rate (%.1f GFLOP/s)",
-                     t * 1e3, Double(config.effectiveBatch) / t, f / 1e9, modelRate, 100 * modelRate / sg, sg))
+        print(String(format: "median: %.1f ms/step, %.0f images/s, %.2f GFLOP per step (matrix products), %.1f GFLOP/s = %.0f%% of the sgemm rate (%.1f GFLOP/s) = %.0f%% of the FMA peak (%.1f GFLOP/s)",
+                     t * 1e3, Double(config.effectiveBatch) / t, f / 1e9, modelRate, 100 * modelRate / sg, sg, 100 * modelRate / peak, peak))
     }
 }

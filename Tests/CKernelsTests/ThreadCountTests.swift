@@ -21,15 +21,24 @@ final class ThreadCountTests: XCTestCase {
         return [y.array] + inputs.map { $0.grad!.array }
     }
 
-    /// The BLAS is the documented exception: OpenBLAS picks kernels and splits by thread count, so
-    /// GEMM results may differ in the last bits between thread counts (the README says so). They must
-    /// still agree to float32 rounding.
-    func testGemmOpsAgreeAcrossThreadCountsToRounding() {
+    /// Linear layers forward and backward at 1 and 3 threads: the same bits on Tessera's GEMM (every
+    /// element of C summed by one thread in a fixed order); a BLAS picks kernels and splits by thread
+    /// count, so there they must agree to float32 rounding only.
+    func testGemmOpsAcrossThreadCounts() {
         let x = randomTensor([96, 50, 64], seed: 1)
         let wl = randomTensor([128, 64], seed: 10), bl = randomTensor([128], seed: 11)
-        for (name, f) in [("linear", { x.linear(wl, bl) }), ("linearGELU", { x.linearGELU(wl, bl) })] {
-            let one = withThreads(1) { run([x, wl, bl], f) }, many = withThreads(3) { run([x, wl, bl], f) }
-            for (a, b) in zip(one, many) { assertClose(a, b, rtol: 1e-4, atol: 1e-4, "\(name) 1 vs 3 threads") }
+        let before = Runtime.gemmBackend.hasPrefix("Tessera")
+        defer { ck_gemm_use_tessera(before ? 1 : 0) }
+        for tessera in [true, false] {
+            ck_gemm_use_tessera(tessera ? 1 : 0)
+            for (name, f) in [("linear", { x.linear(wl, bl) }), ("linearGELU", { x.linearGELU(wl, bl) })] {
+                let one = withThreads(1) { run([x, wl, bl], f) }, many = withThreads(3) { run([x, wl, bl], f) }
+                for (a, b) in zip(one, many) {
+                    if tessera { assertBitIdentical(a, b, "\(name) on Tessera's GEMM, 1 vs 3 threads") } else {
+                        assertClose(a, b, rtol: 1e-4, atol: 1e-4, "\(name) on the BLAS, 1 vs 3 threads")
+                    }
+                }
+            }
         }
     }
 

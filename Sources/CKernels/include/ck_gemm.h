@@ -29,6 +29,10 @@ int ck_gemm_use_onednn(int on);
 const char *ck_gemm_backend(void);
 // The BLAS's CPU kernel family (OpenBLAS core name, e.g. "Prescott", "SkylakeX").
 const char *ck_gemm_core_name(void);
+// The FMA peak: every thread runs `iterations` rounds of 12 independent 16-lane multiply-adds;
+// returns the floating-point operations done (time the call for GFLOP/s). `tessera bench` reports
+// the model's FLOP rate as a share of it.
+uint64_t ck_fma_peak_run(int64_t iterations);
 // Matrix-product FLOP counter: ck_sgemm adds 2·M·N·K per call, fused attention its QKᵀ/PV products
 // (forward 4·B·H·N²·D, backward 10·B·H·N²·D). Not thread-safe: call from the thread that runs ops.
 uint64_t ck_flop_counter_read(void);

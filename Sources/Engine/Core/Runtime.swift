@@ -6,7 +6,8 @@ import Foundation
 /// One knob sets the threads of both the C kernels (OpenMP) and the BLAS, so the two never disagree:
 /// `TESSERA_THREADS`, falling back to `OMP_NUM_THREADS`, falling back to the number of cores.
 /// `TESSERA_GEMM` picks the matrix-product backend: `auto` (the default: oneDNN's `dnnl_sgemm` when
-/// libdnnl is installed, else OpenBLAS), `openblas`, `onednn`, or `tessera` (Tessera's own kernel).
+/// libdnnl is installed, else Tessera's own GEMM on CPUs with AVX-512, else OpenBLAS), `openblas`,
+/// `onednn`, or `tessera` (Tessera's own kernel, `ck_matmul`; its portable tile without AVX-512).
 /// The engine reads both the first time a tensor is created; ``setThreads(_:)`` changes the threads later.
 public enum Runtime {
     nonisolated(unsafe) private static var configured = false
@@ -33,7 +34,9 @@ public enum Runtime {
     private static func selectGEMM(_ request: String?) {
         switch (request ?? "auto").lowercased() {
         case "auto", "":
-            _ = ck_gemm_use_onednn(1)   // falls back to OpenBLAS when libdnnl is not installed
+            // oneDNN when installed; otherwise Tessera's GEMM where it was measured faster than
+            // OpenBLAS (AVX-512: 1.08-1.27x on the training shapes, docs/benchmarks.md), else OpenBLAS.
+            if ck_gemm_use_onednn(1) != 0, cpuLevel == "avx512f" { ck_gemm_use_tessera(1) }
         case "openblas":
             _ = ck_gemm_use_onednn(0)
             ck_gemm_use_tessera(0)
@@ -125,6 +128,20 @@ extension Runtime {
     /// (2·M·N·K per product, counted at the one GEMM entry point).
     public static var matmulFlops: UInt64 { ck_flop_counter_read() }
     public static func resetMatmulFlops() { ck_flop_counter_reset() }
+
+    /// GFLOP/s of this machine's multiply-add units at the current thread count: every thread runs
+    /// independent 16-lane FMA chains for about `seconds` (a ceiling no real kernel reaches).
+    public static func fmaPeak(seconds: Double = 0.2) -> Double {
+        _ = ck_fma_peak_run(1000)   // wake the threads
+        var iterations: Int64 = 1 << 20
+        while true {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let flops = ck_fma_peak_run(iterations)
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+            if dt >= seconds || iterations >= 1 << 34 { return Double(flops) / dt / 1e9 }
+            iterations *= 2
+        }
+    }
 
     /// GFLOP/s of one `n × n × n` single-precision product `A·Bᵀ` on the current GEMM backend and
     /// thread count: the machine's reference rate for the share a training step reaches.
