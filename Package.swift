@@ -15,8 +15,9 @@
 // TESSERA_NO_OPENMP=1 when building to compile every kernel single-threaded; the pragmas then fall
 // back to `#pragma omp simd` only (-fopenmp-simd needs no runtime).
 //
-// GEMM backend: OpenBLAS is linked; oneDNN's dnnl_sgemm is loaded at run time when libdnnl is
-// installed (TESSERA_GEMM=auto|openblas|onednn chooses; see README, "Threads and GEMM backend").
+// GEMM backend: Tessera's own (Sources/CKernels/matmul.c), OpenBLAS (linked), or oneDNN's dnnl_sgemm
+// (loaded at run time when libdnnl is installed); TESSERA_GEMM=auto|tessera|openblas|onednn chooses
+// (docs/benchmarks.md, "Threads and GEMM backend").
 import PackageDescription
 
 // scripts/docs.sh sets TESSERA_DOCS=1 to add swift-docc-plugin; ordinary builds do not resolve it.
