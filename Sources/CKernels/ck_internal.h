@@ -104,7 +104,9 @@ void ck_flop_counter_add(uint64_t flops);
 int ck_cpu_level_is_avx512(void);
 // A Linear layer's epilogue, applied by ck_matmul_epilogue to each finished tile of C: bias[N] added
 // (if non-null); with pre non-null, the sum saved to pre (row stride ld_pre) and C = gelu(sum).
-typedef struct { const float *bias; float *pre; int64_t ld_pre; } ck_linear_epilogue;
+// row_sums (if its data is non-null): the sums of op(A)'s rows over k, written under the gradient
+// contract (the bias gradient of a weight-gradient product).
+typedef struct { const float *bias; float *pre; int64_t ld_pre; ck_grad row_sums; } ck_linear_epilogue;
 void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep);
 

@@ -97,7 +97,7 @@ void ck_linear_forward(float *out, float *pre, const float *x, const float *weig
     if (R == 0 || Dout == 0) return;
     if (tessera_gemm && Din > 0) {
         flop_counter += 2 * (uint64_t)R * (uint64_t)Dout * (uint64_t)Din;
-        const ck_linear_epilogue ep = {bias, gelu ? pre : NULL, Dout};
+        const ck_linear_epilogue ep = {bias, gelu ? pre : NULL, Dout, {NULL, 0}};
         if (bias || gelu) ck_matmul_epilogue(0, 1, R, Dout, Din, 1.0f, x, Din, weight, Din, 0.0f, out, Dout, &ep);
         else ck_matmul(0, 1, R, Dout, Din, 1.0f, x, Din, weight, Din, 0.0f, out, Dout);
         return;
@@ -138,6 +138,20 @@ uint64_t ck_fma_peak_run(int64_t iterations) {
     }
     (void)sink;
     return flops;
+}
+
+void ck_linear_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const float *dout, const float *x,
+                        const float *weight, int64_t R, int64_t Din, int64_t Dout) {
+    if (dx.data) ck_sgemm(0, 0, R, Din, Dout, 1.0f, dout, Dout, weight, Din, (float)dx.accumulate, dx.data, Din);
+    if (tessera_gemm && dweight.data && R > 0 && Din > 0 && Dout > 0) {
+        // dW = doutᵀ · x with the bias gradient, the row sums of doutᵀ, summed by the same tiles.
+        flop_counter += 2 * (uint64_t)R * (uint64_t)Dout * (uint64_t)Din;
+        const ck_linear_epilogue ep = {NULL, NULL, 0, dbias};
+        ck_matmul_epilogue(1, 0, Dout, Din, R, 1.0f, dout, Dout, x, Din, (float)dweight.accumulate, dweight.data, Din, &ep);
+        return;
+    }
+    if (dweight.data) ck_sgemm(1, 0, Dout, Din, R, 1.0f, dout, Dout, x, Din, (float)dweight.accumulate, dweight.data, Din);
+    if (dbias.data) ck_bias_add_backward((ck_grad){NULL, 0}, dbias, dout, R, Dout);
 }
 
 void ck_gemm_set_num_threads(int n) { openblas_set_num_threads(n); }

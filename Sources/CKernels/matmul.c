@@ -75,10 +75,15 @@ CK_ALWAYS_INLINE void store_row(float *restrict c, ck_vf16 a0, ck_vf16 a1, int64
 
 // One tile of ROWS rows (a compile-time constant at every call) over kc: op(A)[r][k] is at
 // a[r·a_rs + k·a_ks] with one of the strides 1. The 2·ROWS accumulators stay in registers.
-CK_ALWAYS_INLINE void tile(const int ROWS, int64_t kc, const float *restrict a, int64_t a_rs, int64_t a_ks,
-                           const float *restrict bp, int64_t b_ks, float *restrict c, int64_t ldc, int64_t cols, float alpha, float beta) {
+// With SUM (a constant), the tile also sums each of its rows of op(A) over k, in k order, into
+// rowsum[r] (overwritten when sum_accumulate is 0, else added to): a Linear layer's bias gradient
+// rides on its weight-gradient product, whose op(A) is the output gradient transposed.
+CK_ALWAYS_INLINE void tile(const int ROWS, const int SUM, int64_t kc, const float *restrict a, int64_t a_rs, int64_t a_ks,
+                           const float *restrict bp, int64_t b_ks, float *restrict c, int64_t ldc, int64_t cols, float alpha, float beta,
+                           float *restrict rowsum, int sum_accumulate) {
     ck_vf16 acc0[MR], acc1[MR];
-    for (int r = 0; r < ROWS; r++) { acc0[r] = (ck_vf16){0}; acc1[r] = (ck_vf16){0}; }
+    float sums[MR];
+    for (int r = 0; r < ROWS; r++) { acc0[r] = (ck_vf16){0}; acc1[r] = (ck_vf16){0}; sums[r] = 0.0f; }
     for (int64_t k = 0; k < kc; k++) {
         const ck_vf16 b0 = ck_vload(bp + k * b_ks), b1 = ck_vload(bp + k * b_ks + 16);
         const float *ak = a + k * a_ks;
@@ -87,17 +92,22 @@ CK_ALWAYS_INLINE void tile(const int ROWS, int64_t kc, const float *restrict a, 
             const float x = ak[r * a_rs];
             acc0[r] += x * b0;
             acc1[r] += x * b1;
+            if (SUM) sums[r] += x;
         }
     }
     for (int r = 0; r < ROWS; r++) store_row(c + r * ldc, acc0[r], acc1[r], cols, alpha, beta);
+    if (SUM) for (int r = 0; r < ROWS; r++) CK_PUT(sum_accumulate, rowsum[r], sums[r]);
 }
 
 // A tile of `rows` ≤ MR rows: dispatched to a tile with that many rows as a constant.
-#define TILE_CASE(n) case n: tile(n, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta); break;
+#define TILE_CASE(n) case n: \
+    if (rowsum) tile(n, 1, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, rowsum, sum_accumulate); \
+    else tile(n, 0, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, NULL, 0); \
+    break;
 
 __attribute__((target("avx512f"))) static void tile_avx512(int64_t rows, int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
                                                            const float *bp, int64_t b_ks, float *c, int64_t ldc, int64_t cols,
-                                                           float alpha, float beta) {
+                                                           float alpha, float beta, float *rowsum, int sum_accumulate) {
     switch (rows) {
         TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6) TILE_CASE(7)
         TILE_CASE(8) TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12) TILE_CASE(13) TILE_CASE(14)
@@ -106,7 +116,8 @@ __attribute__((target("avx512f"))) static void tile_avx512(int64_t rows, int64_t
 }
 
 CK_CLONES static void tile_portable(int64_t rows, int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
-                                    const float *bp, int64_t b_ks, float *c, int64_t ldc, int64_t cols, float alpha, float beta) {
+                                    const float *bp, int64_t b_ks, float *c, int64_t ldc, int64_t cols, float alpha, float beta,
+                                    float *rowsum, int sum_accumulate) {
     switch (rows) {
         TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
         default: break;
@@ -162,7 +173,13 @@ static void matmul_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t
             for (int64_t k = 0; k < K; k++) s += (trans_a ? A[k * lda + i] : A[i * lda + k]) * (trans_b ? B[j * ldb + k] : B[k * ldb + j]);
             C[i * ldc + j] = alpha * s + (beta != 0.0f ? beta * C[i * ldc + j] : 0.0f);
         }
-    if (ep) for (int64_t i = 0; i < M; i++) linear_epilogue(C + i * ldc, ldc, 1, N, ep, i, 0);
+    if (ep && (ep->bias || ep->pre)) for (int64_t i = 0; i < M; i++) linear_epilogue(C + i * ldc, ldc, 1, N, ep, i, 0);
+    if (ep && ep->row_sums.data)
+        for (int64_t i = 0; i < M; i++) {
+            float s = 0.0f;
+            for (int64_t k = 0; k < K; k++) s += trans_a ? A[k * lda + i] : A[i * lda + k];
+            CK_PUT(ep->row_sums.accumulate, ep->row_sums.data[i], s);
+        }
 }
 
 void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
@@ -178,9 +195,12 @@ void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
         const float *a_ = trans_a ? A + (k0) * lda + (i0) : A + (i0) * lda + (k0); \
         float *c_ = C + (i0) * ldc + (j0); \
         const float b_ = (k0) == 0 ? beta : 1.0f;   /* later K blocks add to the first block's result */ \
-        if (wide) tile_avx512(rows_, kc, a_, a_rs, a_ks, panel, b_ks, c_, ldc, cols_, alpha, b_); \
-        else tile_portable(rows_, kc, a_, a_rs, a_ks, panel, b_ks, c_, ldc, cols_, alpha, b_); \
-        if (ep && (k0) + (kc) == K) linear_epilogue(c_, ldc, rows_, cols_, ep, i0, j0);   /* on the final sums */ \
+        /* op(A)'s row sums ride on the first panel's tiles, every K block adding to the last */ \
+        float *sum_ = ep && ep->row_sums.data && (j0) == 0 ? ep->row_sums.data + (i0) : NULL; \
+        const int sum_acc_ = (k0) == 0 ? (ep ? ep->row_sums.accumulate : 0) : 1; \
+        if (wide) tile_avx512(rows_, kc, a_, a_rs, a_ks, panel, b_ks, c_, ldc, cols_, alpha, b_, sum_, sum_acc_); \
+        else tile_portable(rows_, kc, a_, a_rs, a_ks, panel, b_ks, c_, ldc, cols_, alpha, b_, sum_, sum_acc_); \
+        if (ep && (ep->bias || ep->pre) && (k0) + (kc) == K) linear_epilogue(c_, ldc, rows_, cols_, ep, i0, j0);   /* on the final sums */ \
     } while (0)
 
     // op(B) = B in whole 32-column panels is read in place (row stride ldb); Bᵀ and a partial last

@@ -561,21 +561,41 @@ let gemmShapes: [[Int]] = [[1, 1, 1, 0, 0], [5, 3, 7, 0, 0], [5, 3, 7, 1, 0], [5
                            [29, 65, 1100, 0, 1], [33, 40, 1300, 1, 0], [20, 700, 1100, 1, 1], [12800, 576, 192, 0, 1], [12800, 192, 576, 0, 0],
                            [576, 192, 12800, 1, 0]]
 
-/// A Linear layer's forward at [R, Din] → [R, Dout], with bias or none, GELU or none, on the linked
-/// BLAS (separate bias and GELU passes) or on Tessera's GEMM (the epilogue on each tile).
+/// A Linear layer at [R, Din] → [R, Dout], with bias or none, GELU or none, on the linked BLAS
+/// (separate bias, GELU and bias-gradient passes) or on Tessera's GEMM (the bias and GELU as the
+/// forward's epilogue, the bias gradient summed by the weight-gradient product's tiles).
 func linearCase(_ s: [Int], tesseraGEMM: Bool) -> OpCase {
     let R = s[0], Din = s[1], Dout = s[2], hasBias = s[3] == 1, gelu = Int32(s[4])
     let inputs = [opRandom(R * Din, seed: 63), opRandom(Dout * Din, seed: 64, -0.2, 0.2)] + (hasBias ? [opRandom(Dout, seed: 65)] : [])
-    return OpCase("linear_forward [\(R), \(Din)] → \(Dout)\(hasBias ? " + bias" : "")\(gelu == 1 ? " + GELU" : "")", inputs: inputs,
-                  forward: { impl, v in
+    /// Runs `body` with ck_sgemm routed to Tessera's GEMM or to the linked BLAS, as the row asks.
+    func onBackend(_ body: () -> Void) {
+        let before = String(cString: ck_gemm_backend()).hasPrefix("Tessera")
+        ck_gemm_use_tessera(tesseraGEMM ? 1 : 0)
+        defer { ck_gemm_use_tessera(before ? 1 : 0) }
+        body()
+    }
+    // The backward (dx, dweight, dbias) is checked where the first output is the product itself.
+    let backward: Backward? = gelu == 1 ? nil : { impl, v, dout, gr, acc in
+        if impl == .kernel {
+            onBackend {
+                ck_linear_backward(g(gr[0], acc), g(gr[1], acc), hasBias ? g(gr[2], acc) : ck_grad(), dout, v[0], v[1],
+                                   i64(R), i64(Din), i64(Dout))
+            }
+        } else {
+            ref_sgemm(0, 0, i64(R), i64(Din), i64(Dout), 1, dout, i64(Dout), v[1], i64(Din), 0, gr[0], i64(Din))
+            ref_sgemm(1, 0, i64(Dout), i64(Din), i64(R), 1, dout, i64(Dout), v[0], i64(Din), 0, gr[1], i64(Din))
+            if hasBias { ref_bias_add_backward(nil, gr[2], dout, i64(R), i64(Dout)) }
+        }
+    }
+    return OpCase("linear [\(R), \(Din)] → \(Dout)\(hasBias ? " + bias" : "")\(gelu == 1 ? " + GELU" : "")", inputs: inputs,
+                  differentiable: gelu == 1 ? [] : (hasBias ? [0, 1, 2] : [0, 1]), forward: { impl, v in
         var out = zeros(R * Dout), pre = zeros(gelu == 1 ? R * Dout : 0)
         let bias = hasBias ? v[2] : nil
         if impl == .kernel {
-            let before = String(cString: ck_gemm_backend()).hasPrefix("Tessera")
-            ck_gemm_use_tessera(tesseraGEMM ? 1 : 0)
-            defer { ck_gemm_use_tessera(before ? 1 : 0) }
-            pre.withUnsafeMutableBufferPointer { p in
-                ck_linear_forward(&out, gelu == 1 ? p.baseAddress : nil, v[0], v[1], bias, i64(R), i64(Din), i64(Dout), gelu)
+            onBackend {
+                pre.withUnsafeMutableBufferPointer { p in
+                    ck_linear_forward(&out, gelu == 1 ? p.baseAddress : nil, v[0], v[1], bias, i64(R), i64(Din), i64(Dout), gelu)
+                }
             }
         } else {
             var sum = zeros(R * Dout)
@@ -585,18 +605,20 @@ func linearCase(_ s: [Int], tesseraGEMM: Bool) -> OpCase {
             } else { out = sum }
         }
         return gelu == 1 ? [out, pre] : [out]
-    })
+    }, backward: backward)
 }
 
 let linearShapes: [[Int]] = [[1, 1, 1, 1, 0], [7, 5, 33, 1, 1], [30, 17, 70, 0, 1], [30, 17, 70, 1, 0], [9, 1100, 40, 1, 1],
-                             [3, 8, 9, 0, 0], [12800, 192, 768, 1, 1], [12800, 192, 576, 1, 0]]
+                             [3, 8, 9, 0, 0], [1100, 20, 64, 1, 0], [40, 64, 30, 1, 0], [12800, 192, 768, 1, 1],
+                             [12800, 192, 576, 1, 0]]
 
 let gemmRows: [KernelOp] = [
-    KernelOp("linear_forward", kernels: ["ck_linear_forward"], rtol: 1e-4, atol: 1e-4, threadExact: false, shapes: linearShapes,
-             production: [12800, 192, 768, 1, 1]) { s in linearCase(s, tesseraGEMM: false) },
+    // Bias gradients are float sums over up to 12,800 rows: atol for their rounding, as bias_add's.
+    KernelOp("linear", kernels: ["ck_linear_forward", "ck_linear_backward"], rtol: 1e-4, atol: 1e-3, threadExact: false,
+             shapes: linearShapes, production: [12800, 192, 768, 1, 1]) { s in linearCase(s, tesseraGEMM: false) },
     // The same kernel on Tessera's GEMM: the bias and GELU epilogue inside the product, all K blocks
     // summed first (Din = 1,100 crosses the K block); the same bits at any thread count.
-    KernelOp("linear_forward_tessera", kernels: ["ck_linear_forward"], rtol: 1e-4, atol: 1e-4, shapes: linearShapes,
+    KernelOp("linear_tessera", kernels: ["ck_linear_forward", "ck_linear_backward"], rtol: 1e-4, atol: 1e-3, shapes: linearShapes,
              production: [12800, 192, 768, 1, 1]) { s in linearCase(s, tesseraGEMM: true) },
     // Tessera's own GEMM: tiles of 14 (AVX-512) or 4 rows and 32 columns, K in one pass up to 1,024
     // and in blocks of 256 beyond (the 1,100 and 1,300 shapes cross it), N in blocks of whole panels

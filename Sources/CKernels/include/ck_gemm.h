@@ -19,6 +19,11 @@ void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float 
 /// are separate passes (ck_bias_add_forward, ck_bias_gelu_forward). The same arithmetic either way.
 void ck_linear_forward(float *out, float *pre, const float *x, const float *weight, const float *bias,
                        int64_t R, int64_t Din, int64_t Dout, int gelu);
+/// Its backward for dout[R, Dout]: dx[R, Din] (=|+=) dout · weight, dweight[Dout, Din] (=|+=) doutᵀ · x,
+/// dbias[Dout] (=|+=) the column sums of dout (any gradient may be null). On Tessera's GEMM the bias
+/// gradient is summed by the weight-gradient product's own tiles (no pass of its own).
+void ck_linear_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const float *dout, const float *x,
+                        const float *weight, int64_t R, int64_t Din, int64_t Dout);
 /// on = 1: routes ck_sgemm to ck_matmul (and off oneDNN); on = 0: back to the linked BLAS.
 void ck_gemm_use_tessera(int on);
 /// on = 1: routes ck_sgemm to oneDNN's dnnl_sgemm, loading libdnnl at the first call; returns -1

@@ -5,17 +5,8 @@ import CKernels
 /// The linear backward shared by `linear` and `linearGELU`:
 /// dx[R, I] (=|+=) dy[R, O]·W[O, I], dW[O, I] (=|+=) dyᵀ·x, db[O] (=|+=) Σ_r dy.
 func linearBackward(_ dy: UnsafePointer<Float>, x: Tensor, weight: Tensor, bias: Tensor?, R: Int, I: Int, O: Int) {
-    if x.requiresGrad {
-        let dx = x.gradTarget()
-        ck_sgemm(0, 0, Int64(R), Int64(I), Int64(O), 1, dy, Int64(O), weight.data, Int64(I), Float(dx.accumulate), dx.data, Int64(I))
-    }
-    if weight.requiresGrad {
-        let dw = weight.gradTarget()
-        ck_sgemm(1, 0, Int64(O), Int64(I), Int64(R), 1, dy, Int64(O), x.data, Int64(I), Float(dw.accumulate), dw.data, Int64(I))
-    }
-    if let bias, bias.requiresGrad {
-        ck_bias_add_backward(ck_grad(), bias.gradTarget(), dy, Int64(R), Int64(O))
-    }
+    ck_linear_backward(x.gradTarget(), weight.gradTarget(), bias?.gradTarget() ?? ck_grad(), dy, x.data, weight.data,
+                       Int64(R), Int64(I), Int64(O))
 }
 
 extension Tensor {
