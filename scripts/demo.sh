@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing (Debian), builds in release, pretrains MAE on Fashion-MNIST
-# with a short schedule (about 15 minutes on 2 cores), then prints kNN, linear-probe and few-shot
+# with a short schedule (9 min 13 s on a 2-core VM, 2026-12-01, with the release build already
+# mostly cached; a first build adds a few minutes), then prints kNN, linear-probe and few-shot
 # accuracy of the frozen encoder and writes a reconstruction PNG. Extra arguments go to
 # `tessera pretrain` (e.g. --epochs 10 for the reference protocol).
 set -euo pipefail

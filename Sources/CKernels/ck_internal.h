@@ -101,7 +101,7 @@ static inline int64_t ck_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 void ck_gemm_set_num_threads(int n);
 void ck_flop_counter_add(uint64_t flops);
 // Whether ck_matmul runs its AVX-512 tile (matmul.c).
-int ck_cpu_level_is_avx512(void);
+int ck_matmul_uses_avx512(void);
 // A Linear layer's epilogue, applied by ck_matmul_epilogue to each finished tile of C: bias[N] added
 // (if non-null); with pre non-null, the sum saved to pre (row stride ld_pre) and C = gelu(sum).
 // row_sums (if its data is non-null): the sums of op(A)'s rows over k, written under the gradient

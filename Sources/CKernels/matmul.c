@@ -3,18 +3,19 @@
 //
 // Weight-stationary blocking for the training step's skinny products (M = batch × tokens, thousands
 // of rows; N and K 128–768), after the facts in performance.md:
-//   * op(B) is packed once per call (per block of KC rows of K, and of whole panels of N when they
-//     would pass 640 KB) into panels of NR = 32 columns, [panel][k][32], which stay in L2 while
-//     every row tile of A streams past them;
+//   * op(B) = B in whole panels of NR = 32 columns is read in place (the input- and weight-gradient
+//     products); Bᵀ (the forward's weights) and a partial last panel are packed into [panel][k][32]
+//     (per block of KC rows of K, and of whole panels of N within 640 KB); either way a block of
+//     panels stays in L2 while every row tile of A streams past it;
 //   * A is read in place, never packed: a row tile's elements are broadcast from memory, whether
 //     the rows are contiguous in K (op(A) = A) or its columns are (op(A) = Aᵀ, the weight gradient);
 //   * the micro-kernel keeps a 14 × 32 tile of C in 28 AVX-512 registers over all of KC.
 // Each element of C is computed by one thread with a fixed order over k, so the result does not
 // depend on the thread count. Other CPUs run a portable tile of the same structure (built for AVX2
-// and baseline by CK_CLONES); `TESSERA_GEMM=auto` uses this backend where it is the faster one.
+// and baseline by CK_CLONES); `TESSERA_GEMM=auto` uses this backend on AVX-512 CPUs.
 #include "ck_internal.h"
 #include "ck_gemm.h"
-#include <stdlib.h>
+#include "ck_runtime.h"
 
 #define MR 14          // rows of C per AVX-512 tile
 #define MR_PORTABLE 4  // rows of C per portable tile
@@ -23,20 +24,10 @@
 #define KC_BLOCK 256
 #define PACK_MAX_FLOATS (160 * 1024)   // packed B per pass ≤ 640 KB (L2 is 2 MB): N goes in blocks beyond
 
-// The packing buffer belongs to the backend, as a BLAS's does: grown on demand, reused by every
-// call. ck_sgemm is called from the thread that runs ops, never concurrently.
-static float *pack_buffer = NULL;
-static size_t pack_capacity = 0;
-
-static float *packing_space(size_t floats) {
-    if (floats > pack_capacity) {
-        free(pack_buffer);
-        size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-        pack_buffer = aligned_alloc(64, bytes);
-        pack_capacity = pack_buffer ? floats : 0;
-    }
-    return pack_buffer;
-}
+// The packed panels of one pass: at most PACK_MAX_FLOATS (nc·kc is capped to it below), so a static
+// buffer serves every call and nothing is allocated. ck_sgemm is called from the thread that runs
+// ops, never concurrently.
+static float pack_buffer[PACK_MAX_FLOATS] __attribute__((aligned(64)));
 
 // Panel p of op(B) rows k0 ..< k0 + kc: bp[k·NR + j] = op(B)[k0 + k][p·NR + j], zero past N.
 static void pack_panel(float *restrict bp, const float *restrict B, int64_t ldb, int trans_b, int64_t k0, int64_t kc,
@@ -147,16 +138,13 @@ CK_CLONES static void linear_epilogue(float *c, int64_t ldc, int64_t rows, int64
     }
 }
 
-// Whether this process runs the AVX-512 tile: the CPU has it, and the kernels were not built for a
-// single narrower instruction set (TESSERA_CPU), whose tests must exercise the portable tile.
-int ck_cpu_level_is_avx512(void) {
-#if defined(CK_BUILD_LEVEL) || !defined(__x86_64__)
-    return 0;
-#else
+// Whether this process runs the AVX-512 tile: the level the row kernels are dispatched for
+// (ck_cpu_level: the CPU's, or the one a TESSERA_CPU build was made for, whose tests must exercise
+// the portable tile).
+int ck_matmul_uses_avx512(void) {
     static int cached = -1;
-    if (cached < 0) { __builtin_cpu_init(); cached = __builtin_cpu_supports("avx512f") ? 1 : 0; }
+    if (cached < 0) cached = strcmp(ck_cpu_level(), "avx512f") == 0;
     return cached;
-#endif
 }
 
 void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
@@ -164,27 +152,9 @@ void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float 
     ck_matmul_epilogue(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
 }
 
-// The reference loop: the fallback when no packing buffer can be had (slow but correct).
-static void matmul_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t j = 0; j < N; j++) {
-            float s = 0.0f;
-            for (int64_t k = 0; k < K; k++) s += (trans_a ? A[k * lda + i] : A[i * lda + k]) * (trans_b ? B[j * ldb + k] : B[k * ldb + j]);
-            C[i * ldc + j] = alpha * s + (beta != 0.0f ? beta * C[i * ldc + j] : 0.0f);
-        }
-    if (ep && (ep->bias || ep->pre)) for (int64_t i = 0; i < M; i++) linear_epilogue(C + i * ldc, ldc, 1, N, ep, i, 0);
-    if (ep && ep->row_sums.data)
-        for (int64_t i = 0; i < M; i++) {
-            float s = 0.0f;
-            for (int64_t k = 0; k < K; k++) s += trans_a ? A[k * lda + i] : A[i * lda + k];
-            CK_PUT(ep->row_sums.accumulate, ep->row_sums.data[i], s);
-        }
-}
-
 void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
-    const int wide = ck_cpu_level_is_avx512();
+    const int wide = ck_matmul_uses_avx512();
     const int64_t mr = wide ? MR : MR_PORTABLE, tiles = (M + mr - 1) / mr;
     const int64_t a_rs = trans_a ? 1 : lda, a_ks = trans_a ? lda : 1;
     const int64_t kc_max = K <= KC_MAX ? K : KC_BLOCK;
@@ -209,8 +179,7 @@ void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
     const int in_place = !trans_b && N % NR == 0;
     const int64_t fit = PACK_MAX_FLOATS / (NR * kc_max);
     const int64_t nc_max = in_place ? N : ck_min64((N + NR - 1) / NR, fit > 0 ? fit : 1) * NR;
-    float *bp = in_place ? NULL : packing_space((size_t)(nc_max * kc_max));
-    if (!in_place && !bp) { matmul_naive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep); return; }
+    float *const bp = pack_buffer;   // nc_max · kc_max ≤ PACK_MAX_FLOATS: fit ≥ 5 panels since kc_max ≤ KC_MAX
     for (int64_t n0 = 0; n0 < N; n0 += nc_max) {
         const int64_t nc = ck_min64(nc_max, N - n0), panels = (nc + NR - 1) / NR;
         for (int64_t k0 = 0; k0 < K; k0 += kc_max) {

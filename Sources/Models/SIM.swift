@@ -154,6 +154,18 @@ public final class SIM: PretrainingMethod {
         return sinCosRowFirst(rows: (0..<L).map { Float($0 / g) }, cols: (0..<L).map { Float($0 % g) }, dim: options.width(encoderDim: config.dim))
     }()
 
+    /// The position table repeated for a batch, `[B, L, D]`, for ``Tensor/gatherKept(_:)``: built for
+    /// the first batch of each size and reused, so a step only gathers its visible rows.
+    private var batchPositions: Tensor?
+
+    private func positionTable(batch B: Int) -> Tensor {
+        if let t = batchPositions, t.shape[0] == B { return t }
+        let t = Tensor(Array(repeatElement(visiblePositions, count: B).joined()),
+                       shape: [B, config.patches, options.width(encoderDim: config.dim)])
+        batchPositions = t
+        return t
+    }
+
     /// One image's patches, the visible ones first, from a fresh block mask: each group in the order of
     /// a uniform key per patch (the encoder's token order; it does not change what the tokens see).
     func visibleFirst(rng: inout TesseraRNG) -> [Int32] {
@@ -288,7 +300,7 @@ public final class SIM: PretrainingMethod {
 
         // Online: visible view-1 tokens, projected, plus their fixed row-first positions.
         let proj = online.branch(x1, mask: mask)                                             // [B, 1 + K, D]
-        let positions = Tensor(Array(repeatElement(visiblePositions, count: B).joined()), shape: [B, L, D]).gatherKept(mask)
+        let positions = positionTable(batch: B).gatherKept(mask)
         // Mask tokens at every view-2 patch, placed in view-1 coordinates with the relative scale.
         var rel = [Float](repeating: 0, count: B * L * 2 * D)
         for b in 0..<B {

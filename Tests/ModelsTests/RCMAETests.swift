@@ -41,7 +41,7 @@ final class RCMAETests: XCTestCase {
     func testEMAUpdateAndMomentumSchedules() {
         var rng = TesseraRNG(seed: 2)
         let rc = RCMAE(config, options: RCMAEOptions(momentum: 0.9, schedule: .constant), rng: &rng)
-        let opt = AdamW(rc.optimizedParameters(), learningRate: 0.1)
+        _ = AdamW(rc.optimizedParameters(), learningRate: 0.1)   // the student's parameters now live in its arena
         let before = rc.teacher.decoderPred.weight.array
         rc.student.decoderPred.weight.fill(1)
         rc.afterUpdate(step: 1, totalSteps: 10)

@@ -7,8 +7,8 @@ public enum Linalg {
         public let description: String
     }
 
-    /// Eigenvalues of the symmetric matrix `a [n, n]` (row-major; only its lower triangle in
-    /// column-major terms, i.e. either triangle, is read), in descending order: LAPACK's `dsyevd`.
+    /// Eigenvalues of the symmetric matrix `a [n, n]`, in descending order: LAPACK's `dsyevd`. (It
+    /// reads one triangle; `a` being symmetric, row-major or column-major order reads the same.)
     public static func symmetricEigenvalues(_ a: [Double], n: Int) throws -> [Double] {
         precondition(n >= 1 && a.count == n * n, "symmetricEigenvalues: a must hold n × n values")
         guard n <= Int(Int32.max) / 2 else { throw Error(description: "symmetricEigenvalues: n = \(n) is too large for LAPACK's 32-bit sizes") }

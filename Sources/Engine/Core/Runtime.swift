@@ -34,8 +34,9 @@ public enum Runtime {
     private static func selectGEMM(_ request: String?) {
         switch (request ?? "auto").lowercased() {
         case "auto", "":
-            // oneDNN when installed; otherwise Tessera's GEMM where it was measured faster than
-            // OpenBLAS (AVX-512: 1.08-1.27x on the training shapes, docs/benchmarks.md), else OpenBLAS.
+            // oneDNN when installed; otherwise Tessera's GEMM where it was measured against OpenBLAS
+            // (AVX-512: 1.07-1.45x on nine training shapes, 0.72-0.98x on a tenth; docs/benchmarks.md),
+            // else OpenBLAS.
             if ck_gemm_use_onednn(1) != 0, cpuLevel == "avx512f" { ck_gemm_use_tessera(1) }
         case "openblas":
             _ = ck_gemm_use_onednn(0)
