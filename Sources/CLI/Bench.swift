@@ -59,21 +59,26 @@ struct Bench: ParsableCommand {
         try trainStep()   // warm up: allocations, BLAS buffers
         _ = Runtime.sgemmRate()
         var stepTimes: [Double] = [], flops: [Double] = [], rates: [Double] = [], peaks: [Double] = []
+        var faults: [Double] = []
         for r in 0..<rounds {
             Runtime.resetMatmulFlops()
+            let f0 = ResourceUsage.now().minorFaults
             let t0 = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<steps { try trainStep() }
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 / Double(steps)
+            faults.append(Double(ResourceUsage.now().minorFaults - f0) / Double(steps))
             stepTimes.append(dt)
             flops.append(Double(Runtime.matmulFlops) / Double(steps))
             rates.append(Runtime.sgemmRate())
             peaks.append(Runtime.fmaPeak())
-            print(String(format: "round %d: %.1f ms/step, %.0f images/s, sgemm %.1f GFLOP/s, FMA peak %.1f GFLOP/s", r + 1, dt * 1e3,
-                         Double(config.effectiveBatch) / dt, rates.last!, peaks.last!))
+            print(String(format: "round %d: %.1f ms/step, %.0f images/s, %.0f minor faults/step, sgemm %.1f GFLOP/s, FMA peak %.1f GFLOP/s", r + 1, dt * 1e3,
+                         Double(config.effectiveBatch) / dt, faults.last!, rates.last!, peaks.last!))
         }
         let t = median(stepTimes), f = median(flops), sg = median(rates), peak = median(peaks)
         let modelRate = f / t / 1e9
         print(String(format: "median: %.1f ms/step, %.0f images/s, %.2f GFLOP per step (matrix products), %.1f GFLOP/s = %.0f%% of the sgemm rate (%.1f GFLOP/s) = %.0f%% of the FMA peak (%.1f GFLOP/s)",
                      t * 1e3, Double(config.effectiveBatch) / t, f / 1e9, modelRate, 100 * modelRate / sg, sg, 100 * modelRate / peak, peak))
+        print(String(format: "memory: peak RSS %.0f MiB, %.0f minor page faults per step (median)",
+                     Double(ResourceUsage.now().peakResidentBytes) / 1048576, median(faults)))
     }
 }

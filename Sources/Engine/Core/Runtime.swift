@@ -163,3 +163,18 @@ public func median(_ xs: [Double]) -> Double {
     let s = xs.sorted()
     return s.count % 2 == 1 ? s[s.count / 2] : 0.5 * (s[s.count / 2 - 1] + s[s.count / 2])
 }
+
+/// The process's resource counters (getrusage): what `tessera bench` reports beside the step time.
+public struct ResourceUsage: Sendable {
+    /// Minor page faults so far (pages mapped in without I/O, each one zero-filled or copied by the kernel).
+    public var minorFaults: Int
+    /// The most resident memory the process has held, in bytes.
+    public var peakResidentBytes: Int
+
+    /// The counters now.
+    public static func now() -> ResourceUsage {
+        var u = rusage()
+        getrusage(Int32(RUSAGE_SELF.rawValue), &u)
+        return ResourceUsage(minorFaults: Int(u.ru_minflt), peakResidentBytes: Int(u.ru_maxrss) * 1024)
+    }
+}
