@@ -238,6 +238,28 @@ if wanted("gemm") {
         }
     }
 
+    // The Linear layer's epilogues on Tessera's GEMM: the fused call against the product alone, and
+    // against the product followed by the separate pass the BLAS path runs.
+    ck_gemm_use_tessera(1)
+    print("\n## Linear epilogues on Tessera's GEMM (ms per call: ck_linear_forward, whose bias rides on the product's tiles and whose GELU is a pass of its own, against the product alone and against the product followed by the BLAS path's passes)\n")
+    print("| shape (R×Din → Dout) | epilogue | product alone | ck_linear_forward | product + passes | ck_linear_forward / (product + passes) |")
+    print("|---|---|---|---|---|---|")
+    for (R, I, O) in quick ? [(3328, 192, 768)] : [(3328, 192, 768), (12800, 128, 512), (12800, 192, 768)] {
+        let x = buffer(R * I, 4), w = buffer(O * I, 5), bias = buffer(O, 6), out = buffer(R * O, 7), pre = buffer(R * O, 8)
+        let (r, i, o) = (Int64(R), Int64(I), Int64(O))
+        let product = { ck_matmul(0, 1, r, o, i, 1, x, i, w, i, 0, out, o) }
+        for gelu: Int32 in [0, 1] {
+            let fused = { ck_linear_forward(out, pre, x, w, bias, r, i, o, gelu) }
+            let separate = {
+                ck_matmul(0, 1, r, o, i, 1, x, i, w, i, 0, gelu == 1 ? pre : out, o)
+                if gelu == 1 { ck_bias_gelu_forward(out, pre, bias, r, o) } else { ck_bias_add_forward(out, out, bias, r, o) }
+            }
+            let (tp, tf, _) = abCompare(product, fused)
+            let (_, ts, ratio) = abCompare(fused, separate)
+            print("| \(R)×\(I) → \(O) | \(gelu == 1 ? "bias + GELU" : "bias") | \(f2(tp * 1e3)) | \(f2(tf * 1e3)) | \(f2(ts * 1e3)) | \(f2(1 / ratio)) |")
+        }
+    }
+
 }
 if wanted("ops") {
     print("\n## every op-table row at its production shape (Tests/KernelOps): forward and backward against a copy of the bytes they move\n")

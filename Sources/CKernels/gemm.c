@@ -13,25 +13,71 @@
 #include <cblas.h>
 #include <dlfcn.h>
 #include <stdio.h>
+#include <time.h>
 
 // OpenBLAS extensions (declared in its cblas.h on Debian; repeated here for other layouts).
 void openblas_set_num_threads(int num_threads);
 char *openblas_get_config(void);
 char *openblas_get_corename(void);
 
+static int tessera_gemm;
+typedef int (*dnnl_sgemm_fn)(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha,
+                             const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                             float *C, int64_t ldc);
+static dnnl_sgemm_fn onednn_sgemm;
+
 // Matrix-product FLOPs done so far (GEMMs and fused attention), for `tessera bench`. Updated
 // outside parallel regions only, from the calling thread.
 static uint64_t flop_counter = 0;
 void ck_flop_counter_add(uint64_t flops) { flop_counter += flops; }
-static void count_product(int64_t M, int64_t N, int64_t K) { flop_counter += 2 * (uint64_t)M * (uint64_t)N * (uint64_t)K; }
 uint64_t ck_flop_counter_read(void) { return flop_counter; }
 void ck_flop_counter_reset(void) { flop_counter = 0; }
 
-// dnnl_sgemm and dnnl_version as oneDNN 2.x and 3.x declare them (row-major, dnnl_dim_t = int64_t,
-// dnnl_status_t an int enum, 0 = success).
-typedef int (*dnnl_sgemm_fn)(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha,
-                             const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                             float *C, int64_t ldc);
+// The per-shape profile (ck_gemm_profile): calls and time of each distinct product, found by linear
+// search (a step has a few dozen shapes); shapes beyond the table's size are counted in no row.
+#define PROFILE_ROWS 256
+static int profiling = 0;
+static ck_gemm_shape_stat profile_rows[PROFILE_ROWS];
+static int64_t profile_used = 0;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void ck_gemm_profile(int on) {
+    profiling = on != 0;
+    if (on) profile_used = 0;
+}
+int64_t ck_gemm_profile_count(void) { return profile_used; }
+ck_gemm_shape_stat ck_gemm_profile_row(int64_t i) {
+    return (i >= 0 && i < profile_used) ? profile_rows[i] : (ck_gemm_shape_stat){0};
+}
+
+// Every product goes through these two: the start time (when profiling), then the FLOP count and the
+// profile row of op(A)[M, K] · op(B)[K, N] done as `op`.
+static double product_begin(void) { return profiling ? now_seconds() : 0.0; }
+static void product_end(double t0, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, const char *op) {
+    flop_counter += 2 * (uint64_t)M * (uint64_t)N * (uint64_t)K;
+    if (!profiling) return;
+    const double dt = now_seconds() - t0;
+    const char *backend = tessera_gemm ? "tessera" : onednn_sgemm ? "onednn" : "openblas";
+    for (int64_t i = 0; i < profile_used; i++) {
+        ck_gemm_shape_stat *r = &profile_rows[i];
+        if (r->M == M && r->N == N && r->K == K && r->trans_a == trans_a && r->trans_b == trans_b &&
+            r->op == op && r->backend == backend) {
+            r->calls++;
+            r->seconds += dt;
+            return;
+        }
+    }
+    if (profile_used < PROFILE_ROWS)
+        profile_rows[profile_used++] = (ck_gemm_shape_stat){trans_a, trans_b, M, N, K, op, backend, 1, dt};
+}
+
+// dnnl_sgemm (typedef above) and dnnl_version as oneDNN 2.x and 3.x declare them (row-major,
+// dnnl_dim_t = int64_t, dnnl_status_t an int enum, 0 = success).
 typedef struct { int major, minor, patch; } dnnl_version_prefix;
 typedef const dnnl_version_prefix *(*dnnl_version_fn)(void);
 static dnnl_sgemm_fn onednn_sgemm = NULL;      // non-null: ck_sgemm calls oneDNN
@@ -73,33 +119,34 @@ void ck_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
               float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
               float beta, float *C, int64_t ldc) {
     if (M == 0 || N == 0) return;
-    count_product(M, N, K);
     if (K == 0) {   // BLAS would only scale C; keep the semantics explicit
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
         return;
     }
+    const double t0 = product_begin();
     if (tessera_gemm) {
         ck_matmul(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    if (onednn_sgemm) {
+    } else if (onednn_sgemm) {
         // Row-major like the CBLAS call below. Fails only on invalid arguments, which the Swift
         // callers have already ruled out.
         (void)onednn_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
+    } else {
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                    (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
     }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    product_end(t0, trans_a, trans_b, M, N, K, "product");
 }
 
 void ck_linear_forward(float *out, float *pre, const float *x, const float *weight, const float *bias,
                        int64_t R, int64_t Din, int64_t Dout, int gelu) {
     if (R == 0 || Dout == 0) return;
     if (tessera_gemm && Din > 0) {
-        count_product(R, Dout, Din);
-        const ck_linear_epilogue ep = {bias, gelu ? pre : NULL, Dout, {NULL, 0}};
-        ck_matmul_epilogue(0, 1, R, Dout, Din, 1.0f, x, Din, weight, Din, 0.0f, out, Dout, &ep);
+        const double t0 = product_begin();
+        const ck_linear_epilogue ep = {bias, {NULL, 0}};
+        ck_matmul_epilogue(0, 1, R, Dout, Din, 1.0f, x, Din, weight, Din, 0.0f, gelu ? pre : out, Dout, &ep);
+        product_end(t0, 0, 1, R, Dout, Din, bias ? "product+bias" : "product");
+        if (gelu) ck_gelu_forward(out, pre, R * Dout);   // faster as its own pass than in the tile (header)
         return;
     }
     if (gelu) {
@@ -147,9 +194,10 @@ void ck_linear_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const float 
     if (dx.data) ck_sgemm(0, 0, R, Din, Dout, 1.0f, dout, Dout, weight, Din, (float)dx.accumulate, dx.data, Din);
     if (tessera_gemm && dweight.data && R > 0 && Din > 0 && Dout > 0) {
         // dW = doutᵀ · x with the bias gradient, the row sums of doutᵀ, summed by the same tiles.
-        count_product(Dout, Din, R);
-        const ck_linear_epilogue ep = {NULL, NULL, 0, dbias};
+        const double t0 = product_begin();
+        const ck_linear_epilogue ep = {NULL, dbias};
         ck_matmul_epilogue(1, 0, Dout, Din, R, 1.0f, dout, Dout, x, Din, (float)dweight.accumulate, dweight.data, Din, &ep);
+        product_end(t0, 1, 0, Dout, Din, R, dbias.data ? "product+bias-grad" : "product");
         return;
     }
     if (dweight.data) ck_sgemm(1, 0, Dout, Din, R, 1.0f, dout, Dout, x, Din, (float)dweight.accumulate, dweight.data, Din);

@@ -115,26 +115,13 @@ CK_CLONES static void tile_portable(int64_t rows, int64_t kc, const float *a, in
     }
 }
 
-// The epilogue of a Linear layer on a finished tile of C (still in L1): bias[j0 + j] added, and with
-// gelu the sum saved to pre and replaced by gelu(sum) (the same arithmetic as ck_bias_add_forward
-// and ck_bias_gelu_forward, which the BLAS path runs as separate passes).
-CK_CLONES static void linear_epilogue(float *c, int64_t ldc, int64_t rows, int64_t cols, const ck_linear_epilogue *ep,
-                                      int64_t i0, int64_t j0) {
+// The bias epilogue of a Linear layer on a finished tile of C (still in L1): bias[j0 + j] added (the
+// same arithmetic as ck_bias_add_forward, which the BLAS path runs as a separate pass).
+CK_CLONES static void bias_epilogue(float *c, int64_t ldc, int64_t rows, int64_t cols, const float *bias) {
     for (int64_t r = 0; r < rows; r++) {
         float *restrict cr = c + r * ldc;
-        if (ep->bias) {
-            const float *restrict b = ep->bias + j0;
-            #pragma omp simd
-            for (int64_t j = 0; j < cols; j++) cr[j] += b[j];
-        }
-        if (ep->pre) {
-            float *restrict p = ep->pre + (i0 + r) * ep->ld_pre + j0;
-            #pragma omp simd
-            for (int64_t j = 0; j < cols; j++) p[j] = cr[j];
-            #pragma omp simd
-            CK_INTERLEAVE4
-            for (int64_t j = 0; j < cols; j++) cr[j] = p[j] * ck_normal_cdf(p[j]);
-        }
+        #pragma omp simd
+        for (int64_t j = 0; j < cols; j++) cr[j] += bias[j];
     }
 }
 
@@ -170,7 +157,7 @@ void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
         const int sum_acc_ = (k0) == 0 ? (ep ? ep->row_sums.accumulate : 0) : 1; \
         if (wide) tile_avx512(rows_, kc, a_, a_rs, a_ks, panel, b_ks, c_, ldc, cols_, alpha, b_, sum_, sum_acc_); \
         else tile_portable(rows_, kc, a_, a_rs, a_ks, panel, b_ks, c_, ldc, cols_, alpha, b_, sum_, sum_acc_); \
-        if (ep && (ep->bias || ep->pre) && (k0) + (kc) == K) linear_epilogue(c_, ldc, rows_, cols_, ep, i0, j0);   /* on the final sums */ \
+        if (ep && ep->bias && (k0) + (kc) == K) bias_epilogue(c_, ldc, rows_, cols_, ep->bias + (j0));   /* on the final sums */ \
     } while (0)
 
     // op(B) = B in whole 32-column panels is read in place (row stride ldb); Bᵀ and a partial last

@@ -60,12 +60,19 @@ struct Bench: ParsableCommand {
         _ = Runtime.sgemmRate()
         var stepTimes: [Double] = [], flops: [Double] = [], rates: [Double] = [], peaks: [Double] = []
         var faults: [Double] = []
+        var shapes: [String: Runtime.GEMMShape] = [:], shapeOrder: [String] = []
         for r in 0..<rounds {
             Runtime.resetMatmulFlops()
             let f0 = ResourceUsage.now().minorFaults
+            Runtime.profileGEMMs(true)
             let t0 = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<steps { try trainStep() }
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 / Double(steps)
+            Runtime.profileGEMMs(false)
+            for g in Runtime.gemmProfile {
+                let key = "\(g.M)x\(g.N)x\(g.K) \(g.transA) \(g.transB) \(g.op) \(g.backend)"
+                if var old = shapes[key] { old.calls += g.calls; old.seconds += g.seconds; shapes[key] = old } else { shapes[key] = g; shapeOrder.append(key) }
+            }
             faults.append(Double(ResourceUsage.now().minorFaults - f0) / Double(steps))
             stepTimes.append(dt)
             flops.append(Double(Runtime.matmulFlops) / Double(steps))
@@ -78,7 +85,23 @@ struct Bench: ParsableCommand {
         let modelRate = f / t / 1e9
         print(String(format: "median: %.1f ms/step, %.0f images/s, %.2f GFLOP per step (matrix products), %.1f GFLOP/s = %.0f%% of the sgemm rate (%.1f GFLOP/s) = %.0f%% of the FMA peak (%.1f GFLOP/s)",
                      t * 1e3, Double(config.effectiveBatch) / t, f / 1e9, modelRate, 100 * modelRate / sg, sg, 100 * modelRate / peak, peak))
+        printShapeTable(shapeOrder.map { shapes[$0]! }, steps: rounds * steps, stepSeconds: t, peak: peak)
         print(String(format: "memory: peak RSS %.0f MiB, %.0f minor page faults per step (median)",
                      Double(ResourceUsage.now().peakResidentBytes) / 1048576, median(faults)))
+    }
+
+    /// The step's matrix products by shape, the most time first: C[M, N] = op(A)[M, K] · op(B)[K, N]
+    /// (ᵀ: read transposed), per step, with the rate as a share of the FMA peak.
+    private func printShapeTable(_ rows: [Runtime.GEMMShape], steps: Int, stepSeconds: Double, peak: Double) {
+        let total = rows.reduce(0) { $0 + $1.seconds }
+        print(String(format: "GEMMs by shape (per step; %.0f%% of the step's time, profiled with a clock read around each product):", 100 * total / Double(steps) / stepSeconds))
+        print("       M      N      K  A B  op                   calls   ms/step   GFLOP/s  %peak  %step  backend")
+        for g in rows.sorted(by: { $0.seconds > $1.seconds }) {
+            let rate = g.seconds > 0 ? g.flops / g.seconds / 1e9 : 0
+            let ms = 1e3 * g.seconds / Double(steps)
+            print(String(format: "%8d %6d %6d  %@ %@  %-19@ %6.1f %9.2f %9.1f %5.0f%% %5.1f%%  %@", g.M, g.N, g.K,
+                         g.transA ? "T" : "N", g.transB ? "T" : "N", g.op, Double(g.calls) / Double(steps), ms,
+                         rate, 100 * rate / peak, 100 * ms / 1e3 / stepSeconds, g.backend))
+        }
     }
 }

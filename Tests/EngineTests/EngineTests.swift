@@ -156,6 +156,29 @@ final class EngineTests: XCTestCase {
         _ = qkv.fusedAttention(heads: 2)
         XCTAssertEqual(ck_flop_counter_read(), 4 * 2 * 2 * 5 * 5 * 4)
     }
+
+    func testGEMMProfileHasARowPerShape() {
+        var rng = TesseraRNG(seed: 0)
+        let x = Tensor.randn([4, 8], rng: &rng), w = Tensor.randn([16, 8], rng: &rng), b = Tensor.randn([16], rng: &rng)
+        Runtime.profileGEMMs(true)
+        _ = x.linear(w)
+        _ = x.linear(w)
+        _ = Tensor.randn([3, 8], rng: &rng).linear(w, b)
+        Runtime.profileGEMMs(false)
+        _ = x.linear(w)   // not recorded
+        let rows = Runtime.gemmProfile
+        XCTAssertEqual(rows.count, 2, "\(rows)")
+        XCTAssertEqual(rows.map(\.M), [4, 3])
+        XCTAssertEqual(rows.map(\.calls), [2, 1])
+        XCTAssertEqual(rows[0].N, 16)
+        XCTAssertEqual(rows[0].K, 8)
+        XCTAssertTrue(rows[0].transB && !rows[0].transA)
+        XCTAssertEqual(rows[0].flops, 2 * 2 * 4 * 16 * 8)
+        XCTAssertTrue(rows.allSatisfy { $0.seconds >= 0 && ["tessera", "openblas", "onednn"].contains($0.backend) })
+        Runtime.profileGEMMs(true)
+        XCTAssertTrue(Runtime.gemmProfile.isEmpty, "turning the profile on clears it")
+        Runtime.profileGEMMs(false)
+    }
 }
 
 /// A graph dropped without a backward pass is freed: no backward closure keeps its own op's output

@@ -15,8 +15,9 @@ void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float 
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /// A Linear layer's forward, out[R, Dout] = x[R, Din] · weight[Dout, Din]ᵀ + bias[Dout] (bias may be
 /// null); with gelu = 1, pre[R, Dout] = that sum (saved for the backward) and out = gelu(pre). On Tessera's GEMM the
-/// bias and GELU are the product's epilogue, applied to each tile while it is in L1; on a BLAS they
-/// are separate passes (ck_bias_add_forward, ck_bias_gelu_forward). The same arithmetic either way.
+/// bias is the product's epilogue, applied to each tile while it is in L1, and the GELU a pass of its own
+/// (measured faster than in the tile); on a BLAS both are separate passes (ck_bias_add_forward,
+/// ck_bias_gelu_forward). The same arithmetic either way.
 void ck_linear_forward(float *out, float *pre, const float *x, const float *weight, const float *bias,
                        int64_t R, int64_t Din, int64_t Dout, int gelu);
 /// Its backward for dout[R, Dout]: dx[R, Din] (=|+=) dout · weight, dweight[Dout, Din] (=|+=) doutᵀ · x,
@@ -42,3 +43,20 @@ uint64_t ck_fma_peak_run(int64_t iterations);
 // (forward 4·B·H·N²·D, backward 10·B·H·N²·D). Not thread-safe: call from the thread that runs ops.
 uint64_t ck_flop_counter_read(void);
 void ck_flop_counter_reset(void);
+
+/// One row of the per-shape GEMM profile: op(A)[M, K] · op(B)[K, N] done as `op` ("product",
+/// "product+bias", "product+bias-grad") on `backend` ("tessera", "openblas",
+/// "onednn"), `calls` times in `seconds` of wall time in all.
+typedef struct {
+    int trans_a, trans_b;
+    int64_t M, N, K;
+    const char *op, *backend;
+    uint64_t calls;
+    double seconds;
+} ck_gemm_shape_stat;
+/// on = 1: clears the profile and starts recording every product (a clock read before and after
+/// each); on = 0: stops. For `tessera bench`; like the FLOP counter, call from the thread that runs ops.
+void ck_gemm_profile(int on);
+/// The number of rows recorded, and row i (0 ≤ i < count).
+int64_t ck_gemm_profile_count(void);
+ck_gemm_shape_stat ck_gemm_profile_row(int64_t i);

@@ -130,6 +130,35 @@ extension Runtime {
     public static var matmulFlops: UInt64 { ck_flop_counter_read() }
     public static func resetMatmulFlops() { ck_flop_counter_reset() }
 
+    /// One distinct matrix product of a profiled stretch of work (see ``profileGEMMs(_:)``).
+    public struct GEMMShape: Sendable {
+        /// op(A)[M, K] · op(B)[K, N]; `transA`/`transB` say whether A or B is read transposed.
+        public var M: Int, N: Int, K: Int, transA: Bool, transB: Bool
+        /// "product", or with a fused epilogue: "product+bias", "product+bias-grad".
+        public var op: String
+        /// "tessera", "openblas" or "onednn".
+        public var backend: String
+        public var calls: Int
+        /// Wall time of all calls.
+        public var seconds: Double
+        /// FLOPs of all calls (2·M·N·K each).
+        public var flops: Double { 2 * Double(M) * Double(N) * Double(K) * Double(calls) }
+    }
+
+    /// Starts (clearing it) or stops the per-shape GEMM profile: each product reads the clock before
+    /// and after. Call from the thread that runs ops.
+    public static func profileGEMMs(_ on: Bool) { ck_gemm_profile(on ? 1 : 0) }
+
+    /// The products recorded since ``profileGEMMs(_:)`` was turned on, in first-call order.
+    public static var gemmProfile: [GEMMShape] {
+        (0..<ck_gemm_profile_count()).map { i in
+            let r = ck_gemm_profile_row(i)
+            return GEMMShape(M: Int(r.M), N: Int(r.N), K: Int(r.K), transA: r.trans_a != 0, transB: r.trans_b != 0,
+                             op: String(cString: r.op), backend: String(cString: r.backend),
+                             calls: Int(r.calls), seconds: r.seconds)
+        }
+    }
+
     /// GFLOP/s of this machine's multiply-add units at the current thread count: every thread runs
     /// independent 16-lane FMA chains for about `seconds` (a ceiling no real kernel reaches).
     public static func fmaPeak(seconds: Double = 0.2) -> Double {
