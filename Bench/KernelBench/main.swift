@@ -218,6 +218,8 @@ if wanted("gemm") {
         (768, 12800, 192, "vit-tiny fc1 weight grad (Tᵀ·N)", 1, 0),
         (12800, 768, 192, "vit-tiny fc1 input grad (N·N)", 0, 0),
         (3328, 192, 576, "MAE encoder qkv fwd (25% of 256·52 tokens)", 0, 1),
+        (768, 3328, 192, "MAE encoder fc1 weight grad (Tᵀ·N)", 1, 0),
+        (192, 3328, 768, "MAE encoder fc2 weight grad (Tᵀ·N)", 1, 0),
         (12800, 128, 384, "MAE decoder qkv fwd", 0, 1),
         (12800, 512, 128, "MAE decoder fc2 fwd", 0, 1),
         (128, 12800, 512, "MAE decoder fc2 weight grad (Tᵀ·N)", 1, 0),

@@ -563,8 +563,9 @@ let gemmShapes: [[Int]] = [[1, 1, 1, 0, 0], [5, 3, 7, 0, 0], [5, 3, 7, 1, 0], [5
                            [576, 192, 12800, 1, 0]]
 
 /// A Linear layer at [R, Din] → [R, Dout], with bias or none, GELU or none, on the linked BLAS
-/// (separate bias, GELU and bias-gradient passes) or on Tessera's GEMM (the bias and GELU as the
-/// forward's epilogue, the bias gradient summed by the weight-gradient product's tiles).
+/// (separate bias, GELU and bias-gradient passes) or on Tessera's GEMM (the bias as the forward's
+/// epilogue, the GELU a pass of its own, the bias gradient summed by the weight-gradient product's
+/// tiles; shapes with Dout < Din run that product panel-major).
 func linearCase(_ s: [Int], tesseraGEMM: Bool) -> OpCase {
     let R = s[0], Din = s[1], Dout = s[2], hasBias = s[3] == 1, gelu = Int32(s[4])
     let inputs = [opRandom(R * Din, seed: 63), opRandom(Dout * Din, seed: 64, -0.2, 0.2)] + (hasBias ? [opRandom(Dout, seed: 65)] : [])
