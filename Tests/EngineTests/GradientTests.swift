@@ -1,3 +1,4 @@
+import CKernels
 import TesseraEngine
 import TestSupport
 import XCTest
@@ -60,6 +61,9 @@ final class GradientTests: XCTestCase {
         assertGradients("linear", inputs: [x, w, b]) { x.linear(w, b) }
         assertGradients("linear no bias", inputs: [x, w]) { x.linear(w) }
         assertGradients("linearGELU", inputs: [x, w, b]) { x.linearGELU(w, b) }
+        let w2 = t([4, 5], 10), b2 = t([4], 11)
+        assertGradients("mlp", inputs: [x, w, b, w2, b2]) { x.mlp(w, b, w2, b2) }
+        assertGradients("mlp no biases", inputs: [x, w, w2]) { x.mlp(w, nil, w2, nil) }
         let g = t([4, 7], 4), lw = t([7], 5), lb = t([7], 6)
         assertGradients("layerNorm", inputs: [g, lw, lb]) { g.layerNorm(weight: lw, bias: lb, eps: 1e-6) }
         assertGradients("layerNorm no affine", inputs: [g]) { g.layerNorm(weight: nil, bias: nil, eps: 1e-5) }
@@ -112,5 +116,37 @@ final class GradientTests: XCTestCase {
         assertGradients("gatherKept shared", inputs: [x]) { x.gatherKept(shared) }
         let kept = t([2, 1 + m.keep, 3], 5), token = t([1, 1, 3], 6)
         assertGradients("unshuffled", inputs: [kept, token]) { kept.unshuffled(m, maskToken: token) }
+    }
+}
+
+/// The fused MLP op is the two-op chain it replaces, bit for bit, forward and every gradient, on
+/// each GEMM backend; and a frozen fc1 (only fc2 trains) gets fc2's gradients alone.
+final class MLPOpTests: XCTestCase {
+    func testMLPMatchesLinearGELUThenLinearBitForBit() {
+        let wasTessera: Int32 = Runtime.gemmBackend.hasPrefix("Tessera") ? 1 : 0
+        defer { ck_gemm_use_tessera(wasTessera) }
+        for tessera: Int32 in [0, 1] {
+            ck_gemm_use_tessera(tessera)
+            var results: [[[Float]]] = []
+            for fused in [false, true] {
+                let x = randomTensor([3, 37, 24], seed: 1, requiresGrad: true)
+                let w1 = randomTensor([96, 24], seed: 2, requiresGrad: true), b1 = randomTensor([96], seed: 3, requiresGrad: true)
+                let w2 = randomTensor([24, 96], seed: 4, requiresGrad: true), b2 = randomTensor([24], seed: 5, requiresGrad: true)
+                let y = fused ? x.mlp(w1, b1, w2, b2) : x.linearGELU(w1, b1).linear(w2, b2)
+                (y * y).sum().backward()
+                results.append([y.array] + [x, w1, b1, w2, b2].map { $0.grad!.array })
+            }
+            XCTAssertEqual(results[0], results[1], "GEMM backend \(tessera == 1 ? "tessera" : "BLAS")")
+        }
+    }
+
+    func testFrozenFirstLayerGetsNoGradient() {
+        let x = randomTensor([5, 8], seed: 1)
+        let w1 = randomTensor([16, 8], seed: 2), w2 = randomTensor([8, 16], seed: 3, requiresGrad: true)
+        let b2 = randomTensor([8], seed: 4, requiresGrad: true)
+        x.mlp(w1, nil, w2, b2).sum().backward()
+        XCTAssertNil(w1.grad)
+        XCTAssertNotNil(w2.grad)
+        XCTAssertEqual(b2.grad!.array, [Float](repeating: 5, count: 8))
     }
 }

@@ -80,7 +80,8 @@ public final class MLP: Module {
         register("fc2", fc2)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { fc2(x.linearGELU(fc1.weight, fc1.bias)) }
+    /// One ``Tensor/mlp(_:_:_:_:)`` op: the hidden activation is recomputed by the backward, not saved.
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.mlp(fc1.weight, fc1.bias, fc2.weight, fc2.bias) }
 }
 
 /// Multi-head self-attention: one `qkv` Linear (rows ordered q | k | v, heads major inside each),
