@@ -22,6 +22,7 @@
 #define NR 32          // columns of C per tile: two 16-float vectors
 #define KC_MAX 1024    // K up to this is one pass; longer K goes in blocks of KC_BLOCK
 #define KC_BLOCK 256
+#define PREFETCH_K 16  // k steps the tile prefetches ahead
 #define PACK_MAX_FLOATS (160 * 1024)   // packed B per pass ≤ 640 KB (L2 is 2 MB): N goes in blocks beyond
 
 // The packed panels of one pass: at most PACK_MAX_FLOATS (nc·kc is capped to it below), so a static
@@ -78,6 +79,16 @@ CK_ALWAYS_INLINE void tile(const int ROWS, const int SUM, int64_t kc, const floa
     for (int64_t k = 0; k < kc; k++) {
         const ck_vf16 b0 = ck_vload(bp + k * b_ks), b1 = ck_vload(bp + k * b_ks + 16);
         const float *ak = a + k * a_ks;
+        // Rows PREFETCH_K steps ahead: B's (two lines) and, for op(A) = Aᵀ, A's. Their strides of
+        // kilobytes cross a page every step or two, where the hardware prefetchers stop; in the
+        // step these operands come cold (x saved by the forward, dout just written). Prefetches
+        // past the end of an operand are harmless (they never fault).
+        __builtin_prefetch(bp + (k + PREFETCH_K) * b_ks);
+        __builtin_prefetch(bp + (k + PREFETCH_K) * b_ks + 16);
+        if (a_rs == 1) {
+            __builtin_prefetch(ak + PREFETCH_K * a_ks);
+            __builtin_prefetch(ak + PREFETCH_K * a_ks + ROWS - 1);
+        }
         #pragma clang loop unroll(full)
         for (int r = 0; r < ROWS; r++) {
             const float x = ak[r * a_rs];
