@@ -20,11 +20,16 @@ void openblas_set_num_threads(int num_threads);
 char *openblas_get_config(void);
 char *openblas_get_corename(void);
 
-static int tessera_gemm;
+// The backend: dnnl_sgemm and dnnl_version as oneDNN 2.x and 3.x declare them (row-major,
+// dnnl_dim_t = int64_t, dnnl_status_t an int enum, 0 = success), and which backend ck_sgemm calls.
 typedef int (*dnnl_sgemm_fn)(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha,
                              const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                              float *C, int64_t ldc);
-static dnnl_sgemm_fn onednn_sgemm;
+typedef struct { int major, minor, patch; } dnnl_version_prefix;
+typedef const dnnl_version_prefix *(*dnnl_version_fn)(void);
+static dnnl_sgemm_fn onednn_sgemm = NULL;      // non-null: ck_sgemm calls oneDNN
+static char onednn_name[64];
+static int tessera_gemm = 0;                    // 1: ck_sgemm calls ck_matmul (matmul.c)
 
 // Matrix-product FLOPs done so far (GEMMs and fused attention), for `tessera bench`. Updated
 // outside parallel regions only, from the calling thread.
@@ -75,14 +80,6 @@ static void product_end(double t0, int trans_a, int trans_b, int64_t M, int64_t 
     if (profile_used < PROFILE_ROWS)
         profile_rows[profile_used++] = (ck_gemm_shape_stat){trans_a, trans_b, M, N, K, op, backend, 1, dt};
 }
-
-// dnnl_sgemm (typedef above) and dnnl_version as oneDNN 2.x and 3.x declare them (row-major,
-// dnnl_dim_t = int64_t, dnnl_status_t an int enum, 0 = success).
-typedef struct { int major, minor, patch; } dnnl_version_prefix;
-typedef const dnnl_version_prefix *(*dnnl_version_fn)(void);
-static dnnl_sgemm_fn onednn_sgemm = NULL;      // non-null: ck_sgemm calls oneDNN
-static char onednn_name[64];
-static int tessera_gemm = 0;                    // 1: ck_sgemm calls ck_matmul (matmul.c)
 
 void ck_gemm_use_tessera(int on) {
     tessera_gemm = on != 0;

@@ -158,20 +158,6 @@ void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
     const int64_t kc_max = K <= KC_MAX ? K : KC_BLOCK;
     const int64_t work = M * N * K;
     const int panel_major = M < N;
-    // One tile of C (rows i0.., columns j0..) over k0 ..< k0 + kc from a panel of op(B) with k stride b_ks.
-    #define RUN_TILE(i0, j0, k0, kc, panel, b_ks) do { \
-        const int64_t rows_ = ck_min64(mr, M - (i0)), cols_ = ck_min64(NR, N - (j0)); \
-        const float *a_ = trans_a ? A + (k0) * lda + (i0) : A + (i0) * lda + (k0); \
-        float *c_ = C + (i0) * ldc + (j0); \
-        const float b_ = (k0) == 0 ? beta : 1.0f;   /* later K blocks add to the first block's result */ \
-        /* op(A)'s row sums ride on the first panel's tiles, every K block adding to the last */ \
-        float *sum_ = ep && ep->row_sums.data && (j0) == 0 ? ep->row_sums.data + (i0) : NULL; \
-        const int sum_acc_ = (k0) == 0 ? (ep ? ep->row_sums.accumulate : 0) : 1; \
-        if (wide) tile_avx512(rows_, kc, a_, a_rs, a_ks, panel, b_ks, c_, ldc, cols_, alpha, b_, sum_, sum_acc_); \
-        else tile_portable(rows_, kc, a_, a_rs, a_ks, panel, b_ks, c_, ldc, cols_, alpha, b_, sum_, sum_acc_); \
-        if (ep && ep->bias && (k0) + (kc) == K) bias_epilogue(c_, ldc, rows_, cols_, ep->bias + (j0));   /* on the final sums */ \
-    } while (0)
-
     // op(B) = B in whole 32-column panels is read in place (row stride ldb); Bᵀ and a partial last
     // panel are packed. K goes in blocks beyond KC_MAX (each block's panels shared by every row tile
     // while they are in L2), N in blocks of whole panels within the packing budget.
@@ -193,15 +179,26 @@ void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                 // of A (tile-major) when op(A) has at least as many rows as op(B) has columns, else the
                 // panel of B (panel-major: the weight gradients of layers that widen, e.g. fc2's
                 // 192 × 768, measured 1.09x, and the decoder's 128 × 512, 1.23x; tile-major stays
-                // 1.12-1.14x faster where M > N).
+                // 1.11-1.14x faster where M > N).
                 #pragma omp for schedule(static)
                 for (int64_t item = 0; item < tiles * panels; item++) {
                     const int64_t t = panel_major ? item % tiles : item / panels, p = panel_major ? item / tiles : item % panels;
-                    if (in_place) RUN_TILE(t * mr, n0 + p * NR, k0, kc, B + k0 * ldb + n0 + p * NR, ldb);
-                    else RUN_TILE(t * mr, n0 + p * NR, k0, kc, bp + p * NR * kc, NR);
+                    // The tile of C at rows i0.., columns j0.., over k0 ..< k0 + kc, from its panel of op(B).
+                    const int64_t i0 = t * mr, j0 = n0 + p * NR;
+                    const int64_t rows = ck_min64(mr, M - i0), cols = ck_min64(NR, N - j0);
+                    const float *panel = in_place ? B + k0 * ldb + j0 : bp + p * NR * kc;
+                    const int64_t b_ks = in_place ? ldb : NR;
+                    const float *a = trans_a ? A + k0 * lda + i0 : A + i0 * lda + k0;
+                    float *c = C + i0 * ldc + j0;
+                    const float b = k0 == 0 ? beta : 1.0f;   // later K blocks add to the first block's result
+                    // op(A)'s row sums ride on the first panel's tiles, every K block adding to the last.
+                    float *sum = ep && ep->row_sums.data && j0 == 0 ? ep->row_sums.data + i0 : NULL;
+                    const int sum_acc = k0 == 0 ? (ep ? ep->row_sums.accumulate : 0) : 1;
+                    if (wide) tile_avx512(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc);
+                    else tile_portable(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc);
+                    if (ep && ep->bias && k0 + kc == K) bias_epilogue(c, ldc, rows, cols, ep->bias + j0);   // on the final sums
                 }
             }
         }
     }
-    #undef RUN_TILE
 }

@@ -13,7 +13,7 @@ struct Bench: ParsableCommand {
         Each timed step is the training loop's own step (Pretrainer.step: schedules, forward, backward, \
         clipping, AdamW, EMA). Each round times --steps steps, then a 2048³ sgemm on the selected \
         backend, then the FMA peak (independent multiply-add chains on every thread), alternating; \
-        the summary gives medians. TESSERA_GEMM=auto|openblas|onednn picks the GEMM backend. The kernel \
+        the summary gives medians. TESSERA_GEMM=auto|tessera|openblas|onednn picks the GEMM backend. The kernel \
         table is `tessera-bench`.
 
         Example: tessera bench --rounds 5 -- --method mae --depth 6 --image-size 28 --channels 1

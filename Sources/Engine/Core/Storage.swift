@@ -3,8 +3,9 @@ import Foundation
 /// A reference-counted, 64-byte aligned buffer of `Float`s. Tensors are views into one.
 ///
 /// Buffers of 64 KiB and more come from ``BufferPool``, which keeps freed buffers for the next
-/// allocation of the same size: a training step allocates the same sizes every step, so the steady
-/// state reuses memory that is already mapped instead of page-faulting its working set again.
+/// allocation of the same size (or of up to half that size): a training step allocates the same
+/// sizes every step, so the steady state reuses memory that is already mapped instead of
+/// page-faulting its working set again.
 public final class Storage {
     public let base: UnsafeMutablePointer<Float>
     public let count: Int
