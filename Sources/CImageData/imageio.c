@@ -102,6 +102,47 @@ static int jpeg_run(uint8_t *dst, const uint8_t *src, size_t n, int64_t *w, int6
     return damaged ? CK_IO_TRUNCATED : CK_IO_OK;
 }
 
+// The reduced region decode: libjpeg scales in the DCT domain (scale_denom), skips the rows above the
+// region (jpeg_skip_scanlines), decodes only the iMCU columns that cover it (jpeg_crop_scanline) and stops
+// after its last row. The pixels it produces are those of a full decode at that scale (libjpeg-turbo
+// decodes the same blocks); only the rows and columns outside the region are not computed.
+static int jpeg_region(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, int64_t channels, int64_t max_pixels,
+                       int64_t denom, const int64_t want[4], int64_t got[6]) {
+    struct jpeg_decompress_struct cinfo;
+    struct jpeg_guard guard;
+    cinfo.err = jpeg_std_error(&guard.mgr);
+    guard.mgr.error_exit = jpeg_fail;
+    guard.mgr.emit_message = jpeg_quiet;
+    if (setjmp(guard.jump)) { jpeg_destroy_decompress(&cinfo); return CK_IO_CORRUPT; }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, src, (unsigned long)n);
+    if (jpeg_read_header(&cinfo, TRUE) != JPEG_HEADER_OK) { jpeg_destroy_decompress(&cinfo); return CK_IO_CORRUPT; }
+    if ((int64_t)cinfo.image_width * (int64_t)cinfo.image_height > max_pixels) { jpeg_destroy_decompress(&cinfo); return CK_IO_TOO_LARGE; }
+    cinfo.out_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    cinfo.scale_num = 1;
+    cinfo.scale_denom = (unsigned)denom;
+    jpeg_start_decompress(&cinfo);
+    if (cinfo.output_components != channels) { jpeg_destroy_decompress(&cinfo); return CK_IO_UNSUPPORTED; }
+    int64_t W = cinfo.output_width, H = cinfo.output_height;
+    int64_t x0 = want[0] < 0 ? 0 : want[0], y0 = want[1] < 0 ? 0 : want[1];
+    int64_t x1 = want[2] > W ? W : want[2], y1 = want[3] > H ? H : want[3];
+    if (x1 <= x0 || y1 <= y0) { jpeg_destroy_decompress(&cinfo); return CK_IO_SIZE_MISMATCH; }
+    JDIMENSION xoff = (JDIMENSION)x0, cw = (JDIMENSION)(x1 - x0);
+    if (x0 > 0 || x1 < W) jpeg_crop_scanline(&cinfo, &xoff, &cw);   // widens to whole iMCU columns
+    const size_t stride = (size_t)cw * (size_t)channels;
+    if (stride * (size_t)(y1 - y0) > cap) { jpeg_destroy_decompress(&cinfo); return CK_IO_TOO_LARGE; }
+    if (y0 > 0 && jpeg_skip_scanlines(&cinfo, (JDIMENSION)y0) != (JDIMENSION)y0) { jpeg_destroy_decompress(&cinfo); return CK_IO_TRUNCATED; }
+    while ((int64_t)cinfo.output_scanline < y1) {
+        JSAMPROW row = dst + (size_t)((int64_t)cinfo.output_scanline - y0) * stride;
+        if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) { jpeg_destroy_decompress(&cinfo); return CK_IO_TRUNCATED; }
+    }
+    int damaged = guard.mgr.num_warnings > 0;   // data ended early: libjpeg padded with grey
+    got[0] = W; got[1] = H; got[2] = (int64_t)xoff; got[3] = y0; got[4] = (int64_t)cw; got[5] = y1 - y0;
+    jpeg_abort_decompress(&cinfo);   // the rows below the region are never decoded
+    jpeg_destroy_decompress(&cinfo);
+    return damaged ? CK_IO_TRUNCATED : CK_IO_OK;
+}
+
 // Reads a PNG header into img (freed on failure). Returns 1 on success.
 static int png_open(png_image *img, const uint8_t *src, size_t n) {
     memset(img, 0, sizeof *img);
@@ -166,4 +207,30 @@ int ck_png_encode(uint8_t *dst, size_t cap, size_t *out_len, const uint8_t *pixe
     *out_len = (size_t)size;
     if (!ok) return dst && size > cap ? CK_IO_TOO_LARGE : CK_IO_CORRUPT;
     return CK_IO_OK;
+}
+
+int64_t ck_jpeg_reduced_size(int64_t size, int64_t denom) { return (size + denom - 1) / denom; }
+
+int ck_image_decode_region(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, int64_t channels, int64_t max_pixels,
+                           int64_t denom, const int64_t want[4], int64_t got[6]) {
+    if (channels != 1 && channels != 3) return CK_IO_UNSUPPORTED;
+    int kind = ck_image_kind(src, n);
+    if (kind == 2) {
+        if (denom != 1 && denom != 2 && denom != 4 && denom != 8) return CK_IO_UNSUPPORTED;
+        return jpeg_region(dst, cap, src, n, channels, max_pixels, denom, want, got);
+    }
+    if (kind == 1) {   // PNG: rows come in order from one zlib stream; the whole image is decoded
+        if (denom != 1) return CK_IO_UNSUPPORTED;
+        png_image img;
+        if (!png_open(&img, src, n)) return CK_IO_CORRUPT;
+        int64_t w = img.width, h = img.height;
+        png_image_free(&img);
+        if (w * h > max_pixels) return CK_IO_TOO_LARGE;
+        if ((size_t)(w * h * channels) > cap) return CK_IO_TOO_LARGE;
+        int rc = ck_image_decode(dst, src, n, w, h, channels, max_pixels);
+        if (rc != CK_IO_OK) return rc;
+        got[0] = w; got[1] = h; got[2] = 0; got[3] = 0; got[4] = w; got[5] = h;
+        return CK_IO_OK;
+    }
+    return CK_IO_UNSUPPORTED;
 }

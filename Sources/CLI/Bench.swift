@@ -16,13 +16,20 @@ struct Bench: ParsableCommand {
         the summary gives medians. TESSERA_GEMM=auto|tessera|openblas|onednn picks the GEMM backend. The kernel \
         table is `tessera-bench`.
 
+        With --data, the steps train on that dataset instead, and the data loader is timed alone first \
+        (read + decode + augment, images/s for each --loader-workers count, alternating), then the \
+        training loop's share of time spent waiting for data with --workers decode workers.
+
         Example: tessera bench --rounds 5 -- --method mae --depth 6 --image-size 28 --channels 1
+        Example: tessera bench --data /data/imagenet --loader-workers 1,2 -- --patch-size 16 --batch-size 64
         """)
 
     @Option(help: "Rounds (alternating training steps and sgemm).") var rounds = 5
     @Option(help: "Timed training steps per round.") var steps = 5
     @Option(help: "Side of the synthetic images.") var imageSize = 28
     @Option(help: "Channels of the synthetic images.") var channels = 1
+    @Option(help: "Train on this data (as pretrain's --data) and time its loader alone too.") var data: String?
+    @Option(help: "Decode worker counts to time the loader with, comma-separated.") var loaderWorkers = "1,2"
     @OptionGroup var runtime: RuntimeOptions
     @Argument(parsing: .postTerminator, help: "tessera pretrain options") var pretrainArguments: [String] = []
 
@@ -35,17 +42,29 @@ struct Bench: ParsableCommand {
         do { options = try Pretrain.parse(pretrainArguments) } catch {
             throw CLIError("after --: \(Pretrain.message(for: error)) (see 'tessera pretrain --help')")
         }
-        // Two steps' worth of synthetic images, used alternately.
-        var rng = TesseraRNG(seed: 1)
-        let n = max(options.batchSize * options.accum * 2, 8)
-        let px = (0..<(n * imageSize * imageSize * channels)).map { _ in UInt8(rng.int(below: 256)) }
-        let set = ImageSet(uniform: px, count: n, height: imageSize, width: imageSize, channels: channels, labels: nil)
+        let workerCounts = try loaderWorkers.split(separator: ",").map { s in
+            guard let v = Int(s), (1...256).contains(v) else { throw CLIError("--loader-workers must be a list of counts 1…256, got '\(loaderWorkers)'") }
+            return v
+        }
+        let set: any ImageDataset
+        if let data {
+            let t0 = Date()
+            set = try loadData(data, split: .train, channels: options.channels, limit: options.limit)
+            print(String(format: "data: %@, indexed in %.2f s", set.summary, Date().timeIntervalSince(t0)))
+        } else {
+            // Two steps' worth of synthetic images, used alternately.
+            var rng = TesseraRNG(seed: 1)
+            let n = max(options.batchSize * options.accum * 2, 8)
+            let px = (0..<(n * imageSize * imageSize * channels)).map { _ in UInt8(rng.int(below: 256)) }
+            set = ImageSet(uniform: px, count: n, height: imageSize, width: imageSize, channels: channels, labels: nil)
+        }
         let config = try options.buildConfig(train: set)
+        if data != nil { try timeLoader(set, config: config, workerCounts: workerCounts) }
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-bench-\(getpid())").path
         let trainer = try Pretrainer(config: config, method: config.method.make(config), train: set, evalSets: nil, runFolder: scratch)
         let loader = trainer.loader, order = loader.order(epoch: 0)
-        let groups = (0..<2).map { g in
-            (0..<config.accumSteps).map { loader.makeBatch(epoch: 0, step: g * config.accumSteps + $0, order: order) }
+        let groups = try (0..<2).map { g in
+            try (0..<config.accumSteps).map { try loader.makeBatch(epoch: 0, step: g * config.accumSteps + $0, order: order) }
         }
         var next = 0
         func trainStep() throws {
@@ -88,6 +107,55 @@ struct Bench: ParsableCommand {
         printShapeTable(shapeOrder.map { shapes[$0]! }, steps: rounds * steps, stepSeconds: t, peak: peak)
         print(String(format: "memory: peak RSS %.0f MiB, %.0f minor page faults per step (median)",
                      Double(ResourceUsage.now().peakResidentBytes) / 1048576, median(faults)))
+        if data != nil {
+            // The loop as training runs it: the loader's thread and workers prepare batches while the steps run.
+            let w = runtime.workers(for: set)
+            let loop = try Pretrainer(config: config, method: config.method.make(config), train: set, evalSets: nil, runFolder: scratch, workers: w)
+            let stream = loop.loader.batches(epoch: 0)
+            var waited = 0.0, n = 0
+            let t0 = Date()
+            var group: [Batch] = []
+            while n < rounds * steps {
+                let w0 = Date()
+                guard let b = try stream.next() else { break }
+                waited += Date().timeIntervalSince(w0)
+                group.append(b)
+                if group.count == config.accumSteps { _ = try loop.step(group); group.removeAll(); n += 1 }
+            }
+            let total = Date().timeIntervalSince(t0)
+            print(String(format: "training loop with %d decode worker%@: %.0f images/s over %d steps, %.1f%% of the time waiting for data",
+                         w, w == 1 ? "" : "s", Double(n * config.effectiveBatch) / total, n, 100 * waited / total))
+        }
+    }
+
+    /// Images/s of the loader alone (read, decode, augment every view) for each worker count, in
+    /// alternating rounds of two batches each.
+    private func timeLoader(_ set: any ImageDataset, config: PretrainConfig, workerCounts: [Int]) throws {
+        let views = config.method.make(config).viewAugmentations(base: config.augmentation)
+        let loaders = workerCounts.map { w -> Loader in
+            let l = Loader(set, batchSize: config.batchSize, views: views, seed: config.seed, workers: w)
+            l.reducedDecoding = !(config.fullDecode ?? false)
+            return l
+        }
+        let order = loaders[0].order(epoch: 0), stepsAvailable = loaders[0].stepsPerEpoch
+        guard stepsAvailable >= 1 else { throw CLIError("the data has fewer images than one batch of \(config.batchSize)") }
+        var rates = [[Double]](repeating: [], count: loaders.count)
+        var step = 0
+        _ = try loaders[0].makeBatch(epoch: 0, step: 0, order: order)   // warm up: file cache, allocations
+        for _ in 0..<rounds {
+            for (i, l) in loaders.enumerated() {
+                let t0 = Date()
+                var images = 0
+                for _ in 0..<2 { images += try l.makeBatch(epoch: 0, step: step % stepsAvailable, order: order).indices.count; step += 1 }
+                rates[i].append(Double(images) / Date().timeIntervalSince(t0))
+            }
+        }
+        let sizes = views.map { "\($0.size)" }.joined(separator: "+")
+        print("loader alone (read + decode + \(views.count) view\(views.count == 1 ? "" : "s") of \(sizes) px, batch \(config.batchSize), \(rounds) alternating rounds, median):")
+        for (i, w) in workerCounts.enumerated() {
+            let r = median(rates[i])
+            print(String(format: "  %2d worker%@ %8.1f images/s  (%.1f per worker)", w, w == 1 ? " " : "s", r, r / Double(w)))
+        }
     }
 
     /// The step's matrix products by shape, the most time first: C[M, N] = op(A)[M, K] · op(B)[K, N]

@@ -57,8 +57,8 @@ struct Eval: ParsableCommand {
         }
         let pooling = try features.resolvedPooling()
         let t0 = Date()
-        let trF = encoder.features(of: train, augmentation: ck.config.augmentation, pooling: pooling)
-        let teF = encoder.features(of: test, augmentation: ck.config.augmentation, pooling: pooling)
+        let trF = try encoder.features(of: train, augmentation: ck.config.augmentation, pooling: pooling, workers: runtime.workers(for: train))
+        let teF = try encoder.features(of: test, augmentation: ck.config.augmentation, pooling: pooling, workers: runtime.workers(for: test))
         let tFeat = Date().timeIntervalSince(t0)
         let result = evaluate(train: trF, test: teF, linear: !noLinear, fewShot: shots, seed: ck.config.seed)
         print("\(randomInit ? "random-init encoder" : checkpoint) on \(spec) (\(train.count) train / \(test.count) test, \(pooling.rawValue) feature, \(String(format: "%.0f", tFeat)) s to extract):")
@@ -81,13 +81,13 @@ extension Eval {
     /// The same protocol on raw pixels: each image flattened, normalized per channel.
     func evaluatePixels(shots: [Int]) throws {
         let spec = features.data ?? "fashion-mnist"
-        let train = try loadData(spec, split: .train, channels: nil)
-        let test = try loadData(spec, split: .test, channels: train.channels)
+        let train = try loadData(spec, split: .train, channels: nil).materialized()
+        let test = try loadData(spec, split: .test, channels: train.channels).materialized()
         guard let trl = train.labels, let tel = test.labels else { throw CLIError("\(spec) has no labels; evaluation needs a labeled train/test pair") }
         guard Set(train.heights + test.heights + train.widths + test.widths).count == 1 else {
             throw CLIError("--pixels needs images of one square size; \(spec) has several")
         }
-        let st = train.channelStatistics()
+        let st = try train.channelStatistics()
         func flat(_ set: ImageSet, _ labels: [Int]) -> FeatureSet {
             let C = set.channels
             let v = set.pixels.enumerated().map { (Float($0.element) / 255 - st.mean[$0.offset % C]) / st.std[$0.offset % C] }
@@ -114,7 +114,8 @@ struct Embed: ParsableCommand {
         guard out.hasSuffix(".npy") else { throw CLIError("--out must end in .npy, got '\(out)'") }
         let ck = try LoadedCheckpoint(checkpoint)
         let set = try loadData(features.data ?? ck.config.evalData ?? ck.config.data, split: sp, channels: ck.config.mae.encoder.channels)
-        let f = ck.encoder.features(of: set, augmentation: ck.config.augmentation, pooling: try features.resolvedPooling())
+        let f = try ck.encoder.features(of: set, augmentation: ck.config.augmentation, pooling: try features.resolvedPooling(),
+                                        workers: runtime.workers(for: set))
         try FileIO.writeAtomically(NpyArray.serialize(floats: f.values, shape: [f.count, f.dim]), to: out)
         if let labels = set.labels {
             let lp = String(out.dropLast(4)) + "-labels.npy"

@@ -23,7 +23,7 @@ struct Pretrain: ParsableCommand {
     @Option(name: .customLong("run"), help: "Run folder (created; must not hold a run unless --resume).") var runPath = "runs/mae"
     @Flag(help: "Continue the run in --run from its last checkpoint with its saved configuration (only --epochs and --threads apply).") var resume = false
 
-    @Option(help: "Image size (default: the data's).") var imageSize: Int?
+    @Option(help: "Image size (default: the data's when its images are all one square size, else 224).") var imageSize: Int?
     @Option(help: "Patch size.") var patchSize: Int?
     @Option(help: "Image channels, 1 or 3 (default: the data's).") var channels: Int?
     @Option(help: "Encoder depth.") var depth: Int?
@@ -46,7 +46,9 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Resampling: bicubic or bilinear.") var interpolation = "bicubic"
     @Option(help: "Save a checkpoint every N epochs (and at the end).") var saveEvery = 1
     @Option(help: "kNN accuracy on the eval data every N epochs; keeps best.safetensors (0: off).") var knnEvery = 0
-    @Option(help: "Use only the first N training images.") var limit: Int?
+    @Option(help: "Use only the first N training images (an image folder is indexed only that far).") var limit: Int?
+    @Flag(help: "Decode every JPEG whole at full size, as torchvision does (default: reduced in the DCT domain while every crop keeps its output size, and only the rows the crops need).")
+    var fullDecode = false
     @Option(help: "Progress line every N steps.") var logEvery = 20
     // Method options: nil keeps the method's own default (shown in the help, read from its options type).
     @Option(help: "RC-MAE: weight of the consistency term (default \(RCMAEOptions().gamma)).") var gamma: Float?
@@ -103,17 +105,15 @@ struct Pretrain: ParsableCommand {
             return
         }
 
-        let train = try loadData(data, split: .train, channels: channels)
+        let train = try loadData(data, split: .train, channels: channels, limit: limit)
         let config = try buildConfig(train: train)
         try execute(config, folder: folder, train: train)
     }
 
     /// The run's configuration from these options and the training set (its image size and channels).
-    func buildConfig(train: ImageSet) throws -> PretrainConfig {
-        let size = imageSize ?? train.heights[0]
-        guard imageSize != nil || (Set(train.heights).count == 1 && train.heights == train.widths) else {
-            throw CLIError("images of \(data) are not all square and of one size; pass --image-size")
-        }
+    func buildConfig(train: any ImageDataset) throws -> PretrainConfig {
+        let uniform = train.uniformSize.flatMap { $0.height == $0.width ? $0.height : nil }
+        let size = imageSize ?? uniform ?? 224
         let patch = patchSize ?? (size <= 64 ? 4 : 16)
         guard patch >= 1, size % patch == 0 else {
             throw CLIError("image size \(size) is not divisible by patch size \(patch); pass --patch-size with a divisor of \(size) or --image-size")
@@ -144,7 +144,7 @@ struct Pretrain: ParsableCommand {
 
         // Normalization: ImageNet statistics for RGB, the training set's own for grayscale.
         let stats = train.channels == 3 ? (mean: [Float](arrayLiteral: 0.485, 0.456, 0.406), std: [Float](arrayLiteral: 0.229, 0.224, 0.225))
-                                        : train.channelStatistics()
+                                        : try train.channelStatistics()
         var aug = Augmentation(size: size, mean: stats.mean, std: stats.std, scale: minScale...1,
                                interpolation: Interpolation(rawValue: interpolation)!)
         aug.mean = aug.mean.map { ($0 * 1e4).rounded() / 1e4 }
@@ -196,16 +196,17 @@ struct Pretrain: ParsableCommand {
         config.saveEvery = saveEvery
         config.knnEvery = knnEvery
         config.limit = limit
+        config.fullDecode = fullDecode ? true : nil
         config.logEvery = logEvery
 
         return config
     }
 
     /// Loads what `config` names, builds its method, resumes if asked, and trains.
-    func execute(_ config: PretrainConfig, folder: RunFolder, train loaded: ImageSet?) throws {
+    func execute(_ config: PretrainConfig, folder: RunFolder, train loaded: (any ImageDataset)?) throws {
         let channels = config.mae.encoder.channels
-        let train = try loaded ?? loadData(config.data, split: .train, channels: channels)
-        var evalSets: (ImageSet, ImageSet)?
+        let train = try loaded ?? loadData(config.data, split: .train, channels: channels, limit: config.limit)
+        var evalSets: (any ImageDataset, any ImageDataset)?
         if config.knnEvery > 0 {
             let spec = config.evalData ?? config.data
             let tr = config.evalData == nil ? train : try loadData(spec, split: .train, channels: channels)
@@ -215,7 +216,8 @@ struct Pretrain: ParsableCommand {
         }
         try FileIO.makeDirectory(folder.path)   // only now: a run that fails validation leaves nothing behind
         let trainee = config.method.make(config)
-        let trainer = try Pretrainer(config: config, method: trainee, train: train, evalSets: evalSets, runFolder: folder.path)
+        let trainer = try Pretrainer(config: config, method: trainee, train: train, evalSets: evalSets, runFolder: folder.path,
+                                     workers: runtime.workers(for: train), skipUnreadable: runtime.skipUnreadable)
         if resume {
             try trainer.resume()
             print("resumed \(folder.path) at epoch \(trainer.epoch), step \(trainer.step) (saved configuration; \(config.epochs) epochs)")

@@ -22,7 +22,7 @@ struct Tessera: ParsableCommand {
           tessera inspect runs/fmnist/last.safetensors
           tessera bench -- --method mae --depth 6
         """,
-        subcommands: [Pretrain.self, Eval.self, Embed.self, Reconstruct.self, Inspect.self, Bench.self])
+        subcommands: [Pretrain.self, Eval.self, Embed.self, Reconstruct.self, Inspect.self, Bench.self, Pack.self])
 }
 
 /// A command-line failure: printed as one line, exit status 1.
@@ -62,9 +62,19 @@ enum Main {
 struct RuntimeOptions: ParsableArguments {
     @Option(help: "Threads for the kernels and the BLAS (default: TESSERA_THREADS, OMP_NUM_THREADS, or all cores).")
     var threads: Int?
+    @Option(help: "Decode workers: threads that read, decode and augment images ahead of the step (default: 1 for data held in memory, else min(4, cores)); results do not depend on it.")
+    var workers: Int?
+    @Flag(help: "Replace an image that cannot be read by the next one of the epoch, with a warning, instead of stopping.")
+    var skipUnreadable = false
+
+    /// The decode workers for `data`: the option, else one for data in memory and min(4, cores) for files.
+    func workers(for data: any ImageDataset) -> Int {
+        workers ?? (data is ImageSet || data is NpyImages ? 1 : min(4, ProcessInfo.processInfo.activeProcessorCount))
+    }
 
     func apply() throws {
         if let error = Runtime.gemmSetupError { throw CLIError(error) }
+        if let workers, !(1...256).contains(workers) { throw CLIError("--workers must be 1…256, got \(workers)") }
         if let threads {
             guard threads >= 1 else { throw CLIError("--threads must be at least 1, got \(threads)") }
             Runtime.setThreads(threads)
@@ -72,9 +82,9 @@ struct RuntimeOptions: ParsableArguments {
     }
 }
 
-/// Loads a dataset split, naming the option on failure.
-func loadData(_ spec: String, split: DataSource.Split, channels: Int?) throws -> ImageSet {
-    try DataSource.load(spec, split: split, channels: channels)
+/// Indexes a dataset split (nothing is decoded), the first `limit` images when given.
+func loadData(_ spec: String, split: DataSource.Split, channels: Int?, limit: Int? = nil) throws -> any ImageDataset {
+    try DataSource.load(spec, split: split, channels: channels, limit: limit)
 }
 
 /// A Tessera checkpoint: its configuration and the model it holds.

@@ -124,43 +124,62 @@ public struct Augmentation: Codable, Sendable, Equatable {
         return v
     }
 
-    /// Renders `views[k]` of image `indices[k]` into a `[B, C, size, size]` tensor (C kernel, parallel
-    /// over images when `threads` is 0 or more than 1).
+    /// Renders `views[k]` of image `indices[k]` of an in-memory set into a `[B, C, size, size]` tensor,
+    /// images in parallel unless `threads` is 1.
     public func render(_ set: ImageSet, indices: [Int], views: [CropView], threads: Int = 0) -> Tensor {
         precondition(indices.count == views.count, "Augmentation.render: \(indices.count) images, \(views.count) views")
-        precondition(mean.count == set.channels && std.count == set.channels,
-                     "Augmentation.render: normalization has \(mean.count) channels, images have \(set.channels)")
         let B = indices.count, C = set.channels, S = size
         let out = Tensor(uninitialized: [B, C, S, S])
-        let heights = indices.map { Int64(set.heights[$0]) }, widths = indices.map { Int64(set.widths[$0]) }
-        var boxes = [Float](), flips = [UInt8]()
-        for v in views { boxes += [v.top, v.left, v.height, v.width]; flips.append(v.flipped ? 1 : 0) }
-        let workers = threads > 0 ? threads : Runtime.threads
-        let photo = views.contains { $0.photometric != nil }
-        // With photometric ops: render to [0, 1], apply them, then normalize.
-        let renderMean = photo ? [Float](repeating: 0, count: C) : mean, renderStd = photo ? [Float](repeating: 1, count: C) : std
-        let scratchCount = Int(ck_crop_resize_scratch_floats(heights.max() ?? 1, widths.max() ?? 1, Int64(S), Int64(C), Int64(workers)))
-        var scratch = [Float](repeating: 0, count: scratchCount + 16)
-        set.pixels.withUnsafeBufferPointer { px in
-            var ptrs = indices.map { Optional(px.baseAddress! + set.offsets[$0]) }
-            scratch.withUnsafeMutableBufferPointer { sp in
-                // 64-byte align the scratch start (the kernel stores int64 tables at the front).
-                let base = UnsafeMutableRawPointer(sp.baseAddress!)
-                let aligned = (Int(bitPattern: base) + 63) & ~63
-                let p = UnsafeMutablePointer<Float>(bitPattern: aligned)!
-                let rc = ptrs.withUnsafeMutableBufferPointer { pp in
-                    ck_crop_resize_batch(out.data, pp.baseAddress, heights, widths, boxes, flips, Int64(B), Int64(C), Int64(S),
-                                         interpolation.code, renderMean, renderStd, p, Int64(scratchCount), Int32(threads))
-                }
-                precondition(rc == 0, "Augmentation.render: scratch too small")
+        let base = UnsafeMutablePointerBox(out.data)
+        let work: @Sendable (Int) -> Void = { k in
+            let i = indices[k]
+            set.pixels.withUnsafeBufferPointer { px in
+                var scratch = RenderScratch()
+                renderView(px.baseAddress! + set.offsets[i], height: set.heights[i], width: set.widths[i], channels: C, view: views[k],
+                           into: base.pointer + k * C * S * S, scratch: &scratch)
             }
         }
-        if photo {
-            let params = views.flatMap { $0.photometric ?? Photometric.identity }
-            var scratch = [Float](repeating: 0, count: Int(ck_photometric_scratch_floats(Int64(S), Int64(C), Int64(workers))))
-            ck_photometric_batch(out.data, params, Int64(B), Int64(C), Int64(S), &scratch, Int32(threads))
-            ck_normalize_batch(out.data, mean, std, Int64(B), Int64(C), Int64(S))
-        }
+        if threads == 1 { for k in 0..<B { work(k) } } else { DispatchQueue.concurrentPerform(iterations: B, execute: work) }
         return out
+    }
+
+    /// Renders one view into `out` (`channels × size × size` floats): crop `view`'s box, resize,
+    /// flip, the photometric ops it drew, normalize. The box is in the coordinates of `pixels`
+    /// (HWC, `height × width`), which may be a region or a reduced decode of the source image.
+    func renderView(_ pixels: UnsafePointer<UInt8>, height: Int, width: Int, channels C: Int, view: CropView,
+                    into out: UnsafeMutablePointer<Float>, scratch: inout RenderScratch) {
+        precondition(mean.count == C && std.count == C, "Augmentation: normalization has \(mean.count) channels, images have \(C)")
+        let S = size
+        let photo = view.photometric != nil
+        // With photometric ops: render to [0, 1], apply them, then normalize.
+        let renderMean = photo ? [Float](repeating: 0, count: C) : mean, renderStd = photo ? [Float](repeating: 1, count: C) : std
+        let need = Int(ck_crop_resize_scratch_floats(Int64(height), Int64(width), Int64(S), Int64(C), 1))
+        let box: [Float] = [view.top, view.left, view.height, view.width]
+        let flip: [UInt8] = [view.flipped ? 1 : 0]
+        var src: UnsafePointer<UInt8>? = pixels
+        let h = [Int64(height)], w = [Int64(width)]
+        scratch.withAligned(need) { p in
+            let rc = ck_crop_resize_batch(out, &src, h, w, box, flip, 1, Int64(C), Int64(S), interpolation.code, renderMean, renderStd,
+                                          p, Int64(need), 1)
+            precondition(rc == 0, "Augmentation: scratch too small")
+        }
+        if let params = view.photometric {
+            let need = Int(ck_photometric_scratch_floats(Int64(S), Int64(C), 1))
+            scratch.withAligned(need) { p in ck_photometric_batch(out, params, 1, Int64(C), Int64(S), p, 1) }
+            ck_normalize_batch(out, mean, std, 1, Int64(C), Int64(S))
+        }
+    }
+}
+
+/// A worker's reusable float scratch for ``Augmentation`` rendering, 64-byte aligned.
+struct RenderScratch {
+    private var storage: [Float] = []
+
+    mutating func withAligned<R>(_ floats: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
+        if storage.count < floats + 16 { storage = [Float](repeating: 0, count: floats + 16) }
+        return storage.withUnsafeMutableBufferPointer { sp in
+            let aligned = (Int(bitPattern: sp.baseAddress!) + 63) & ~63   // the kernel stores int64 tables at the front
+            return body(UnsafeMutablePointer<Float>(bitPattern: aligned)!)
+        }
     }
 }

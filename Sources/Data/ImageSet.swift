@@ -18,8 +18,6 @@ public struct ImageSet: Sendable {
     public var classNames: [String]
 
     public var count: Int { offsets.count }
-    /// Number of classes (0 when unlabeled).
-    public var classCount: Int { labels == nil ? 0 : classNames.count }
 
     /// Images of one size `[count, height, width, channels]` packed in `pixels`.
     public init(uniform pixels: [UInt8], count: Int, height: Int, width: Int, channels: Int,
@@ -49,21 +47,6 @@ public struct ImageSet: Sendable {
         }
         return ImageSet(pixels: px, offsets: off, heights: indices.map { heights[$0] }, widths: indices.map { widths[$0] },
                         channels: channels, labels: labels.map { l in indices.map { l[$0] } }, classNames: classNames)
-    }
-
-    /// Per-channel mean and standard deviation of the pixels scaled to [0, 1] (for Normalize).
-    public func channelStatistics() -> (mean: [Float], std: [Float]) {
-        var sum = [Double](repeating: 0, count: channels), sq = sum
-        pixels.withUnsafeBufferPointer { p in
-            for (i, v) in p.enumerated() {
-                let x = Double(v) / 255
-                sum[i % channels] += x; sq[i % channels] += x * x
-            }
-        }
-        let n = Double(pixels.count / channels)
-        let mean = sum.map { $0 / n }
-        let std = zip(sq, mean).map { (max($0 / n - $1 * $1, 1e-12)).squareRoot() }
-        return (mean.map(Float.init), std.map(Float.init))
     }
 }
 
@@ -175,52 +158,6 @@ func ioMessage(_ rc: Int32) -> String {
 
 // MARK: - .npy
 
-extension ImageSet {
-    /// Reads `.npy` images: uint8 or float32 (values in [0, 1], or 0…255 if any exceeds 1), shaped
-    /// `[N, H, W]`, `[N, H, W, C]` or `[N, C, H, W]` (C = 1 or 3; NHWC when the last axis is 1 or 3).
-    /// Labels: an optional 1-D `.npy` of integers.
-    public static func npy(images: String, labels: String? = nil) throws -> ImageSet {
-        let arr = try NpyArray.read(images)
-        let s = arr.shape
-        var n = 0, h = 0, w = 0, c = 1, nchw = false
-        switch s.count {
-        case 3: (n, h, w) = (s[0], s[1], s[2])
-        case 4:
-            if s[3] == 1 || s[3] == 3 { (n, h, w, c) = (s[0], s[1], s[2], s[3]) }
-            else if s[1] == 1 || s[1] == 3 { (n, c, h, w) = (s[0], s[1], s[2], s[3]); nchw = true }
-            else { throw DataError("\(images): shape \(s) has neither 1 nor 3 channels on axis 1 or 3") }
-        default: throw DataError("\(images): image arrays must be [N,H,W], [N,H,W,C] or [N,C,H,W], found \(s)")
-        }
-        guard n > 0, h > 0, w > 0 else { throw DataError("\(images): empty array \(s)") }
-        var px: [UInt8]
-        switch arr.values {
-        case let .u8(v): px = v
-        case let .f32(v):
-            let scale: Float = (v.max() ?? 0) > 1 ? 1 : 255
-            px = v.map { x in x.isFinite ? UInt8(max(0, min(255, (x * scale).rounded()))) : 0 }
-        case .i64, .i32: throw DataError("\(images): integer images must be uint8 (|u1); convert or pass float32")
-        }
-        if nchw {   // to NHWC
-            var t = [UInt8](repeating: 0, count: px.count)
-            for i in 0..<n { for ch in 0..<c { for p in 0..<(h * w) { t[(i * h * w + p) * c + ch] = px[(i * c + ch) * h * w + p] } } }
-            px = t
-        }
-        var lab: [Int]?
-        if let labels {
-            let l = try NpyArray.read(labels)
-            guard l.shape == [n] else { throw DataError("\(labels): labels must be shape [\(n)], found \(l.shape)") }
-            switch l.values {
-            case let .u8(v): lab = v.map(Int.init)
-            case let .i64(v): lab = v.map(Int.init)
-            case let .i32(v): lab = v.map(Int.init)
-            case .f32: throw DataError("\(labels): labels must be integers, found float32")
-            }
-            guard lab!.allSatisfy({ $0 >= 0 && $0 < 100_000 }) else { throw DataError("\(labels): labels must be in 0…99999") }
-        }
-        return ImageSet(uniform: px, count: n, height: h, width: w, channels: c, labels: lab)
-    }
-}
-
 /// A NumPy `.npy` array (format versions 1–3, little-endian uint8, int32, int64 or float32, C order).
 public struct NpyArray {
     public enum Values { case u8([UInt8]), f32([Float]), i32([Int32]), i64([Int64]) }
@@ -231,8 +168,19 @@ public struct NpyArray {
         do { return try parse(FileIO.readAll(path)) } catch let e as DataError { throw DataError("\(path): \(e.message)") }
     }
 
-    /// Parses `.npy` bytes; the header is treated as hostile.
-    public static func parse(_ b: [UInt8]) throws -> NpyArray {
+    /// A parsed `.npy` header: element type, shape, element count and where the data starts.
+    public struct Header: Sendable {
+        public var descr: String
+        public var shape: [Int]
+        public var count: Int
+        public var dataOffset: Int
+        /// Bytes per element of the supported types (nil for others).
+        public var elementSize: Int? { ["|u1": 1, "<u1": 1, "u1": 1, "<f4": 4, "<i4": 4, "<i8": 8][descr] }
+    }
+
+    /// Parses the header at the start of `b` (the whole file or at least its header); hostile input.
+    public static func parseHeader(_ b: some RandomAccessCollection<UInt8>) throws -> Header {
+        let b = Array(b.prefix(12 + (1 << 20)))
         guard b.count >= 10, b[0] == 0x93, Array(b[1..<6]) == Array("NUMPY".utf8) else { throw DataError("not a .npy file (bad magic)") }
         let major = b[6]
         var headerLen = 0, start = 0
@@ -268,13 +216,23 @@ public struct NpyArray {
             guard !o, p <= 1 << 34 else { throw DataError(".npy shape \(shape) is too large") }
             count = p
         }
-        let data = b[(start + headerLen)...]
+        let h = Header(descr: descr, shape: shape, count: count, dataOffset: start + headerLen)
+        guard h.elementSize != nil else {
+            throw DataError(".npy dtype '\(descr)' is not supported (use uint8, float32, int32 or int64, little-endian)")
+        }
+        return h
+    }
+
+    /// Parses `.npy` bytes; the header is treated as hostile.
+    public static func parse(_ b: [UInt8]) throws -> NpyArray {
+        let h = try parseHeader(b)
+        let (descr, shape, count, base) = (h.descr, h.shape, h.count, h.dataOffset)
+        let data = b[base...]
         func need(_ size: Int) throws {
             guard data.count == count * size else {
                 throw DataError(".npy data is \(data.count) bytes, shape \(shape) of \(descr) needs \(count * size) (truncated or corrupt)")
             }
         }
-        let base = start + headerLen
         switch descr {
         case "|u1", "<u1", "u1":
             try need(1); return NpyArray(shape: shape, values: .u8(Array(data)))
@@ -353,39 +311,5 @@ extension ImageSet {
         rc = ck_png_encode(&buf, buf.count, &written, pixels, Int64(width), Int64(height), Int64(channels))
         guard rc == 0 else { throw DataError("PNG encoding failed (\(ioMessage(rc)))") }
         return Array(buf[0..<written])
-    }
-
-    /// An ImageFolder tree (`root/<class>/<image>`, classes in sorted order as torchvision) or, when
-    /// `root` has no class folders, a flat folder of unlabeled images (sorted by name).
-    public static func folder(_ root: String, channels: Int) throws -> ImageSet {
-        let fm = FileManager.default
-        var isDir: ObjCBool = false
-        guard fm.fileExists(atPath: root, isDirectory: &isDir), isDir.boolValue else {
-            throw DataError("\(root): no such directory; pass an ImageFolder root, a .npy file or fashion-mnist")
-        }
-        let entries = try fm.contentsOfDirectory(atPath: root).filter { !$0.hasPrefix(".") }.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
-        func isImage(_ n: String) -> Bool { imageExtensions.contains((n as NSString).pathExtension.lowercased()) }
-        let classes = entries.filter { var d: ObjCBool = false; return fm.fileExists(atPath: root + "/" + $0, isDirectory: &d) && d.boolValue }
-        var files: [(String, Int?)] = []
-        if classes.isEmpty {
-            files = entries.filter(isImage).map { (root + "/" + $0, nil) }
-        } else {
-            for (ci, cls) in classes.enumerated() {
-                let dir = root + "/" + cls
-                guard let e = fm.enumerator(atPath: dir) else { continue }
-                var names: [String] = []
-                while let f = e.nextObject() as? String { if isImage(f) { names.append(f) } }
-                names.sort { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
-                files += names.map { (dir + "/" + $0, ci) }
-            }
-        }
-        guard !files.isEmpty else { throw DataError("\(root): no .png/.jpg images found") }
-        var px: [UInt8] = [], off: [Int] = [], hs: [Int] = [], ws: [Int] = []
-        for (path, _) in files {
-            let img = try decodeImage(path, channels: channels)
-            off.append(px.count); px += img.pixels; hs.append(img.height); ws.append(img.width)
-        }
-        let labels = classes.isEmpty ? nil : files.map { $0.1! }
-        return ImageSet(pixels: px, offsets: off, heights: hs, widths: ws, channels: channels, labels: labels, classNames: classes)
     }
 }

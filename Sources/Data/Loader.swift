@@ -34,14 +34,16 @@ public func deriveSeed(_ seed: UInt64, _ a: UInt64, _ b: UInt64 = 0) -> UInt64 {
     return r.next()
 }
 
-/// Epoch-based batching with augmentation on a background thread.
+/// Epoch-based batching: images read, decoded and augmented by a pool of decode workers when their
+/// batch is due, up to ``prefetch`` batches ahead of the training step.
 ///
-/// The order of epoch e is a Fisher–Yates shuffle seeded by (seed, e); the augmentation of step s
-/// of epoch e draws from (seed, e, s). A batch is therefore a pure function of (seed, epoch, step):
-/// resuming at any step reproduces the uninterrupted run, and the background thread cannot change
-/// results. The last partial batch is dropped when `dropLast` is set (training).
+/// The order of epoch e is the dataset's ``ImageDataset/epochOrder(seed:epoch:)`` for (seed, e); the
+/// views of the image at position j of epoch e draw from (seed, e, j) alone. A batch is therefore a
+/// pure function of (seed, epoch, step): the same bits whatever the number of workers or threads,
+/// and resuming at any step reproduces the uninterrupted run. The last partial batch is dropped when
+/// `dropLast` is set (training).
 public final class Loader: @unchecked Sendable {
-    public let set: ImageSet
+    public let dataset: any ImageDataset
     public let batchSize: Int
     /// The view kinds rendered per image, in order (one for MAE; target, anchor, focal… for MSN).
     public let viewAugmentations: [Augmentation]
@@ -50,77 +52,201 @@ public final class Loader: @unchecked Sendable {
     public let shuffle: Bool, dropLast: Bool
     /// Batches prepared ahead of the training step.
     public var prefetch = 2
+    /// Decode workers (threads that read, decode and augment images); 1 decodes on the loader's own thread.
+    public let workers: Int
+    /// Draw crops on the full-size image, then let JPEG decoding reduce the image by 2, 4 or 8 in the
+    /// DCT domain while every crop keeps at least its output size (PIL's draft mode), and decode only
+    /// the rows and columns the crops cover. Off: every image is decoded whole at full size.
+    public var reducedDecoding = true
+    /// Replace an image that cannot be read by the next readable one in the epoch's order (with a
+    /// warning naming it) instead of stopping.
+    public var skipUnreadable = false
+    /// Where warnings go (standard error unless replaced).
+    public var warn: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8)) }
+    private let pool: DecodeWorkers?
 
-    public convenience init(_ set: ImageSet, batchSize: Int, augmentation: Augmentation, seed: UInt64, shuffle: Bool = true, dropLast: Bool = true) {
-        self.init(set, batchSize: batchSize, views: [augmentation], seed: seed, shuffle: shuffle, dropLast: dropLast)
+    public convenience init(_ set: any ImageDataset, batchSize: Int, augmentation: Augmentation, seed: UInt64, shuffle: Bool = true,
+                            dropLast: Bool = true, workers: Int = 1) {
+        self.init(set, batchSize: batchSize, views: [augmentation], seed: seed, shuffle: shuffle, dropLast: dropLast, workers: workers)
     }
 
-    public init(_ set: ImageSet, batchSize: Int, views: [Augmentation], seed: UInt64, shuffle: Bool = true, dropLast: Bool = true) {
+    public init(_ set: any ImageDataset, batchSize: Int, views: [Augmentation], seed: UInt64, shuffle: Bool = true, dropLast: Bool = true,
+                workers: Int = 1) {
         precondition(batchSize > 0, "Loader: batch size must be positive")
         precondition(!views.isEmpty, "Loader: needs at least one view")
-        self.set = set; self.batchSize = batchSize; self.viewAugmentations = views; self.seed = seed
-        self.shuffle = shuffle; self.dropLast = dropLast
+        precondition(workers >= 1, "Loader: needs at least one worker")
+        for v in views {
+            precondition(v.mean.count == set.channels && v.std.count == set.channels,
+                         "Loader: normalization has \(v.mean.count) channels, the data \(set.channels)")
+        }
+        self.dataset = set; self.batchSize = batchSize; self.viewAugmentations = views; self.seed = seed
+        self.shuffle = shuffle; self.dropLast = dropLast; self.workers = workers
+        pool = workers > 1 ? DecodeWorkers(count: workers) : nil
     }
 
+    deinit { pool?.stop() }
+
     /// Steps per epoch.
-    public var stepsPerEpoch: Int { dropLast ? set.count / batchSize : (set.count + batchSize - 1) / batchSize }
+    public var stepsPerEpoch: Int { dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize }
 
     /// The image order of an epoch.
     public func order(epoch: Int) -> [Int] {
-        var idx = Array(0..<set.count)
-        guard shuffle else { return idx }
-        var rng = TesseraRNG(seed: deriveSeed(seed, 1, UInt64(epoch)))
-        for i in stride(from: idx.count - 1, to: 0, by: -1) { idx.swapAt(i, rng.int(below: i + 1)) }
-        return idx
+        shuffle ? dataset.epochOrder(seed: seed, epoch: epoch) : Array(0..<dataset.count)
     }
 
-    /// Builds batch `step` of `epoch` on the calling thread.
-    public func makeBatch(epoch: Int, step: Int, order: [Int], threads: Int = 0) -> Batch {
+    /// Builds batch `step` of `epoch` (the images at positions step·batch… of `order`), its images
+    /// spread over the decode workers. Throws the first image (in batch order) that cannot be read.
+    public func makeBatch(epoch: Int, step: Int, order: [Int]) throws -> Batch {
         let lo = step * batchSize, hi = min(lo + batchSize, order.count)
+        let B = hi - lo, C = dataset.channels
+        let tensors = viewAugmentations.map { Tensor(uninitialized: [B, C, $0.size, $0.size]) }
+        let outputs = tensors.map { UnsafeMutablePointerBox($0.data) }
+        let crops = [[CropView]](repeating: [CropView](repeating: CropView.none, count: B), count: viewAugmentations.count)
         let indices = Array(order[lo..<hi])
-        var rng = TesseraRNG(seed: deriveSeed(seed, 2 + UInt64(epoch), UInt64(step)))
-        var tensors: [Tensor] = [], crops: [[CropView]] = []
-        for aug in viewAugmentations {
-            let views = indices.map { aug.sampleView(height: set.heights[$0], width: set.widths[$0], rng: &rng) }
-            tensors.append(aug.render(set, indices: indices, views: views, threads: threads))
-            crops.append(views)
+        let failures = [Error?](repeating: nil, count: B)
+        let renderer = SampleRenderer(views: viewAugmentations, channels: C, reducedDecoding: reducedDecoding)
+        let sink = ResultSink(crops: crops, indices: indices, failures: failures)
+        let work = { [self] (k: Int, scratch: inout SampleScratch) in
+            var rng = TesseraRNG(seed: deriveSeed(seed, 2 + UInt64(epoch), UInt64(lo + k)))
+            let slots = zip(outputs, viewAugmentations).map { $0.pointer + k * C * $1.size * $1.size }
+            var index = order[lo + k]
+            for attempt in 0..<16 {
+                do {
+                    var r = rng
+                    let views = try renderer.render(dataset.image(index), rng: &r, into: slots, scratch: &scratch)
+                    sink.set(k, views: views, index: index)
+                    return
+                } catch {
+                    if !skipUnreadable || attempt == 15 { sink.fail(k, error); return }
+                    warn("\(error); skipped (--skip-unreadable), using the next image of the epoch instead")
+                    index = order[(lo + k + attempt + 1) % order.count]
+                }
+            }
         }
-        return Batch(viewImages: tensors, viewCrops: crops, labels: set.labels.map { l in indices.map { l[$0] } }, indices: indices,
-                     epoch: epoch, step: step)
+        if let pool { pool.run(B, work) } else { var scratch = SampleScratch(); for k in 0..<B { work(k, &scratch) } }
+        if let e = sink.failures.compactMap({ $0 }).first { throw e }
+        return Batch(viewImages: tensors, viewCrops: sink.crops, labels: dataset.labels.map { l in sink.indices.map { l[$0] } },
+                     indices: sink.indices, epoch: epoch, step: step)
     }
 
-    /// Iterates the batches of `epoch` from `startStep`, preparing up to ``prefetch`` ahead on a
-    /// background thread (single-threaded there, so it does not compete with the step's threads).
-    public func batches(epoch: Int, startStep: Int = 0) -> AnyIterator<Batch> {
+    /// The batches of `epoch` from `startStep`, prepared up to ``prefetch`` ahead on a background
+    /// thread; `next()` rethrows an image that could not be read.
+    public func batches(epoch: Int, startStep: Int = 0) -> BatchStream {
         let order = self.order(epoch: epoch)
         let steps = stepsPerEpoch
-        guard startStep < steps else { return AnyIterator { nil } }
         let queue = BatchQueue(capacity: max(1, prefetch))
+        guard startStep < steps else { queue.finish(); return BatchStream(queue) }
         let thread = Thread { [self] in
             for s in startStep..<steps {
                 if queue.cancelled { break }
-                queue.put(makeBatch(epoch: epoch, step: s, order: order, threads: 1))
+                do { queue.put(.success(try makeBatch(epoch: epoch, step: s, order: order))) } catch { queue.put(.failure(error)); break }
             }
             queue.finish()
         }
         thread.stackSize = 1 << 22
         thread.start()
-        let handle = CancelOnRelease(queue)
-        return AnyIterator { handle.queue.take() }
+        return BatchStream(queue)
+    }
+}
+
+/// The batches of one epoch, in order. Releasing the stream stops the loader's thread.
+public final class BatchStream {
+    let queue: BatchQueue
+    init(_ q: BatchQueue) { queue = q }
+    deinit { queue.cancel() }
+
+    /// The next batch, nil after the last; throws when one of its images cannot be read.
+    public func next() throws -> Batch? { try queue.take()?.get() }
+
+    /// Every batch left in the epoch.
+    public func remaining() throws -> [Batch] {
+        var out: [Batch] = []
+        while let b = try next() { out.append(b) }
+        return out
+    }
+}
+
+extension CropView {
+    static let none = CropView(top: 0, left: 0, height: 0, width: 0, flipped: false, sourceHeight: 0, sourceWidth: 0)
+}
+
+/// A raw pointer that may cross to the decode workers (each writes only its own images' slots).
+struct UnsafeMutablePointerBox: @unchecked Sendable { let pointer: UnsafeMutablePointer<Float>; init(_ p: UnsafeMutablePointer<Float>) { pointer = p } }
+
+/// Per-image results written by the workers, each to its own index.
+final class ResultSink: @unchecked Sendable {
+    var crops: [[CropView]], indices: [Int], failures: [Error?]
+    private let lock = NSLock()
+    init(crops: [[CropView]], indices: [Int], failures: [Error?]) {
+        self.crops = crops; self.indices = indices; self.failures = failures
+    }
+    func set(_ k: Int, views: [CropView], index: Int) {
+        lock.lock(); defer { lock.unlock() }
+        for v in views.indices { crops[v][k] = views[v] }
+        indices[k] = index
+    }
+    func fail(_ k: Int, _ e: Error) { lock.lock(); failures[k] = e; lock.unlock() }
+}
+
+/// A fixed set of threads that run the images of one batch at a time (each thread pulls the next
+/// image index; the results do not depend on which thread ran which image).
+final class DecodeWorkers: @unchecked Sendable {
+    private let cond = NSCondition()
+    private var job: ((Int, inout SampleScratch) -> Void)?
+    private var total = 0, nextIndex = 0, running = 0, generation = 0
+    private var stopped = false
+    private let serial = NSLock()
+
+    init(count: Int) {
+        for _ in 0..<count {
+            let t = Thread { [self] in loop() }
+            t.stackSize = 1 << 22
+            t.start()
+        }
+    }
+
+    /// Runs `body(k, scratch)` for k in 0..<n on the workers; returns when all are done.
+    func run(_ n: Int, _ body: @escaping (Int, inout SampleScratch) -> Void) {
+        serial.lock(); defer { serial.unlock() }
+        cond.lock()
+        job = body; total = n; nextIndex = 0; generation += 1
+        cond.broadcast()
+        while nextIndex < total || running > 0 { cond.wait() }
+        job = nil
+        cond.unlock()
+    }
+
+    func stop() { cond.lock(); stopped = true; cond.broadcast(); cond.unlock() }
+
+    private func loop() {
+        var scratch = SampleScratch()
+        cond.lock()
+        while !stopped {
+            guard let body = job, nextIndex < total else { cond.wait(); continue }
+            let k = nextIndex
+            nextIndex += 1
+            running += 1
+            cond.unlock()
+            body(k, &scratch)
+            cond.lock()
+            running -= 1
+            if nextIndex >= total && running == 0 { cond.broadcast() }
+        }
+        cond.unlock()
     }
 }
 
 /// A bounded producer/consumer queue; the iterator side cancels the producer when it is released.
 final class BatchQueue: @unchecked Sendable {
     private let cond = NSCondition()
-    private var items: [Batch] = []
+    private var items: [Result<Batch, Error>] = []
     private var done = false
     private(set) var cancelled = false
     let capacity: Int
 
     init(capacity: Int) { self.capacity = capacity }
 
-    func put(_ b: Batch) {
+    func put(_ b: Result<Batch, Error>) {
         cond.lock()
         while items.count >= capacity && !cancelled { cond.wait() }
         items.append(b)
@@ -132,7 +258,7 @@ final class BatchQueue: @unchecked Sendable {
         cond.lock(); done = true; cond.broadcast(); cond.unlock()
     }
 
-    func take() -> Batch? {
+    func take() -> Result<Batch, Error>? {
         cond.lock()
         defer { cond.unlock() }
         while items.isEmpty && !done { cond.wait() }
@@ -145,11 +271,4 @@ final class BatchQueue: @unchecked Sendable {
     func cancel() {
         cond.lock(); cancelled = true; cond.broadcast(); cond.unlock()
     }
-}
-
-/// Stops the producer when the consumer's iterator goes away (e.g. a run that stops mid-epoch).
-final class CancelOnRelease {
-    let queue: BatchQueue
-    init(_ q: BatchQueue) { queue = q }
-    deinit { queue.cancel() }
 }

@@ -76,28 +76,28 @@ final class AugmentTests: XCTestCase {
         XCTAssertEqual(c.left, 13)
     }
 
-    func testLoaderIsAFunctionOfSeedEpochAndStep() {
+    func testLoaderIsAFunctionOfSeedEpochAndStep() throws {
         var rng = TesseraRNG(seed: 2)
         let px = (0..<(50 * 8 * 8)).map { _ in UInt8(rng.int(below: 256)) }
         let set = ImageSet(uniform: px, count: 50, height: 8, width: 8, channels: 1, labels: (0..<50).map { $0 % 5 })
         let loader = Loader(set, batchSize: 16, augmentation: Augmentation(size: 8, mean: [0.5], std: [0.5]), seed: 7)
         XCTAssertEqual(loader.stepsPerEpoch, 3)   // the last partial batch is dropped
-        let background = Array(loader.batches(epoch: 1))
+        let background = try loader.batches(epoch: 1).remaining()
         XCTAssertEqual(background.count, 3)
         let order = loader.order(epoch: 1)
         XCTAssertEqual(Set(order), Set(0..<50))
         XCTAssertNotEqual(order, loader.order(epoch: 2))
         for (s, b) in background.enumerated() {
-            let direct = loader.makeBatch(epoch: 1, step: s, order: order)
+            let direct = try loader.makeBatch(epoch: 1, step: s, order: order)
             assertBitIdentical(b.images.array, direct.images.array, "step \(s)")
             XCTAssertEqual(b.indices, direct.indices)
             XCTAssertEqual(b.labels, b.indices.map { $0 % 5 })
         }
-        let resumed = Array(loader.batches(epoch: 1, startStep: 2))
+        let resumed = try loader.batches(epoch: 1, startStep: 2).remaining()
         XCTAssertEqual(resumed.map(\.indices), [background[2].indices])
         // Stopping early releases the producer thread (no hang).
         let it = loader.batches(epoch: 3)
-        _ = it.next()
+        _ = try it.next()
     }
 }
 

@@ -16,7 +16,7 @@ final class ReadmeLibraryTests: XCTestCase {
         var mae = MAEConfig.named("vit-tiny")!
         mae.encoder.imageSize = 16; mae.encoder.patchSize = 4; mae.encoder.channels = 1; mae.encoder.depth = 1
         mae.encoder.dim = 32; mae.encoder.heads = 2
-        let stats = train.channelStatistics()
+        let stats = try train.channelStatistics()
         var config = PretrainConfig(method: .msn, mae: mae,
                                     augmentation: Augmentation(size: 16, mean: stats.mean, std: stats.std))
         config.epochs = 1; config.batchSize = 16

@@ -28,6 +28,15 @@ int ck_image_info(const uint8_t *src, size_t n, int64_t *width, int64_t *height,
 int ck_image_decode(uint8_t *dst, const uint8_t *src, size_t n, int64_t width, int64_t height, int64_t channels,
                     int64_t max_pixels);
 
+// Decodes part of an image, reduced: JPEG scaled by 1/denom in the DCT domain (denom 1, 2, 4 or 8; the
+// reduced image is ck_jpeg_reduced_size(width, denom) × ck_jpeg_reduced_size(height, denom)), rows
+// [want[1], want[3]) only and the columns [want[0], want[2]) widened to whole iMCU columns; PNG: denom 1,
+// the whole image. want is in reduced pixels and is clamped to the image. dst (cap bytes) gets 8-bit HWC
+// rows of got[4] pixels; got = {reduced width, reduced height, region x, region y, region width, region height}.
+int ck_image_decode_region(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, int64_t channels, int64_t max_pixels,
+                           int64_t denom, const int64_t want[4], int64_t got[6]);
+int64_t ck_jpeg_reduced_size(int64_t size, int64_t denom);
+
 // PNG encoding of 8-bit HWC pixels (channels 1 or 3) into dst (cap bytes); *out_len the size.
 // Pass dst = NULL to get the needed size in *out_len.
 int ck_png_encode(uint8_t *dst, size_t cap, size_t *out_len, const uint8_t *pixels, int64_t width, int64_t height,

@@ -12,29 +12,27 @@ public enum Pooling: String, Codable, Sendable, CaseIterable {
 
 extension ViTEncoder {
     /// Frozen features of every image of `set` (evaluation transform, no masking, no gradients),
-    /// in batches of `batchSize`.
-    public func features(of set: ImageSet, augmentation: Augmentation, pooling: Pooling = .cls, batchSize: Int = 256) -> FeatureSet {
-        let aug = augmentation.evaluation
+    /// in batches of `batchSize`, images decoded by `workers` threads.
+    public func features(of set: any ImageDataset, augmentation: Augmentation, pooling: Pooling = .cls, batchSize: Int = 256,
+                         workers: Int = 1) throws -> FeatureSet {
+        let loader = Loader(set, batchSize: batchSize, augmentation: augmentation.evaluation, seed: 0, shuffle: false, dropLast: false,
+                            workers: workers)
         let D = config.dim
         var values = [Float](repeating: 0, count: set.count * D)
         let wasTraining = isTraining
         eval()
         defer { train(wasTraining) }
-        var start = 0
-        var rng = TesseraRNG(seed: 0)   // the evaluation transform draws nothing
-        while start < set.count {
-            let idx = Array(start..<min(start + batchSize, set.count))
-            let views = idx.map { aug.sampleView(height: set.heights[$0], width: set.widths[$0], rng: &rng) }
-            let images = aug.render(set, indices: idx, views: views)
-            let tokens = withNoGrad { self(images) }   // [B, 1 + L, D]
+        let order = loader.order(epoch: 0)
+        for step in 0..<loader.stepsPerEpoch {
+            let batch = try loader.makeBatch(epoch: 0, step: step, order: order)
+            let tokens = withNoGrad { self(batch.images) }   // [B, 1 + L, D]
             let f: Tensor
             switch pooling {
             case .cls: f = tokens.select(axis: 1, index: 0)
             case .mean: f = tokens.narrow(axis: 1, start: 1, length: config.patches).mean(axis: 1)
             }
-            let p = f.data
-            for i in 0..<idx.count { for d in 0..<D { values[(start + i) * D + d] = p[i * D + d] } }
-            start += idx.count
+            let p = f.data, start = step * batchSize
+            for i in 0..<batch.indices.count { for d in 0..<D { values[(start + i) * D + d] = p[i * D + d] } }
         }
         return FeatureSet(values: values, count: set.count, dim: D, labels: set.labels ?? Array(repeating: 0, count: set.count),
                           classCount: max(set.classCount, 1))

@@ -43,6 +43,9 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     /// Use only the first `limit` training images (quick runs, tests).
     public var limit: Int?
     public var logEvery = 20
+    /// Decode every JPEG whole at full size (torchvision's way) instead of reduced in the DCT domain
+    /// and cropped to what the views need (``Loader/reducedDecoding``); nil means false.
+    public var fullDecode: Bool?
 
     /// A configuration for `method` with its recipe (optimizer) and its default options.
     public init(method: MethodKind = .mae, mae: MAEConfig, augmentation: Augmentation) {

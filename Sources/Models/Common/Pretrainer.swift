@@ -37,7 +37,7 @@ public final class Pretrainer {
     public let optimizer: AdamW
     public let loader: Loader
     public let run: RunFolder
-    public let evalSets: (train: ImageSet, test: ImageSet)?
+    public let evalSets: (train: any ImageDataset, test: any ImageDataset)?
     public var logger = Logger(label: "tessera.pretrain")
     /// Where progress lines go (stdout unless replaced).
     public var print: (String) -> Void = { Swift.print($0) }
@@ -46,16 +46,22 @@ public final class Pretrainer {
     public private(set) var step = 0
     public private(set) var bestKNN: Float = -1
 
-    public init(config: PretrainConfig, method: any PretrainingMethod, train: ImageSet, evalSets: (train: ImageSet, test: ImageSet)?,
-                runFolder: String) throws {
+    /// `workers` decode threads read and augment the training images (the results do not depend on
+    /// how many); with `skipUnreadable` an image that cannot be read is replaced by the next one of
+    /// the epoch, with a warning, instead of stopping the run.
+    public init(config: PretrainConfig, method: any PretrainingMethod, train: any ImageDataset,
+                evalSets: (train: any ImageDataset, test: any ImageDataset)?, runFolder: String, workers: Int = 1,
+                skipUnreadable: Bool = false) throws {
         self.config = config
         self.method = method
-        var trainSet = train
-        if let limit = config.limit, limit < train.count { trainSet = train.subset(Array(0..<limit)) }
+        let trainSet = config.limit.map { train.prefix($0) } ?? train
         guard trainSet.count >= config.batchSize else {
             throw TrainingError(description: "training set has \(trainSet.count) images, fewer than one batch of \(config.batchSize); lower --batch-size")
         }
-        loader = Loader(trainSet, batchSize: config.batchSize, views: method.viewAugmentations(base: config.augmentation), seed: config.seed)
+        loader = Loader(trainSet, batchSize: config.batchSize, views: method.viewAugmentations(base: config.augmentation), seed: config.seed,
+                        workers: workers)
+        loader.reducedDecoding = !(config.fullDecode ?? false)
+        loader.skipUnreadable = skipUnreadable
         optimizer = AdamW(method.optimizedParameters(), learningRate: Float(config.learningRate), betas: (config.beta1, config.beta2),
                           weightDecay: config.weightDecay, decay: { [method] in method.decays($0, $1) })
         run = RunFolder(runFolder)
@@ -190,6 +196,8 @@ public final class Pretrainer {
         var start = Date()
         var images = 0
         var lossSum = 0.0, lossCount = 0
+        /// Seconds the step waited for the loader.
+        var dataSeconds = 0.0
 
         mutating func add(_ r: StepReport) {
             images += r.images
@@ -198,6 +206,8 @@ public final class Pretrainer {
         }
         var meanLoss: Double { lossSum / Double(max(lossCount, 1)) }
         var imagesPerSecond: Double { Double(images) / max(Date().timeIntervalSince(start), 1e-9) }
+        /// The share of the wall time spent waiting for data.
+        var dataShare: Double { dataSeconds / max(Date().timeIntervalSince(start), 1e-9) }
     }
 
     /// Trains from the current epoch to `config.epochs` (or only until `stopAfter` epochs are done,
@@ -210,7 +220,7 @@ public final class Pretrainer {
             try FileIO.appendLine("kind,epoch,step,loss,lr,images_per_s,knn", to: run.metricsCSV)
         }
         let tty = isatty(STDERR_FILENO) != 0
-        print("\(method.methodName) on \(loader.set.count) images: effective batch \(config.effectiveBatch) (\(config.batchSize) × \(config.accumSteps) accumulation), lr \(String(format: "%.3g", config.learningRate)) (blr \(config.blr)), \(stepsPerEpoch) steps/epoch, \(config.epochs) epochs, \(Runtime.threads) threads")
+        print("\(method.methodName) on \(loader.dataset.summary), \(loader.workers) decode worker\(loader.workers == 1 ? "" : "s"): effective batch \(config.effectiveBatch) (\(config.batchSize) × \(config.accumSteps) accumulation), lr \(String(format: "%.3g", config.learningRate)) (blr \(config.blr)), \(stepsPerEpoch) steps/epoch, \(config.epochs) epochs, \(Runtime.threads) threads")
         var lastEpochLoss = Double.nan
         let runStart = Date()
         let stepsAtStart = step
@@ -219,7 +229,11 @@ public final class Pretrainer {
             let batches = loader.batches(epoch: epoch)
             var group: [Batch] = []
             // Micro-batches left over after the epoch's last whole step are not used.
-            while let batch = batches.next() {
+            var waitStart = Date()
+            while let batch = try batches.next() {
+                let waited = Date().timeIntervalSince(waitStart)
+                meter.dataSeconds += waited; window.dataSeconds += waited
+                defer { waitStart = Date() }
                 group.append(batch)
                 guard group.count == config.accumSteps else { continue }
                 let r = try step(group)
@@ -233,8 +247,9 @@ public final class Pretrainer {
                 if inEpoch % config.logEvery == 0 || inEpoch == stepsPerEpoch {
                     let ips = window.imagesPerSecond, wloss = window.meanLoss
                     let eta = Date().timeIntervalSince(runStart) / Double(max(step - stepsAtStart, 1)) * Double(totalSteps - step)
-                    var line = String(format: "epoch %d/%d step %d/%d loss %.4f lr %.3e %.0f img/s ETA %@",
-                                      epoch + 1, config.epochs, inEpoch, stepsPerEpoch, wloss, Double(optimizer.learningRate), ips, formatDuration(eta))
+                    var line = String(format: "epoch %d/%d step %d/%d loss %.4f lr %.3e %.0f img/s data %.0f%% ETA %@",
+                                      epoch + 1, config.epochs, inEpoch, stepsPerEpoch, wloss, Double(optimizer.learningRate), ips,
+                                      window.dataShare * 100, formatDuration(eta))
                     for (k, v) in r.metrics { line += String(format: " %@ %.4g", k, v) }
                     if tty { FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8)) } else { print(line) }
                     try logMetrics(kind: "step", loss: wloss, lr: Double(optimizer.learningRate), ips: ips, knn: nil, extra: r.metrics)
@@ -248,11 +263,12 @@ public final class Pretrainer {
             var knn: Float?
             if config.knnEvery > 0, epoch % config.knnEvery == 0 || epoch == config.epochs, let evalSets {
                 let enc = method.evaluationEncoder
-                let trF = enc.features(of: evalSets.train, augmentation: config.augmentation)
-                let teF = enc.features(of: evalSets.test, augmentation: config.augmentation)
+                let trF = try enc.features(of: evalSets.train, augmentation: config.augmentation, workers: loader.workers)
+                let teF = try enc.features(of: evalSets.test, augmentation: config.augmentation, workers: loader.workers)
                 knn = Probes.knn(train: trF, test: teF)
             }
-            print(String(format: "epoch %d/%d done: loss %.4f, %.0f img/s", epoch, config.epochs, lastEpochLoss, ips)
+            print(String(format: "epoch %d/%d done: loss %.4f, %.0f img/s, %.1f%% of the time waiting for data", epoch, config.epochs,
+                         lastEpochLoss, ips, meter.dataShare * 100)
                   + (knn.map { String(format: ", kNN %.2f%%", $0 * 100) } ?? ""))
             try logMetrics(kind: "epoch", loss: lastEpochLoss, lr: Double(optimizer.learningRate), ips: ips, knn: knn, extra: [])
             if epoch % config.saveEvery == 0 || epoch == config.epochs {

@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import TesseraData
+import TesseraEngine
+
+struct Pack: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Pack an image folder into WebDataset tar shards (for large sets and network file systems).",
+        discussion: """
+        Each image becomes a sample of two members, KEY.jpg (or .png, the file's bytes unchanged) and \
+        KEY.cls (its class index as text), where KEY is the image's 8-digit position in the folder's \
+        index (torchvision's ImageFolder order). Samples are shuffled across shards by default (seeded), \
+        so that reading shard after shard through a shuffle buffer mixes classes; classes.txt lists the \
+        class names. Each shard is written atomically. Train on the result with --data OUT.
+
+        Example: tessera pack /data/imagenet/train /data/imagenet-shards/train --shard-size 1000
+        """)
+
+    @Argument(help: "An ImageFolder (or a flat folder of images).") var source: String
+    @Argument(help: "Output directory for shard-NNNNNN.tar and classes.txt (created; must hold no shards).") var output: String
+    @Option(help: "Samples per shard.") var shardSize = 1000
+    @Option(help: "Seed of the order of the samples across shards.") var seed: UInt64 = 0
+    @Flag(help: "Keep the folder's order (class after class) instead of shuffling.") var noShuffle = false
+
+    func run() throws {
+        guard shardSize >= 1 else { throw CLIError("--shard-size must be at least 1, got \(shardSize)") }
+        let set = try ImageFiles.index(source, channels: 3)
+        let fm = FileManager.default
+        if fm.fileExists(atPath: output), (try? TarShards.shardPaths(output)) != nil {
+            throw CLIError("\(output) already holds .tar shards; choose an empty directory")
+        }
+        try FileIO.checkCreatable(output)
+        try FileIO.makeDirectory(output)
+        var order = Array(0..<set.count)
+        if !noShuffle {
+            var rng = TesseraRNG(seed: seed)
+            for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.int(below: i + 1)) }
+        }
+        let shards = (set.count + shardSize - 1) / shardSize
+        let t0 = Date()
+        var bytes = 0
+        for s in 0..<shards {
+            var tar: [UInt8] = []
+            for i in order[(s * shardSize)..<min((s + 1) * shardSize, set.count)] {
+                let path = set.name(of: i)
+                let data = try FileIO.readAll(path, limit: 1 << 30)
+                let ext = (path as NSString).pathExtension.lowercased()
+                let key = String(format: "%08d", i)
+                tar += TarReader.member(name: key + "." + (ext == "jpeg" ? "jpg" : ext), data: data)
+                if let labels = set.labels { tar += TarReader.member(name: key + ".cls", data: Array("\(labels[i])".utf8)) }
+            }
+            tar += TarReader.end
+            bytes += tar.count
+            try FileIO.writeAtomically(tar, to: output + "/" + String(format: "shard-%06d.tar", s))
+        }
+        if set.labels != nil { try FileIO.writeAtomically(Array((set.classNames.joined(separator: "\n") + "\n").utf8), to: output + "/classes.txt") }
+        print(String(format: "packed %d images of %@ into %d shards in %@ (%.1f MB, %.1f s)", set.count, source, shards, output,
+                     Double(bytes) / 1e6, Date().timeIntervalSince(t0)))
+    }
+}

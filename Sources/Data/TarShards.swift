@@ -1,0 +1,264 @@
+import Foundation
+import TesseraEngine
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Images in tar shards in the WebDataset layout: members grouped into samples by key (the path up
+/// to the first "." of the file name: `000123.jpg` + `000123.cls`), the image in a `.jpg`, `.jpeg` or
+/// `.png` member and the label, when present, as decimal text in a `.cls` member. Class names come
+/// from `classes.txt` beside the shards (one per line) when there is one.
+///
+/// At start the shards' headers are scanned (their data is skipped, except the few bytes of each
+/// label), so nothing is decoded; an image is read with one `pread` when the loader asks for it. An
+/// epoch visits the shards in a seeded order and passes their samples through a seeded shuffle
+/// buffer of ``shuffleBuffer`` samples, so the reads move forward through each shard within a window
+/// of that many samples (the ecosystem's shard-and-buffer shuffle) instead of jumping across the
+/// whole set.
+public struct TarShards: ImageDataset {
+    public let shards: [String]
+    /// Per image: shard, byte offset and size of its image member, and its key.
+    let shardOf: [Int32], offsets: [Int], sizes: [Int32]
+    let keys: PathTable
+    public let channels: Int
+    public let labels: [Int]?
+    public let classNames: [String]
+    /// Samples held by the epoch's shuffle buffer.
+    public var shuffleBuffer = 1000
+    public var count: Int { offsets.count }
+    public var uniformSize: (height: Int, width: Int)? { nil }
+    public var summary: String {
+        "tar shards \(shards.count == 1 ? shards[0] : (shards[0] as NSString).deletingLastPathComponent + " (\(shards.count) shards)") (\(count) images"
+            + (labels == nil ? ")" : ", \(classNames.count) classes)")
+    }
+
+    static let imageExtensions: Set<String> = ["jpg", "jpeg", "png"]
+
+    /// The shards a spec names: a `.tar` file, a directory of `.tar` files (sorted by name), or a
+    /// brace range `DIR/name-{000000..000099}.tar`.
+    public static func shardPaths(_ spec: String) throws -> [String] {
+        if let open = spec.firstIndex(of: "{"), let close = spec.firstIndex(of: "}"), open < close {
+            let range = spec[spec.index(after: open)..<close].components(separatedBy: "..")
+            guard range.count == 2, let lo = Int(range[0]), let hi = Int(range[1]), lo <= hi, hi - lo < 10_000_000 else {
+                throw DataError("\(spec): a shard range must read {FIRST..LAST} with decimal numbers, e.g. shard-{000000..000099}.tar")
+            }
+            let width = range[0].count
+            return (lo...hi).map { n in
+                let digits = String(n)
+                return String(spec[..<open]) + String(repeating: "0", count: max(0, width - digits.count)) + digits + String(spec[spec.index(after: close)...])
+            }
+        }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: spec, isDirectory: &isDir) else { throw DataError("\(spec): no such file or directory") }
+        if !isDir.boolValue { return [spec] }
+        let tars = try ImageFiles.listDirectory(spec).files.map { String(decoding: $0, as: UTF8.self) }.filter { $0.hasSuffix(".tar") }
+        guard !tars.isEmpty else { throw DataError("\(spec): no .tar shards in the directory") }
+        return tars.map { spec + "/" + $0 }
+    }
+
+    /// Indexes the shards `spec` names (see ``shardPaths(_:)``), stopping after `limit` images.
+    public static func index(_ spec: String, channels: Int, limit: Int? = nil) throws -> TarShards {
+        let shards = try shardPaths(spec)
+        var shardOf: [Int32] = [], offsets: [Int] = [], sizes: [Int32] = [], labels: [Int] = [], keys = PathTable()
+        var unlabeled = 0
+        scan: for (si, path) in shards.enumerated() {
+            var current: (key: String, offset: Int, size: Int, label: Int?)?
+            func flush() throws {
+                guard let c = current else { return }
+                current = nil
+                guard c.offset >= 0 else { return }   // a sample without an image member
+                shardOf.append(Int32(si)); offsets.append(c.offset); sizes.append(Int32(c.size)); keys.append(Array(c.key.utf8))
+                if let l = c.label { labels.append(l) } else { labels.append(-1); unlabeled += 1 }
+            }
+            try TarReader.scan(path) { name, offset, size, read in
+                let base = name.lastIndex(of: "/").map { name.index(after: $0) } ?? name.startIndex
+                guard let dot = name[base...].firstIndex(of: ".") else { return true }
+                let key = String(name[..<dot]), ext = String(name[name.index(after: dot)...]).lowercased()
+                if current?.key != key {
+                    try flush()
+                    if let limit, offsets.count >= limit { return false }
+                    current = (key, -1, 0, nil)
+                }
+                if imageExtensions.contains(ext) {
+                    guard size < Int(Int32.max) else { throw DataError("\(path): member \(name) is larger than 2 GiB") }
+                    current!.offset = offset; current!.size = size
+                } else if ext == "cls" {
+                    let text = String(decoding: try read(min(size, 32)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                    guard let l = Int(text), l >= 0, l < 100_000 else { throw DataError("\(path): \(name) holds '\(text)', not a class index 0…99999") }
+                    current!.label = l
+                }
+                return true
+            }
+            try flush()
+            if let limit, offsets.count >= limit { break scan }
+        }
+        guard !offsets.isEmpty else { throw DataError("\(spec): no .jpg/.png members in the shards") }
+        let labeled = unlabeled == 0
+        var names: [String] = []
+        let classesFile = ((shards[0] as NSString).deletingLastPathComponent as NSString).appendingPathComponent("classes.txt")
+        if labeled {
+            if FileManager.default.fileExists(atPath: classesFile) {
+                names = String(decoding: try FileIO.readAll(classesFile, limit: 1 << 26), as: UTF8.self).split(separator: "\n").map(String.init)
+                guard (labels.max() ?? 0) < names.count else { throw DataError("\(classesFile): \(names.count) classes, but a label is \(labels.max()!)") }
+            } else {
+                names = (0...(labels.max() ?? 0)).map(String.init)
+            }
+        }
+        return TarShards(shards: shards, shardOf: shardOf, offsets: offsets, sizes: sizes, keys: keys, channels: channels,
+                         labels: labeled ? labels : nil, classNames: names)
+    }
+
+    public func image(_ i: Int) throws -> StoredImage {
+        let path = shards[Int(shardOf[i])]
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw DataError("\(path): cannot open (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        let size = Int(sizes[i])
+        var out = [UInt8](repeating: 0, count: size)
+        var done = 0
+        while done < size {
+            let r = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, size - done, off_t(offsets[i] + done)) }
+            if r < 0 && errno == EINTR { continue }
+            guard r > 0 else { throw DataError("\(name(of: i)): the shard ends early (truncated); re-create it with 'tessera pack'") }
+            done += r
+        }
+        return .encoded(out, name: name(of: i))
+    }
+
+    public func name(of i: Int) -> String { shards[Int(shardOf[i])] + ":" + keys[i] }
+
+    public func prefix(_ n: Int) -> any ImageDataset {
+        guard n < count else { return self }
+        var t = TarShards(shards: shards, shardOf: Array(shardOf.prefix(n)), offsets: Array(offsets.prefix(n)), sizes: Array(sizes.prefix(n)),
+                          keys: keys.prefix(n), channels: channels, labels: labels.map { Array($0.prefix(n)) }, classNames: classNames)
+        t.shuffleBuffer = shuffleBuffer
+        return t
+    }
+
+    /// Shards in a seeded order, their samples in file order through a seeded shuffle buffer.
+    public func epochOrder(seed: UInt64, epoch: Int) -> [Int] {
+        var rng = TesseraRNG(seed: deriveSeed(seed, 1, UInt64(epoch)))
+        var shardOrder = Array(0..<shards.count)
+        for i in stride(from: shardOrder.count - 1, to: 0, by: -1) { shardOrder.swapAt(i, rng.int(below: i + 1)) }
+        var firstOfShard = [Int](repeating: count, count: shards.count + 1)
+        for i in stride(from: count - 1, through: 0, by: -1) { firstOfShard[Int(shardOf[i])] = i }
+        for s in stride(from: shards.count - 1, through: 0, by: -1) where firstOfShard[s] == count { firstOfShard[s] = firstOfShard[s + 1] }
+        var buffer: [Int] = [], out: [Int] = []
+        buffer.reserveCapacity(shuffleBuffer); out.reserveCapacity(count)
+        for s in shardOrder {
+            for i in firstOfShard[s]..<firstOfShard[s + 1] {
+                if buffer.count < max(1, shuffleBuffer) { buffer.append(i); continue }
+                let j = rng.int(below: buffer.count)
+                out.append(buffer[j]); buffer[j] = i
+            }
+        }
+        while !buffer.isEmpty { out.append(buffer.swapRemoveAt(rng.int(below: buffer.count))) }
+        return out
+    }
+}
+
+extension Array {
+    /// Removes element `i` by moving the last one into its place.
+    mutating func swapRemoveAt(_ i: Int) -> Element {
+        swapAt(i, count - 1)
+        return removeLast()
+    }
+}
+
+/// Reads and writes POSIX (ustar) tar archives, with the pax and GNU long-name extensions on reading.
+public enum TarReader {
+    /// Calls `member(name, dataOffset, size, read)` for each regular file in order, where `read(n)`
+    /// returns the member's first n bytes; the member returns false to stop. Hostile input: every
+    /// size is checked against the file.
+    public static func scan(_ path: String, _ member: (String, Int, Int, (Int) throws -> [UInt8]) throws -> Bool) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw DataError("\(path): cannot open (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw DataError("\(path): not a regular file") }
+        let fileSize = Int(st.st_size)
+        func readAt(_ offset: Int, _ n: Int) throws -> [UInt8] {
+            guard offset + n <= fileSize else { throw DataError("\(path): truncated tar (a member runs past the end); re-create the shard") }
+            var b = [UInt8](repeating: 0, count: n)
+            var done = 0
+            while done < n {
+                let r = b.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, n - done, off_t(offset + done)) }
+                if r < 0 && errno == EINTR { continue }
+                guard r > 0 else { throw DataError("\(path): read failed at byte \(offset + done)") }
+                done += r
+            }
+            return b
+        }
+        var at = 0
+        var longName: String?
+        while at + 512 <= fileSize {
+            let h = try readAt(at, 512)
+            if h.allSatisfy({ $0 == 0 }) { return }   // end of archive
+            var sum = 0
+            for (i, b) in h.enumerated() { sum += (148..<156).contains(i) ? 32 : Int(b) }
+            guard let stored = octal(h[148..<156]), stored == sum else { throw DataError("\(path): not a tar file, or corrupt at byte \(at) (bad header checksum)") }
+            guard let size = octal(h[124..<136]), size >= 0, at + 512 + size <= fileSize else {
+                throw DataError("\(path): truncated or corrupt tar at byte \(at) (member size)")
+            }
+            let type = h[156]
+            let data = at + 512
+            at = data + (size + 511) / 512 * 512
+            switch type {
+            case UInt8(ascii: "L"):   // GNU long name of the next member
+                longName = String(decoding: try readAt(data, min(size, 4096)).prefix { $0 != 0 }, as: UTF8.self)
+            case UInt8(ascii: "x"):   // pax extended header: "LEN path=VALUE\n" records
+                let text = String(decoding: try readAt(data, min(size, 1 << 20)), as: UTF8.self)
+                for record in text.split(separator: "\n") where record.contains(" path=") {
+                    longName = String(record[record.range(of: " path=")!.upperBound...])
+                }
+            case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
+                var name = longName ?? cString(h[0..<100])
+                if longName == nil && Array(h[257..<262]) == Array("ustar".utf8) {
+                    let prefix = cString(h[345..<500])
+                    if !prefix.isEmpty { name = prefix + "/" + name }
+                }
+                longName = nil
+                guard try member(name, data, size, { n in try readAt(data, min(n, size)) }) else { return }
+            default:
+                longName = nil   // directories, links, global headers: skipped
+            }
+        }
+    }
+
+    static func cString(_ b: ArraySlice<UInt8>) -> String { String(decoding: b.prefix { $0 != 0 }, as: UTF8.self) }
+
+    static func octal(_ b: ArraySlice<UInt8>) -> Int? {
+        if let f = b.first, f & 0x80 != 0 {   // base-256 (GNU) for sizes beyond 8 GiB
+            var v = Int(f & 0x7f)
+            for x in b.dropFirst() { guard v < Int.max >> 9 else { return nil }; v = v << 8 | Int(x) }
+            return v
+        }
+        var v = 0, seen = false
+        for x in b {
+            if x == 0 || x == 32 { if seen { break } else { continue } }
+            guard x >= 48 && x <= 55, v < Int.max >> 4 else { return nil }
+            v = v * 8 + Int(x - 48); seen = true
+        }
+        return seen ? v : 0
+    }
+
+    /// A tar member: ustar header (mode 0644, owner 0, time 0 so shards are reproducible) and data padded to 512 bytes.
+    public static func member(name: String, data: [UInt8]) -> [UInt8] {
+        precondition(name.utf8.count < 100, "tar member name '\(name)' is too long")
+        var h = [UInt8](repeating: 0, count: 512)
+        func put(_ s: String, _ at: Int) { for (i, b) in s.utf8.enumerated() { h[at + i] = b } }
+        put(name, 0)
+        put("0000644", 100); put("0000000", 108); put("0000000", 116)
+        put(String(format: "%011o", data.count), 124)
+        put("00000000000", 136)
+        h[156] = UInt8(ascii: "0")
+        put("ustar", 257); put("00", 263)
+        for i in 148..<156 { h[i] = 32 }
+        let sum = h.reduce(0) { $0 + Int($1) }
+        put(String(format: "%06o", sum), 148); h[154] = 0; h[155] = 32
+        return h + data + [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
+    }
+
+    /// The end-of-archive marker: two zero blocks.
+    public static let end = [UInt8](repeating: 0, count: 1024)
+}
