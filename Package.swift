@@ -147,7 +147,7 @@ let package = Package(
             name: "DataTests",
             dependencies: ["TesseraData", "TesseraEngine", "CImageData", "TestSupport"],
             path: "Tests/DataTests",
-            resources: [.copy("Corpus")]
+            resources: [.copy("Corpus"), .copy("Photos")]
         ),
         .testTarget(
             name: "ModelsTests",

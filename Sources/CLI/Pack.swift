@@ -31,29 +31,8 @@ struct Pack: ParsableCommand {
         }
         try FileIO.checkCreatable(output)
         try FileIO.makeDirectory(output)
-        var order = Array(0..<set.count)
-        if !noShuffle {
-            var rng = TesseraRNG(seed: seed)
-            for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.int(below: i + 1)) }
-        }
-        let shards = (set.count + shardSize - 1) / shardSize
         let t0 = Date()
-        var bytes = 0
-        for s in 0..<shards {
-            var tar: [UInt8] = []
-            for i in order[(s * shardSize)..<min((s + 1) * shardSize, set.count)] {
-                let path = set.name(of: i)
-                let data = try FileIO.readAll(path, limit: 1 << 30)
-                let ext = (path as NSString).pathExtension.lowercased()
-                let key = String(format: "%08d", i)
-                tar += TarReader.member(name: key + "." + (ext == "jpeg" ? "jpg" : ext), data: data)
-                if let labels = set.labels { tar += TarReader.member(name: key + ".cls", data: Array("\(labels[i])".utf8)) }
-            }
-            tar += TarReader.end
-            bytes += tar.count
-            try FileIO.writeAtomically(tar, to: output + "/" + String(format: "shard-%06d.tar", s))
-        }
-        if set.labels != nil { try FileIO.writeAtomically(Array((set.classNames.joined(separator: "\n") + "\n").utf8), to: output + "/classes.txt") }
+        let (shards, bytes) = try TarShards.pack(set, into: output, shardSize: shardSize, shuffleSeed: noShuffle ? nil : seed)
         print(String(format: "packed %d images of %@ into %d shards in %@ (%.1f MB, %.1f s)", set.count, source, shards, output,
                      Double(bytes) / 1e6, Date().timeIntervalSince(t0)))
     }

@@ -16,7 +16,9 @@ public struct SampleScratch {
 struct SampleRenderer {
     let views: [Augmentation]
     let channels: Int
+    /// Reduce JPEGs in the DCT domain (by at most `maxReduction`) and decode only the crops' region.
     let reducedDecoding: Bool
+    var maxReduction: Int64 = 8
 
     /// Renders every view of `stored` into `slots[v]` (C × S_v × S_v floats each) and returns where
     /// each was cut from, in source pixels.
@@ -41,8 +43,8 @@ struct SampleRenderer {
             let crops = views.map { $0.sampleView(height: Int(H), width: Int(W), rng: &rng) }
             // The reduction: the largest that keeps every crop at least its output size (JPEG only).
             var denom: Int64 = 1
-            if reducedDecoding && ck_image_kind(bytes, bytes.count) == 2 {
-                for d: Int64 in [8, 4, 2] where zip(views, crops).allSatisfy({ aug, c in
+            if reducedDecoding && maxReduction > 1 && ck_image_kind(bytes, bytes.count) == 2 {
+                for d: Int64 in [8, 4, 2] where d <= maxReduction && zip(views, crops).allSatisfy({ aug, c in
                     min(c.height, c.width) / Float(d) >= Float(aug.size) }) { denom = d; break }
             }
             let rW = ck_jpeg_reduced_size(W, denom), rH = ck_jpeg_reduced_size(H, denom)
@@ -54,6 +56,7 @@ struct SampleRenderer {
                 x1 = max(x1, Int64(((c.left + c.width) * sx).rounded(.up)) + 1); y1 = max(y1, Int64(((c.top + c.height) * sy).rounded(.up)) + 1)
             }
             x0 = max(x0, 0); y0 = max(y0, 0); x1 = min(x1, rW); y1 = min(y1, rH)
+            if !reducedDecoding { (x0, y0, x1, y1) = (0, 0, rW, rH) }   // the whole image, as torchvision decodes it
             let want = [x0, y0, x1, y1]
             let cap = Int(denom == 1 && ck_image_kind(bytes, bytes.count) == 1 ? W * H : rW * (y1 - y0)) * channels
             if scratch.decoded.count < cap { scratch.decoded = [UInt8](repeating: 0, count: cap) }

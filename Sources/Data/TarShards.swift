@@ -1,3 +1,4 @@
+import CImageData
 import Foundation
 import TesseraEngine
 #if canImport(Glibc)
@@ -162,6 +163,39 @@ extension Array {
     mutating func swapRemoveAt(_ i: Int) -> Element {
         swapAt(i, count - 1)
         return removeLast()
+    }
+}
+
+extension TarShards {
+    /// Packs `set` into `directory/shard-NNNNNN.tar` (each written atomically) and `classes.txt`:
+    /// per image the file's bytes as KEY.jpg or KEY.png and its label as KEY.cls, KEY its 8-digit index
+    /// in `set`; samples shuffled across shards with `shuffleSeed`, or in `set`'s order when nil.
+    /// Returns the number of shards and bytes written.
+    public static func pack(_ set: ImageFiles, into directory: String, shardSize: Int, shuffleSeed: UInt64?) throws -> (shards: Int, bytes: Int) {
+        precondition(shardSize >= 1, "TarShards.pack: shard size must be positive")
+        try FileIO.makeDirectory(directory)
+        var order = Array(0..<set.count)
+        if let shuffleSeed {
+            var rng = TesseraRNG(seed: shuffleSeed)
+            for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.int(below: i + 1)) }
+        }
+        let shards = (set.count + shardSize - 1) / shardSize
+        var bytes = 0
+        for s in 0..<shards {
+            var tar: [UInt8] = []
+            for i in order[(s * shardSize)..<min((s + 1) * shardSize, set.count)] {
+                let path = set.name(of: i)
+                let data = try FileIO.readAll(path, limit: 1 << 30)
+                let key = String(format: "%08d", i)
+                tar += TarReader.member(name: key + (ck_image_kind(data, data.count) == 1 ? ".png" : ".jpg"), data: data)
+                if let labels = set.labels { tar += TarReader.member(name: key + ".cls", data: Array("\(labels[i])".utf8)) }
+            }
+            tar += TarReader.end
+            bytes += tar.count
+            try FileIO.writeAtomically(tar, to: directory + "/" + String(format: "shard-%06d.tar", s))
+        }
+        if set.labels != nil { try FileIO.writeAtomically(Array((set.classNames.joined(separator: "\n") + "\n").utf8), to: directory + "/classes.txt") }
+        return (shards, bytes)
     }
 }
 
