@@ -30,11 +30,13 @@ struct Bench: ParsableCommand {
     @Option(help: "Channels of the synthetic images.") var channels = 1
     @Option(help: "Train on this data (as pretrain's --data) and time its loader alone too.") var data: String?
     @Option(help: "Decode worker counts to time the loader with, comma-separated.") var loaderWorkers = "1,2"
+    @Flag(help: "With --data: time the loader alone, not the training step.") var loaderOnly = false
     @OptionGroup var runtime: RuntimeOptions
     @Argument(parsing: .postTerminator, help: "tessera pretrain options") var pretrainArguments: [String] = []
 
     func run() throws {
         try runtime.apply()
+        if loaderOnly && data == nil { throw CLIError("--loader-only needs --data") }
         guard rounds >= 1, steps >= 1, imageSize >= 1, channels == 1 || channels == 3 else {
             throw CLIError("--rounds, --steps and --image-size must be positive and --channels 1 or 3")
         }
@@ -60,6 +62,7 @@ struct Bench: ParsableCommand {
         }
         let config = try options.buildConfig(train: set)
         if data != nil { try timeLoader(set, config: config, workerCounts: workerCounts) }
+        if loaderOnly { return }
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-bench-\(getpid())").path
         let trainer = try Pretrainer(config: config, method: config.method.make(config), train: set, evalSets: nil, runFolder: scratch)
         let loader = trainer.loader, order = loader.order(epoch: 0)
@@ -73,7 +76,7 @@ struct Bench: ParsableCommand {
         }
 
         let e = config.mae.encoder
-        print("tessera bench: \(config.method) \(config.model) (encoder \(e.dim)/\(e.depth)/\(e.heads), patch \(e.patchSize) on \(imageSize)x\(imageSize)x\(channels)), batch \(config.batchSize) x \(config.accumSteps), \(Runtime.threads) threads")
+        print("tessera bench: \(config.method) \(config.model) (encoder \(e.dim)/\(e.depth)/\(e.heads), patch \(e.patchSize) on \(e.imageSize)x\(e.imageSize)x\(e.channels)), batch \(config.batchSize) x \(config.accumSteps), \(Runtime.threads) threads")
         print("BLAS: \(Runtime.gemmBackend); \(rounds) rounds of \(steps) steps, alternating with a 2048³ sgemm")
         try trainStep()   // warm up: allocations, BLAS buffers
         _ = Runtime.sgemmRate()
