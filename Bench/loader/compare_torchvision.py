@@ -6,7 +6,8 @@ alternating A/B rounds, medians.
 
 torchvision: ImageFolder + DataLoader(num_workers=w, shuffle=True), images/s over --batches batches
 after one warm-up batch per round (each DataLoader iterator starts its w worker processes first; that
-start is not timed). Tessera: `tessera bench --data ROOT --loader-only --loader-workers w`, with its
+start is not timed). Tessera: `tessera bench --data ROOT --loader-only --rounds 3 --loader-workers w` (the median
+of 3 rounds of 2 batches after a warm-up batch), with its
 default reduced decoding and with --full-decode (whole JPEG at full size, as PIL decodes it).
 """
 import argparse, re, statistics, subprocess, time
@@ -17,7 +18,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("root")
 ap.add_argument("--workers", default="1,2")
 ap.add_argument("--rounds", type=int, default=3)
-ap.add_argument("--batches", type=int, default=4)
+ap.add_argument("--batches", type=int, default=12)
 ap.add_argument("--batch-size", type=int, default=64)
 ap.add_argument("--tessera", default=".build/release/tessera")
 a = ap.parse_args()
@@ -43,7 +44,7 @@ def torchvision_rate(w):
     return n / dt
 
 def tessera_rate(w, full):
-    cmd = [a.tessera, "bench", "--data", a.root, "--loader-only", "--rounds", "1", "--loader-workers", str(w), "--threads", "1",
+    cmd = [a.tessera, "bench", "--data", a.root, "--loader-only", "--rounds", "3", "--loader-workers", str(w), "--threads", "1",
            "--", "--patch-size", "16", "--batch-size", str(a.batch_size)] + (["--full-decode"] if full else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     m = re.search(r"^\s*%d workers?\s+([0-9.]+) images/s" % w, out, re.M)

@@ -144,7 +144,7 @@ struct Pretrain: ParsableCommand {
 
         // Normalization: ImageNet statistics for RGB, the training set's own for grayscale.
         let stats = train.channels == 3 ? (mean: [Float](arrayLiteral: 0.485, 0.456, 0.406), std: [Float](arrayLiteral: 0.229, 0.224, 0.225))
-                                        : try train.channelStatistics()
+                                        : try train.channelStatistics(skipUnreadable: runtime.skipUnreadable)
         var aug = Augmentation(size: size, mean: stats.mean, std: stats.std, scale: minScale...1,
                                interpolation: Interpolation(rawValue: interpolation)!)
         aug.mean = aug.mean.map { ($0 * 1e4).rounded() / 1e4 }

@@ -59,12 +59,14 @@ extension ImageDataset {
     }
 
     /// Per-channel mean and standard deviation of the pixels scaled to [0, 1] (for Normalize): over
-    /// every image of an in-memory ``ImageSet``, else over `sample` images spread evenly over the dataset.
-    public func channelStatistics(sample: Int = 2000) throws -> (mean: [Float], std: [Float]) {
+    /// every image of an in-memory ``ImageSet``, else over `sample` images spread evenly over the dataset
+    /// (leaving out those that cannot be read when `skipUnreadable`).
+    public func channelStatistics(sample: Int = 2000, skipUnreadable: Bool = false) throws -> (mean: [Float], std: [Float]) {
         let n = self is ImageSet ? count : min(count, sample)
         var sum = [Double](repeating: 0, count: channels), sq = sum, pixels = 0.0
         for k in 0..<n {
-            let px = try decoded(n == count ? k : k * count / n).pixels
+            let px: [UInt8]
+            do { px = try decoded(n == count ? k : k * count / n).pixels } catch where skipUnreadable { continue }
             for (i, v) in px.enumerated() {
                 let x = Double(v) / 255
                 sum[i % channels] += x; sq[i % channels] += x * x

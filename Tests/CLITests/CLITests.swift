@@ -112,6 +112,35 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try tessera(["--help"]).status, 0)
     }
 
+    /// An ImageFolder of PNGs packed into tar shards trains; a corrupt image stops the run with one
+    /// line naming it, or is skipped with --skip-unreadable.
+    func testImageFolderAndTarShardsTrain() throws {
+        let dir = try tempDir()
+        var rng = TesseraRNG(seed: 5)
+        for i in 0..<24 {
+            let px = (0..<(16 * 16)).map { p in UInt8((p / 16 / 5 == i % 3 ? 200 : 30) + rng.int(below: 40)) }
+            let path = dir + "/folder/class\(i % 3)/\(i).png"
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileIO.writeAtomically(ImageSet.encodePNG(px, width: 16, height: 16, channels: 1), to: path)
+        }
+        let pack = try tessera(["pack", dir + "/folder", dir + "/shards", "--shard-size", "10"])
+        XCTAssertEqual(pack.status, 0, pack.stderr)
+        XCTAssertTrue(pack.stdout.contains("packed 24 images"), pack.stdout)
+        assertOneLineError(try tessera(["pack", dir + "/folder", dir + "/shards"]), mentions: "already holds .tar shards")
+        let common = ["--channels", "1", "--image-size", "16", "--depth", "1", "--dim", "32", "--heads", "2",
+                      "--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "2", "--epochs", "1", "--workers", "2"]
+        let shards = try tessera(["pretrain", "--data", dir + "/shards", "--run", dir + "/r-shards", "--batch-size", "8"] + common)
+        XCTAssertEqual(shards.status, 0, shards.stderr)
+        XCTAssertTrue(shards.stdout.contains("tar shards") && shards.stdout.contains("24 images, 3 classes"), shards.stdout)
+        try FileIO.writeAtomically([0x89, 0x50, 0x4e, 0x47, 0, 1, 2], to: dir + "/folder/class1/99-broken.png")
+        // One batch of all 25 images: the broken one is sampled.
+        assertOneLineError(try tessera(["pretrain", "--data", dir + "/folder", "--run", dir + "/r-broken", "--batch-size", "25"] + common),
+                           mentions: "99-broken.png")
+        let skipped = try tessera(["pretrain", "--data", dir + "/folder", "--run", dir + "/r-skip", "--batch-size", "25", "--skip-unreadable"] + common)
+        XCTAssertEqual(skipped.status, 0, skipped.stderr)
+        XCTAssertTrue(skipped.stderr.contains("99-broken.png"), skipped.stderr)
+    }
+
     func testTinyRunEndToEnd() throws {
         let dir = try tempDir()
         let data = try tinyData(dir)
