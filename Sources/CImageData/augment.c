@@ -32,6 +32,13 @@ static inline double filter_bilinear(double x) {
     return x < 1 ? 1 - x : 0;
 }
 
+// rintf for |v| < 2^22 (sums of 8-bit pixels): adding and subtracting 1.5·2^23 rounds to the nearest
+// integer, ties to even, in the default rounding mode, without a libm call on baseline x86-64.
+static inline float round_even(float v) {
+    volatile float big = 12582912.0f;   // volatile: the compiler must not fold (v + big) − big into v
+    return (v + big) - big;
+}
+
 // Taps an axis of `in_size` pixels resampled from [start, start + length) to `out_size` needs at most.
 static int64_t max_taps(double length, int64_t out_size, int interp) {
     double scale = length / (double)out_size;
@@ -69,11 +76,11 @@ static void axis_weights(int64_t *first, int64_t *n, float *w, int64_t K, double
     }
 }
 
-// Per worker: 4·S int64 firsts/counts (8·S floats), K_max·S weights per axis, plus the
-// horizontally resampled rows [rows, S, C].
+// Per worker: 4·S int64 firsts/counts (8·S floats), K_max·S weights per axis, the horizontally
+// resampled rows [rows, S, C] and one output row of sums [S, C].
 static int64_t worker_floats(int64_t max_h, int64_t max_w, int64_t S, int64_t C) {
     int64_t kx = max_taps((double)max_w, S, CK_INTERP_BICUBIC), ky = max_taps((double)max_h, S, CK_INTERP_BICUBIC);
-    int64_t f = (kx + ky) * S + 8 * S + max_h * S * C;
+    int64_t f = (kx + ky) * S + 8 * S + max_h * S * C + S * C;
     return (f + CACHE_LINE_F32 - 1) / CACHE_LINE_F32 * CACHE_LINE_F32;
 }
 
@@ -112,19 +119,26 @@ static void crop_resize_one(float *out, const uint8_t *src, int64_t Hh, int64_t 
             for (int64_t c = 0; c < C; c++) {
                 float acc = 0;
                 for (int64_t j = 0; j < nx[x]; j++) acc += w[j] * (float)sp[j * C + c];
-                acc = __builtin_rintf(acc);
+                acc = round_even(acc);
                 dr[x * C + c] = acc < 0 ? 0 : (acc > 255 ? 255 : acc);
             }
         }
     }
+    // Vertical pass, a whole output row at a time: acc[x, c] = Σ_j wy · rows[fy[y] − r0 + j, x, c], the
+    // taps outermost so the inner loop runs along contiguous memory (each sum keeps its order in j).
+    float *acc = rows + (r1 - r0) * S * C;
+    const int64_t SC = S * C;
     for (int64_t y = 0; y < S; y++) {
         const float *w = wy + y * ky;
+        for (int64_t i = 0; i < SC; i++) acc[i] = 0;
+        for (int64_t j = 0; j < ny[y]; j++) {
+            const float wj = w[j], *rj = rows + (fy[y] - r0 + j) * SC;
+            for (int64_t i = 0; i < SC; i++) acc[i] += wj * rj[i];
+        }
         for (int64_t x = 0; x < S; x++) {
             int64_t xo = flip ? S - 1 - x : x;
             for (int64_t c = 0; c < C; c++) {
-                float acc = 0;
-                for (int64_t j = 0; j < ny[y]; j++) acc += w[j] * rows[((fy[y] - r0 + j) * S + x) * C + c];
-                float v = __builtin_rintf(acc);
+                float v = round_even(acc[x * C + c]);
                 v = v < 0 ? 0 : (v > 255 ? 255 : v);
                 out[(c * S + y) * S + xo] = (v * (1.0f / 255.0f) - mean[c]) / std[c];
             }

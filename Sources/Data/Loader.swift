@@ -107,7 +107,7 @@ public final class Loader: @unchecked Sendable {
         let renderer = SampleRenderer(views: viewAugmentations, channels: C, reducedDecoding: reducedDecoding)
         let sink = ResultSink(crops: crops, indices: indices, failures: failures)
         let work = { [self] (k: Int, scratch: inout SampleScratch) in
-            var rng = TesseraRNG(seed: deriveSeed(seed, 2 + UInt64(epoch), UInt64(lo + k)))
+            let rng = TesseraRNG(seed: deriveSeed(seed, 2 + UInt64(epoch), UInt64(lo + k)))
             let slots = zip(outputs, viewAugmentations).map { $0.pointer + k * C * $1.size * $1.size }
             var index = order[lo + k]
             for attempt in 0..<16 {
