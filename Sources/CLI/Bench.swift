@@ -143,16 +143,20 @@ struct Bench: ParsableCommand {
         let order = loaders[0].order(epoch: 0), stepsAvailable = loaders[0].stepsPerEpoch
         guard stepsAvailable >= 1 else { throw CLIError("the data has fewer images than one batch of \(config.batchSize)") }
         var rates = [[Double]](repeating: [], count: loaders.count)
-        var step = 0
         _ = try loaders[0].makeBatch(epoch: 0, step: 0, order: order)   // warm up: file cache, allocations
+        // Each loader reads its own pass over the epoch, as training does (tar shards: streamed).
+        var steps = [Int](repeating: 0, count: loaders.count)
+        var readers = loaders.map { $0.epochReader(epoch: 0, order: order) }
         for _ in 0..<rounds {
             for (i, l) in loaders.enumerated() {
+                if steps[i] + 2 > stepsAvailable { readers[i]?.cancel(); readers[i] = l.epochReader(epoch: 0, order: order); steps[i] = 0 }
                 let t0 = Date()
                 var images = 0
-                for _ in 0..<2 { images += try l.makeBatch(epoch: 0, step: step % stepsAvailable, order: order).indices.count; step += 1 }
+                for _ in 0..<2 { images += try l.makeBatch(epoch: 0, step: steps[i] % stepsAvailable, order: order, reader: readers[i]).indices.count; steps[i] += 1 }
                 rates[i].append(Double(images) / Date().timeIntervalSince(t0))
             }
         }
+        for r in readers { r?.cancel() }
         let sizes = views.map { "\($0.size)" }.joined(separator: "+")
         print("loader alone (read + decode + \(views.count) view\(views.count == 1 ? "" : "s") of \(sizes) px, batch \(config.batchSize), \(rounds) alternating rounds, median):")
         for (i, w) in workerCounts.enumerated() {

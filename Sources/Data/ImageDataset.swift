@@ -38,10 +38,25 @@ public protocol ImageDataset: Sendable {
     /// The order in which an epoch visits the images: a pure function of (seed, epoch). The default
     /// is a Fisher–Yates shuffle; ``TarShards`` keeps each shard's members together for sequential reads.
     func epochOrder(seed: UInt64, epoch: Int) -> [Int]
+    /// A reader that streams the epoch's images in storage order and hands out the image at each
+    /// position of `order` (from `start` on), or nil to read each image with ``image(_:)``. `order` is
+    /// `epochOrder(seed:epoch:)` when `shuffled`, else the index order.
+    func epochReader(seed: UInt64, epoch: Int, shuffled: Bool, order: [Int], start: Int, batchSize: Int) -> (any EpochReader)?
+}
+
+/// Streams one epoch of a dataset in the order its storage is best read (``TarShards``: each shard
+/// front to back) and hands out images by their position in the epoch's order.
+public protocol EpochReader: AnyObject, Sendable {
+    /// The image at `position` of the epoch's order (each position is asked for once).
+    func image(at position: Int) throws -> StoredImage
+    /// Stops reading (the epoch ended early).
+    func cancel()
 }
 
 extension ImageDataset {
     public var classCount: Int { labels == nil ? 0 : classNames.count }
+
+    public func epochReader(seed: UInt64, epoch: Int, shuffled: Bool, order: [Int], start: Int, batchSize: Int) -> (any EpochReader)? { nil }
 
     public func epochOrder(seed: UInt64, epoch: Int) -> [Int] {
         var idx = Array(0..<count)

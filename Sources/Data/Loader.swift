@@ -97,6 +97,12 @@ public final class Loader: @unchecked Sendable {
     /// Builds batch `step` of `epoch` (the images at positions step·batch… of `order`), its images
     /// spread over the decode workers. Throws the first image (in batch order) that cannot be read.
     public func makeBatch(epoch: Int, step: Int, order: [Int]) throws -> Batch {
+        try makeBatch(epoch: epoch, step: step, order: order, reader: nil)
+    }
+
+    /// `makeBatch`, its images from `reader` when given (``ImageDataset/epochReader(seed:epoch:shuffled:order:start:batchSize:)``
+    /// for this `order`; steps asked for in increasing order).
+    public func makeBatch(epoch: Int, step: Int, order: [Int], reader: (any EpochReader)?) throws -> Batch {
         let lo = step * batchSize, hi = min(lo + batchSize, order.count)
         let B = hi - lo, C = dataset.channels
         let tensors = viewAugmentations.map { Tensor(uninitialized: [B, C, $0.size, $0.size]) }
@@ -113,7 +119,8 @@ public final class Loader: @unchecked Sendable {
             for attempt in 0..<16 {
                 do {
                     var r = rng
-                    let views = try renderer.render(dataset.image(index), rng: &r, into: slots, scratch: &scratch)
+                    let stored = try attempt == 0 && reader != nil ? reader!.image(at: lo + k) : dataset.image(index)
+                    let views = try renderer.render(stored, rng: &r, into: slots, scratch: &scratch)
                     sink.set(k, views: views, index: index)
                     return
                 } catch {
@@ -129,6 +136,11 @@ public final class Loader: @unchecked Sendable {
                      indices: sink.indices, epoch: epoch, step: step)
     }
 
+    /// The dataset's streaming reader for `epoch` from `startStep` (nil: images are read one by one).
+    public func epochReader(epoch: Int, order: [Int], startStep: Int = 0) -> (any EpochReader)? {
+        dataset.epochReader(seed: seed, epoch: epoch, shuffled: shuffle, order: order, start: startStep * batchSize, batchSize: batchSize)
+    }
+
     /// The batches of `epoch` from `startStep`, prepared up to ``prefetch`` ahead on a background
     /// thread; `next()` rethrows an image that could not be read.
     public func batches(epoch: Int, startStep: Int = 0) -> BatchStream {
@@ -136,11 +148,13 @@ public final class Loader: @unchecked Sendable {
         let steps = stepsPerEpoch
         let queue = BatchQueue(capacity: max(1, prefetch))
         guard startStep < steps else { queue.finish(); return BatchStream(queue) }
+        let reader = epochReader(epoch: epoch, order: order, startStep: startStep)
         let thread = Thread { [self] in
             for s in startStep..<steps {
                 if queue.cancelled { break }
-                do { queue.put(.success(try makeBatch(epoch: epoch, step: s, order: order))) } catch { queue.put(.failure(error)); break }
+                do { queue.put(.success(try makeBatch(epoch: epoch, step: s, order: order, reader: reader))) } catch { queue.put(.failure(error)); break }
             }
+            reader?.cancel()
             queue.finish()
         }
         thread.stackSize = 1 << 22

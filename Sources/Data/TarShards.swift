@@ -10,8 +10,9 @@ import Glibc
 /// `.png` member and the label, when present, as decimal text in a `.cls` member. Class names come
 /// from `classes.txt` beside the shards (one per line) when there is one.
 ///
-/// At start the shards' headers are scanned (their data is skipped, except the few bytes of each
-/// label), so nothing is decoded; an image is read with one `pread` when the loader asks for it. An
+/// At start each shard's index file (`NAME.tar.idx`, written by `tessera pack`, or after the first
+/// scan of a shard from elsewhere) is read; without one the shard's headers are scanned (their data is
+/// skipped, except the few bytes of each label). Nothing is decoded. An
 /// epoch visits the shards in a seeded order and passes their samples through a seeded shuffle
 /// buffer of ``shuffleBuffer`` samples, so the reads move forward through each shard within a window
 /// of that many samples (the ecosystem's shard-and-buffer shuffle) instead of jumping across the
@@ -62,36 +63,12 @@ public struct TarShards: ImageDataset {
         let shards = try shardPaths(spec)
         var shardOf: [Int32] = [], offsets: [Int] = [], sizes: [Int32] = [], labels: [Int] = [], keys = PathTable()
         var unlabeled = 0
-        scan: for (si, path) in shards.enumerated() {
-            var current: (key: String, offset: Int, size: Int, label: Int?)?
-            func flush() throws {
-                guard let c = current else { return }
-                current = nil
-                guard c.offset >= 0 else { return }   // a sample without an image member
-                shardOf.append(Int32(si)); offsets.append(c.offset); sizes.append(Int32(c.size)); keys.append(Array(c.key.utf8))
-                if let l = c.label { labels.append(l) } else { labels.append(-1); unlabeled += 1 }
+        shardLoop: for (si, path) in shards.enumerated() {
+            for sample in try samples(ofShard: path) {
+                if let limit, offsets.count >= limit { break shardLoop }
+                shardOf.append(Int32(si)); offsets.append(sample.offset); sizes.append(Int32(sample.size)); keys.append(Array(sample.key.utf8))
+                if let l = sample.label { labels.append(l) } else { labels.append(-1); unlabeled += 1 }
             }
-            try TarReader.scan(path) { name, offset, size, read in
-                let base = name.lastIndex(of: "/").map { name.index(after: $0) } ?? name.startIndex
-                guard let dot = name[base...].firstIndex(of: ".") else { return true }
-                let key = String(name[..<dot]), ext = String(name[name.index(after: dot)...]).lowercased()
-                if current?.key != key {
-                    try flush()
-                    if let limit, offsets.count >= limit { return false }
-                    current = (key, -1, 0, nil)
-                }
-                if imageExtensions.contains(ext) {
-                    guard size < Int(Int32.max) else { throw DataError("\(path): member \(name) is larger than 2 GiB") }
-                    current!.offset = offset; current!.size = size
-                } else if ext == "cls" {
-                    let text = String(decoding: try read(min(size, 32)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-                    guard let l = Int(text), l >= 0, l < 100_000 else { throw DataError("\(path): \(name) holds '\(text)', not a class index 0…99999") }
-                    current!.label = l
-                }
-                return true
-            }
-            try flush()
-            if let limit, offsets.count >= limit { break scan }
         }
         guard !offsets.isEmpty else { throw DataError("\(spec): no .jpg/.png members in the shards") }
         let labeled = unlabeled == 0
@@ -107,6 +84,75 @@ public struct TarShards: ImageDataset {
         }
         return TarShards(shards: shards, shardOf: shardOf, offsets: offsets, sizes: sizes, keys: keys, channels: channels,
                          labels: labeled ? labels : nil, classNames: names)
+    }
+
+    /// One sample of a shard: its key, its image member's data offset and size, and its label.
+    struct Sample: Equatable { var key: String; var offset: Int; var size: Int; var label: Int? }
+
+    /// The samples of a shard, from its index file `PATH.idx` when that matches the shard's size, else
+    /// by scanning the shard's headers (one read per member: slow on a cold disk), after which the
+    /// index file is written beside it when the directory is writable.
+    static func samples(ofShard path: String) throws -> [Sample] {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw DataError("\(path): cannot open (\(String(cString: strerror(errno))))") }
+        let tarSize = Int(st.st_size)
+        if let cached = readIndex(path + ".idx", tarSize: tarSize) { return cached }
+        let found = try scanSamples(path)
+        try? FileIO.writeAtomically(indexFile(found, tarSize: tarSize), to: path + ".idx")
+        return found
+    }
+
+    /// The index file of a shard: a header line `tessera-tar-index 1 <tar bytes>`, then per sample
+    /// `key<TAB>offset<TAB>size<TAB>label` (label −1 when there is none).
+    static func indexFile(_ samples: [Sample], tarSize: Int) -> [UInt8] {
+        var text = "tessera-tar-index 1 \(tarSize)\n"
+        for x in samples { text += "\(x.key)\t\(x.offset)\t\(x.size)\t\(x.label ?? -1)\n" }
+        return Array(text.utf8)
+    }
+
+    /// Parses an index file, or nil when it is missing, malformed or for a shard of another size.
+    static func readIndex(_ path: String, tarSize: Int) -> [Sample]? {
+        guard FileManager.default.fileExists(atPath: path), let bytes = try? FileIO.readAll(path, limit: 1 << 30) else { return nil }
+        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.first == "tessera-tar-index 1 \(tarSize)" else { return nil }
+        var out: [Sample] = []
+        for line in lines.dropFirst() where !line.isEmpty {
+            let f = line.split(separator: "\t", omittingEmptySubsequences: false)
+            guard f.count == 4, let o = Int(f[1]), let n = Int(f[2]), let l = Int(f[3]), o >= 512, n >= 0, n < Int(Int32.max),
+                  o + n <= tarSize, l >= -1, l < 100_000 else { return nil }
+            out.append(Sample(key: String(f[0]), offset: o, size: n, label: l < 0 ? nil : l))
+        }
+        return out
+    }
+
+    /// Scans a shard's headers into samples (members grouped by key, in file order).
+    static func scanSamples(_ path: String) throws -> [Sample] {
+        var out: [Sample] = []
+        var current: Sample?
+        func flush() {
+            if let c = current, c.offset >= 0 { out.append(c) }   // a sample without an image member is dropped
+            current = nil
+        }
+        try TarReader.scan(path) { name, offset, size, read in
+            let base = name.lastIndex(of: "/").map { name.index(after: $0) } ?? name.startIndex
+            guard let dot = name[base...].firstIndex(of: ".") else { return true }
+            let key = String(name[..<dot]), ext = String(name[name.index(after: dot)...]).lowercased()
+            if current?.key != key {
+                flush()
+                current = Sample(key: key, offset: -1, size: 0, label: nil)
+            }
+            if imageExtensions.contains(ext) {
+                guard size < Int(Int32.max) else { throw DataError("\(path): member \(name) is larger than 2 GiB") }
+                current!.offset = offset; current!.size = size
+            } else if ext == "cls" {
+                let text = String(decoding: try read(min(size, 32)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                guard let l = Int(text), l >= 0, l < 100_000 else { throw DataError("\(path): \(name) holds '\(text)', not a class index 0…99999") }
+                current!.label = l
+            }
+            return true
+        }
+        flush()
+        return out
     }
 
     public func image(_ i: Int) throws -> StoredImage {
@@ -139,23 +185,89 @@ public struct TarShards: ImageDataset {
     /// Shards in a seeded order, their samples in file order through a seeded shuffle buffer.
     public func epochOrder(seed: UInt64, epoch: Int) -> [Int] {
         var rng = TesseraRNG(seed: deriveSeed(seed, 1, UInt64(epoch)))
-        var shardOrder = Array(0..<shards.count)
-        for i in stride(from: shardOrder.count - 1, to: 0, by: -1) { shardOrder.swapAt(i, rng.int(below: i + 1)) }
-        var firstOfShard = [Int](repeating: count, count: shards.count + 1)
-        for i in stride(from: count - 1, through: 0, by: -1) { firstOfShard[Int(shardOf[i])] = i }
-        for s in stride(from: shards.count - 1, through: 0, by: -1) where firstOfShard[s] == count { firstOfShard[s] = firstOfShard[s + 1] }
         var buffer: [Int] = [], out: [Int] = []
         buffer.reserveCapacity(shuffleBuffer); out.reserveCapacity(count)
-        for s in shardOrder {
-            for i in firstOfShard[s]..<firstOfShard[s + 1] {
-                if buffer.count < max(1, shuffleBuffer) { buffer.append(i); continue }
-                let j = rng.int(below: buffer.count)
-                out.append(buffer[j]); buffer[j] = i
-            }
+        for i in entrySequence(shardOrder(rng: &rng)) {
+            if buffer.count < max(1, shuffleBuffer) { buffer.append(i); continue }
+            let j = rng.int(below: buffer.count)
+            out.append(buffer[j]); buffer[j] = i
         }
         while !buffer.isEmpty { out.append(buffer.swapRemoveAt(rng.int(below: buffer.count))) }
         return out
     }
+
+    /// The epoch's shard order, drawn first from the epoch's generator.
+    func shardOrder(rng: inout TesseraRNG) -> [Int] {
+        var order = Array(0..<shards.count)
+        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.int(below: i + 1)) }
+        return order
+    }
+
+    /// The images of the shards in `shardOrder`, each shard's in file order.
+    func entrySequence(_ shardOrder: [Int]) -> [Int] {
+        var firstOfShard = [Int](repeating: count, count: shards.count + 1)
+        for i in stride(from: count - 1, through: 0, by: -1) { firstOfShard[Int(shardOf[i])] = i }
+        for s in stride(from: shards.count - 1, through: 0, by: -1) where firstOfShard[s] == count { firstOfShard[s] = firstOfShard[s + 1] }
+        return shardOrder.flatMap { firstOfShard[$0]..<firstOfShard[$0 + 1] }
+    }
+
+    /// Streams the shards front to back, in the epoch's shard order, one reader thread; an image waits
+    /// in memory from its read until its position in the epoch is asked for. The shuffle buffer puts
+    /// each image at most ``shuffleBuffer`` positions before its place in the stream, so the reader
+    /// keeps that many images plus two batches ahead of the positions asked for.
+    public func epochReader(seed: UInt64, epoch: Int, shuffled: Bool, order: [Int], start: Int, batchSize: Int) -> (any EpochReader)? {
+        var shardSeq = Array(0..<shards.count)
+        if shuffled {
+            var rng = TesseraRNG(seed: deriveSeed(seed, 1, UInt64(epoch)))
+            shardSeq = shardOrder(rng: &rng)
+        }
+        return ShardStreamer(self, entries: entrySequence(shardSeq), order: order, start: start,
+                             lookahead: (shuffled ? shuffleBuffer : 0) + 2 * batchSize)
+    }
+}
+
+/// The reader thread of ``TarShards/epochReader(seed:epoch:shuffled:order:start:batchSize:)``.
+final class ShardStreamer: EpochReader, @unchecked Sendable {
+    private let cond = NSCondition()
+    private var ready: [Int: Result<StoredImage, Error>] = [:]
+    private var requested = -1, cancelled = false, readCount = 0
+    private let positionOf: [Int]
+
+    init(_ shards: TarShards, entries: [Int], order: [Int], start: Int, lookahead: Int) {
+        var inverse = [Int](repeating: -1, count: shards.count)
+        for (p, i) in order.enumerated() { inverse[i] = p }
+        positionOf = inverse
+        let thread = Thread { [self] in
+            for (e, i) in entries.enumerated() {
+                cond.lock()
+                while !cancelled && e > requested + lookahead { cond.wait() }
+                let stop = cancelled
+                cond.unlock()
+                if stop { return }
+                let p = self.positionOf[i]
+                guard p >= start else { continue }   // before a resumed epoch's first step, or outside the order
+                let r = Result { try shards.image(i) }   // offsets increase through each shard: sequential reads
+                cond.lock()
+                ready[p] = r
+                readCount += 1
+                cond.broadcast()
+                cond.unlock()
+            }
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    func image(at position: Int) throws -> StoredImage {
+        cond.lock()
+        defer { cond.unlock() }
+        if position > requested { requested = position; cond.broadcast() }
+        while ready[position] == nil && !cancelled { cond.wait() }
+        guard let r = ready.removeValue(forKey: position) else { throw DataError("the shard reader was stopped") }
+        return try r.get()
+    }
+
+    func cancel() { cond.lock(); cancelled = true; cond.broadcast(); cond.unlock() }
 }
 
 extension Array {
@@ -192,7 +304,9 @@ extension TarShards {
             }
             tar += TarReader.end
             bytes += tar.count
-            try FileIO.writeAtomically(tar, to: directory + "/" + String(format: "shard-%06d.tar", s))
+            let name = directory + "/" + String(format: "shard-%06d.tar", s)
+            try FileIO.writeAtomically(tar, to: name)
+            try FileIO.writeAtomically(indexFile(try scanSamples(name), tarSize: tar.count), to: name + ".idx")
         }
         if set.labels != nil { try FileIO.writeAtomically(Array((set.classNames.joined(separator: "\n") + "\n").utf8), to: directory + "/classes.txt") }
         return (shards, bytes)

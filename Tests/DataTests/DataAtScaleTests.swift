@@ -139,6 +139,14 @@ final class DataAtScaleTests: XCTestCase {
         XCTAssertEqual(packed.shards, 3)
         var shards = try TarShards.index(dir, channels: 3)
         XCTAssertEqual(shards.count, folder.count)
+        // pack wrote each shard's index file; it matches a scan, and one for a shard of another size is ignored.
+        let first = dir + "/shard-000000.tar"
+        let size = try FileIO.readAll(first).count
+        XCTAssertEqual(TarShards.readIndex(first + ".idx", tarSize: size), try TarShards.scanSamples(first))
+        XCTAssertEqual(TarShards.readIndex(first + ".idx", tarSize: size)?.count, 5)
+        XCTAssertNil(TarShards.readIndex(first + ".idx", tarSize: size + 1))
+        try write(Array("tessera-tar-index 1 \(size)\nkey\t999999\t5\t0\n".utf8), tmp + "/bad.idx")
+        XCTAssertNil(TarShards.readIndex(tmp + "/bad.idx", tarSize: size))   // offset past the end: not trusted
         XCTAssertEqual(shards.labels, folder.labels)
         XCTAssertEqual(shards.classNames, folder.classNames)
         for i in 0..<folder.count {
@@ -168,6 +176,34 @@ final class DataAtScaleTests: XCTestCase {
         for i in 0..<s2.count { XCTAssertEqual(s2.labels![i], folder.labels![Int(s2.keys[i])!]) }
         // A brace range names the same shards.
         XCTAssertEqual(try TarShards.shardPaths(dir + "/shard-{000000..000002}.tar"), try TarShards.shardPaths(dir))
+    }
+
+    /// The streaming reader (each shard front to back, images held until their position is due)
+    /// gives the batches that reading each image at its offset gives, from any start, with any workers.
+    func testStreamedShardsGiveTheSameBatches() throws {
+        let folder = try ImageFiles.index(try makeFolder(), channels: 3)
+        _ = try TarShards.pack(folder, into: tmp + "/s", shardSize: 4, shuffleSeed: 5)
+        var shards = try TarShards.index(tmp + "/s", channels: 3)
+        shards.shuffleBuffer = 3
+        let aug = Augmentation(size: 24, mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2])
+        for workers in [1, 3] {
+            let loader = Loader(shards, batchSize: 3, augmentation: aug, seed: 4, workers: workers)
+            for epoch in 0..<2 {
+                let order = loader.order(epoch: epoch)
+                let streamed = try loader.batches(epoch: epoch).remaining()
+                XCTAssertEqual(streamed.count, 4)
+                for b in streamed {
+                    let direct = try loader.makeBatch(epoch: epoch, step: b.step, order: order)
+                    XCTAssertEqual(b.indices, direct.indices)
+                    assertBitIdentical(b.images.array, direct.images.array, "workers \(workers) epoch \(epoch) step \(b.step)")
+                }
+                let resumed = try loader.batches(epoch: epoch, startStep: 2).remaining()
+                XCTAssertEqual(resumed.map(\.indices), streamed.suffix(2).map(\.indices))
+            }
+            // Leaving an epoch early stops the reader (no hang).
+            let early = loader.batches(epoch: 3)
+            _ = try early.next()
+        }
     }
 
     func testHostileShardsGiveClearErrors() throws {
