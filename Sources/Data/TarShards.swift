@@ -12,11 +12,11 @@ import Glibc
 ///
 /// At start each shard's index file (`NAME.tar.idx`, written by `tessera pack`, or after the first
 /// scan of a shard from elsewhere) is read; without one the shard's headers are scanned (their data is
-/// skipped, except the few bytes of each label). Nothing is decoded. An
-/// epoch visits the shards in a seeded order and passes their samples through a seeded shuffle
-/// buffer of ``shuffleBuffer`` samples, so the reads move forward through each shard within a window
-/// of that many samples (the ecosystem's shard-and-buffer shuffle) instead of jumping across the
-/// whole set.
+/// skipped, except the few bytes of each label). Nothing is decoded. An epoch visits the shards in a
+/// seeded order and passes their samples, in file order, through a seeded shuffle buffer of
+/// ``shuffleBuffer`` samples (the ecosystem's shard-and-buffer shuffle); the loader's
+/// ``epochReader(seed:epoch:shuffled:order:start:batchSize:)`` reads each shard front to back on one
+/// thread in that shard order, and ``image(_:)`` reads one image at its offset (evaluation, tools).
 public struct TarShards: ImageDataset {
     public let shards: [String]
     /// Per image: shard, byte offset and size of its image member, and its key.
