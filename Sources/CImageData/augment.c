@@ -33,11 +33,9 @@ static inline double filter_bilinear(double x) {
 }
 
 // rintf for |v| < 2^22 (sums of 8-bit pixels): adding and subtracting 1.5·2^23 rounds to the nearest
-// integer, ties to even, in the default rounding mode, without a libm call on baseline x86-64.
-static inline float round_even(float v) {
-    volatile float big = 12582912.0f;   // volatile: the compiler must not fold (v + big) − big into v
-    return (v + big) - big;
-}
+// integer, ties to even, in the default rounding mode, without a libm call on baseline x86-64 (rintf
+// was 5% of the loader's profile). Without -ffast-math the compiler keeps both operations.
+static inline float round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
 
 // Taps an axis of `in_size` pixels resampled from [start, start + length) to `out_size` needs at most.
 static int64_t max_taps(double length, int64_t out_size, int interp) {

@@ -65,8 +65,14 @@ struct jpeg_guard { struct jpeg_error_mgr mgr; jmp_buf jump; };
 static void jpeg_fail(j_common_ptr cinfo) { longjmp(((struct jpeg_guard *)cinfo->err)->jump, 1); }
 static void jpeg_quiet(j_common_ptr cinfo, int level) { (void)cinfo; (void)level; }
 
-static int jpeg_run(uint8_t *dst, const uint8_t *src, size_t n, int64_t *w, int64_t *h, int64_t *ch,
-                    int64_t want_channels, int64_t max_pixels) {
+// The one JPEG decoder. dst == NULL: the header only, got = {width, height, components}. Otherwise the
+// image reduced by 1/denom in the DCT domain (scale_denom), the region want = {x0, y0, x1, y1} of the
+// reduced image (clamped to it): the rows above it skipped (jpeg_skip_scanlines), only the iMCU columns
+// that cover it decoded (jpeg_crop_scanline), nothing after its last row; got = {reduced width, reduced
+// height, region x, y, width, height}. expect (non-null): the image must be exactly expect[0] × expect[1].
+// A full decode is the region of the whole image at denom 1.
+static int jpeg_decode(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, int64_t channels, int64_t max_pixels,
+                       int64_t denom, const int64_t want[4], const int64_t *expect, int64_t got[6]) {
     struct jpeg_decompress_struct cinfo;
     struct jpeg_guard guard;
     cinfo.err = jpeg_std_error(&guard.mgr);
@@ -77,47 +83,14 @@ static int jpeg_run(uint8_t *dst, const uint8_t *src, size_t n, int64_t *w, int6
     jpeg_mem_src(&cinfo, src, (unsigned long)n);
     if (jpeg_read_header(&cinfo, TRUE) != JPEG_HEADER_OK) { jpeg_destroy_decompress(&cinfo); return CK_IO_CORRUPT; }
     if (!dst) {
-        *w = cinfo.image_width; *h = cinfo.image_height; *ch = cinfo.num_components;
+        got[0] = cinfo.image_width; got[1] = cinfo.image_height; got[2] = cinfo.num_components;
         jpeg_destroy_decompress(&cinfo);
         return CK_IO_OK;
     }
-    if ((int64_t)cinfo.image_width * (int64_t)cinfo.image_height > max_pixels) {
-        jpeg_destroy_decompress(&cinfo); return CK_IO_TOO_LARGE;
-    }
-    if ((int64_t)cinfo.image_width != *w || (int64_t)cinfo.image_height != *h) {
+    if ((int64_t)cinfo.image_width * (int64_t)cinfo.image_height > max_pixels) { jpeg_destroy_decompress(&cinfo); return CK_IO_TOO_LARGE; }
+    if (expect && ((int64_t)cinfo.image_width != expect[0] || (int64_t)cinfo.image_height != expect[1])) {
         jpeg_destroy_decompress(&cinfo); return CK_IO_SIZE_MISMATCH;
     }
-    cinfo.out_color_space = want_channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
-    jpeg_start_decompress(&cinfo);
-    if (cinfo.output_components != want_channels) { jpeg_destroy_decompress(&cinfo); return CK_IO_UNSUPPORTED; }
-    const size_t stride = (size_t)cinfo.output_width * (size_t)want_channels;
-    while (cinfo.output_scanline < cinfo.output_height) {
-        JSAMPROW row = dst + (size_t)cinfo.output_scanline * stride;
-        if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) { jpeg_destroy_decompress(&cinfo); return CK_IO_TRUNCATED; }
-    }
-    // A truncated file makes libjpeg pad with grey and warn; treat that warning as an error.
-    int damaged = guard.mgr.num_warnings > 0;
-    jpeg_finish_decompress(&cinfo);
-    jpeg_destroy_decompress(&cinfo);
-    return damaged ? CK_IO_TRUNCATED : CK_IO_OK;
-}
-
-// The reduced region decode: libjpeg scales in the DCT domain (scale_denom), skips the rows above the
-// region (jpeg_skip_scanlines), decodes only the iMCU columns that cover it (jpeg_crop_scanline) and stops
-// after its last row. The pixels it produces are those of a full decode at that scale (libjpeg-turbo
-// decodes the same blocks); only the rows and columns outside the region are not computed.
-static int jpeg_region(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, int64_t channels, int64_t max_pixels,
-                       int64_t denom, const int64_t want[4], int64_t got[6]) {
-    struct jpeg_decompress_struct cinfo;
-    struct jpeg_guard guard;
-    cinfo.err = jpeg_std_error(&guard.mgr);
-    guard.mgr.error_exit = jpeg_fail;
-    guard.mgr.emit_message = jpeg_quiet;
-    if (setjmp(guard.jump)) { jpeg_destroy_decompress(&cinfo); return CK_IO_CORRUPT; }
-    jpeg_create_decompress(&cinfo);
-    jpeg_mem_src(&cinfo, src, (unsigned long)n);
-    if (jpeg_read_header(&cinfo, TRUE) != JPEG_HEADER_OK) { jpeg_destroy_decompress(&cinfo); return CK_IO_CORRUPT; }
-    if ((int64_t)cinfo.image_width * (int64_t)cinfo.image_height > max_pixels) { jpeg_destroy_decompress(&cinfo); return CK_IO_TOO_LARGE; }
     cinfo.out_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
     cinfo.scale_num = 1;
     cinfo.scale_denom = (unsigned)denom;
@@ -136,7 +109,8 @@ static int jpeg_region(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, i
         JSAMPROW row = dst + (size_t)((int64_t)cinfo.output_scanline - y0) * stride;
         if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) { jpeg_destroy_decompress(&cinfo); return CK_IO_TRUNCATED; }
     }
-    int damaged = guard.mgr.num_warnings > 0;   // data ended early: libjpeg padded with grey
+    // A truncated file makes libjpeg pad with grey and warn; treat that warning as an error.
+    int damaged = guard.mgr.num_warnings > 0;
     got[0] = W; got[1] = H; got[2] = (int64_t)xoff; got[3] = y0; got[4] = (int64_t)cw; got[5] = y1 - y0;
     jpeg_abort_decompress(&cinfo);   // the rows below the region are never decoded
     jpeg_destroy_decompress(&cinfo);
@@ -162,7 +136,12 @@ int ck_image_info(const uint8_t *src, size_t n, int64_t *width, int64_t *height,
         png_image_free(&img);
         return CK_IO_OK;
     }
-    if (kind == 2) return jpeg_run(NULL, src, n, width, height, channels, 0, 0);
+    if (kind == 2) {
+        int64_t got[6];
+        int rc = jpeg_decode(NULL, 0, src, n, 0, 0, 1, NULL, NULL, got);
+        if (rc == CK_IO_OK) { *width = got[0]; *height = got[1]; *channels = got[2]; }
+        return rc;
+    }
     return CK_IO_UNSUPPORTED;
 }
 
@@ -186,8 +165,9 @@ int ck_image_decode(uint8_t *dst, const uint8_t *src, size_t n, int64_t width, i
         return CK_IO_OK;
     }
     if (kind == 2) {
-        int64_t w = width, h = height, c = channels;
-        return jpeg_run(dst, src, n, &w, &h, &c, channels, max_pixels);
+        const int64_t whole[4] = {0, 0, width, height}, expect[2] = {width, height};
+        int64_t got[6];
+        return jpeg_decode(dst, (size_t)(width * height * channels), src, n, channels, max_pixels, 1, whole, expect, got);
     }
     return CK_IO_UNSUPPORTED;
 }
@@ -217,7 +197,7 @@ int ck_image_decode_region(uint8_t *dst, size_t cap, const uint8_t *src, size_t 
     int kind = ck_image_kind(src, n);
     if (kind == 2) {
         if (denom != 1 && denom != 2 && denom != 4 && denom != 8) return CK_IO_UNSUPPORTED;
-        return jpeg_region(dst, cap, src, n, channels, max_pixels, denom, want, got);
+        return jpeg_decode(dst, cap, src, n, channels, max_pixels, denom, want, NULL, got);
     }
     if (kind == 1) {   // PNG: rows come in order from one zlib stream; the whole image is decoded
         if (denom != 1) return CK_IO_UNSUPPORTED;

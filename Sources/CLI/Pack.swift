@@ -30,7 +30,6 @@ struct Pack: ParsableCommand {
             throw CLIError("\(output) already holds .tar shards; choose an empty directory")
         }
         try FileIO.checkCreatable(output)
-        try FileIO.makeDirectory(output)
         let t0 = Date()
         let (shards, bytes) = try TarShards.pack(set, into: output, shardSize: shardSize, shuffleSeed: noShuffle ? nil : seed)
         print(String(format: "packed %d images of %@ into %d shards in %@ (%.1f MB, %.1f s)", set.count, source, shards, output,

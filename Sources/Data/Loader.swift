@@ -107,11 +107,8 @@ public final class Loader: @unchecked Sendable {
         let B = hi - lo, C = dataset.channels
         let tensors = viewAugmentations.map { Tensor(uninitialized: [B, C, $0.size, $0.size]) }
         let outputs = tensors.map { UnsafeMutablePointerBox($0.data) }
-        let crops = [[CropView]](repeating: [CropView](repeating: CropView.none, count: B), count: viewAugmentations.count)
-        let indices = Array(order[lo..<hi])
-        let failures = [Error?](repeating: nil, count: B)
         let renderer = SampleRenderer(views: viewAugmentations, channels: C, reducedDecoding: reducedDecoding)
-        let sink = ResultSink(crops: crops, indices: indices, failures: failures)
+        let sink = ResultSink(views: viewAugmentations.count, indices: Array(order[lo..<hi]))
         let work = { [self] (k: Int, scratch: inout SampleScratch) in
             let rng = TesseraRNG(seed: deriveSeed(seed, 2 + UInt64(epoch), UInt64(lo + k)))
             let slots = zip(outputs, viewAugmentations).map { $0.pointer + k * C * $1.size * $1.size }
@@ -191,8 +188,11 @@ struct UnsafeMutablePointerBox: @unchecked Sendable { let pointer: UnsafeMutable
 final class ResultSink: @unchecked Sendable {
     var crops: [[CropView]], indices: [Int], failures: [Error?]
     private let lock = NSLock()
-    init(crops: [[CropView]], indices: [Int], failures: [Error?]) {
-        self.crops = crops; self.indices = indices; self.failures = failures
+    /// For the images `indices` of a batch (each may be replaced by the one actually used), `views` crops each.
+    init(views: Int, indices: [Int]) {
+        crops = [[CropView]](repeating: [CropView](repeating: CropView.none, count: indices.count), count: views)
+        self.indices = indices
+        failures = [Error?](repeating: nil, count: indices.count)
     }
     func set(_ k: Int, views: [CropView], index: Int) {
         lock.lock(); defer { lock.unlock() }
@@ -207,7 +207,7 @@ final class ResultSink: @unchecked Sendable {
 final class DecodeWorkers: @unchecked Sendable {
     private let cond = NSCondition()
     private var job: ((Int, inout SampleScratch) -> Void)?
-    private var total = 0, nextIndex = 0, running = 0, generation = 0
+    private var total = 0, nextIndex = 0, running = 0
     private var stopped = false
     private let serial = NSLock()
 
@@ -223,7 +223,7 @@ final class DecodeWorkers: @unchecked Sendable {
     func run(_ n: Int, _ body: @escaping (Int, inout SampleScratch) -> Void) {
         serial.lock(); defer { serial.unlock() }
         cond.lock()
-        job = body; total = n; nextIndex = 0; generation += 1
+        job = body; total = n; nextIndex = 0
         cond.broadcast()
         while nextIndex < total || running > 0 { cond.wait() }
         job = nil

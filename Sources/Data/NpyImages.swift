@@ -42,6 +42,8 @@ public struct NpyImages: ImageDataset {
     public let path: String
     let file: MappedFile
     let header: NpyArray.Header
+    /// Bytes per element: 1 (uint8) or 4 (float32).
+    let elementSize: Int
     let height: Int, width: Int, nchw: Bool
     /// float32 files: the factor to 0…255 (255 when every value is at most 1, else 1).
     let floatScale: Float
@@ -73,6 +75,7 @@ public struct NpyImages: ImageDataset {
         default: break
         }
         let esize = header.elementSize!
+        elementSize = esize
         guard file.size - header.dataOffset == header.count * esize else {
             throw DataError("\(images): .npy data is \(file.size - header.dataOffset) bytes, shape \(s) of \(header.descr) needs \(header.count * esize) (truncated or corrupt)")
         }
@@ -112,20 +115,20 @@ public struct NpyImages: ImageDataset {
     }
 
     private init(_ o: NpyImages, count n: Int) {
-        path = o.path; file = o.file; header = o.header; height = o.height; width = o.width; nchw = o.nchw
+        path = o.path; file = o.file; header = o.header; elementSize = o.elementSize; height = o.height; width = o.width; nchw = o.nchw
         floatScale = o.floatScale; count = n; channels = o.channels
         labels = o.labels.map { Array($0.prefix(n)) }; classNames = o.classNames
     }
 
     public func image(_ i: Int) throws -> StoredImage {
-        let hw = height * width, c = channels, n = hw * c
-        let start = file.base + header.dataOffset + i * n * header.elementSize!
+        let hw = height * width, c = channels, n = hw * c, bytes = elementSize
+        let start = file.base + header.dataOffset + i * n * bytes
         var out = [UInt8](repeating: 0, count: n)
         out.withUnsafeMutableBufferPointer { o in
             for e in 0..<n {
                 // Element e of the stored image; its place in HWC.
                 let dst = nchw ? (e % hw) * c + e / hw : e
-                if header.elementSize == 1 {
+                if bytes == 1 {
                     o[dst] = start.load(fromByteOffset: e, as: UInt8.self)
                 } else {
                     let x = start.loadUnaligned(fromByteOffset: 4 * e, as: Float.self)

@@ -41,24 +41,28 @@ struct SampleRenderer {
                 throw DataError("\(fileName): \(W)×\(H) pixels exceeds the \(ImageSet.maxPixels)-pixel limit; downscale the image")
             }
             let crops = views.map { $0.sampleView(height: Int(H), width: Int(W), rng: &rng) }
+            let isJPEG = ck_image_kind(bytes, bytes.count) == 2
             // The reduction: the largest that keeps every crop at least its output size (JPEG only).
             var denom: Int64 = 1
-            if reducedDecoding && maxReduction > 1 && ck_image_kind(bytes, bytes.count) == 2 {
+            if reducedDecoding && isJPEG {
                 for d: Int64 in [8, 4, 2] where d <= maxReduction && zip(views, crops).allSatisfy({ aug, c in
                     min(c.height, c.width) / Float(d) >= Float(aug.size) }) { denom = d; break }
             }
             let rW = ck_jpeg_reduced_size(W, denom), rH = ck_jpeg_reduced_size(H, denom)
-            let sx = Float(rW) / Float(W), sy = Float(rH) / Float(H)
-            // The union of the crop boxes in reduced pixels, one pixel of margin.
-            var x0 = rW, y0 = rH, x1: Int64 = 0, y1: Int64 = 0
-            for c in crops {
-                x0 = min(x0, Int64((c.left * sx).rounded(.down)) - 1); y0 = min(y0, Int64((c.top * sy).rounded(.down)) - 1)
-                x1 = max(x1, Int64(((c.left + c.width) * sx).rounded(.up)) + 1); y1 = max(y1, Int64(((c.top + c.height) * sy).rounded(.up)) + 1)
+            // The region to decode, in reduced pixels: the union of the crop boxes with one pixel of
+            // margin, or the whole image (as torchvision decodes it) without reduced decoding.
+            var (x0, y0, x1, y1) = (Int64(0), Int64(0), rW, rH)
+            if reducedDecoding {
+                let sx = Float(rW) / Float(W), sy = Float(rH) / Float(H)
+                (x0, y0, x1, y1) = (rW, rH, 0, 0)
+                for c in crops {
+                    x0 = min(x0, Int64((c.left * sx).rounded(.down)) - 1); y0 = min(y0, Int64((c.top * sy).rounded(.down)) - 1)
+                    x1 = max(x1, Int64(((c.left + c.width) * sx).rounded(.up)) + 1); y1 = max(y1, Int64(((c.top + c.height) * sy).rounded(.up)) + 1)
+                }
+                (x0, y0, x1, y1) = (max(x0, 0), max(y0, 0), min(x1, rW), min(y1, rH))
             }
-            x0 = max(x0, 0); y0 = max(y0, 0); x1 = min(x1, rW); y1 = min(y1, rH)
-            if !reducedDecoding { (x0, y0, x1, y1) = (0, 0, rW, rH) }   // the whole image, as torchvision decodes it
             let want = [x0, y0, x1, y1]
-            let cap = Int(denom == 1 && ck_image_kind(bytes, bytes.count) == 1 ? W * H : rW * (y1 - y0)) * channels
+            let cap = Int(isJPEG ? rW * (y1 - y0) : W * H) * channels   // PNG: always the whole image
             if scratch.decoded.count < cap { scratch.decoded = [UInt8](repeating: 0, count: cap) }
             var got = [Int64](repeating: 0, count: 6)
             rc = scratch.decoded.withUnsafeMutableBufferPointer { d in

@@ -294,11 +294,12 @@ extension TarShards {
         let shards = (set.count + shardSize - 1) / shardSize
         var bytes = 0
         for s in 0..<shards {
-            var tar: [UInt8] = []
+            var tar: [UInt8] = [], samples: [Sample] = []
             for i in order[(s * shardSize)..<min((s + 1) * shardSize, set.count)] {
                 let path = set.name(of: i)
                 let data = try FileIO.readAll(path, limit: 1 << 30)
                 let key = String(format: "%08d", i)
+                samples.append(Sample(key: key, offset: tar.count + 512, size: data.count, label: set.labels?[i]))   // after its header
                 tar += TarReader.member(name: key + (ck_image_kind(data, data.count) == 1 ? ".png" : ".jpg"), data: data)
                 if let labels = set.labels { tar += TarReader.member(name: key + ".cls", data: Array("\(labels[i])".utf8)) }
             }
@@ -306,7 +307,7 @@ extension TarShards {
             bytes += tar.count
             let name = directory + "/" + String(format: "shard-%06d.tar", s)
             try FileIO.writeAtomically(tar, to: name)
-            try FileIO.writeAtomically(indexFile(try scanSamples(name), tarSize: tar.count), to: name + ".idx")
+            try FileIO.writeAtomically(indexFile(samples, tarSize: tar.count), to: name + ".idx")
         }
         if set.labels != nil { try FileIO.writeAtomically(Array((set.classNames.joined(separator: "\n") + "\n").utf8), to: directory + "/classes.txt") }
         return (shards, bytes)
