@@ -61,10 +61,11 @@ struct Bench: ParsableCommand {
             set = ImageSet(uniform: px, count: n, height: imageSize, width: imageSize, channels: channels, labels: nil)
         }
         let config = try options.buildConfig(train: set)
-        if data != nil { try timeLoader(set, config: config, workerCounts: workerCounts) }
-        if loaderOnly { return }
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-bench-\(getpid())").path
-        let trainer = try Pretrainer(config: config, method: config.method.make(config), train: set, evalSets: nil, runFolder: scratch)
+        let trainer = try Pretrainer(config: config, method: config.method.make(config), train: set, evalSets: nil, runFolder: scratch,
+                                     workers: runtime.workers(for: set))
+        if data != nil { try timeLoader(set, trainer: trainer, workerCounts: workerCounts) }
+        if loaderOnly { return }
         let loader = trainer.loader, order = loader.order(epoch: 0)
         let groups = try (0..<2).map { g in
             try (0..<config.accumSteps).map { try loader.makeBatch(epoch: 0, step: g * config.accumSteps + $0, order: order) }
@@ -112,9 +113,8 @@ struct Bench: ParsableCommand {
                      Double(ResourceUsage.now().peakResidentBytes) / 1048576, median(faults)))
         if data != nil {
             // The loop as training runs it: the loader's thread and workers prepare batches while the steps run.
-            let w = runtime.workers(for: set)
-            let loop = try Pretrainer(config: config, method: config.method.make(config), train: set, evalSets: nil, runFolder: scratch, workers: w)
-            let stream = loop.loader.batches(epoch: 0)
+            let w = trainer.loader.workers
+            let stream = trainer.loader.batches(epoch: 0)
             var waited = 0.0, n = 0
             let t0 = Date()
             var group: [Batch] = []
@@ -123,7 +123,7 @@ struct Bench: ParsableCommand {
                 guard let b = try stream.next() else { break }
                 waited += Date().timeIntervalSince(w0)
                 group.append(b)
-                if group.count == config.accumSteps { _ = try loop.step(group); group.removeAll(); n += 1 }
+                if group.count == config.accumSteps { _ = try trainer.step(group); group.removeAll(); n += 1 }
             }
             let total = Date().timeIntervalSince(t0)
             print(String(format: "training loop with %d decode worker%@: %.0f images/s over %d steps, %.1f%% of the time waiting for data",
@@ -133,13 +133,10 @@ struct Bench: ParsableCommand {
 
     /// Images/s of the loader alone (read, decode, augment every view) for each worker count, in
     /// alternating rounds of two batches each.
-    private func timeLoader(_ set: any ImageDataset, config: PretrainConfig, workerCounts: [Int]) throws {
-        let views = config.method.make(config).viewAugmentations(base: config.augmentation)
-        let loaders = workerCounts.map { w -> Loader in
-            let l = Loader(set, batchSize: config.batchSize, views: views, seed: config.seed, workers: w)
-            l.reducedDecoding = !(config.fullDecode ?? false)
-            return l
-        }
+    private func timeLoader(_ set: any ImageDataset, trainer: Pretrainer, workerCounts: [Int]) throws {
+        let config = trainer.config
+        let loaders = workerCounts.map { Pretrainer.loader(config, method: trainer.method, data: set, workers: $0) }
+        let views = loaders[0].viewAugmentations
         let order = loaders[0].order(epoch: 0), stepsAvailable = loaders[0].stepsPerEpoch
         guard stepsAvailable >= 1 else { throw CLIError("the data has fewer images than one batch of \(config.batchSize)") }
         var rates = [[Double]](repeating: [], count: loaders.count)

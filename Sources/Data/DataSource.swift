@@ -17,7 +17,8 @@ public enum DataSource {
 
     public static func load(_ spec: String, split: Split, channels: Int? = nil, limit: Int? = nil) throws -> any ImageDataset {
         let fm = FileManager.default
-        if spec.hasSuffix(".tar") && spec.contains("{") { return try TarShards.index(spec, channels: channels ?? 3, limit: limit) }
+        // A shard file or brace range (TarShards.shardPaths names a missing file itself).
+        if spec.hasSuffix(".tar") { return try TarShards.index(spec, channels: channels ?? 3, limit: limit) }
         if spec == "fashion-mnist" || spec.hasPrefix("fashion-mnist:") {
             let dir = spec.hasPrefix("fashion-mnist:") ? String(spec.dropFirst("fashion-mnist:".count)) : ImageSet.fashionMNISTDirectory
             return try ImageSet.fashionMNIST(train: split == .train, directory: dir).prefix(limit ?? Int.max)
@@ -36,7 +37,6 @@ public enum DataSource {
             for s in sub where fm.fileExists(atPath: spec + "/" + s) { return try folder(spec + "/" + s) }
             return try folder(spec)
         }
-        if spec.hasSuffix(".tar") { return try TarShards.index(spec, channels: channels ?? 3, limit: limit) }
         if spec.hasSuffix(".npy") {
             let labels = String(spec.dropLast(4)) + "-labels.npy"
             return try NpyImages(images: spec, labels: fm.fileExists(atPath: labels) ? labels : nil).prefix(limit ?? Int.max)

@@ -315,6 +315,9 @@ extension TarShards {
 }
 
 /// Reads and writes POSIX (ustar) tar archives, with the pax and GNU long-name extensions on reading.
+/// Written here rather than on libarchive (not among the packages Tessera installs): what the loader
+/// needs is each member's data offset, for the index files and for reading one image with one
+/// `pread`, and the format's part of that is a 512-byte header with octal fields.
 public enum TarReader {
     /// Calls `member(name, dataOffset, size, read)` for each regular file in order, where `read(n)`
     /// returns the member's first n bytes; the member returns false to stop. Hostile input: every

@@ -58,14 +58,21 @@ public final class Pretrainer {
         guard trainSet.count >= config.batchSize else {
             throw TrainingError(description: "training set has \(trainSet.count) images, fewer than one batch of \(config.batchSize); lower --batch-size")
         }
-        loader = Loader(trainSet, batchSize: config.batchSize, views: method.viewAugmentations(base: config.augmentation), seed: config.seed,
-                        workers: workers)
-        loader.reducedDecoding = !(config.fullDecode ?? false)
+        loader = Self.loader(config, method: method, data: trainSet, workers: workers)
         loader.skipUnreadable = skipUnreadable
         optimizer = AdamW(method.optimizedParameters(), learningRate: Float(config.learningRate), betas: (config.beta1, config.beta2),
                           weightDecay: config.weightDecay, decay: { [method] in method.decays($0, $1) })
         run = RunFolder(runFolder)
         self.evalSets = evalSets
+    }
+
+    /// The training loader of `config` for `method` on `data`: the method's views of the run's
+    /// augmentation, its batch size, seed and decoding, with `workers` decode workers.
+    public static func loader(_ config: PretrainConfig, method: any PretrainingMethod, data: any ImageDataset, workers: Int) -> Loader {
+        let l = Loader(data, batchSize: config.batchSize, views: method.viewAugmentations(base: config.augmentation), seed: config.seed,
+                       workers: workers)
+        l.reducedDecoding = !(config.fullDecode ?? false)
+        return l
     }
 
     public var stepsPerEpoch: Int { loader.stepsPerEpoch / config.accumSteps }
