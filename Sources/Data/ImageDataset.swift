@@ -31,8 +31,6 @@ public protocol ImageDataset: Sendable {
     var summary: String { get }
     /// Image `i` as stored.
     func image(_ i: Int) throws -> StoredImage
-    /// Image `i`'s name for messages (a path, a shard member, or an index).
-    func name(of i: Int) -> String
     /// The first `n` images (the order of the index), for `--limit`.
     func prefix(_ n: Int) -> any ImageDataset
     /// The order in which an epoch visits the images: a pure function of (seed, epoch). The default
@@ -117,8 +115,6 @@ extension ImageSet: ImageDataset {
         let n = heights[i] * widths[i] * channels
         return .pixels(Array(pixels[offsets[i]..<(offsets[i] + n)]), height: heights[i], width: widths[i])
     }
-
-    public func name(of i: Int) -> String { "image \(i)" }
 
     public func prefix(_ n: Int) -> any ImageDataset { n >= count ? self : subset(Array(0..<n)) }
 }

@@ -86,6 +86,7 @@ public struct ImageFiles: ImageDataset {
         return .encoded(try FileIO.readAll(path, limit: 1 << 30), name: path)
     }
 
+    /// The path of image `i`.
     public func name(of i: Int) -> String { root + "/" + paths[i] }
 
     public func prefix(_ n: Int) -> any ImageDataset {

@@ -139,7 +139,5 @@ public struct NpyImages: ImageDataset {
         return .pixels(out, height: height, width: width)
     }
 
-    public func name(of i: Int) -> String { "\(path)[\(i)]" }
-
     public func prefix(_ n: Int) -> any ImageDataset { n >= count ? self : NpyImages(self, count: n) }
 }
