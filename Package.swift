@@ -7,6 +7,7 @@
 //   CKernels     hand-written C kernels, forward and backward side by side (internal target).
 //   TesseraEngine  Swift tensors, reverse-mode autograd, modules, optimizers (Sources/Engine).
 //   TesseraModels  the shared ViT and the pretraining methods (Sources/Models).
+//   TesseraDistributed  data-parallel training over MPI (Sources/Distributed, C shim Sources/CMPIShim).
 //   tessera      the command-line tool (Sources/CLI).
 // System libraries: OpenBLAS, LLVM's OpenMP runtime, zlib, libpng and libjpeg-turbo (Debian -dev packages).
 //
@@ -35,6 +36,20 @@ case "baseline": ["-DCK_NO_CLONES", "-DCK_BUILD_LEVEL=\"baseline\""]
 default: []
 }
 
+// MPI (data-parallel training across processes, Sources/Distributed): TESSERA_MPI=openmpi (default;
+// Debian's libopenmpi-dev, pkg-config "ompi-c"), mpich (libmpich-dev, pkg-config "mpich") or off
+// (no MPI library: `tessera` then runs one process only and says so under mpirun).
+let mpi = Context.environment["TESSERA_MPI"] ?? "openmpi"
+let mpiPkgConfig: String? = switch mpi {
+case "off": nil
+case "mpich": "mpich"
+default: "ompi-c"
+}
+let mpiTargets: [Target] = mpiPkgConfig.map { pc in
+    [.systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: pc,
+                    providers: [.apt([pc == "mpich" ? "libmpich-dev" : "libopenmpi-dev"])])]
+} ?? []
+
 // The op table's tests walk production-sized arrays element by element: built optimized even in a
 // debug `swift test`, or they take minutes.
 let optimizedTests: [SwiftSetting] = [.unsafeFlags(["-O"])]
@@ -46,6 +61,7 @@ let package = Package(
         .library(name: "TesseraEngine", targets: ["TesseraEngine"]),
         .library(name: "TesseraData", targets: ["TesseraData"]),
         .library(name: "TesseraModels", targets: ["TesseraModels"]),
+        .library(name: "TesseraDistributed", targets: ["TesseraDistributed"]),
         .executable(name: "tessera", targets: ["tessera"]),
         .executable(name: "tessera-bench", targets: ["TesseraBench"]),
         .executable(name: "tessera-embed-example", targets: ["EmbedEngine"]),
@@ -54,7 +70,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ] + docsPlugin,
-    targets: [
+    targets: mpiTargets + [
         .systemLibrary(
             name: "COpenBLAS",
             path: "Sources/COpenBLAS",
@@ -83,6 +99,20 @@ let package = Package(
             dependencies: ["CKernels", "COpenBLAS"],
             path: "Sources/Engine"
         ),
+        // The MPI calls of data-parallel training: a C shim over standard MPI-3 (Swift cannot import
+        // MPI_COMM_WORLD and friends, which are macros), built without MPI when TESSERA_MPI=off.
+        .target(
+            name: "CMPIShim",
+            dependencies: mpiPkgConfig == nil ? [] : ["CMPI"],
+            path: "Sources/CMPIShim",
+            cSettings: [.unsafeFlags(["-O2", "-Wall"] + (mpiPkgConfig == nil ? ["-DTESSERA_NO_MPI"] : []))]
+        ),
+        // Data-parallel training over MPI: the Communicator of several processes, launch detection.
+        .target(
+            name: "TesseraDistributed",
+            dependencies: ["TesseraEngine", "CMPIShim"],
+            path: "Sources/Distributed"
+        ),
         .target(
             name: "TesseraData",
             dependencies: ["TesseraEngine", "CImageData"],
@@ -96,7 +126,7 @@ let package = Package(
         // The command-line tool: pretrain, eval, embed, reconstruct, inspect, bench.
         .executableTarget(
             name: "tessera",
-            dependencies: ["TesseraEngine", "TesseraData", "TesseraModels",
+            dependencies: ["TesseraEngine", "TesseraData", "TesseraModels", "TesseraDistributed",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/CLI"
         ),

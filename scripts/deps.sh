@@ -1,5 +1,5 @@
 # Sourced by the other scripts: installs the Debian packages Tessera needs when any is missing.
-TESSERA_APT_PACKAGES="libopenblas-dev libomp-dev pkg-config zlib1g-dev libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist"
+TESSERA_APT_PACKAGES="libopenblas-dev libomp-dev pkg-config zlib1g-dev libpng-dev libjpeg62-turbo-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist"
 
 install_deps() {
     local missing=()

@@ -247,3 +247,80 @@ void ck_standardize_backward(ck_grad dx, const float *dout, const float *out, co
         for (int64_t c = 0; c < C; c++) CK_PUT(dx.accumulate, dx.data[r * C + c], s * (dy[c] - mdy - y[c] * k));
     }
 }
+
+// ---- BatchNorm over the rows of several processes (SyncBatchNorm) ---------------------------------
+// The fused kernels above in four phases, so the caller can sum each phase's per-column partial sums
+// over the processes in between: forward Σx, then Σ(x − μ)², then the normalization; backward Σdy and
+// Σdy·x̂, then dx. Each column is summed in row order, whatever the threads.
+
+CK_CLONES static void column_sums_block(float *sum, const float *x, const float *center, int64_t R, int64_t C,
+                                        int64_t c0, int64_t n) {
+    float s[BN_CB] = {0}, m[BN_CB] = {0};
+    if (center) for (int64_t j = 0; j < n; j++) m[j] = center[c0 + j];
+    for (int64_t r = 0; r < R; r++) {
+        const float *xr = x + r * C + c0;
+        if (center) {
+            #pragma omp simd
+            for (int64_t j = 0; j < n; j++) { float d = xr[j] - m[j]; s[j] += d * d; }
+        } else {
+            #pragma omp simd
+            for (int64_t j = 0; j < n; j++) s[j] += xr[j];
+        }
+    }
+    for (int64_t j = 0; j < n; j++) sum[c0 + j] = s[j];
+}
+
+void ck_column_sums(float *sum, const float *x, const float *center, int64_t R, int64_t C) {
+    const int64_t nblk = (C + BN_CB - 1) / BN_CB;
+    #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
+    for (int64_t blk = 0; blk < nblk; blk++)
+        column_sums_block(sum, x, center, R, C, blk * BN_CB, ck_min64(BN_CB, C - blk * BN_CB));
+}
+
+void ck_batchnorm_apply(float *out, const float *x, const float *mean, const float *rstd, const float *weight,
+                        const float *bias, int64_t R, int64_t C) {
+    #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) {
+        const float *xr = x + r * C;
+        float *o = out + r * C;
+        #pragma omp simd
+        for (int64_t j = 0; j < C; j++) o[j] = (xr[j] - mean[j]) * rstd[j] * (weight ? weight[j] : 1.0f) + (bias ? bias[j] : 0.0f);
+    }
+}
+
+CK_CLONES static void batchnorm_backward_sums_block(float *sdy, float *sdyx, const float *dout, const float *x,
+                                                    const float *mean, const float *rstd, int64_t R, int64_t C,
+                                                    int64_t c0, int64_t n) {
+    float m[BN_CB], rs[BN_CB], a[BN_CB] = {0}, b[BN_CB] = {0};
+    for (int64_t j = 0; j < n; j++) { m[j] = mean[c0 + j]; rs[j] = rstd[c0 + j]; }
+    for (int64_t r = 0; r < R; r++) {
+        const float *dy = dout + r * C + c0, *xr = x + r * C + c0;
+        #pragma omp simd
+        for (int64_t j = 0; j < n; j++) { a[j] += dy[j]; b[j] += dy[j] * (xr[j] - m[j]) * rs[j]; }
+    }
+    for (int64_t j = 0; j < n; j++) { sdy[c0 + j] = a[j]; sdyx[c0 + j] = b[j]; }
+}
+
+void ck_batchnorm_backward_sums(float *sdy, float *sdyx, const float *dout, const float *x, const float *mean,
+                                const float *rstd, int64_t R, int64_t C) {
+    const int64_t nblk = (C + BN_CB - 1) / BN_CB;
+    #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
+    for (int64_t blk = 0; blk < nblk; blk++)
+        batchnorm_backward_sums_block(sdy, sdyx, dout, x, mean, rstd, R, C, blk * BN_CB, ck_min64(BN_CB, C - blk * BN_CB));
+}
+
+void ck_batchnorm_backward_apply(ck_grad dx, const float *dout, const float *x, const float *weight,
+                                 const float *mean, const float *rstd, const float *sdy, const float *sdyx,
+                                 float count, int64_t R, int64_t C) {
+    const int acc = dx.accumulate;
+    #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) {
+        const float *dy = dout + r * C, *xr = x + r * C;
+        float *d = dx.data + r * C;
+        #pragma omp simd
+        for (int64_t j = 0; j < C; j++) {
+            float w = weight ? weight[j] : 1.0f, xh = (xr[j] - mean[j]) * rstd[j];
+            CK_PUT(acc, d[j], rstd[j] * (w * dy[j] - w * sdy[j] / count - xh * w * sdyx[j] / count));
+        }
+    }
+}

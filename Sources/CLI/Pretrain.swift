@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TesseraData
+import TesseraDistributed
 import TesseraEngine
 import TesseraModels
 
@@ -37,7 +38,7 @@ struct Pretrain: ParsableCommand {
 
     @Option(help: "Epochs (default 10; with --resume, the saved run's unless given).") var epochs: Int?
     @Option(help: "Warmup epochs.") var warmupEpochs: Double = 1
-    @Option(help: "Images per step.") var batchSize = 256
+    @Option(help: "Images per step, over all processes of an MPI job (the global batch; each of W processes takes batch/W).") var batchSize = 256
     @Option(help: "Gradient accumulation steps.") var accum = 1
     @Option(help: "Base learning rate (lr = blr x effective batch / 256; default 1.5e-4, MSN 1e-3, SIM 6.25e-5).") var blr: Double?
     @Option(help: "Weight decay, not on biases and 1-D tensors (default 0.05; MSN: cosine 0.04 to 0.4).") var weightDecay: Float?
@@ -88,18 +89,25 @@ struct Pretrain: ParsableCommand {
     func run() throws {
         try runtime.apply()
         let folder = RunFolder(runPath)
-        if !resume && FileManager.default.fileExists(atPath: folder.model("last")) {
-            throw CLIError("\(runPath) already holds a run (last.safetensors); pass --resume to continue it or choose another --run")
+        let comm = Processes.comm
+        if comm.isPrimary {   // rank 0 alone reads and writes the run folder
+            if !resume && FileManager.default.fileExists(atPath: folder.model("last")) {
+                throw CLIError("\(runPath) already holds a run (last.safetensors); pass --resume to continue it or choose another --run")
+            }
+            if resume && !FileManager.default.fileExists(atPath: folder.model("last")) {
+                throw CLIError("\(runPath) has no checkpoint to resume (last.safetensors missing); drop --resume to start a new run")
+            }
+            try FileIO.checkCreatable(runPath)   // fail early on an unwritable location, before loading data
         }
-        if resume && !FileManager.default.fileExists(atPath: folder.model("last")) {
-            throw CLIError("\(runPath) has no checkpoint to resume (last.safetensors missing); drop --resume to start a new run")
-        }
-        try FileIO.checkCreatable(runPath)   // fail early on an unwritable location, before loading data
 
         if resume {
-            let file = try SafeTensors.read(folder.model("last"))
-            guard let text = file.metadata["config"] else { throw CLIError("\(folder.model("last")) has no saved configuration; start a new run") }
-            var config = try PretrainConfig.decode(text)
+            var saved: String?
+            if comm.isPrimary {
+                let file = try SafeTensors.read(folder.model("last"))
+                guard let text = file.metadata["config"] else { throw CLIError("\(folder.model("last")) has no saved configuration; start a new run") }
+                saved = text
+            }
+            var config = try PretrainConfig.decode(Processes.fromPrimary(saved))
             if let epochs { config.epochs = epochs }
             try execute(config, folder: folder, train: nil)
             return
@@ -214,20 +222,23 @@ struct Pretrain: ParsableCommand {
             guard tr.labels != nil, te.labels != nil else { throw CLIError("--knn-every needs labeled data; \(spec) has no labels") }
             evalSets = (tr, te)
         }
-        try FileIO.makeDirectory(folder.path)   // only now: a run that fails validation leaves nothing behind
+        let comm = Processes.comm
+        if comm.isPrimary { try FileIO.makeDirectory(folder.path) }   // only now: a run that fails validation leaves nothing behind
         let trainee = config.method.make(config)
         let trainer = try Pretrainer(config: config, method: trainee, train: train, evalSets: evalSets, runFolder: folder.path,
-                                     workers: runtime.workers(for: train), skipUnreadable: runtime.skipUnreadable)
+                                     workers: runtime.workers(for: train), skipUnreadable: runtime.skipUnreadable, communicator: comm)
+        trainer.injectedFailure = InjectedFailure.fromEnvironment(rank: comm.rank)
+        let say: (String) -> Void = comm.isPrimary ? { print($0) } : { _ in }
         if resume {
-            try trainer.resume()
-            print("resumed \(folder.path) at epoch \(trainer.epoch), step \(trainer.step) (saved configuration; \(config.epochs) epochs)")
+            if comm.isPrimary { try trainer.resume() }   // the others receive rank 0's state when training starts
+            say("resumed \(folder.path) at epoch \(trainer.epoch), step \(trainer.step) (saved configuration; \(config.epochs) epochs)")
         }
         let e = config.mae.encoder
-        print("model: \(trainee.reportedModel.parameterCount) parameters (encoder \(e.dim)/\(e.depth)/\(e.heads), \(trainee.partsSummary)), patch \(e.patchSize) on \(e.imageSize)x\(e.imageSize)x\(e.channels)")
-        print("BLAS: \(Runtime.gemmBackend)")
+        say("model: \(trainee.reportedModel.parameterCount) parameters (encoder \(e.dim)/\(e.depth)/\(e.heads), \(trainee.partsSummary)), patch \(e.patchSize) on \(e.imageSize)x\(e.imageSize)x\(e.channels)")
+        say("BLAS: \(Runtime.gemmBackend)" + (comm.size > 1 ? "; MPI: \(comm.size) processes (\(MPICommunicator.libraryVersion))" : ""))
         try trainer.train()
-        print("checkpoints: \(folder.model("last")) (reported model), \(folder.encoder("last")) (encoder only)")
-        if evaluate {
+        say("checkpoints: \(folder.model("last")) (reported model), \(folder.encoder("last")) (encoder only)")
+        if evaluate && comm.isPrimary {
             var ev = try Eval.parse([folder.model("last")])
             ev.runtime = runtime
             try ev.run()

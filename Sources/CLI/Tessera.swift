@@ -38,7 +38,9 @@ enum Main {
         Runtime.lineBufferStandardOutput()   // progress lines reach a pipe or log file as they happen
         do {
             var command = try Tessera.parseAsRoot()
+            try Processes.start()
             try command.run()
+            Processes.finish()
         } catch {
             let code = Tessera.exitCode(for: error)
             if code == .success { Tessera.exit(withError: error) }   // --help, --version
@@ -52,6 +54,7 @@ enum Main {
                 if !message.contains("--help") { message += " (see 'tessera help')" }
             }
             if message.hasPrefix("Error: ") { message.removeFirst(7) }
+            Processes.fail(message.replacingOccurrences(of: "\n", with: " "), onEveryProcess: (error as? TrainingError)?.onEveryProcess ?? false)
             FileHandle.standardError.write(Data(("error: " + message.replacingOccurrences(of: "\n", with: " ") + "\n").utf8))
             exit(code.rawValue == 0 ? 1 : code.rawValue)
         }
@@ -67,9 +70,10 @@ struct RuntimeOptions: ParsableArguments {
     @Flag(help: "Replace an image that cannot be read by the next one of the epoch, with a warning, instead of stopping.")
     var skipUnreadable = false
 
-    /// The decode workers for `data`: the option, else one for data in memory and min(4, cores) for files.
+    /// The decode workers for `data`: the option, else one for data in memory and min(4, cores) for
+    /// files (the cores of this machine shared among the job's processes on it).
     func workers(for data: any ImageDataset) -> Int {
-        workers ?? (data is ImageSet || data is NpyImages ? 1 : min(4, ProcessInfo.processInfo.activeProcessorCount))
+        workers ?? (data is ImageSet || data is NpyImages ? 1 : min(4, Processes.coresPerProcess))
     }
 
     func apply() throws {

@@ -39,7 +39,7 @@ public protocol ImageDataset: Sendable {
     /// A reader that streams the epoch's images in storage order and hands out the image at each
     /// position of `order` (from `start` on), or nil to read each image with ``image(_:)``. `order` is
     /// `epochOrder(seed:epoch:)` when `shuffled`, else the index order.
-    func epochReader(seed: UInt64, epoch: Int, shuffled: Bool, order: [Int], start: Int, batchSize: Int) -> (any EpochReader)?
+    func epochReader(seed: UInt64, epoch: Int, shuffled: Bool, order: [Int], start: Int, batchSize: Int, shard: EpochShard) -> (any EpochReader)?
 }
 
 /// Streams one epoch of a dataset in the order its storage is best read (``TarShards``: each shard
@@ -54,7 +54,8 @@ public protocol EpochReader: AnyObject, Sendable {
 extension ImageDataset {
     public var classCount: Int { labels == nil ? 0 : classNames.count }
 
-    public func epochReader(seed: UInt64, epoch: Int, shuffled: Bool, order: [Int], start: Int, batchSize: Int) -> (any EpochReader)? { nil }
+    public func epochReader(seed: UInt64, epoch: Int, shuffled: Bool, order: [Int], start: Int, batchSize: Int,
+                            shard: EpochShard) -> (any EpochReader)? { nil }
 
     public func epochOrder(seed: UInt64, epoch: Int) -> [Int] {
         var idx = Array(0..<count)

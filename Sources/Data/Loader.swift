@@ -12,20 +12,55 @@ public struct Batch: @unchecked Sendable {
     public let indices: [Int]
     /// Epoch and step inside the epoch this batch belongs to.
     public let epoch: Int, step: Int
+    /// In data-parallel training, this process's rows of the step's global batch (one process: all).
+    /// Per-step randomness a method draws for the whole batch (masks) is drawn for
+    /// ``globalBatchSize`` images and these rows kept, so it follows the image, not the process.
+    public var globalRows: Range<Int>
+    public var globalBatchSize: Int { globalSize }
+    private let globalSize: Int
 
     /// The first view.
     public var images: Tensor { viewImages[0] }
     /// The crops of the first view.
     public var views: [CropView] { viewCrops[0] }
 
-    public init(viewImages: [Tensor], viewCrops: [[CropView]], labels: [Int]?, indices: [Int], epoch: Int, step: Int) {
+    public init(viewImages: [Tensor], viewCrops: [[CropView]], labels: [Int]?, indices: [Int], epoch: Int, step: Int,
+                globalRows: Range<Int>? = nil, globalBatchSize: Int? = nil) {
         self.viewImages = viewImages; self.viewCrops = viewCrops; self.labels = labels; self.indices = indices
         self.epoch = epoch; self.step = step
+        self.globalRows = globalRows ?? 0..<indices.count
+        self.globalSize = globalBatchSize ?? indices.count
+        precondition(self.globalRows.count == indices.count && self.globalRows.upperBound <= globalSize,
+                     "Batch: rows \(self.globalRows) of a global batch of \(globalSize) for \(indices.count) images")
     }
 
     public init(images: Tensor, labels: [Int]?, indices: [Int], views: [CropView], epoch: Int, step: Int) {
         self.init(viewImages: [images], viewCrops: [views], labels: labels, indices: indices, epoch: epoch, step: step)
     }
+}
+
+/// Which positions of each epoch one process of a data-parallel job trains on: every global batch of
+/// `globalBatch` consecutive positions of the epoch's one order is cut into `ranks` equal consecutive
+/// slices, and rank r takes the r-th. The slices of all ranks are disjoint and together are exactly
+/// the single-process batch, so W processes train on the same images, with the same views, as one.
+public struct EpochShard: Sendable, Equatable {
+    public let rank: Int, ranks: Int, globalBatch: Int
+
+    public init(rank: Int, of ranks: Int, globalBatch: Int) {
+        precondition(ranks >= 1 && rank >= 0 && rank < ranks && globalBatch % ranks == 0 && globalBatch >= ranks,
+                     "EpochShard: rank \(rank) of \(ranks) with a global batch of \(globalBatch)")
+        self.rank = rank; self.ranks = ranks; self.globalBatch = globalBatch
+    }
+
+    /// The whole batch (one process).
+    public static func whole(batch: Int) -> EpochShard { EpochShard(rank: 0, of: 1, globalBatch: batch) }
+
+    /// Images per process and step.
+    public var localBatch: Int { globalBatch / ranks }
+    /// This process's rows of a global batch.
+    public var rows: Range<Int> { (rank * localBatch)..<((rank + 1) * localBatch) }
+    /// Whether the image at `position` of an epoch's order is this process's.
+    public func contains(_ position: Int) -> Bool { (position % globalBatch) / localBatch == rank }
 }
 
 /// Mixes seeds: a reproducible child seed for (seed, a, b).
@@ -44,7 +79,10 @@ public func deriveSeed(_ seed: UInt64, _ a: UInt64, _ b: UInt64 = 0) -> UInt64 {
 /// `dropLast` is set (training).
 public final class Loader: @unchecked Sendable {
     public let dataset: any ImageDataset
+    /// Images per step over all processes (the global batch).
     public let batchSize: Int
+    /// This process's part of each batch (one process: all of it).
+    public let shard: EpochShard
     /// The view kinds rendered per image, in order (one for MAE; target, anchor, focal… for MSN).
     public let viewAugmentations: [Augmentation]
     public var augmentation: Augmentation { viewAugmentations[0] }
@@ -71,7 +109,8 @@ public final class Loader: @unchecked Sendable {
     }
 
     public init(_ set: any ImageDataset, batchSize: Int, views: [Augmentation], seed: UInt64, shuffle: Bool = true, dropLast: Bool = true,
-                workers: Int = 1) {
+                workers: Int = 1, shard: EpochShard? = nil) {
+        precondition(shard == nil || (shard!.globalBatch == batchSize && dropLast), "Loader: a shard needs the global batch size and dropLast")
         precondition(batchSize > 0, "Loader: batch size must be positive")
         precondition(!views.isEmpty, "Loader: needs at least one view")
         precondition(workers >= 1, "Loader: needs at least one worker")
@@ -81,6 +120,7 @@ public final class Loader: @unchecked Sendable {
         }
         self.dataset = set; self.batchSize = batchSize; self.viewAugmentations = views; self.seed = seed
         self.shuffle = shuffle; self.dropLast = dropLast; self.workers = workers
+        self.shard = shard ?? .whole(batch: batchSize)
         pool = workers > 1 ? DecodeWorkers(count: workers) : nil
     }
 
@@ -103,7 +143,8 @@ public final class Loader: @unchecked Sendable {
     /// `makeBatch`, its images from `reader` when given (``ImageDataset/epochReader(seed:epoch:shuffled:order:start:batchSize:)``
     /// for this `order`; steps asked for in increasing order).
     public func makeBatch(epoch: Int, step: Int, order: [Int], reader: (any EpochReader)?) throws -> Batch {
-        let lo = step * batchSize, hi = min(lo + batchSize, order.count)
+        let first = step * batchSize, rows = shard.ranks == 1 ? 0..<(min(first + batchSize, order.count) - first) : shard.rows
+        let lo = first + rows.lowerBound, hi = first + rows.upperBound
         let B = hi - lo, C = dataset.channels
         let tensors = viewAugmentations.map { Tensor(uninitialized: [B, C, $0.size, $0.size]) }
         let outputs = tensors.map { UnsafeMutablePointerBox($0.data) }
@@ -130,12 +171,13 @@ public final class Loader: @unchecked Sendable {
         if let pool { pool.run(B, work) } else { var scratch = SampleScratch(); for k in 0..<B { work(k, &scratch) } }
         if let e = sink.failures.compactMap({ $0 }).first { throw e }
         return Batch(viewImages: tensors, viewCrops: sink.crops, labels: dataset.labels.map { l in sink.indices.map { l[$0] } },
-                     indices: sink.indices, epoch: epoch, step: step)
+                     indices: sink.indices, epoch: epoch, step: step, globalRows: rows, globalBatchSize: shard.ranks == 1 ? B : batchSize)
     }
 
     /// The dataset's streaming reader for `epoch` from `startStep` (nil: images are read one by one).
     public func epochReader(epoch: Int, order: [Int], startStep: Int = 0) -> (any EpochReader)? {
-        dataset.epochReader(seed: seed, epoch: epoch, shuffled: shuffle, order: order, start: startStep * batchSize, batchSize: batchSize)
+        dataset.epochReader(seed: seed, epoch: epoch, shuffled: shuffle, order: order, start: startStep * batchSize, batchSize: batchSize,
+                            shard: shard)
     }
 
     /// The batches of `epoch` from `startStep`, prepared up to ``prefetch`` ahead on a background

@@ -15,7 +15,7 @@ import Glibc
 /// skipped, except the few bytes of each label). Nothing is decoded. An epoch visits the shards in a
 /// seeded order and passes their samples, in file order, through a seeded shuffle buffer of
 /// ``shuffleBuffer`` samples (the ecosystem's shard-and-buffer shuffle); the loader's
-/// ``epochReader(seed:epoch:shuffled:order:start:batchSize:)`` reads each shard front to back on one
+/// ``epochReader(seed:epoch:shuffled:order:start:batchSize:shard:)`` reads each shard front to back on one
 /// thread in that shard order, and ``image(_:)`` reads one image at its offset (evaluation, tools).
 public struct TarShards: ImageDataset {
     public let shards: [String]
@@ -215,25 +215,27 @@ public struct TarShards: ImageDataset {
     /// in memory from its read until its position in the epoch is asked for. The shuffle buffer puts
     /// each image at most ``shuffleBuffer`` positions before its place in the stream, so the reader
     /// keeps that many images plus two batches ahead of the positions asked for.
-    public func epochReader(seed: UInt64, epoch: Int, shuffled: Bool, order: [Int], start: Int, batchSize: Int) -> (any EpochReader)? {
+    public func epochReader(seed: UInt64, epoch: Int, shuffled: Bool, order: [Int], start: Int, batchSize: Int,
+                            shard: EpochShard) -> (any EpochReader)? {
         var shardSeq = Array(0..<shards.count)
         if shuffled {
             var rng = TesseraRNG(seed: deriveSeed(seed, 1, UInt64(epoch)))
             shardSeq = shardOrder(rng: &rng)
         }
-        return ShardStreamer(self, entries: entrySequence(shardSeq), order: order, start: start,
+        return ShardStreamer(self, entries: entrySequence(shardSeq), order: order, start: start, shard: shard,
                              lookahead: (shuffled ? shuffleBuffer : 0) + 2 * batchSize)
     }
 }
 
-/// The reader thread of ``TarShards/epochReader(seed:epoch:shuffled:order:start:batchSize:)``.
+/// The reader thread of ``TarShards/epochReader(seed:epoch:shuffled:order:start:batchSize:shard:)``.
 final class ShardStreamer: EpochReader, @unchecked Sendable {
     private let cond = NSCondition()
     private var ready: [Int: Result<StoredImage, Error>] = [:]
     private var requested = -1, cancelled = false, readCount = 0
     private let positionOf: [Int]
 
-    init(_ shards: TarShards, entries: [Int], order: [Int], start: Int, lookahead: Int) {
+    /// Reads only the images at `shard`'s positions (the other processes' are skipped, not read).
+    init(_ shards: TarShards, entries: [Int], order: [Int], start: Int, shard: EpochShard, lookahead: Int) {
         var inverse = [Int](repeating: -1, count: shards.count)
         for (p, i) in order.enumerated() { inverse[i] = p }
         positionOf = inverse
@@ -245,7 +247,7 @@ final class ShardStreamer: EpochReader, @unchecked Sendable {
                 cond.unlock()
                 if stop { return }
                 let p = self.positionOf[i]
-                guard p >= start else { continue }   // before a resumed epoch's first step, or outside the order
+                guard p >= start, shard.contains(p) else { continue }   // before a resumed epoch's first step, outside the order, or another process's
                 let r = Result { try shards.image(i) }   // offsets increase through each shard: sequential reads
                 cond.lock()
                 ready[p] = r

@@ -80,6 +80,13 @@ public final class MaskedAutoencoder: Module {
         MaskIndices.random(batch: B, patches: config.encoder.patches, maskRatio: config.maskRatio, rng: &rng)
     }
 
+    /// The masking of a training batch: drawn for the whole global batch and cut to this process's
+    /// rows, so an image gets the same mask whichever process trains on it.
+    public func randomMask(for batch: Batch, rng: inout TesseraRNG) -> MaskIndices {
+        let all = randomMask(batch: batch.globalBatchSize, rng: &rng)
+        return batch.globalRows == 0..<batch.globalBatchSize ? all : all.rows(batch.globalRows)
+    }
+
     /// Encoder on the visible patches: `[B, C, H, W] → [B, 1 + K, D]`.
     public func encode(_ images: Tensor, mask: MaskIndices) -> Tensor { encoder(images, mask: mask) }
 
@@ -134,7 +141,7 @@ extension MaskedAutoencoder: PretrainingMethod {
 
     /// MAE: mask 75% of the patches per image, reconstruct them.
     public func trainingLoss(_ batch: Batch, rng: inout TesseraRNG) -> (loss: Tensor, metrics: [(String, Float)]) {
-        let mask = randomMask(batch: batch.images.shape[0], rng: &rng)
+        let mask = randomMask(for: batch, rng: &rng)
         return (self(batch.images, mask: mask).loss, [])
     }
 

@@ -104,6 +104,8 @@ public final class MSN: PretrainingMethod {
     public let prototypes: Tensor
     private let reported: MSNReported
     private let ema: EMATeacher
+    /// The processes whose batches together form the global batch (one unless distributed).
+    public private(set) var comm: any Communicator = SingleProcess()
 
     public init(_ config: ViTConfig, options: MSNOptions = MSNOptions(), rng: inout TesseraRNG) {
         precondition(options.focalSize % config.patchSize == 0, "MSN: focal size \(options.focalSize) is not a multiple of the patch size \(config.patchSize)")
@@ -131,6 +133,14 @@ public final class MSN: PretrainingMethod {
     public func decays(_ name: String, _ t: Tensor) -> Bool { name != "prototypes" && ParameterArena.defaultDecay(name, t) }
     public func extraState() -> [(name: String, tensor: Tensor)] { anchor.stateDict().map { ("anchor." + $0.name, $0.tensor) } }
 
+    /// Global batch statistics, as the official code: SyncBatchNorm in both networks' heads, the
+    /// Sinkhorn sums and the ME-MAX mean over every process's samples.
+    public func distribute(over comm: any Communicator) {
+        self.comm = comm
+        anchor.synchronizeBatchNorm(over: comm)
+        target.synchronizeBatchNorm(over: comm)
+    }
+
     /// Views: target and random anchor at the model's size (scale `randomScale`), then the focal views.
     public func viewAugmentations(base: Augmentation) -> [Augmentation] {
         var random = base
@@ -156,24 +166,28 @@ public final class MSN: PretrainingMethod {
     }
 
     /// The official Sinkhorn on probabilities `[B, K]`: normalize the total to 1, then alternately make
-    /// each prototype's mass 1/K and each sample's mass 1/B; finally scale rows to sum to 1.
-    public static func sinkhorn(_ p: [Float], rows B: Int, columns K: Int, iterations: Int) -> [Float] {
+    /// each prototype's mass 1/K and each sample's mass 1/B; finally scale rows to sum to 1. With
+    /// several processes, `p` is this process's rows of the global batch: the total and the
+    /// prototypes' masses are summed over the processes (as the official code all-reduces them) and
+    /// B is the global batch.
+    public static func sinkhorn(_ p: [Float], rows: Int, columns K: Int, iterations: Int,
+                                comm: any Communicator = SingleProcess()) -> [Float] {
         var q = p.map(Double.init)
-        let total = q.reduce(0, +)
+        let B = Double(rows * comm.size)
+        let total = comm.sum([q.reduce(0, +)])[0]
         for i in q.indices { q[i] /= total }
         for _ in 0..<iterations {
-            for k in 0..<K {
-                var s = 0.0
-                for b in 0..<B { s += q[b * K + k] }
-                for b in 0..<B { q[b * K + k] /= s * Double(K) }
-            }
-            for b in 0..<B {
+            var mass = [Double](repeating: 0, count: K)
+            for b in 0..<rows { for k in 0..<K { mass[k] += q[b * K + k] } }
+            mass = comm.sum(mass)
+            for b in 0..<rows { for k in 0..<K { q[b * K + k] /= mass[k] * Double(K) } }
+            for b in 0..<rows {
                 var s = 0.0
                 for k in 0..<K { s += q[b * K + k] }
-                for k in 0..<K { q[b * K + k] /= s * Double(B) }
+                for k in 0..<K { q[b * K + k] /= s * B }
             }
         }
-        return q.map { Float($0 * Double(B)) }
+        return q.map { Float($0 * B) }
     }
 
     /// Cross-entropy of anchors against targets plus λ·ME-MAX, from projections (not yet normalized).
@@ -188,22 +202,24 @@ public final class MSN: PretrainingMethod {
         let targets: [Float] = withNoGrad {
             let t = zt.l2Normalized().linear(pn.detach()).scaled(by: 1 / tau).softmax().array
             let sharp = Self.sharpen(t, rows: B, columns: K, temperature: options.sharpen)
-            return options.sinkhornIterations > 0 ? Self.sinkhorn(sharp, rows: B, columns: K, iterations: options.sinkhornIterations) : sharp
+            return options.sinkhornIterations > 0 ? Self.sinkhorn(sharp, rows: B, columns: K, iterations: options.sinkhornIterations, comm: comm)
+                                                  : sharp
         }
         var repeated: [Float] = []
         repeated.reserveCapacity(V * B * K)
         for _ in 0..<V { repeated += targets }
         let ce = crossEntropy(logits: logits, target: Tensor(repeated, shape: [V * B, K])).mean()
-        let meanProbs = logits.softmax().mean(axis: 0)                                       // [K]
+        let meanProbs = logits.softmax().mean(axis: 0).meanOverProcesses(comm)              // [K], over the global batch
         let memax = (meanProbs * meanProbs.log()).sum() + Float(Foundation.log(Double(K)))
-        var distinct = Set<Int>(), maxSum: Float = 0
+        var argmax: [Int32] = [], maxSum: Float = 0
         for b in 0..<B {
             let row = targets[(b * K)..<((b + 1) * K)]
             let m = row.max()!
-            distinct.insert(row.firstIndex(of: m)! - b * K)
+            argmax.append(Int32(row.firstIndex(of: m)! - b * K))
             maxSum += m
         }
-        return (ce + memax.scaled(by: options.memaxWeight), ce.item, memax.item, distinct.count, maxSum / Float(B))
+        let distinct = Set(comm.allGather(argmax)).count   // over the global batch
+        return (ce + memax.scaled(by: options.memaxWeight), ce.item, memax.item, distinct, maxSum / Float(B))
     }
 
     public func trainingLoss(_ batch: Batch, rng: inout TesseraRNG) -> (loss: Tensor, metrics: [(String, Float)]) {

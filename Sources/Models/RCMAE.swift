@@ -63,7 +63,7 @@ public final class RCMAE: PretrainingMethod {
 
     public func trainingLoss(_ batch: Batch, rng: inout TesseraRNG) -> (loss: Tensor, metrics: [(String, Float)]) {
         let images = batch.images
-        let mask = student.randomMask(batch: images.shape[0], rng: &rng)
+        let mask = student.randomMask(for: batch, rng: &rng)
         let (maeLoss, studentPred) = student(images, mask: mask)
         let teacherPred = withNoGrad { teacher.decode(teacher.encode(images, mask: mask), mask: mask) }
         let consistency = MaskedAutoencoder.maskedPatchMSE(studentPred, teacherPred, mask: mask)

@@ -116,6 +116,8 @@ public final class SIM: PretrainingMethod {
     public let target: SIMProjected
     private let targetNorm: LayerNorm
     private let ema: EMATeacher
+    /// The processes whose batches together form the global batch (one unless distributed).
+    public private(set) var comm: any Communicator = SingleProcess()
 
     public init(_ config: ViTConfig, options: SIMOptions = SIMOptions(), rng: inout TesseraRNG) {
         precondition(options.width(encoderDim: config.dim) % options.decoderHeads == 0, "SIM: width must be divisible by the heads")
@@ -139,6 +141,14 @@ public final class SIM: PretrainingMethod {
     public var evaluationEncoder: ViTEncoder { online.branch.encoder }
     public func optimizedParameters() -> [(name: String, tensor: Tensor)] { online.trainableParameters() }
     public func extraState() -> [(name: String, tensor: Tensor)] { target.stateDict().map { ("mm." + $0.name, $0.tensor) } }
+
+    /// Global batch statistics, as the official code: SyncBatchNorm in the projector and predictor
+    /// (both branches), UniGrad's correlation matrix and the monitors over every process's tokens.
+    public func distribute(over comm: any Communicator) {
+        self.comm = comm
+        online.synchronizeBatchNorm(over: comm)
+        target.synchronizeBatchNorm(over: comm)
+    }
 
     public func viewAugmentations(base: Augmentation) -> [Augmentation] {
         var v1 = base, v2 = base
@@ -260,10 +270,11 @@ public final class SIM: PretrainingMethod {
         let w = options.negWeight * 768 / Float(D)
         let d = p - t
         let positive = (d * d).sum(axis: 1).mean()
-        let C = withNoGrad { t.transposed().matmul(t).scaled(by: 1 / Float(N)) }       // [D, D], current batch
+        // C over the global batch's tokens (all processes; the official code all-reduces tᵀt/N).
+        let C = withNoGrad { Tensor(comm.sum(t.transposed().matmul(t).array), shape: [D, D]).scaled(by: 1 / Float(N * comm.size)) }
         let negative = (p.matmul(C) * p).sum(axis: 1).mean()
         let loss = (positive + negative.scaled(by: w)).scaled(by: 1 / Float(D))
-        return (loss, positive.item, negative.item, Self.spread(correlation: C.array, mean: t.mean(axis: 0).array, dim: D))
+        return (loss, positive.item, negative.item, Self.spread(correlation: C.array, mean: comm.mean(t.mean(axis: 0).array), dim: D))
     }
 
     /// Participation ratios of `C [D, D]` and of `C − μμᵀ`, and the shared-energy share `‖μ‖² / tr C`.
@@ -295,7 +306,9 @@ public final class SIM: PretrainingMethod {
         let B = x1.shape[0], g = config.grid, L = config.patches
         let D = options.width(encoderDim: config.dim)
         // Block-wise mask on view 1, as kept sets: each image's visible patches, then its masked ones.
-        let mask = MaskIndices(order: (0..<B).flatMap { _ in visibleFirst(rng: &rng) }, batch: B, keep: L - maskedCount)
+        // Drawn for the whole global batch, this process's rows kept (the mask follows the image).
+        let orders = (0..<batch.globalBatchSize).map { _ in visibleFirst(rng: &rng) }
+        let mask = MaskIndices(order: Array(orders[batch.globalRows].joined()), batch: B, keep: L - maskedCount)
         let K = mask.keep
 
         // Online: visible view-1 tokens, projected, plus their fixed row-first positions.

@@ -25,6 +25,21 @@ void ck_batchnorm_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const flo
                            const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C,
                            int training);
 
+/// SyncBatchNorm in phases (the caller sums each phase's partial sums over the processes in
+/// between). sum[C] = Σ_r x, or Σ_r (x − center)² when center is non-null.
+void ck_column_sums(float *sum, const float *x, const float *center, int64_t R, int64_t C);
+/// out = (x − mean) · rstd · weight + bias with given statistics (weight/bias may be null).
+void ck_batchnorm_apply(float *out, const float *x, const float *mean, const float *rstd, const float *weight,
+                        const float *bias, int64_t R, int64_t C);
+/// sdy[C] = Σ_r dout, sdyx[C] = Σ_r dout · x̂ (x̂ = (x − mean) · rstd): this process's rows.
+void ck_batchnorm_backward_sums(float *sdy, float *sdyx, const float *dout, const float *x, const float *mean,
+                                const float *rstd, int64_t R, int64_t C);
+/// dx (=|+=) rstd · (w·dout − w·sdy/count − x̂ · w·sdyx/count), with sdy and sdyx summed over all
+/// `count` rows of every process.
+void ck_batchnorm_backward_apply(ck_grad dx, const float *dout, const float *x, const float *weight,
+                                 const float *mean, const float *rstd, const float *sdy, const float *sdyx,
+                                 float count, int64_t R, int64_t C);
+
 /// L2-normalize rows: out = x / max(‖x‖, eps) (F.normalize). Saves norm[R] = ‖x‖.
 void ck_l2norm_forward(float *out, float *norm, const float *x, int64_t R, int64_t C, float eps);
 /// dx (=|+=) (dy − y⟨y, dy⟩)/‖x‖ where ‖x‖ > eps, else dy/eps. Reads the output y.

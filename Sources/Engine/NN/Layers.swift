@@ -43,6 +43,9 @@ public final class BatchNorm1d: Module {
     /// scalar here, which `load_state_dict` casts), so the state dict loads with strict=True.
     public let numBatchesTracked: Tensor
     public var batchesTracked: Int { Int(numBatchesTracked.item) }
+    /// When set, training statistics cover every process's rows (SyncBatchNorm; see
+    /// ``Module/synchronizeBatchNorm(over:)``).
+    public var communicator: (any Communicator)?
 
     public init(_ dim: Int, affine: Bool = true, eps: Float = 1e-5, momentum: Float = 0.1) {
         weight = affine ? .ones([dim], requiresGrad: true) : nil
@@ -64,7 +67,7 @@ public final class BatchNorm1d: Module {
         let rows = x.reshaped([-1, shape.last!])
         if isTraining { numBatchesTracked.data[0] += 1 }
         return rows.batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
-                              training: isTraining, momentum: momentum, eps: eps).reshaped(shape)
+                              training: isTraining, momentum: momentum, eps: eps, synchronizedOver: communicator).reshaped(shape)
     }
 }
 

@@ -96,6 +96,15 @@ open class Module {
     /// Sets evaluation mode on this module and every descendant.
     public func eval() { train(false) }
 
+    /// Every module of the tree, this one first (depth-first, in registration order).
+    public var allModules: [Module] { [self] + children.flatMap { $0.module.allModules } }
+
+    /// Makes every ``BatchNorm1d`` of the tree compute its training statistics over the rows of all
+    /// processes of `comm` (PyTorch's `convert_sync_batchnorm`); nil or one process: local statistics.
+    public func synchronizeBatchNorm(over comm: (any Communicator)?) {
+        for case let bn as BatchNorm1d in allModules { bn.communicator = comm.flatMap { $0.size > 1 ? $0 : nil } }
+    }
+
     /// Total number of parameter elements (trainable and frozen).
     public var parameterCount: Int { namedParameters().reduce(0) { $0 + $1.tensor.count } }
 }

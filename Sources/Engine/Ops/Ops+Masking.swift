@@ -54,6 +54,22 @@ public struct MaskIndices: Sendable {
         idsShuffle = order; idsRestore = restore; idsKeep = keepIds; self.mask = mask
     }
 
+    /// The masking of samples `rows` only (a data-parallel process's part of a global batch's masking).
+    public func rows(_ rows: Range<Int>) -> MaskIndices {
+        precondition(rows.lowerBound >= 0 && rows.upperBound <= batch, "MaskIndices.rows: \(rows) of a batch of \(batch)")
+        if shared { return MaskIndices(copying: self, batch: rows.count, idsRange: 0..<1) }
+        return MaskIndices(copying: self, batch: rows.count, idsRange: rows)
+    }
+
+    private init(copying m: MaskIndices, batch: Int, idsRange r: Range<Int>) {
+        self.batch = batch; patches = m.patches; keep = m.keep; shared = m.shared
+        let L = m.patches, K = m.keep
+        idsShuffle = Array(m.idsShuffle[(r.lowerBound * L)..<(r.upperBound * L)])
+        idsRestore = Array(m.idsRestore[(r.lowerBound * L)..<(r.upperBound * L)])
+        idsKeep = Array(m.idsKeep[(r.lowerBound * K)..<(r.upperBound * K)])
+        mask = Array(m.mask[(r.lowerBound * L)..<(r.upperBound * L)])
+    }
+
     /// Patches kept by MAE's masking: `Int(L · (1 − ratio))`, as the official code.
     public static func keptCount(patches L: Int, maskRatio: Float) -> Int { Int(Float(L) * (1 - maskRatio)) }
 

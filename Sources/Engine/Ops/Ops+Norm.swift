@@ -21,7 +21,10 @@ extension Tensor {
     /// BatchNorm1d over the rows of a [R, C] tensor. In training it uses (and returns gradients
     /// through) the batch statistics and updates the running ones; in eval it uses the running ones.
     public func batchNorm(weight: Tensor?, bias: Tensor?, runningMean: Tensor?, runningVar: Tensor?,
-                          training: Bool, momentum: Float = 0.1, eps: Float = 1e-5) -> Tensor {
+                          training: Bool, momentum: Float = 0.1, eps: Float = 1e-5,
+                          synchronizedOver comm: (any Communicator)? = nil) -> Tensor {
+        if let comm, training { return syncBatchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
+                                                     momentum: momentum, eps: eps, comm: comm) }
         let x = self
         precondition(rank == 2, "batchNorm: expects [rows, channels], got \(shape)")
         let R = shape[0], C = shape[1]
@@ -37,6 +40,45 @@ extension Tensor {
         return out.recorded("batchNorm", inputs) { g in
             ck_batchnorm_backward(x.gradTarget(), weight?.gradTarget() ?? ck_grad(), bias?.gradTarget() ?? ck_grad(),
                                   g, x.data, weight?.data, mean.data, rstd.data, Int64(R), Int64(C), training ? 1 : 0)
+        }
+    }
+
+    /// Training-mode BatchNorm1d whose statistics cover the rows of every process (PyTorch's
+    /// SyncBatchNorm): the column sums of each phase are summed over `comm`, so W processes with R
+    /// rows each normalize exactly as one process with W·R rows would (up to rounding). Backward
+    /// sums Σdy and Σdy·x̂ over the processes the same way (see ``Communicator`` for the gradient
+    /// contract). Every process must have the same number of rows.
+    func syncBatchNorm(weight: Tensor?, bias: Tensor?, runningMean: Tensor?, runningVar: Tensor?, momentum: Float, eps: Float,
+                       comm: any Communicator) -> Tensor {
+        let x = self, R = shape[0], C = shape[1]
+        let count = Float(R * comm.size)
+        var partial = [Float](repeating: 0, count: C)
+        ck_column_sums(&partial, x.data, nil, Int64(R), Int64(C))
+        let mean = comm.sum(partial).map { $0 / count }
+        ck_column_sums(&partial, x.data, mean, Int64(R), Int64(C))
+        let variance = comm.sum(partial).map { $0 / count }
+        let rstd = variance.map { 1 / ($0 + eps).squareRoot() }
+        if let runningMean, let runningVar {
+            for j in 0..<C {
+                runningMean.data[j] = (1 - momentum) * runningMean.data[j] + momentum * mean[j]
+                let unbiased = count > 1 ? variance[j] * count / (count - 1) : variance[j]
+                runningVar.data[j] = (1 - momentum) * runningVar.data[j] + momentum * unbiased
+            }
+        }
+        let out = Tensor(uninitialized: shape)
+        ck_batchnorm_apply(out.data, x.data, mean, rstd, weight?.data, bias?.data, Int64(R), Int64(C))
+        let inputs = [x] + [weight, bias].compactMap { $0 }
+        return out.recorded("syncBatchNorm", inputs) { g in
+            var sdy = [Float](repeating: 0, count: C), sdyx = sdy
+            ck_batchnorm_backward_sums(&sdy, &sdyx, g, x.data, mean, rstd, Int64(R), Int64(C))
+            // The parameters' gradients are this process's own (the trainer averages them).
+            if let bias { vectorAccumulate(bias.gradTarget(), sdy) }
+            if let weight { vectorAccumulate(weight.gradTarget(), sdyx) }
+            let both = comm.sum(sdy + sdyx)
+            if x.requiresGrad {
+                ck_batchnorm_backward_apply(x.gradTarget(), g, x.data, weight?.data, mean, rstd, Array(both[0..<C]), Array(both[C...]),
+                                            count, Int64(R), Int64(C))
+            }
         }
     }
 
@@ -84,4 +126,10 @@ extension Tensor {
         ck_standardize_forward(scratch.data, &mean, &rstd, data, Int64(R), Int64(C), eps)
         return (mean, rstd)
     }
+}
+
+/// `target (=|+=) values` for a gradient of a few values (the ``ck_grad`` contract).
+func vectorAccumulate(_ target: ck_grad, _ values: [Float]) {
+    guard let d = target.data else { return }
+    for (i, v) in values.enumerated() { if target.accumulate != 0 { d[i] += v } else { d[i] = v } }
 }

@@ -91,6 +91,10 @@ public protocol PretrainingMethod: AnyObject {
     func viewAugmentations(base: Augmentation) -> [Augmentation]
     /// A one-line summary of the method's parts beyond the encoder, for the run's header.
     var partsSummary: String { get }
+    /// Makes the method's batch statistics (BatchNorm, Sinkhorn, ME-MAX, UniGrad's correlation,
+    /// monitors) cover the global batch of `comm`'s processes; called once by the trainer. The
+    /// default (MAE, RC-MAE: no batch statistics) does nothing.
+    func distribute(over comm: any Communicator)
 }
 
 extension PretrainingMethod {
@@ -100,6 +104,7 @@ extension PretrainingMethod {
     public func extraState() -> [(name: String, tensor: Tensor)] { [] }
     public func decays(_ name: String, _ t: Tensor) -> Bool { ParameterArena.defaultDecay(name, t) }
     public func viewAugmentations(base: Augmentation) -> [Augmentation] { [base] }
+    public func distribute(over comm: any Communicator) {}
 }
 
 /// An exponential-moving-average copy of a network (the teacher or target of RC-MAE, MSN and SIM).

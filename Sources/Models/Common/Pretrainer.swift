@@ -9,6 +9,12 @@ import Glibc
 /// Why a run stopped early.
 public struct TrainingError: Error, CustomStringConvertible {
     public let description: String
+    /// In data-parallel training: every process stops with this same error at the same point (a
+    /// decision taken on values all processes share), so only the first needs to report it.
+    public var onEveryProcess = false
+    public init(description: String, onEveryProcess: Bool = false) {
+        self.description = description; self.onEveryProcess = onEveryProcess
+    }
 }
 
 /// Files of a run folder.
@@ -31,6 +37,13 @@ public struct RunFolder: Sendable {
 /// Determinism: batch (epoch, step) and the method's randomness at global step t are functions of
 /// (seed, epoch, step) and (seed, t) only, so resuming after epoch k reproduces the uninterrupted
 /// run bit for bit at the same thread count.
+///
+/// Data parallelism: with a ``Communicator`` of W processes, `config.batchSize` is the global batch;
+/// each process takes its slice of every global batch (``EpochShard``), the parameters and state
+/// start from rank 0's copy, gradients are averaged over the processes in a fixed order before
+/// clipping and the update (so every process holds the same bits throughout), the method's batch
+/// statistics are global, and rank 0 alone writes the run folder. A checkpoint does not depend on W:
+/// a run resumes with any number of processes.
 public final class Pretrainer {
     public let config: PretrainConfig
     public let method: any PretrainingMethod
@@ -38,6 +51,8 @@ public final class Pretrainer {
     public let loader: Loader
     public let run: RunFolder
     public let evalSets: (train: any ImageDataset, test: any ImageDataset)?
+    /// The processes of a data-parallel job (``SingleProcess`` for one).
+    public let comm: any Communicator
     public var logger = Logger(label: "tessera.pretrain")
     /// Where progress lines go (stdout unless replaced).
     public var print: (String) -> Void = { Swift.print($0) }
@@ -51,14 +66,21 @@ public final class Pretrainer {
     /// the epoch, with a warning, instead of stopping the run.
     public init(config: PretrainConfig, method: any PretrainingMethod, train: any ImageDataset,
                 evalSets: (train: any ImageDataset, test: any ImageDataset)?, runFolder: String, workers: Int = 1,
-                skipUnreadable: Bool = false) throws {
+                skipUnreadable: Bool = false, communicator: any Communicator = SingleProcess()) throws {
         self.config = config
         self.method = method
+        self.comm = communicator
         let trainSet = config.limit.map { train.prefix($0) } ?? train
         guard trainSet.count >= config.batchSize else {
             throw TrainingError(description: "training set has \(trainSet.count) images, fewer than one batch of \(config.batchSize); lower --batch-size")
         }
-        loader = Self.loader(config, method: method, data: trainSet, workers: workers)
+        let W = communicator.size
+        guard config.batchSize % W == 0 else {
+            throw TrainingError(description: "--batch-size \(config.batchSize) is the global batch and must be a multiple of the \(W) processes; use \(config.batchSize / W * W + W)")
+        }
+        loader = Self.loader(config, method: method, data: trainSet, workers: workers,
+                             shard: EpochShard(rank: communicator.rank, of: W, globalBatch: config.batchSize))
+        method.distribute(over: communicator)
         loader.skipUnreadable = skipUnreadable
         optimizer = AdamW(method.optimizedParameters(), learningRate: Float(config.learningRate), betas: (config.beta1, config.beta2),
                           weightDecay: config.weightDecay, decay: { [method] in method.decays($0, $1) })
@@ -68,9 +90,10 @@ public final class Pretrainer {
 
     /// The training loader of `config` for `method` on `data`: the method's views of the run's
     /// augmentation, its batch size, seed and decoding, with `workers` decode workers.
-    public static func loader(_ config: PretrainConfig, method: any PretrainingMethod, data: any ImageDataset, workers: Int) -> Loader {
+    public static func loader(_ config: PretrainConfig, method: any PretrainingMethod, data: any ImageDataset, workers: Int,
+                              shard: EpochShard? = nil) -> Loader {
         let l = Loader(data, batchSize: config.batchSize, views: method.viewAugmentations(base: config.augmentation), seed: config.seed,
-                       workers: workers)
+                       workers: workers, shard: shard)
         l.reducedDecoding = !(config.fullDecode ?? false)
         return l
     }
@@ -80,9 +103,51 @@ public final class Pretrainer {
 
     // MARK: checkpoints
 
+    /// Images the run has trained on (all processes together).
+    public var samplesConsumed: Int { step * config.effectiveBatch }
+
     func metadata() -> [String: String] {
         ["format": "pt", "method": method.methodName, "config": config.json(), "epoch": "\(epoch)", "step": "\(step)",
-         "producer": "tessera"]
+         "producer": "tessera", "world_size": "\(comm.size)", "samples": "\(samplesConsumed)"]
+    }
+
+    /// Gives every process rank 0's parameters, buffers, optimizer moments and counters (at the
+    /// start of a data-parallel run, and after rank 0 resumed from a checkpoint).
+    public func synchronizeState() {
+        guard comm.size > 1 else { return }
+        for (_, t) in method.reportedModel.stateDict() { comm.broadcast(t) }
+        for (_, t) in method.extraState() { comm.broadcast(t) }
+        let arena = optimizer.arena
+        for storage in [arena.values, optimizer.m, optimizer.v] {
+            comm.broadcast(UnsafeMutableRawBufferPointer(start: storage.base, count: arena.count * MemoryLayout<Float>.stride), from: 0)
+        }
+        var counters: [Int64] = [Int64(step), Int64(epoch), Int64(optimizer.step), Int64(bestKNN.bitPattern)]
+        counters.withUnsafeMutableBytes { comm.broadcast($0, from: 0) }
+        step = Int(counters[0]); epoch = Int(counters[1]); optimizer.restore(step: Int(counters[2]))
+        bestKNN = Float(bitPattern: UInt32(counters[3]))
+    }
+
+    /// A checksum of the trained state, equal on every process unless they diverged.
+    func stateChecksum() -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        let arena = optimizer.arena
+        for storage in [arena.values, optimizer.m, optimizer.v] {
+            let words = UnsafeRawPointer(storage.base).bindMemory(to: UInt32.self, capacity: arena.count)
+            for i in 0..<arena.count { h = (h ^ UInt64(words[i])) &* 0x100_0000_01b3 }
+        }
+        return h
+    }
+
+    /// Checks that every process holds the same state (a deterministic reduction keeps them equal).
+    func verifyProcessesAgree() throws {
+        guard comm.size > 1 else { return }
+        let c = stateChecksum()
+        let all = comm.allGather([Int32(truncatingIfNeeded: c), Int32(truncatingIfNeeded: c >> 32)])
+        let disagreeing = (0..<comm.size).filter { all[2 * $0] != all[0] || all[2 * $0 + 1] != all[1] }
+        guard disagreeing.isEmpty else {
+            throw TrainingError(description: "processes \(disagreeing.map(String.init).joined(separator: ", ")) hold different parameters than rank 0 at step \(step); the job is not deterministic (mixed builds or CPUs?)",
+                                onEveryProcess: true)
+        }
     }
 
     /// Writes `<tag>.train-state`, then `<tag>` (full model) and `<tag>.encoder`, each atomically.
@@ -180,21 +245,44 @@ public final class Pretrainer {
         for (micro, batch) in microBatches.enumerated() {
             var rng = TesseraRNG(seed: deriveSeed(config.seed, 100, UInt64(step * config.accumSteps + micro)))
             let (loss, metrics) = method.trainingLoss(batch, rng: &rng)
-            let value = loss.item
+            // The global batch's loss and monitors: their mean over the processes (one small collective),
+            // so every process takes the same decision below. A monitor that is not a mean over the
+            // images (MSN's distinct prototypes) is computed by the method on the global batch.
+            let global = comm.mean([loss.item] + metrics.map(\.1))
+            let value = global[0]
             guard value.isFinite else {
                 let last = FileManager.default.fileExists(atPath: run.model("last")) ? run.model("last") : "none (no checkpoint saved yet)"
-                throw TrainingError(description: "loss is \(value) at epoch \(epoch + 1) step \(step + 1); stopping. Last good checkpoint: \(last). Lower --blr or check the data")
+                throw TrainingError(description: "loss is \(value) at epoch \(epoch + 1) step \(step + 1); stopping. Last good checkpoint: \(last). Lower --blr or check the data",
+                                    onEveryProcess: true)
             }
             (config.accumSteps == 1 ? loss : loss.scaled(by: 1 / Float(config.accumSteps))).backward()
             report.losses.append(value)
-            report.metrics = metrics
-            report.images += batch.indices.count
+            report.metrics = zip(metrics, global.dropFirst()).map { ($0.0, $1) }
+            report.images += batch.indices.count * comm.size
         }
+        averageGradientsOverProcesses()
         if let clip = config.clipGrad { optimizer.arena.clipGradients(maxNorm: clip) }
         optimizer.update()
         step += 1
         method.afterUpdate(step: step, totalSteps: totalSteps)
         return report
+    }
+
+    /// A failure this process stages at a given step (`TESSERA_INJECT_FAILURE`, for testing how a
+    /// job ends when one of its processes fails).
+    public var injectedFailure: InjectedFailure?
+
+    /// Seconds spent averaging gradients over the processes (the communication of the step).
+    public private(set) var reductionSeconds = 0.0
+
+    /// Every gradient replaced by its mean over the processes: a fixed-order sum (the same bits on
+    /// every process), then 1/W.
+    func averageGradientsOverProcesses() {
+        guard comm.size > 1, let g = optimizer.arena.gradients else { return }
+        let start = Date()
+        comm.sum(UnsafeMutableBufferPointer(start: g.base, count: optimizer.arena.count))
+        optimizer.arena.scaleGradients(by: 1 / Float(comm.size))
+        reductionSeconds += Date().timeIntervalSince(start)
     }
 
     // MARK: the loop
@@ -205,6 +293,8 @@ public final class Pretrainer {
         var lossSum = 0.0, lossCount = 0
         /// Seconds the step waited for the loader.
         var dataSeconds = 0.0
+        /// The trainer's gradient-reduction seconds when the window started.
+        var reductionStart = 0.0
 
         mutating func add(_ r: StepReport) {
             images += r.images
@@ -215,24 +305,33 @@ public final class Pretrainer {
         var imagesPerSecond: Double { Double(images) / max(Date().timeIntervalSince(start), 1e-9) }
         /// The share of the wall time spent waiting for data.
         var dataShare: Double { dataSeconds / max(Date().timeIntervalSince(start), 1e-9) }
+        /// The share of the wall time spent reducing gradients, given the trainer's running total.
+        func share(of reductionSeconds: Double) -> Double { (reductionSeconds - reductionStart) / max(Date().timeIntervalSince(start), 1e-9) }
     }
 
     /// Trains from the current epoch to `config.epochs` (or only until `stopAfter` epochs are done,
     /// as if the process were stopped there). Returns the mean loss of the last epoch.
     @discardableResult
     public func train(stopAfter: Int? = nil) throws -> Double {
-        try FileIO.makeDirectory(run.path)
-        try FileIO.writeAtomically(config.json() + "\n", to: run.config)
-        if !FileManager.default.fileExists(atPath: run.metricsCSV) {
-            try FileIO.appendLine("kind,epoch,step,loss,lr,images_per_s,knn", to: run.metricsCSV)
+        let primary = comm.isPrimary
+        if primary {
+            try FileIO.makeDirectory(run.path)
+            try FileIO.writeAtomically(config.json() + "\n", to: run.config)
+            if !FileManager.default.fileExists(atPath: run.metricsCSV) {
+                try FileIO.appendLine("kind,epoch,step,loss,lr,images_per_s,knn", to: run.metricsCSV)
+            }
         }
-        let tty = isatty(STDERR_FILENO) != 0
-        print("\(method.methodName) on \(loader.dataset.summary), \(loader.workers) decode worker\(loader.workers == 1 ? "" : "s"): effective batch \(config.effectiveBatch) (\(config.batchSize) × \(config.accumSteps) accumulation), lr \(String(format: "%.3g", config.learningRate)) (blr \(config.blr)), \(stepsPerEpoch) steps/epoch, \(config.epochs) epochs, \(Runtime.threads) threads")
+        synchronizeState()
+        let print: (String) -> Void = primary ? self.print : { _ in }
+        let tty = primary && isatty(STDERR_FILENO) != 0
+        let processes = comm.size == 1 ? "" : ", \(comm.size) processes × \(config.batchSize / comm.size) images"
+        print("\(method.methodName) on \(loader.dataset.summary), \(loader.workers) decode worker\(loader.workers == 1 ? "" : "s"): effective batch \(config.effectiveBatch) (\(config.batchSize) × \(config.accumSteps) accumulation\(processes)), lr \(String(format: "%.3g", config.learningRate)) (blr \(config.blr)), \(stepsPerEpoch) steps/epoch, \(config.epochs) epochs, \(Runtime.threads) threads")
         var lastEpochLoss = Double.nan
         let runStart = Date()
         let stepsAtStart = step
         while epoch < min(config.epochs, stopAfter ?? config.epochs) {
             var meter = Meter(), window = Meter()
+            window.reductionStart = reductionSeconds
             let batches = loader.batches(epoch: epoch)
             var group: [Batch] = []
             // Micro-batches left over after the epoch's last whole step are not used.
@@ -243,10 +342,11 @@ public final class Pretrainer {
                 defer { waitStart = Date() }
                 group.append(batch)
                 guard group.count == config.accumSteps else { continue }
+                if let f = injectedFailure, f.step == step + 1 { try f.trigger() }
                 let r = try step(group)
                 group.removeAll()
                 meter.add(r); window.add(r)
-                if !r.metrics.isEmpty {   // the method's monitors (MSN collapse, RC-MAE terms), every step
+                if primary, !r.metrics.isEmpty {   // the method's monitors (MSN collapse, RC-MAE terms), every step
                     try FileIO.appendLine("{\"kind\":\"monitor\",\"epoch\":\(epoch),\"step\":\(step),\"loss\":\(jsonNumber(Double(r.losses.last!)))"
                                           + jsonFields(r.metrics) + "}", to: run.metricsJSONL)
                 }
@@ -257,10 +357,12 @@ public final class Pretrainer {
                     var line = String(format: "epoch %d/%d step %d/%d loss %.4f lr %.3e %.0f img/s data %.0f%% ETA %@",
                                       epoch + 1, config.epochs, inEpoch, stepsPerEpoch, wloss, Double(optimizer.learningRate), ips,
                                       window.dataShare * 100, formatDuration(eta))
+                    if comm.size > 1 { line += String(format: " comm %.0f%%", window.share(of: reductionSeconds) * 100) }
                     for (k, v) in r.metrics { line += String(format: " %@ %.4g", k, v) }
                     if tty { FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8)) } else { print(line) }
-                    try logMetrics(kind: "step", loss: wloss, lr: Double(optimizer.learningRate), ips: ips, knn: nil, extra: r.metrics)
+                    if primary { try logMetrics(kind: "step", loss: wloss, lr: Double(optimizer.learningRate), ips: ips, knn: nil, extra: r.metrics) }
                     window = Meter()
+                    window.reductionStart = reductionSeconds
                 }
             }
             if tty { FileHandle.standardError.write(Data("\n".utf8)) }
@@ -268,7 +370,7 @@ public final class Pretrainer {
             lastEpochLoss = meter.meanLoss
             let ips = meter.imagesPerSecond
             var knn: Float?
-            if config.knnEvery > 0, epoch % config.knnEvery == 0 || epoch == config.epochs, let evalSets {
+            if primary, config.knnEvery > 0, epoch % config.knnEvery == 0 || epoch == config.epochs, let evalSets {   // rank 0 alone; the others wait
                 let enc = method.evaluationEncoder
                 let trF = try enc.features(of: evalSets.train, augmentation: config.augmentation, workers: loader.workers)
                 let teF = try enc.features(of: evalSets.test, augmentation: config.augmentation, workers: loader.workers)
@@ -277,11 +379,12 @@ public final class Pretrainer {
             print(String(format: "epoch %d/%d done: loss %.4f, %.0f img/s, %.1f%% of the time waiting for data", epoch, config.epochs,
                          lastEpochLoss, ips, meter.dataShare * 100)
                   + (knn.map { String(format: ", kNN %.2f%%", $0 * 100) } ?? ""))
-            try logMetrics(kind: "epoch", loss: lastEpochLoss, lr: Double(optimizer.learningRate), ips: ips, knn: knn, extra: [])
+            if primary { try logMetrics(kind: "epoch", loss: lastEpochLoss, lr: Double(optimizer.learningRate), ips: ips, knn: knn, extra: []) }
             if epoch % config.saveEvery == 0 || epoch == config.epochs {
-                try saveCheckpoint(tag: "last")
+                try verifyProcessesAgree()
+                if primary { try saveCheckpoint(tag: "last") }
             }
-            if let knn, knn > bestKNN {
+            if primary, let knn, knn > bestKNN {
                 bestKNN = knn
                 try saveCheckpoint(tag: "best", includeTrainState: false)
             }
@@ -320,5 +423,26 @@ public func loadWeights(_ file: SafeTensors.File, into module: Module, strict: B
     }
     do { try module.load(stateDict: state, strict: strict) } catch let e as EngineError {
         throw TrainingError(description: "checkpoint does not fit the model: \(e)")
+    }
+}
+
+/// A failure staged on purpose: `TESSERA_INJECT_FAILURE=rank:step[:crash]` makes process `rank`
+/// fail when it is about to run optimizer step `step` (1-based): with an error, or with `crash` by
+/// killing itself (SIGKILL). Tests use it to check that a failing process ends the whole job.
+public struct InjectedFailure: Sendable {
+    public let step: Int
+    public let crash: Bool
+
+    /// The failure the environment stages for process `rank`, if any.
+    public static func fromEnvironment(rank: Int) -> InjectedFailure? {
+        guard let spec = ProcessInfo.processInfo.environment["TESSERA_INJECT_FAILURE"] else { return nil }
+        let parts = spec.split(separator: ":")
+        guard parts.count >= 2, Int(parts[0]) == rank, let s = Int(parts[1]) else { return nil }
+        return InjectedFailure(step: s, crash: parts.count > 2 && parts[2] == "crash")
+    }
+
+    func trigger() throws {
+        if crash { kill(getpid(), SIGKILL) }
+        throw TrainingError(description: "injected failure before step \(step) (TESSERA_INJECT_FAILURE)")
     }
 }
