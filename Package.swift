@@ -185,6 +185,18 @@ let package = Package(
             path: "Tests/ModelsTests",
             resources: [.copy("Fixtures")]
         ),
+        // Run under mpirun by DistributedTests: the collectives against single-process references.
+        .executableTarget(
+            name: "TesseraMPICheck",
+            dependencies: ["TesseraDistributed", "TesseraModels", "TesseraEngine"],
+            path: "Tests/MPICheck"
+        ),
+        // Runs `tessera` and TesseraMPICheck under mpirun (subprocesses with timeouts).
+        .testTarget(
+            name: "DistributedTests",
+            dependencies: ["tessera", "TesseraMPICheck", "TesseraEngine"],
+            path: "Tests/DistributedTests"
+        ),
         // Runs the built `tessera` binary as a user would: bad input, and a tiny end-to-end run.
         .testTarget(
             name: "CLITests",

@@ -1,0 +1,202 @@
+import Foundation
+import TesseraEngine
+import XCTest
+
+/// Data-parallel training under `mpirun` on this machine: every job is a subprocess with a deadline
+/// (MPI is initialized once per process, never inside the XCTest process).
+final class DistributedTests: XCTestCase {
+    /// An executable of this package: in the products directory, which holds (or is) the test bundle.
+    func product(_ name: String) -> String {
+        let bundle = Bundle(for: DistributedTests.self).bundleURL
+        let candidates = [bundle.appendingPathComponent(name), bundle.deletingLastPathComponent().appendingPathComponent(name)]
+        return (candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[1]).path
+    }
+
+    struct Outcome { let status: Int32; let stdout: String; let stderr: String; let seconds: Double }
+
+    /// Runs `program args` under `mpirun -np ranks` (ranks 1: directly), within `timeout` seconds.
+    func launch(_ ranks: Int, _ program: String, _ args: [String], env: [String: String] = [:], timeout: Int = 180) throws -> Outcome {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else {
+            throw XCTSkip("mpirun is not installed (Debian: openmpi-bin; scripts/test.sh installs it)")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+        p.arguments = ["--kill-after=10", "\(timeout)"]
+            + (ranks > 1 ? ["mpirun", "-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"] : []) + [program] + args
+        var e = ProcessInfo.processInfo.environment
+        e["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; e["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        e["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"
+        e["OMPI_MCA_btl"] = "self,vader"; e["OMPI_MCA_pml"] = "ob1"
+        e["TESSERA_THREADS"] = "1"
+        for (k, v) in env { e[k] = v }
+        p.environment = e
+        p.standardInput = FileHandle.nullDevice
+        // Output to files: nothing to drain while the job runs, whatever it prints.
+        let base = NSTemporaryDirectory() + "tessera-dist-out-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        FileManager.default.createFile(atPath: base + ".out", contents: nil)
+        FileManager.default.createFile(atPath: base + ".err", contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: base + ".out"); try? FileManager.default.removeItem(atPath: base + ".err") }
+        p.standardOutput = FileHandle(forWritingAtPath: base + ".out")
+        p.standardError = FileHandle(forWritingAtPath: base + ".err")
+        let start = Date()
+        try p.run()
+        p.waitUntilExit()
+        func text(_ path: String) -> String { String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) }
+        return Outcome(status: p.terminationStatus, stdout: text(base + ".out"), stderr: text(base + ".err"), seconds: Date().timeIntervalSince(start))
+    }
+
+    func tempDir() throws -> String {
+        let d = NSTemporaryDirectory() + "tessera-dist-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
+        return d
+    }
+
+    /// A tiny run of `method`: 24 Fashion-MNIST images, global batch 8, 3 steps per epoch.
+    func pretrain(_ method: String, run: String, epochs: Int = 1, extra: [String] = []) -> [String] {
+        var a = ["pretrain", "--method", method, "--run", run, "--depth", "2", "--dim", "32", "--heads", "2", "--decoder-dim", "32",
+                 "--decoder-depth", "1", "--decoder-heads", "2", "--limit", "24", "--batch-size", "8", "--epochs", "\(epochs)",
+                 "--warmup-epochs", "0", "--blr", "0.01", "--log-every", "1", "--seed", "11"]
+        if method == "msn" { a += ["--focal-views", "2", "--prototypes", "16", "--head-hidden", "32"] }
+        return a + extra
+    }
+
+    /// The largest absolute difference between two checkpoints' tensors (same names and shapes).
+    func maxDifference(_ a: String, _ b: String) throws -> Float {
+        let x = try SafeTensors.read(a), y = try SafeTensors.read(b)
+        XCTAssertEqual(x.tensors.map(\.name), y.tensors.map(\.name))
+        var worst: Float = 0
+        for (name, e) in x.tensors {
+            guard let u = e.floats(), let v = y[name]?.floats() else { continue }
+            for (p, q) in zip(u, v) { worst = max(worst, abs(p - q)) }
+        }
+        return worst
+    }
+
+    /// ‖a − b‖ / ‖b‖ over the tensors of two checkpoints whose names start with `prefix`.
+    func relativeDifference(_ a: String, _ b: String, prefix: String) throws -> Double {
+        let x = try SafeTensors.read(a), y = try SafeTensors.read(b)
+        var d = 0.0, n = 0.0
+        for (name, e) in x.tensors where name.hasPrefix(prefix) {
+            guard let u = e.floats(), let v = y[name]?.floats() else { continue }
+            for (p, q) in zip(u, v) { d += Double(p - q) * Double(p - q); n += Double(q) * Double(q) }
+        }
+        XCTAssertGreaterThan(n, 0, "no tensor named \(prefix)… in \(a)")
+        return (d / max(n, 1e-300)).squareRoot()
+    }
+
+    func bytes(_ path: String) -> Data { FileManager.default.contents(atPath: path) ?? Data() }
+
+    func assertSucceeded(_ r: Outcome, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(r.status, 0, "status \(r.status)\n\(r.stdout.suffix(2000))\n\(r.stderr.suffix(2000))", file: file, line: line)
+    }
+
+    // MARK: collectives
+
+    /// The fixed-order sum gives every rank the same bits (equal to the rank-order sum), and
+    /// SyncBatchNorm, Sinkhorn, ME-MAX and UniGrad on W processes match one process with the whole
+    /// batch (relative 1e-5): `TesseraMPICheck` on 2 and 3 processes.
+    func testCollectivesMatchOneProcess() throws {
+        for ranks in [2, 3] {
+            let r = try launch(ranks, product("TesseraMPICheck"), [], timeout: 120)
+            assertSucceeded(r)
+            let lines = r.stdout.split(separator: "\n")
+            XCTAssertEqual(lines.filter { $0.hasPrefix("ok ") }.count, 8, r.stdout)
+            for name in ["sum-300001", "sync-batchnorm", "sinkhorn", "msn-loss", "unigrad"] {
+                XCTAssertTrue(lines.contains { $0.hasPrefix("ok \(name) ") }, "\(name) on \(ranks) ranks:\n\(r.stdout)")
+            }
+        }
+    }
+
+    // MARK: training
+
+    /// Every method, 3 steps: 2 processes × 4 images train as 1 process × 8, and two identical
+    /// 2-process runs write byte-identical checkpoints. Rank 0 alone writes, and records the world size.
+    ///
+    /// The two orders of summation differ by rounding: AdamW's first moments (the averaged gradients)
+    /// agree to 1e-5 relative (measured 2e-7–4e-6). Parameters are checked loosely (0.5·lr per step):
+    /// AdamW moves every element by about lr·g/(|g| + ε), so an element whose gradient is near zero
+    /// (|g| ~ ε) moves by a rounding-sensitive fraction of lr (measured up to 0.07·lr per step); a
+    /// wrong mask, view or statistic moves elements by up to 2·lr per step.
+    func testEachMethodTwoProcessesTrainAsOne() throws {
+        let dir = try tempDir()
+        let tessera = product("tessera")
+        for method in ["mae", "rcmae", "msn", "sim"] {
+            let one = try launch(1, tessera, pretrain(method, run: "\(dir)/\(method)-1"))
+            assertSucceeded(one)
+            let two = try launch(2, tessera, pretrain(method, run: "\(dir)/\(method)-2"))
+            assertSucceeded(two)
+            XCTAssertTrue(two.stdout.contains("2 processes × 4 images"), two.stdout)
+            XCTAssertEqual(two.stdout.components(separatedBy: "epoch 1/1 done").count, 2, "one process reports:\n\(two.stdout)")
+            let again = try launch(2, tessera, pretrain(method, run: "\(dir)/\(method)-2b"))
+            assertSucceeded(again)
+
+            let lr: Float = 0.01 * 8 / 256
+            let d = try maxDifference("\(dir)/\(method)-1/last.safetensors", "\(dir)/\(method)-2/last.safetensors")
+            let m = try relativeDifference("\(dir)/\(method)-1/last.train-state.safetensors", "\(dir)/\(method)-2/last.train-state.safetensors", prefix: "exp_avg.")
+            XCTAssertLessThanOrEqual(m, 1e-5, "\(method): 2 × 4 vs 1 × 8: the first moments (gradient averages) differ by \(m) relative")
+            XCTAssertLessThanOrEqual(d, 0.5 * lr * 3, "\(method): 2 × 4 vs 1 × 8 differ by \(d)")
+            for f in ["last.safetensors", "last.train-state.safetensors", "last.encoder.safetensors"] {
+                XCTAssertEqual(bytes("\(dir)/\(method)-2/\(f)"), bytes("\(dir)/\(method)-2b/\(f)"), "\(method): two 2-process runs differ in \(f)")
+            }
+            let meta = try SafeTensors.read("\(dir)/\(method)-2/last.safetensors").metadata
+            XCTAssertEqual(meta["world_size"], "2")
+            XCTAssertEqual(meta["samples"], "24")
+        }
+    }
+
+    /// A run saved by 2 processes resumes with 1, and one saved by 1 resumes with 2; both end where
+    /// an uninterrupted run does (within rounding). The interruption is a failure staged before the
+    /// first step of epoch 2, after epoch 1's checkpoint.
+    func testResumeWithAnotherNumberOfProcesses() throws {
+        let dir = try tempDir()
+        let tessera = product("tessera")
+        for method in ["mae", "msn"] {
+            let whole = try launch(1, tessera, pretrain(method, run: "\(dir)/\(method)-whole", epochs: 2))
+            assertSucceeded(whole)
+            for (first, second) in [(2, 1), (1, 2)] {
+                let run = "\(dir)/\(method)-\(first)to\(second)"
+                let stopped = try launch(first, tessera, pretrain(method, run: run, epochs: 2), env: ["TESSERA_INJECT_FAILURE": "0:4"])
+                XCTAssertNotEqual(stopped.status, 0)
+                XCTAssertTrue(stopped.stderr.contains("injected failure"), stopped.stderr)
+                XCTAssertEqual(try SafeTensors.read(run + "/last.safetensors").metadata["world_size"], "\(first)")
+                let resumed = try launch(second, tessera, ["pretrain", "--run", run, "--resume"])
+                assertSucceeded(resumed)
+                XCTAssertTrue(resumed.stdout.contains("resumed \(run) at epoch 1, step 3"), resumed.stdout)
+                let lr: Float = 0.01 * 8 / 256
+                let d = try maxDifference("\(dir)/\(method)-whole/last.safetensors", run + "/last.safetensors")
+                let m = try relativeDifference("\(dir)/\(method)-whole/last.train-state.safetensors", run + "/last.train-state.safetensors", prefix: "exp_avg.")
+                XCTAssertLessThanOrEqual(m, 1e-5, "\(method): saved with \(first), resumed with \(second): first moments differ by \(m) relative")
+                XCTAssertLessThanOrEqual(d, 0.5 * lr * 6, "\(method): saved with \(first), resumed with \(second): differs by \(d)")
+            }
+        }
+    }
+
+    // MARK: failures
+
+    /// A process that fails (an error, or killed) ends the whole job with a non-zero status well
+    /// before the deadline, and an error names the rank.
+    func testFailureOnOneRankEndsTheJob() throws {
+        let dir = try tempDir()
+        let tessera = product("tessera")
+        let failed = try launch(2, tessera, pretrain("mae", run: "\(dir)/error", epochs: 2), env: ["TESSERA_INJECT_FAILURE": "1:2"], timeout: 120)
+        XCTAssertNotEqual(failed.status, 0)
+        XCTAssertNotEqual(failed.status, 124, "the job hung until the deadline")
+        XCTAssertLessThan(failed.seconds, 60)
+        XCTAssertTrue(failed.stderr.contains("error: rank 1 of 2: injected failure"), failed.stderr)
+
+        let killed = try launch(2, tessera, pretrain("mae", run: "\(dir)/crash", epochs: 2), env: ["TESSERA_INJECT_FAILURE": "1:2:crash"], timeout: 120)
+        XCTAssertNotEqual(killed.status, 0)
+        XCTAssertNotEqual(killed.status, 124, "the job hung until the deadline")
+        XCTAssertLessThan(killed.seconds, 60)
+    }
+
+    /// A global batch that the processes cannot share equally is refused with one line.
+    func testBatchMustDivideAmongProcesses() throws {
+        let dir = try tempDir()
+        let r = try launch(2, product("tessera"), pretrain("mae", run: "\(dir)/odd", extra: ["--batch-size", "9"]), timeout: 120)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--batch-size 9 is the global batch and must be a multiple of the 2 processes"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/odd/last.safetensors"))
+    }
+}
