@@ -34,6 +34,9 @@ struct Bench: ParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
     @Argument(parsing: .postTerminator, help: "tessera pretrain options") var pretrainArguments: [String] = []
 
+    /// Every report line of the benchmark: printed by rank 0 alone when it runs under mpirun.
+    func print(_ line: String) { if Processes.comm.isPrimary { Swift.print(line) } }
+
     func run() throws {
         try runtime.apply()
         if loaderOnly && data == nil { throw CLIError("--loader-only needs --data") }
@@ -62,8 +65,10 @@ struct Bench: ParsableCommand {
         }
         let config = try options.buildConfig(train: set)
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-bench-\(getpid())").path
+        let comm = Processes.comm
         let trainer = try Pretrainer(config: config, method: config.method.make(config), train: set, evalSets: nil, runFolder: scratch,
-                                     workers: runtime.workers(for: set))
+                                     workers: runtime.workers(for: set), communicator: comm)
+        trainer.synchronizeState()
         if data != nil { try timeLoader(set, trainer: trainer, workerCounts: workerCounts) }
         if loaderOnly { return }
         let loader = trainer.loader, order = loader.order(epoch: 0)
@@ -77,16 +82,17 @@ struct Bench: ParsableCommand {
         }
 
         let e = config.mae.encoder
-        print("tessera bench: \(config.method) \(config.model) (encoder \(e.dim)/\(e.depth)/\(e.heads), patch \(e.patchSize) on \(e.imageSize)x\(e.imageSize)x\(e.channels)), batch \(config.batchSize) x \(config.accumSteps), \(Runtime.threads) threads")
+        print("tessera bench: \(config.method) \(config.model) (encoder \(e.dim)/\(e.depth)/\(e.heads), patch \(e.patchSize) on \(e.imageSize)x\(e.imageSize)x\(e.channels)), batch \(config.batchSize) x \(config.accumSteps), \(Runtime.threads) threads"
+              + (comm.size > 1 ? " in each of \(comm.size) processes (\(config.batchSize / comm.size) images each)" : ""))
         print("BLAS: \(Runtime.gemmBackend); \(rounds) rounds of \(steps) steps, alternating with a 2048³ sgemm")
         try trainStep()   // warm up: allocations, BLAS buffers
         _ = Runtime.sgemmRate()
         var stepTimes: [Double] = [], flops: [Double] = [], rates: [Double] = [], peaks: [Double] = []
-        var faults: [Double] = []
+        var faults: [Double] = [], commShares: [Double] = []
         var shapes: [String: Runtime.GEMMShape] = [:], shapeOrder: [String] = []
         for r in 0..<rounds {
             Runtime.resetMatmulFlops()
-            let f0 = ResourceUsage.now().minorFaults
+            let f0 = ResourceUsage.now().minorFaults, c0 = trainer.reductionSeconds
             Runtime.profileGEMMs(true)
             let t0 = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<steps { try trainStep() }
@@ -97,17 +103,23 @@ struct Bench: ParsableCommand {
                 if var old = shapes[key] { old.calls += g.calls; old.seconds += g.seconds; shapes[key] = old } else { shapes[key] = g; shapeOrder.append(key) }
             }
             faults.append(Double(ResourceUsage.now().minorFaults - f0) / Double(steps))
+            commShares.append((trainer.reductionSeconds - c0) / Double(steps) / dt)
             stepTimes.append(dt)
             flops.append(Double(Runtime.matmulFlops) / Double(steps))
             rates.append(Runtime.sgemmRate())
             peaks.append(Runtime.fmaPeak())
             print(String(format: "round %d: %.1f ms/step, %.0f images/s, %.0f minor faults/step, sgemm %.1f GFLOP/s, FMA peak %.1f GFLOP/s", r + 1, dt * 1e3,
-                         Double(config.effectiveBatch) / dt, faults.last!, rates.last!, peaks.last!))
+                         Double(config.effectiveBatch) / dt, faults.last!, rates.last!, peaks.last!)
+                  + (comm.size > 1 ? String(format: ", gradient averaging %.1f%% of the step", commShares.last! * 100) : ""))
         }
         let t = median(stepTimes), f = median(flops), sg = median(rates), peak = median(peaks)
         let modelRate = f / t / 1e9
         print(String(format: "median: %.1f ms/step, %.0f images/s, %.2f GFLOP per step (matrix products), %.1f GFLOP/s = %.0f%% of the sgemm rate (%.1f GFLOP/s) = %.0f%% of the FMA peak (%.1f GFLOP/s)",
                      t * 1e3, Double(config.effectiveBatch) / t, f / 1e9, modelRate, 100 * modelRate / sg, sg, 100 * modelRate / peak, peak))
+        if comm.size > 1 {
+            print(String(format: "data parallel: %d processes, gradient averaging (fixed-order sum of %d values) %.1f%% of the step (median)",
+                         comm.size, trainer.optimizer.arena.count, median(commShares) * 100))
+        }
         printShapeTable(shapeOrder.map { shapes[$0]! }, steps: rounds * steps, stepSeconds: t, peak: peak)
         print(String(format: "memory: peak RSS %.0f MiB, %.0f minor page faults per step (median)",
                      Double(ResourceUsage.now().peakResidentBytes) / 1048576, median(faults)))

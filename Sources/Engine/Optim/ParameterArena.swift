@@ -58,14 +58,14 @@ public final class ParameterArena {
         return Float(ck_sum_squares(g.base, Int64(count), &scratch).squareRoot())
     }
 
-    /// Scales the gradients so their global norm is at most `maxNorm` (`clip_grad_norm_`, with its
-    /// `1e-6` in the denominator). Returns the norm before clipping.
-    @discardableResult
     /// Every gradient times `s`.
     public func scaleGradients(by s: Float) {
         if let g = gradients { ck_scale(g.base, Int64(count), s) }
     }
 
+    /// Scales the gradients so their global norm is at most `maxNorm` (`clip_grad_norm_`, with its
+    /// `1e-6` in the denominator). Returns the norm before clipping.
+    @discardableResult
     public func clipGradients(maxNorm: Float) -> Float {
         let norm = gradientNorm()
         let coef = maxNorm / (norm + 1e-6)
