@@ -206,6 +206,47 @@ final class DataAtScaleTests: XCTestCase {
         }
     }
 
+    /// Data-parallel shards: W processes' batches of a step are disjoint, together exactly the
+    /// one-process batch (same images, same pixels, in rank order), cover the epoch's order, and are
+    /// reshuffled per epoch; for an image folder read directly and for tar shards streamed with the
+    /// other processes' members skipped.
+    func testProcessShardsAreDisjointCompleteAndReshuffled() throws {
+        let folder = try ImageFiles.index(try makeFolder(), channels: 3)
+        _ = try TarShards.pack(folder, into: tmp + "/s", shardSize: 4, shuffleSeed: 5)
+        var shards = try TarShards.index(tmp + "/s", channels: 3)
+        shards.shuffleBuffer = 3
+        let aug = Augmentation(size: 16, mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2])
+        for data in [folder as any ImageDataset, shards] {
+            for W in [2, 3] {
+                let B = 2 * W   // 13 images: 2 or 1 whole global batches, the rest dropped
+                let whole = Loader(data, batchSize: B, augmentation: aug, seed: 8)
+                let parts = (0..<W).map { Loader(data, batchSize: B, views: [aug], seed: 8, workers: 2,
+                                                 shard: EpochShard(rank: $0, of: W, globalBatch: B)) }
+                var epochs: [[Int]] = []
+                for epoch in 0..<2 {
+                    let reference = try whole.batches(epoch: epoch).remaining()
+                    let streamed = try parts.map { try $0.batches(epoch: epoch).remaining() }
+                    XCTAssertEqual(reference.count, 13 / B)
+                    var seen: [Int] = []
+                    for (s, ref) in reference.enumerated() {
+                        let mine = streamed.map { $0[s] }
+                        XCTAssertEqual(mine.flatMap(\.indices), ref.indices, "\(data.summary): W \(W) epoch \(epoch) step \(s)")
+                        assertBitIdentical(mine.flatMap { $0.images.array }, ref.images.array, "W \(W) epoch \(epoch) step \(s)")
+                        for (r, b) in mine.enumerated() {
+                            XCTAssertEqual(b.globalRows, (r * 2)..<(r * 2 + 2))
+                            XCTAssertEqual(b.globalBatchSize, B)
+                        }
+                        seen += mine.flatMap(\.indices)
+                    }
+                    XCTAssertEqual(Set(seen).count, seen.count, "an image in two processes' batches")
+                    XCTAssertEqual(seen, Array(whole.order(epoch: epoch).prefix(seen.count)))
+                    epochs.append(seen)
+                }
+                XCTAssertNotEqual(epochs[0], epochs[1], "not reshuffled between epochs")
+            }
+        }
+    }
+
     func testHostileShardsGiveClearErrors() throws {
         let folder = try ImageFiles.index(try makeFolder(), channels: 3)
         _ = try TarShards.pack(folder, into: tmp + "/s", shardSize: 13, shuffleSeed: nil)
