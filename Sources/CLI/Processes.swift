@@ -12,8 +12,12 @@ enum Processes {
 
     /// Joins the MPI job when a launcher started several processes. Each process then defaults to
     /// its share of this machine's cores (threads and decode workers), unless the threads were set.
-    static func start() throws {
+    /// Other commands (`dataParallel` false) refuse to run as one of several processes.
+    static func start(dataParallel: Bool) throws {
         guard let n = MPICommunicator.launchedSize, n > 1 else { return }
+        guard dataParallel else {
+            throw CLIError("started by an MPI launcher as one of \(n) processes, but only 'tessera pretrain' and 'tessera bench' run data-parallel; run this command without mpirun")
+        }
         guard MPICommunicator.isAvailable else {
             throw CLIError("started by an MPI launcher as one of \(n) processes, but this tessera was built without MPI (TESSERA_MPI=off); install libopenmpi-dev and rebuild")
         }

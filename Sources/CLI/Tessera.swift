@@ -38,7 +38,7 @@ enum Main {
         Runtime.lineBufferStandardOutput()   // progress lines reach a pipe or log file as they happen
         do {
             var command = try Tessera.parseAsRoot()
-            try Processes.start()
+            try Processes.start(dataParallel: command is Pretrain || command is Bench)
             try command.run()
             Processes.finish()
         } catch {

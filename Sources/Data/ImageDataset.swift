@@ -38,7 +38,8 @@ public protocol ImageDataset: Sendable {
     func epochOrder(seed: UInt64, epoch: Int) -> [Int]
     /// A reader that streams the epoch's images in storage order and hands out the image at each
     /// position of `order` (from `start` on), or nil to read each image with ``image(_:)``. `order` is
-    /// `epochOrder(seed:epoch:)` when `shuffled`, else the index order.
+    /// `epochOrder(seed:epoch:)` when `shuffled`, else the index order. Only the positions `shard`
+    /// contains are asked for (a data-parallel process's); the reader need not read the others.
     func epochReader(seed: UInt64, epoch: Int, shuffled: Bool, order: [Int], start: Int, batchSize: Int, shard: EpochShard) -> (any EpochReader)?
 }
 

@@ -15,9 +15,9 @@ public struct Batch: @unchecked Sendable {
     /// In data-parallel training, this process's rows of the step's global batch (one process: all).
     /// Per-step randomness a method draws for the whole batch (masks) is drawn for
     /// ``globalBatchSize`` images and these rows kept, so it follows the image, not the process.
-    public var globalRows: Range<Int>
-    public var globalBatchSize: Int { globalSize }
-    private let globalSize: Int
+    public let globalRows: Range<Int>
+    /// Images of the step over all processes.
+    public let globalBatchSize: Int
 
     /// The first view.
     public var images: Tensor { viewImages[0] }
@@ -29,9 +29,9 @@ public struct Batch: @unchecked Sendable {
         self.viewImages = viewImages; self.viewCrops = viewCrops; self.labels = labels; self.indices = indices
         self.epoch = epoch; self.step = step
         self.globalRows = globalRows ?? 0..<indices.count
-        self.globalSize = globalBatchSize ?? indices.count
-        precondition(self.globalRows.count == indices.count && self.globalRows.upperBound <= globalSize,
-                     "Batch: rows \(self.globalRows) of a global batch of \(globalSize) for \(indices.count) images")
+        self.globalBatchSize = globalBatchSize ?? indices.count
+        precondition(self.globalRows.count == indices.count && self.globalRows.upperBound <= self.globalBatchSize,
+                     "Batch: rows \(self.globalRows) of a global batch of \(self.globalBatchSize) for \(indices.count) images")
     }
 
     public init(images: Tensor, labels: [Int]?, indices: [Int], views: [CropView], epoch: Int, step: Int) {
@@ -76,7 +76,8 @@ public func deriveSeed(_ seed: UInt64, _ a: UInt64, _ b: UInt64 = 0) -> UInt64 {
 /// views of the image at position j of epoch e draw from (seed, e, j) alone. A batch is therefore a
 /// pure function of (seed, epoch, step): the same bits whatever the number of workers or threads,
 /// and resuming at any step reproduces the uninterrupted run. The last partial batch is dropped when
-/// `dropLast` is set (training).
+/// `dropLast` is set (training). In data-parallel training each process's loader has the global
+/// batch size and its ``EpochShard``, and builds only its slice of each batch.
 public final class Loader: @unchecked Sendable {
     public let dataset: any ImageDataset
     /// Images per step over all processes (the global batch).

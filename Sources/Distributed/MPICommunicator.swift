@@ -37,7 +37,7 @@ public final class MPICommunicator: Communicator {
     public static var launchedSize: Int? {
         let env = ProcessInfo.processInfo.environment
         if env["TESSERA_MPI"] == "0" { return nil }
-        for key in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MPI_LOCALNRANKS"] { if let n = env[key].flatMap(Int.init) { return n } }
+        for key in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"] { if let n = env[key].flatMap(Int.init) { return n } }
         if env["PMIX_RANK"] != nil || env["SLURM_STEP_ID"] != nil, let n = env["SLURM_NTASKS"].flatMap(Int.init) { return n }
         return nil
     }
