@@ -26,7 +26,7 @@ final class DistributedTests: XCTestCase {
         var e = ProcessInfo.processInfo.environment
         e["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; e["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         e["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"
-        e["OMPI_MCA_btl"] = "self,vader"; e["OMPI_MCA_pml"] = "ob1"
+        e["OMPI_MCA_btl"] = "self,vader"; e["OMPI_MCA_pml"] = "ob1"; e["OMPI_MCA_oob_tcp_if_include"] = "lo"
         e["TESSERA_THREADS"] = "1"
         for (k, v) in env { e[k] = v }
         p.environment = e
