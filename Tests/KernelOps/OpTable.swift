@@ -468,6 +468,42 @@ let normRows: [KernelOp] = [
             } else { ref_batchnorm_backward(gr[0], gr[1], gr[2], dout, v[0], v[1], rm, rv, i64(R), i64(C), 1e-5, training) }
         })
     },
+    // SyncBatchNorm's phases (Tensor.syncBatchNorm sums each phase over the processes in between),
+    // composed here on one process: training BatchNorm1d again, against the same reference.
+    KernelOp("batchnorm_phases", kernels: ["ck_column_sums", "ck_batchnorm_apply", "ck_batchnorm_backward_sums", "ck_batchnorm_backward_apply"],
+             rtol: 1e-4, atol: 1e-4, shapes: [[2, 5], [7, 31], [16, 32], [9, 33], [40, 65], [256, 2048], [12800, 192]],
+             production: [12800, 192]) { s in
+        let R = s[0], C = s[1]
+        /// mean and rstd over the rows, from the two column-sum phases.
+        func statistics(_ x: [Float]) -> (mean: [Float], rstd: [Float]) {
+            var sum = zeros(C)
+            ck_column_sums(&sum, x, nil, i64(R), i64(C))
+            let mean = sum.map { $0 / Float(R) }
+            ck_column_sums(&sum, x, mean, i64(R), i64(C))
+            return (mean, sum.map { 1 / ($0 / Float(R) + 1e-5).squareRoot() })
+        }
+        return OpCase("batchnorm phases [\(R), \(C)]",
+                      inputs: [opRandom(R * C, seed: 145, -3, 5), opRandom(C, seed: 146), opRandom(C, seed: 147)], differentiable: [0, 1, 2],
+                      forward: { impl, v in
+            var out = zeros(R * C)
+            if impl == .kernel {
+                let (mean, rstd) = statistics(v[0])
+                ck_batchnorm_apply(&out, v[0], mean, rstd, v[1], v[2], i64(R), i64(C))
+            } else { ref_batchnorm_train(&out, v[0], v[1], v[2], i64(R), i64(C), 1e-5) }
+            return [out]
+        }, backward: { impl, v, dout, gr, acc in
+            if impl == .kernel {
+                let (mean, rstd) = statistics(v[0])
+                var sdy = zeros(C), sdyx = zeros(C)
+                ck_batchnorm_backward_sums(&sdy, &sdyx, dout, v[0], mean, rstd, i64(R), i64(C))
+                ck_batchnorm_backward_apply(g(gr[0], acc), dout, v[0], v[1], mean, rstd, sdy, sdyx, Float(R), i64(R), i64(C))
+                for c in 0..<C {   // the parameters' gradients are the sums themselves
+                    gr[1][c] = (acc == 1 ? gr[1][c] : 0) + sdyx[c]
+                    gr[2][c] = (acc == 1 ? gr[2][c] : 0) + sdy[c]
+                }
+            } else { ref_batchnorm_backward(gr[0], gr[1], gr[2], dout, v[0], v[1], nil, nil, i64(R), i64(C), 1e-5, 1) }
+        })
+    },
     KernelOp("l2norm", kernels: ["ck_l2norm_forward", "ck_l2norm_backward"], rtol: 1e-5, atol: 1e-6,
              shapes: [[1, 1, 0], [3, 7, 0], [5, 256, 0], [4, 9, 1], [4096, 256, 0]], production: [4096, 256, 0]) { s in
         let R = s[0], C = s[1], zeroRow = s[2] == 1
