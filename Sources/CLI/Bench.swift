@@ -24,10 +24,10 @@ struct Bench: ParsableCommand {
         Example: tessera bench --data /data/imagenet --loader-workers 1,2 -- --patch-size 16 --batch-size 64
         """)
 
-    @Option(help: "Rounds (alternating training steps and sgemm).") var rounds = 5
-    @Option(help: "Timed training steps per round.") var steps = 5
-    @Option(help: "Side of the synthetic images.") var imageSize = 28
-    @Option(help: "Channels of the synthetic images.") var channels = 1
+    @Option(parsing: .unconditional, help: "Rounds (alternating training steps and sgemm).") var rounds = 5
+    @Option(parsing: .unconditional, help: "Timed training steps per round.") var steps = 5
+    @Option(parsing: .unconditional, help: "Side of the synthetic images.") var imageSize = 28
+    @Option(parsing: .unconditional, help: "Channels of the synthetic images.") var channels = 1
     @Option(help: "Train on this data (as pretrain's --data) and time its loader alone too.") var data: String?
     @Option(help: "Decode worker counts to time the loader with, comma-separated.") var loaderWorkers = "1,2"
     @Flag(help: "With --data: time the loader alone, not the training step.") var loaderOnly = false
@@ -40,9 +40,10 @@ struct Bench: ParsableCommand {
     func run() throws {
         try runtime.apply()
         if loaderOnly && data == nil { throw CLIError("--loader-only needs --data") }
-        guard rounds >= 1, steps >= 1, imageSize >= 1, channels == 1 || channels == 3 else {
-            throw CLIError("--rounds, --steps and --image-size must be positive and --channels 1 or 3")
-        }
+        try Check.integer("--rounds", rounds, 1...10_000)
+        try Check.integer("--steps", steps, 1...10_000)
+        try Check.integer("--image-size", imageSize, 1...4096)
+        guard channels == 1 || channels == 3 else { throw CLIError("--channels must be 1 or 3, got \(channels)") }
         let options: Pretrain
         do { options = try Pretrain.parse(pretrainArguments) } catch {
             throw CLIError("after --: \(Pretrain.message(for: error)) (see 'tessera pretrain --help')")
@@ -121,8 +122,9 @@ struct Bench: ParsableCommand {
                          comm.size, trainer.optimizer.arena.count, median(commShares) * 100))
         }
         printShapeTable(shapeOrder.map { shapes[$0]! }, steps: rounds * steps, stepSeconds: t, peak: peak)
-        print(String(format: "memory: peak RSS %.0f MiB, %.0f minor page faults per step (median)",
-                     Double(ResourceUsage.now().peakResidentBytes) / 1048576, median(faults)))
+        let pool = BufferPool.shared.highWater
+        print(String(format: "memory: peak RSS %.0f MiB, %.0f minor page faults per step (median); tensor buffers of 64 KiB and more: at most %.0f MiB in use at once, %.0f MiB held (in use plus kept for reuse)",
+                     Double(ResourceUsage.now().peakResidentBytes) / 1048576, median(faults), Double(pool.live) / 1048576, Double(pool.held) / 1048576))
         if data != nil {
             // The loop as training runs it: the loader's thread and workers prepare batches while the steps run.
             let w = trainer.loader.workers

@@ -18,12 +18,12 @@ struct Pack: ParsableCommand {
 
     @Argument(help: "An ImageFolder (or a flat folder of images).") var source: String
     @Argument(help: "Output directory for shard-NNNNNN.tar and classes.txt (created; must hold no shards).") var output: String
-    @Option(help: "Samples per shard.") var shardSize = 1000
-    @Option(help: "Seed of the order of the samples across shards.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Samples per shard.") var shardSize = 1000
+    @Option(parsing: .unconditional, help: "Seed of the order of the samples across shards.") var seed: UInt64 = 0
     @Flag(help: "Keep the folder's order (class after class) instead of shuffling.") var noShuffle = false
 
     func run() throws {
-        guard shardSize >= 1 else { throw CLIError("--shard-size must be at least 1, got \(shardSize)") }
+        try Check.integer("--shard-size", shardSize, 1...1 << 24)
         let set = try ImageFiles.index(source, channels: 3)
         let fm = FileManager.default
         if fm.fileExists(atPath: output), (try? TarShards.shardPaths(output)) != nil {

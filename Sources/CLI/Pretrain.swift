@@ -24,43 +24,43 @@ struct Pretrain: ParsableCommand {
     @Option(name: .customLong("run"), help: "Run folder (created; must not hold a run unless --resume).") var runPath = "runs/mae"
     @Flag(help: "Continue the run in --run from its last checkpoint with its saved configuration (only --epochs and --threads apply).") var resume = false
 
-    @Option(help: "Image size (default: the data's when its images are all one square size, else 224).") var imageSize: Int?
-    @Option(help: "Patch size.") var patchSize: Int?
-    @Option(help: "Image channels, 1 or 3 (default: the data's).") var channels: Int?
-    @Option(help: "Encoder depth.") var depth: Int?
-    @Option(help: "Encoder width.") var dim: Int?
-    @Option(help: "Encoder heads.") var heads: Int?
-    @Option(help: "Decoder width.") var decoderDim: Int?
-    @Option(help: "Decoder depth.") var decoderDepth: Int?
-    @Option(help: "Decoder heads.") var decoderHeads: Int?
-    @Option(help: "Fraction of patches masked (MAE and RC-MAE: default 0.75; SIM: 0.6, block-wise; MSN: see --patch-drop).") var maskRatio: Float?
+    @Option(parsing: .unconditional, help: "Image size (default: the data's when its images are all one square size, else 224).") var imageSize: Int?
+    @Option(parsing: .unconditional, help: "Patch size.") var patchSize: Int?
+    @Option(parsing: .unconditional, help: "Image channels, 1 or 3 (default: the data's).") var channels: Int?
+    @Option(parsing: .unconditional, help: "Encoder depth.") var depth: Int?
+    @Option(parsing: .unconditional, help: "Encoder width.") var dim: Int?
+    @Option(parsing: .unconditional, help: "Encoder heads.") var heads: Int?
+    @Option(parsing: .unconditional, help: "Decoder width.") var decoderDim: Int?
+    @Option(parsing: .unconditional, help: "Decoder depth.") var decoderDepth: Int?
+    @Option(parsing: .unconditional, help: "Decoder heads.") var decoderHeads: Int?
+    @Option(parsing: .unconditional, help: "Fraction of patches masked (MAE and RC-MAE: default 0.75; SIM: 0.6, block-wise; MSN: see --patch-drop).") var maskRatio: Float?
     @Flag(help: "Regress raw pixels instead of per-patch normalized ones.") var noNormPix = false
 
-    @Option(help: "Epochs (default 10; with --resume, the saved run's unless given).") var epochs: Int?
-    @Option(help: "Warmup epochs.") var warmupEpochs: Double = 1
-    @Option(help: "Images per step, over all processes of an MPI job (the global batch; each of W processes takes batch/W).") var batchSize = 256
-    @Option(help: "Gradient accumulation steps.") var accum = 1
-    @Option(help: "Base learning rate (lr = blr x effective batch / 256; default 1.5e-4, MSN 1e-3, SIM 6.25e-5).") var blr: Double?
-    @Option(help: "Weight decay, not on biases and 1-D tensors (default 0.05; MSN: cosine 0.04 to 0.4).") var weightDecay: Float?
-    @Option(help: "Random seed.") var seed: UInt64 = 0
-    @Option(help: "Crop scale lower bound.") var minScale: Float = 0.2
+    @Option(parsing: .unconditional, help: "Epochs (default 10; with --resume, the saved run's unless given).") var epochs: Int?
+    @Option(parsing: .unconditional, help: "Warmup epochs.") var warmupEpochs: Double = 1
+    @Option(parsing: .unconditional, help: "Images per step, over all processes of an MPI job (the global batch; each of W processes takes batch/W).") var batchSize = 256
+    @Option(parsing: .unconditional, help: "Gradient accumulation steps.") var accum = 1
+    @Option(parsing: .unconditional, help: "Base learning rate (lr = blr x effective batch / 256; default 1.5e-4, MSN 1e-3, SIM 6.25e-5).") var blr: Double?
+    @Option(parsing: .unconditional, help: "Weight decay, not on biases and 1-D tensors (default 0.05; MSN: cosine 0.04 to 0.4).") var weightDecay: Float?
+    @Option(parsing: .unconditional, help: "Random seed.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Crop scale lower bound.") var minScale: Float = 0.2
     @Option(help: "Resampling: bicubic or bilinear.") var interpolation = "bicubic"
-    @Option(help: "Save a checkpoint every N epochs (and at the end).") var saveEvery = 1
-    @Option(help: "kNN accuracy on the eval data every N epochs; keeps best.safetensors (0: off).") var knnEvery = 0
-    @Option(help: "Use only the first N training images (an image folder is indexed only that far).") var limit: Int?
+    @Option(parsing: .unconditional, help: "Save a checkpoint every N epochs (and at the end).") var saveEvery = 1
+    @Option(parsing: .unconditional, help: "kNN accuracy on the eval data every N epochs; keeps best.safetensors (0: off).") var knnEvery = 0
+    @Option(parsing: .unconditional, help: "Use only the first N training images (an image folder is indexed only that far).") var limit: Int?
     @Flag(help: "Decode every JPEG whole at full size, as torchvision does (default: reduced in the DCT domain while every crop keeps its output size, and only the rows the crops need).")
     var fullDecode = false
-    @Option(help: "Progress line every N steps.") var logEvery = 20
+    @Option(parsing: .unconditional, help: "Progress line every N steps.") var logEvery = 20
     // Method options: nil keeps the method's own default (shown in the help, read from its options type).
-    @Option(help: "RC-MAE: weight of the consistency term (default \(RCMAEOptions().gamma)).") var gamma: Float?
-    @Option(help: "RC-MAE: starting EMA momentum of the teacher (default \(RCMAEOptions().momentum)).") var teacherMomentum: Double?
+    @Option(parsing: .unconditional, help: "RC-MAE: weight of the consistency term (default \(RCMAEOptions().gamma)).") var gamma: Float?
+    @Option(parsing: .unconditional, help: "RC-MAE: starting EMA momentum of the teacher (default \(RCMAEOptions().momentum)).") var teacherMomentum: Double?
     @Option(help: "RC-MAE: teacher momentum schedule, cosine (to 1, the paper) or constant (the released code); default \(RCMAEOptions().schedule.rawValue).")
     var momentumSchedule: String?
-    @Option(help: "MSN: focal views per image (default \(MSNOptions().focalViews)).") var focalViews: Int?
-    @Option(help: "MSN: focal view size in pixels, a multiple of the patch size (default \(MSNOptions().focalSize)).") var focalSize: Int?
-    @Option(help: "MSN: fraction of the anchor view's patches dropped, shared by the batch (default \(MSNOptions().patchDrop)).") var patchDrop: Float?
-    @Option(help: "MSN: number of prototypes (default \(MSNOptions().prototypes)).") var prototypes: Int?
-    @Option(help: "MSN: projection head hidden width (default \(MSNOptions().hiddenDim)).") var headHidden: Int?
+    @Option(parsing: .unconditional, help: "MSN: focal views per image (default \(MSNOptions().focalViews)).") var focalViews: Int?
+    @Option(parsing: .unconditional, help: "MSN: focal view size in pixels, a multiple of the patch size (default \(MSNOptions().focalSize)).") var focalSize: Int?
+    @Option(parsing: .unconditional, help: "MSN: fraction of the anchor view's patches dropped, shared by the batch (default \(MSNOptions().patchDrop)).") var patchDrop: Float?
+    @Option(parsing: .unconditional, help: "MSN: number of prototypes (default \(MSNOptions().prototypes)).") var prototypes: Int?
+    @Option(parsing: .unconditional, help: "MSN: projection head hidden width (default \(MSNOptions().hiddenDim)).") var headHidden: Int?
     @Option(help: "SIM: normalization in projector and predictor blocks, batch (official) or layer (default \(SIMOptions().norm.rawValue)).")
     var simNorm: String?
     @Flag(help: "After training, run 'tessera eval' on the last checkpoint.") var evaluate = false
@@ -68,22 +68,46 @@ struct Pretrain: ParsableCommand {
 
     func validate() throws {
         if let simNorm, NormKind(rawValue: simNorm) == nil { throw CLIError("--sim-norm must be batch or layer") }
-        guard (focalViews ?? 0) >= 0, (prototypes ?? 2) >= 2, (headHidden ?? 1) >= 1, (patchDrop ?? 0) >= 0 && (patchDrop ?? 0) < 1 else {
-            throw CLIError("--focal-views must be >= 0, --prototypes >= 2, --head-hidden >= 1, --patch-drop in [0, 1)")
-        }
         if let momentumSchedule, RCMAEOptions.Schedule(rawValue: momentumSchedule) == nil {
             throw CLIError("--momentum-schedule must be cosine or constant")
         }
-        if let teacherMomentum, !(teacherMomentum >= 0 && teacherMomentum <= 1) { throw CLIError("--teacher-momentum must be in [0, 1]") }
         guard MAEConfig.named(model) != nil else { throw CLIError("unknown --model '\(model)'; choose one of \(MAEConfig.names.joined(separator: ", "))") }
-        guard (epochs ?? 1) >= 1, batchSize >= 1, accum >= 1, saveEvery >= 1, logEvery >= 1, knnEvery >= 0 else {
-            throw CLIError("--epochs, --batch-size, --accum, --save-every and --log-every must be positive")
-        }
-        if let maskRatio, !(maskRatio > 0 && maskRatio < 1) { throw CLIError("--mask-ratio must be between 0 and 1, got \(maskRatio)") }
-        if maskRatio != nil && method == .msn { throw CLIError("--mask-ratio does not apply to msn; its anchor masking is --patch-drop") }
         guard Interpolation(rawValue: interpolation) != nil else { throw CLIError("--interpolation must be bicubic or bilinear") }
-        guard minScale > 0 && minScale <= 1 else { throw CLIError("--min-scale must be in (0, 1]") }
-        if let channels, channels != 1 && channels != 3 { throw CLIError("--channels must be 1 or 3") }
+        // Sizes: up to what a CPU run can hold (a ViT of more than 4096 tokens per image, or wider
+        // than 4096, is not something these kernels train).
+        try Check.integer("--image-size", imageSize, 1...4096)
+        try Check.integer("--patch-size", patchSize, 1...(imageSize ?? 4096))
+        if let channels, channels != 1 && channels != 3 { throw CLIError("--channels must be 1 or 3, got \(channels)") }
+        try Check.integer("--depth", depth, 1...128)
+        try Check.integer("--dim", dim, 4...4096)
+        try Check.integer("--heads", heads, 1...256)
+        try Check.integer("--decoder-dim", decoderDim, 4...4096)
+        try Check.integer("--decoder-depth", decoderDepth, 1...128)
+        try Check.integer("--decoder-heads", decoderHeads, 1...256)
+        try Check.number("--mask-ratio", maskRatio, 0, 1, lowOpen: true)
+        if let maskRatio, maskRatio >= 1 { throw CLIError("--mask-ratio must be below 1, got \(maskRatio)") }
+        if maskRatio != nil && method == .msn { throw CLIError("--mask-ratio does not apply to msn; its anchor masking is --patch-drop") }
+        // Schedule and optimizer.
+        try Check.integer("--epochs", epochs, 1...1_000_000)
+        try Check.number("--warmup-epochs", warmupEpochs, 0, 1_000_000)
+        try Check.integer("--batch-size", batchSize, 1...1 << 20)
+        try Check.integer("--accum", accum, 1...1 << 16)
+        try Check.number("--blr", blr, 0, 10, lowOpen: true)
+        try Check.number("--weight-decay", weightDecay, 0, 10)
+        try Check.number("--min-scale", minScale, 0, 1, lowOpen: true)
+        try Check.integer("--save-every", saveEvery, 1...1_000_000)
+        try Check.integer("--knn-every", knnEvery, 0...1_000_000)
+        try Check.integer("--limit", limit, 1...Int(Int32.max))
+        try Check.integer("--log-every", logEvery, 1...Int(Int32.max))
+        // Methods.
+        try Check.number("--gamma", gamma, 0, 1000)
+        try Check.number("--teacher-momentum", teacherMomentum, 0, 1)
+        try Check.integer("--focal-views", focalViews, 0...64)
+        try Check.integer("--focal-size", focalSize, 1...4096)
+        try Check.number("--patch-drop", patchDrop, 0, 1)
+        if let patchDrop, patchDrop >= 1 { throw CLIError("--patch-drop must be below 1, got \(patchDrop)") }
+        try Check.integer("--prototypes", prototypes, 2...1 << 20)
+        try Check.integer("--head-hidden", headHidden, 1...65536)
     }
 
     func run() throws {
@@ -123,12 +147,16 @@ struct Pretrain: ParsableCommand {
         let uniform = train.uniformSize.flatMap { $0.height == $0.width ? $0.height : nil }
         let size = imageSize ?? uniform ?? 224
         let patch = patchSize ?? (size <= 64 ? 4 : 16)
+        try Check.integer("--image-size", size, 1...4096)
         guard patch >= 1, size % patch == 0 else {
             throw CLIError("image size \(size) is not divisible by patch size \(patch); pass --patch-size with a divisor of \(size) or --image-size")
         }
         var mae = MAEConfig.named(model)!
         mae.encoder.imageSize = size
         mae.encoder.patchSize = patch
+        guard (size / patch) * (size / patch) <= 4096 else {
+            throw CLIError("image size \(size) with patch size \(patch) makes \((size / patch) * (size / patch)) patches per image, more than 4096; raise --patch-size")
+        }
         mae.encoder.channels = channels ?? train.channels
         guard mae.encoder.channels == train.channels else {
             throw CLIError("--channels \(mae.encoder.channels) but \(data) has \(train.channels)-channel images")
@@ -140,6 +168,9 @@ struct Pretrain: ParsableCommand {
         if let decoderDepth { mae.decoderDepth = decoderDepth }
         if let decoderHeads { mae.decoderHeads = decoderHeads }
         mae.normPixLoss = !noNormPix
+        if mae.normPixLoss && (method == .mae || method == .rcmae) && patch * patch * mae.encoder.channels < 2 {
+            throw CLIError("patches of \(patch)x\(patch)x\(mae.encoder.channels) hold one value, which the per-patch normalized target cannot standardize; raise --patch-size or pass --no-norm-pix")
+        }
         if let maskRatio, method == .mae || method == .rcmae { mae.maskRatio = maskRatio }
         for (name, d, h) in [("encoder", mae.encoder.dim, mae.encoder.heads), ("decoder", mae.decoderDim, mae.decoderHeads)] {
             guard h >= 1, d % h == 0, d % 4 == 0 else {
@@ -223,10 +254,18 @@ struct Pretrain: ParsableCommand {
             evalSets = (tr, te)
         }
         let comm = Processes.comm
-        if comm.isPrimary { try FileIO.makeDirectory(folder.path) }   // only now: a run that fails validation leaves nothing behind
         let trainee = config.method.make(config)
+        // The batch's pixels alone (every view, this process's share) must fit in memory, or the run
+        // would fail at its first batch after writing the run folder.
+        let pixels = trainee.viewAugmentations(base: config.augmentation).reduce(0.0) { $0 + Double($1.size * $1.size) }
+        let batchBytes = Double(config.batchSize / comm.size) * Double(channels) * pixels * 4
+        guard batchBytes < Double(ProcessInfo.processInfo.physicalMemory) / 2 else {
+            throw CLIError(String(format: "one batch of images takes %.1f GiB, more than half of this machine's %.1f GiB of memory; lower --batch-size or --image-size",
+                                  batchBytes / 1073741824, Double(ProcessInfo.processInfo.physicalMemory) / 1073741824))
+        }
         let trainer = try Pretrainer(config: config, method: trainee, train: train, evalSets: evalSets, runFolder: folder.path,
                                      workers: runtime.workers(for: train), skipUnreadable: runtime.skipUnreadable, communicator: comm)
+        if comm.isPrimary { try FileIO.makeDirectory(folder.path) }   // only now: a run that fails validation leaves nothing behind
         trainer.injectedFailure = InjectedFailure.fromEnvironment(rank: comm.rank)
         let say: (String) -> Void = comm.isPrimary ? { print($0) } : { _ in }
         if resume {

@@ -10,18 +10,19 @@ struct Reconstruct: ParsableCommand {
         discussion: "With --noise FILE.npy ([N, L] float32) the masking is fixed, so two checkpoints can be compared on the same mask; --save-noise writes the noise used.")
 
     @Argument(help: "A full checkpoint (last.safetensors) written by 'tessera pretrain'.") var checkpoint: String
-    @Option(help: "Images to take from the test split of the data.") var count = 8
+    @Option(parsing: .unconditional, help: "Images to take from the test split of the data.") var count = 8
     @Option(help: "Data (default: the checkpoint's).") var data: String?
     @Option(help: "Masking noise [count, patches] as float32 .npy.") var noise: String?
     @Option(help: "Write the masking noise used to this .npy file.") var saveNoise: String?
-    @Option(help: "Seed for the masking noise when --noise is not given.") var seed: UInt64 = 0
-    @Option(help: "Integer upscaling of each panel.") var scale: Int?
+    @Option(parsing: .unconditional, help: "Seed for the masking noise when --noise is not given.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Integer upscaling of each panel.") var scale: Int?
     @Option(help: "Output PNG.") var out = "reconstruction.png"
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
         try runtime.apply()
-        guard count >= 1 && count <= 256 else { throw CLIError("--count must be 1…256") }
+        try Check.integer("--count", count, 1...256)
+        try Check.integer("--scale", scale, 1...64)
         let ck = try LoadedCheckpoint(checkpoint)
         guard let model = ck.model else {
             throw CLIError("\(checkpoint) has no MAE decoder; reconstruction needs the full model of an mae or rcmae run (last.safetensors, not last.encoder.safetensors)")

@@ -36,6 +36,11 @@ enum Main {
     static func main() {
         Runtime.restartWithTunedRuntimeIfNeeded()
         Runtime.lineBufferStandardOutput()   // progress lines reach a pipe or log file as they happen
+        BufferPool.onAllocationFailure = { bytes in
+            FileHandle.standardError.write(Data(String(format: "error: out of memory: a tensor of %.1f GiB does not fit; lower --batch-size, the image size or the model size\n",
+                                                       Double(bytes) / 1073741824).utf8))
+            exit(1)
+        }
         do {
             var command = try Tessera.parseAsRoot()
             try Processes.start(dataParallel: command is Pretrain || command is Bench)
@@ -63,9 +68,9 @@ enum Main {
 
 /// Options every command that runs a model takes.
 struct RuntimeOptions: ParsableArguments {
-    @Option(help: "Threads for the kernels and the BLAS (default: TESSERA_THREADS, OMP_NUM_THREADS, or all cores).")
+    @Option(parsing: .unconditional, help: "Threads for the kernels and the BLAS (default: TESSERA_THREADS, OMP_NUM_THREADS, or all cores).")
     var threads: Int?
-    @Option(help: "Decode workers: threads that read, decode and augment images ahead of the step (default: 1 for data held in memory, else min(4, cores)); results do not depend on it.")
+    @Option(parsing: .unconditional, help: "Decode workers: threads that read, decode and augment images ahead of the step (default: 1 for data held in memory, else min(4, cores)); results do not depend on it.")
     var workers: Int?
     @Flag(help: "Replace an image that cannot be read by the next one of the epoch, with a warning, instead of stopping.")
     var skipUnreadable = false
@@ -76,13 +81,15 @@ struct RuntimeOptions: ParsableArguments {
         workers ?? (data is ImageSet || data is NpyImages ? 1 : min(4, Processes.coresPerProcess))
     }
 
+    func validate() throws {
+        try Check.integer("--workers", workers, 1...256)
+        try Check.integer("--threads", threads, 1...1024)
+    }
+
     func apply() throws {
         if let error = Runtime.gemmSetupError { throw CLIError(error) }
-        if let workers, !(1...256).contains(workers) { throw CLIError("--workers must be 1…256, got \(workers)") }
-        if let threads {
-            guard threads >= 1 else { throw CLIError("--threads must be at least 1, got \(threads)") }
-            Runtime.setThreads(threads)
-        }
+        try validate()
+        if let threads { Runtime.setThreads(threads) }
     }
 }
 

@@ -47,6 +47,20 @@ public final class BufferPool: @unchecked Sendable {
     public init(minimumLimitBytes: Int = 256 << 20) { self.minimumLimitBytes = minimumLimitBytes }
     private let minimumLimitBytes: Int
 
+    /// Called with the size when memory for a tensor cannot be allocated; the engine cannot go on.
+    /// The default stops the program with a message naming the size; a command-line tool may print
+    /// one line and exit instead.
+    nonisolated(unsafe) public static var onAllocationFailure: (Int) -> Never = { bytes in
+        fatalError("out of memory: cannot allocate \(bytes) bytes for a tensor")
+    }
+
+    /// 64-byte aligned memory, or ``onAllocationFailure``.
+    static func allocateAligned(_ bytes: Int) -> UnsafeMutableRawPointer {
+        var p: UnsafeMutableRawPointer?
+        guard posix_memalign(&p, 64, max(bytes, 1)) == 0, let p else { onAllocationFailure(bytes) }
+        return p
+    }
+
     /// Buffers smaller than this are not pooled.
     public static let minimumBytes = 64 << 10
 
@@ -68,6 +82,10 @@ public final class BufferPool: @unchecked Sendable {
     /// Bytes of pooled buffers currently unused.
     public var cachedBytes: Int { lock.lock(); defer { lock.unlock() }; return cached }
 
+    /// The most bytes of pooled buffers ever in use at once, and ever held (in use plus unused) at once.
+    public var highWater: (live: Int, held: Int) { lock.lock(); defer { lock.unlock() }; return (liveHighWater, heldHighWater) }
+    private var heldHighWater = 0
+
     private static func rounded(_ bytes: Int) -> Int { (bytes + 4095) & ~4095 }
 
     /// A buffer of at least `bytes` and the size actually allocated, which ``release(_:bytes:)`` takes back:
@@ -75,7 +93,7 @@ public final class BufferPool: @unchecked Sendable {
     /// ``reuseSlack`` times larger, else a new one.
     func allocate(bytes: Int) -> (UnsafeMutableRawPointer, Int) {
         guard bytes >= Self.minimumBytes else {
-            return (UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), bytes)
+            return (Self.allocateAligned(bytes), bytes)
         }
         var size = Self.rounded(bytes)
         lock.lock()
@@ -90,13 +108,14 @@ public final class BufferPool: @unchecked Sendable {
             cached -= size
             return (p, size)
         }
-        return (UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64), size)
+        heldHighWater = max(heldHighWater, live + cached)
+        return (Self.allocateAligned(size), size)
     }
 
     static let reuseSlack = 2
 
     func release(_ p: UnsafeMutableRawPointer, bytes: Int) {
-        guard bytes >= Self.minimumBytes else { p.deallocate(); return }
+        guard bytes >= Self.minimumBytes else { releaseAligned(p); return }
         let size = Self.rounded(bytes)
         lock.lock()
         live -= size
@@ -106,7 +125,7 @@ public final class BufferPool: @unchecked Sendable {
             lock.unlock()
         } else {
             lock.unlock()
-            p.deallocate()
+            releaseAligned(p)
         }
     }
 
@@ -118,7 +137,7 @@ public final class BufferPool: @unchecked Sendable {
         free = [:]
         cached = 0
         lock.unlock()
-        for p in all { p.deallocate() }
+        for p in all { releaseAligned(p) }
     }
 }
 
@@ -134,3 +153,6 @@ enum Scratch {
         return buffer.base
     }
 }
+
+/// Frees memory from ``BufferPool/allocateAligned(_:)`` (outside the pool, whose `free` lists shadow the C function).
+private func releaseAligned(_ p: UnsafeMutableRawPointer) { free(p) }

@@ -1,0 +1,125 @@
+import Foundation
+import TesseraData
+import TesseraEngine
+import XCTest
+
+/// Hostile numbers at every option of every subcommand: whatever the value, `tessera` exits (no
+/// signal) with status 0, 1 or 64, and a run that fails leaves no file behind.
+final class OptionPropertyTests: XCTestCase {
+    struct Outcome { let exited: Bool; let status: Int32; let stderr: String }
+
+    /// Runs `tessera args` in `cwd` (where a relative path a value names lands).
+    func run(_ args: [String], cwd: String) throws -> Outcome {
+        let bundle = Bundle(for: OptionPropertyTests.self).bundleURL
+        let binary = [bundle.appendingPathComponent("tessera"), bundle.deletingLastPathComponent().appendingPathComponent("tessera")]
+            .first { FileManager.default.isExecutableFile(atPath: $0.path) }!
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        p.currentDirectoryURL = URL(fileURLWithPath: cwd)
+        var env = ProcessInfo.processInfo.environment
+        env["TESSERA_THREADS"] = "1"
+        p.environment = env
+        p.standardInput = FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        let errPath = cwd + "/../stderr-\(UInt32.random(in: 0..<UInt32.max))"
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: errPath) }
+        p.standardError = FileHandle(forWritingAtPath: errPath)
+        try p.run()
+        p.waitUntilExit()
+        let err = String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self)
+        return Outcome(exited: p.terminationReason == .exit, status: p.terminationStatus, stderr: err)
+    }
+
+    /// Every option of every subcommand, from the parser's own description (`--experimental-dump-help`),
+    /// so an option added later is covered too.
+    func optionsBySubcommand(cwd: String) throws -> [String: [String]] {
+        let bundle = Bundle(for: OptionPropertyTests.self).bundleURL
+        let binary = [bundle.appendingPathComponent("tessera"), bundle.deletingLastPathComponent().appendingPathComponent("tessera")]
+            .first { FileManager.default.isExecutableFile(atPath: $0.path) }!
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = ["--experimental-dump-help"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let command = try XCTUnwrap(json["command"] as? [String: Any])
+        var result: [String: [String]] = [:]
+        for sub in (command["subcommands"] as? [[String: Any]]) ?? [] {
+            guard let name = sub["commandName"] as? String, name != "help" else { continue }
+            let options = ((sub["arguments"] as? [[String: Any]]) ?? []).filter { ($0["kind"] as? String) == "option" }
+            result[name] = options.compactMap { (($0["names"] as? [[String: Any]])?.first?["name"] as? String).map { "--" + $0 } }
+        }
+        return result
+    }
+
+    func testHostileValuesAtEveryOption() throws {
+        let root = NSTemporaryDirectory() + "tessera-options-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        try FileManager.default.createDirectory(atPath: root + "/inputs", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+
+        // Inputs: a tiny labeled .npy set, a checkpoint trained on it, an image folder.
+        var rng = TesseraRNG(seed: 7)
+        let px = (0..<(24 * 16 * 16)).map { _ in rng.uniform() }
+        try FileIO.writeAtomically(NpyArray.serialize(floats: px, shape: [24, 16, 16]), to: root + "/inputs/tiny.npy")
+        try FileIO.writeAtomically(NpyArray.serialize(int64s: (0..<24).map { Int64($0 % 3) }, shape: [24]), to: root + "/inputs/tiny-labels.npy")
+        for i in 0..<6 {
+            let path = root + "/inputs/folder/c\(i % 2)/\(i).png"
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileIO.writeAtomically(ImageSet.encodePNG((0..<64).map { UInt8(($0 * 7 + i * 13) % 256) }, width: 8, height: 8, channels: 1), to: path)
+        }
+        let model = ["--depth", "1", "--dim", "8", "--heads", "1", "--decoder-dim", "8", "--decoder-depth", "1", "--decoder-heads", "1"]
+        let tiny = ["--data", root + "/inputs/tiny.npy", "--epochs", "1", "--batch-size", "8", "--limit", "16"] + model
+        let trained = try run(["pretrain", "--run", root + "/inputs/run"] + tiny, cwd: root + "/inputs")
+        XCTAssertEqual(trained.status, 0, trained.stderr)
+        let checkpoint = root + "/inputs/run/last.safetensors"
+
+        // What each subcommand needs besides the option under test (the option, given last, wins).
+        let base: [String: [String]] = [
+            "pretrain": ["pretrain", "--run", "run"] + tiny,
+            "eval": ["eval", checkpoint, "--data", root + "/inputs/tiny.npy", "--few-shot", "none"],
+            "embed": ["embed", checkpoint, "--data", root + "/inputs/tiny.npy", "--out", "f.npy"],
+            "reconstruct": ["reconstruct", checkpoint, "--data", root + "/inputs/tiny.npy", "--count", "2", "--out", "r.png"],
+            "inspect": ["inspect", checkpoint],
+            "bench": ["bench", "--rounds", "1", "--steps", "1", "--image-size", "16"],
+            "pack": ["pack", root + "/inputs/folder", "shards"],
+        ]
+        let benchTail = ["--"] + model + ["--batch-size", "4"]
+        let hostile = ["nan", "inf", "-inf", "-1", "0", "1e12", "99999999999999999999", "-0.5", "abc", ""]
+        let ordinary = ["3", "0.5"]
+        var gen = TesseraRNG(seed: UInt64(ProcessInfo.processInfo.environment["TESSERA_PROPERTY_SEED"] ?? "") ?? 42)
+        var tried = 0
+        let options = try optionsBySubcommand(cwd: root)
+        XCTAssertEqual(Set(options.keys), Set(base.keys), "a subcommand without a base invocation here")
+        for (sub, names) in options.sorted(by: { $0.key < $1.key }) {
+            for option in names {
+                // Each option: three hostile values drawn at random (seeded by TESSERA_PROPERTY_SEED, default
+                // 42) and one ordinary one; TESSERA_PROPERTY_ALL=1 (by hand) tries every value.
+                var values = (0..<3).map { _ in hostile[gen.int(below: hostile.count)] }
+                values.append(ordinary[gen.int(below: ordinary.count)])
+                if ProcessInfo.processInfo.environment["TESSERA_PROPERTY_ALL"] == "1" { values = hostile + ordinary }
+                for value in values {
+                    let cwd = root + "/cwd-\(tried)"
+                    try FileManager.default.createDirectory(atPath: cwd, withIntermediateDirectories: true)
+                    let args = base[sub]! + [option, value] + (sub == "bench" ? benchTail : [])
+                    let r = try run(args, cwd: cwd)
+                    let label = "tessera " + args.joined(separator: " ")
+                    XCTAssertTrue(r.exited, "\(label): killed by signal \(r.status)\n\(r.stderr.suffix(1500))")
+                    XCTAssertTrue([0, 1, 64].contains(r.status), "\(label): exit status \(r.status)\n\(r.stderr.suffix(1500))")
+                    if r.status != 0 {
+                        let lines = r.stderr.split(separator: "\n").filter { !$0.hasPrefix("warning:") }
+                        XCTAssertEqual(lines.count, 1, "\(label): not one line:\n\(r.stderr.suffix(1500))")
+                        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: cwd), [], "\(label): left files behind")
+                    }
+                    try? FileManager.default.removeItem(atPath: cwd)
+                    tried += 1
+                }
+            }
+        }
+        print("option property test: \(tried) invocations over \(options.values.map(\.count).reduce(0, +)) options")
+    }
+}
