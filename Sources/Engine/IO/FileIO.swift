@@ -15,7 +15,7 @@ public enum FileIO {
     /// Reads a whole file, refusing files larger than `limit` bytes.
     public static func readAll(_ path: String, limit: Int = 1 << 34) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Error(message: "\(path): cannot open (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else { throw FileIO.Error(message: "\(path): cannot open (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw Error(message: "\(path): cannot stat (\(String(cString: strerror(errno))))") }
@@ -41,7 +41,7 @@ public enum FileIO {
         let dir = url.deletingLastPathComponent().path
         let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw Error(message: "\(path): cannot write (\(String(cString: strerror(errno)))); check that \(dir) exists and is writable") }
+        guard fd >= 0 else { throw FileIO.Error(message: "\(path): cannot write (\(String(cString: strerror(errno)))); check that \(dir) exists and is writable") }
         var ok = false
         defer { if !ok { unlink(tmp) } }
         var done = 0
@@ -71,7 +71,7 @@ public enum FileIO {
     /// Appends a line to a file (metrics logs), creating it if needed.
     public static func appendLine(_ line: String, to path: String) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw Error(message: "\(path): cannot append (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else { throw FileIO.Error(message: "\(path): cannot append (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
         let bytes = Array((line + "\n").utf8)
         guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress!, bytes.count) }) == bytes.count else {
@@ -101,5 +101,31 @@ public enum FileIO {
             throw Error(message: "\(path): cannot create directory (\(error.localizedDescription)); choose a writable location")
         }
         guard access(path, W_OK) == 0 else { throw Error(message: "\(path): directory is not writable; choose a writable location") }
+    }
+
+    /// An exclusive lock on a directory, held while this object lives (`flock` on `<dir>/.tessera.lock`,
+    /// which records the holder's pid). The kernel releases it when the process ends in any way, so a
+    /// lock left by a killed process is simply taken over.
+    public final class DirectoryLock {
+        private let fd: Int32
+
+        /// Locks `directory` (which must exist), or throws naming the process that holds it.
+        public init(_ directory: String) throws {
+            let path = directory + "/.tessera.lock"
+            fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw FileIO.Error(message: "\(path): cannot open (\(String(cString: strerror(errno)))); choose a writable location") }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+                var buf = [UInt8](repeating: 0, count: 32)
+                let n = pread(fd, &buf, 31, 0)
+                let holder = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+                close(fd)
+                throw FileIO.Error(message: "\(directory) is in use by another tessera process (pid \(holder)); wait for it to finish or choose another --run")
+            }
+            let pid = Array("\(getpid())\n".utf8)
+            _ = ftruncate(fd, 0)
+            _ = pwrite(fd, pid, pid.count, 0)
+        }
+
+        deinit { close(fd) }   // closing the descriptor releases the lock
     }
 }

@@ -314,8 +314,11 @@ public final class Pretrainer {
     @discardableResult
     public func train(stopAfter: Int? = nil) throws -> Double {
         let primary = comm.isPrimary
+        var lock: FileIO.DirectoryLock?
+        defer { withExtendedLifetime(lock) {} }   // held until training returns
         if primary {
             try FileIO.makeDirectory(run.path)
+            lock = try FileIO.DirectoryLock(run.path)   // one writer per run folder
             try FileIO.writeAtomically(config.json() + "\n", to: run.config)
             if !FileManager.default.fileExists(atPath: run.metricsCSV) {
                 try FileIO.appendLine("kind,epoch,step,loss,lr,images_per_s,knn", to: run.metricsCSV)
