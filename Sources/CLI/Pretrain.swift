@@ -118,8 +118,8 @@ struct Pretrain: ParsableCommand {
             if !resume && FileManager.default.fileExists(atPath: folder.model("last")) {
                 throw CLIError("\(runPath) already holds a run (last.safetensors); pass --resume to continue it or choose another --run")
             }
-            if resume && !FileManager.default.fileExists(atPath: folder.model("last")) {
-                throw CLIError("\(runPath) has no checkpoint to resume (last.safetensors missing); drop --resume to start a new run")
+            if resume && !FileManager.default.fileExists(atPath: folder.trainState("last")) {
+                throw CLIError("\(runPath) has no checkpoint to resume (last.train-state.safetensors missing); drop --resume to start a new run")
             }
             try FileIO.checkCreatable(runPath)   // fail early on an unwritable location, before loading data
         }
@@ -127,8 +127,8 @@ struct Pretrain: ParsableCommand {
         if resume {
             var saved: String?
             if comm.isPrimary {
-                let file = try SafeTensors.read(folder.model("last"))
-                guard let text = file.metadata["config"] else { throw CLIError("\(folder.model("last")) has no saved configuration; start a new run") }
+                let file = try SafeTensors.read(folder.trainState("last"))   // what a resume reads (one atomic file)
+                guard let text = file.metadata["config"] else { throw CLIError("\(folder.trainState("last")) has no saved configuration; start a new run") }
                 saved = text
             }
             var config = try PretrainConfig.decode(Processes.fromPrimary(saved))

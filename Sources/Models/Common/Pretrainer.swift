@@ -151,10 +151,16 @@ public final class Pretrainer {
     }
 
     /// Writes `<tag>.train-state`, then `<tag>` (full model) and `<tag>.encoder`, each atomically.
+    ///
+    /// The train state holds everything a resume needs (the reported model's tensors as `model.<name>`,
+    /// the AdamW moments, the method's extra state and the step), so resuming reads that one file, and
+    /// a run killed between two of the three writes resumes from whichever train state is on disk.
     public func saveCheckpoint(tag: String, includeTrainState: Bool = true) throws {
         let meta = metadata()
         if includeTrainState {
-            var tensors: [(name: String, entry: SafeTensors.Entry)] = []
+            var tensors: [(name: String, entry: SafeTensors.Entry)] = method.reportedModel.stateDict().map {
+                ("model." + $0.name, .init(floats: $0.tensor.array, shape: $0.tensor.shape))
+            }
             for (name, t, off) in optimizer.arena.entries {
                 tensors.append(("exp_avg." + name, .init(floats: Array(UnsafeBufferPointer(start: optimizer.m.base + off, count: t.count)), shape: t.shape)))
                 tensors.append(("exp_avg_sq." + name, .init(floats: Array(UnsafeBufferPointer(start: optimizer.v.base + off, count: t.count)), shape: t.shape)))
@@ -170,10 +176,14 @@ public final class Pretrainer {
         logger.debug("checkpoint written", metadata: ["path": "\(run.model(tag))", "epoch": "\(epoch)", "step": "\(step)"])
     }
 
-    /// Restores weights, optimizer moments, step counters and extra state from `<tag>` files.
+    /// Restores weights, optimizer moments, step counters and extra state from `<tag>.train-state`
+    /// (the weights from `<tag>` itself when the train state predates holding them).
     public func resume(tag: String = "last") throws {
-        let model = try SafeTensors.read(run.model(tag))
         let state = try SafeTensors.read(run.trainState(tag))
+        let embedded = state.tensors.contains { $0.name.hasPrefix("model.") }
+        let model = embedded ? SafeTensors.File(tensors: state.tensors.filter { $0.name.hasPrefix("model.") }
+                                                    .map { (String($0.name.dropFirst(6)), $0.entry) }, metadata: state.metadata)
+                             : try SafeTensors.read(run.model(tag))
         guard model.metadata["step"] == state.metadata["step"], let stepText = model.metadata["step"], let s = Int(stepText),
               let e = Int(model.metadata["epoch"] ?? "") else {
             throw TrainingError(description: "\(run.path): \(tag).safetensors and \(tag).train-state.safetensors are from different steps; start a new run or restore both files")
@@ -209,6 +219,21 @@ public final class Pretrainer {
         optimizer.restore(step: Int(st))
         step = s
         epoch = e
+    }
+
+    /// Tidies what a killed run may have left (called under the folder's lock, before writing):
+    /// temporary files of interrupted atomic writes are removed, and a metrics line cut off
+    /// mid-write is dropped.
+    func recoverFolder() throws {
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: run.path)) ?? [] where name.hasPrefix(".") && name.contains(".tmp-") {
+            try? fm.removeItem(atPath: run.path + "/" + name)
+        }
+        for path in [run.metricsCSV, run.metricsJSONL] {
+            guard let bytes = fm.contents(atPath: path), let last = bytes.last, last != UInt8(ascii: "\n") else { continue }
+            let keep = (bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 }) ?? 0
+            try FileIO.writeAtomically(Array(bytes[0..<keep]), to: path)
+        }
     }
 
     // MARK: the step
@@ -319,6 +344,7 @@ public final class Pretrainer {
         if primary {
             try FileIO.makeDirectory(run.path)
             lock = try FileIO.DirectoryLock(run.path)   // one writer per run folder
+            try recoverFolder()
             try FileIO.writeAtomically(config.json() + "\n", to: run.config)
             if !FileManager.default.fileExists(atPath: run.metricsCSV) {
                 try FileIO.appendLine("kind,epoch,step,loss,lr,images_per_s,knn", to: run.metricsCSV)
