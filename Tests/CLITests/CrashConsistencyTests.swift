@@ -89,4 +89,46 @@ final class CrashConsistencyTests: XCTestCase {
         }
         print("crash consistency: \(killed) kills (\(duringWrites) during a checkpoint write), \(completedRuns) runs completed, all equal to the uninterrupted run")
     }
+
+    /// A non-finite loss stops the run with one line naming the last good checkpoint, which is intact
+    /// and resumes to the uninterrupted result.
+    func testNonFiniteLossStopsWithTheLastGoodCheckpoint() throws {
+        let dir = NSTemporaryDirectory() + "tessera-nan-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let options = ["--limit", "64", "--batch-size", "16", "--epochs", "3", "--depth", "1", "--dim", "16", "--heads", "1",
+                       "--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "1"]
+        let reference = try start(["pretrain", "--run", dir + "/reference"] + options)
+        reference.waitUntilExit()
+        XCTAssertEqual(reference.terminationStatus, 0)
+
+        // Step 9 is the first of epoch 3 (4 steps per epoch): its loss becomes NaN.
+        let run = dir + "/run"
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = ["pretrain", "--run", run] + options
+        var env = ProcessInfo.processInfo.environment
+        env["TESSERA_THREADS"] = "1"; env["TESSERA_INJECT_FAILURE"] = "0:9:nan"
+        p.environment = env
+        let errPath = dir + "/stderr"
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle(forWritingAtPath: errPath)
+        try p.run()
+        p.waitUntilExit()
+        let message = String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self)
+        XCTAssertEqual(p.terminationStatus, 1, message)
+        XCTAssertEqual(message.split(separator: "\n").count, 1, message)
+        XCTAssertTrue(message.contains("loss is nan at epoch 3 step 9"), message)
+        XCTAssertTrue(message.contains("Last good checkpoint: \(run)/last.safetensors (epoch 2, step 8; --resume continues from it)"), message)
+        XCTAssertEqual(try SafeTensors.read(run + "/last.safetensors").metadata["step"], "8")
+
+        let resumed = try start(["pretrain", "--run", run, "--resume"])
+        resumed.waitUntilExit()
+        XCTAssertEqual(resumed.terminationStatus, 0)
+        let expected = try tensors(dir + "/reference/last.safetensors"), got = try tensors(run + "/last.safetensors")
+        for (name, values) in expected {
+            XCTAssertTrue(got[name].map { zip($0, values).allSatisfy { $0.bitPattern == $1.bitPattern } } ?? false, "\(name) differs after resume")
+        }
+    }
 }

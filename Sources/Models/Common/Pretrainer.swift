@@ -276,7 +276,9 @@ public final class Pretrainer {
             let global = comm.mean([loss.item] + metrics.map(\.1))
             let value = global[0]
             guard value.isFinite else {
-                let last = FileManager.default.fileExists(atPath: run.model("last")) ? run.model("last") : "none (no checkpoint saved yet)"
+                let saved = (try? SafeTensors.read(run.trainState("last")))?.metadata
+                let last = saved.map { "\(run.model("last")) (epoch \($0["epoch"] ?? "?"), step \($0["step"] ?? "?"); --resume continues from it)" }
+                    ?? "none (no checkpoint saved yet)"
                 throw TrainingError(description: "loss is \(value) at epoch \(epoch + 1) step \(step + 1); stopping. Last good checkpoint: \(last). Lower --blr or check the data",
                                     onEveryProcess: true)
             }
@@ -371,7 +373,7 @@ public final class Pretrainer {
                 defer { waitStart = Date() }
                 group.append(batch)
                 guard group.count == config.accumSteps else { continue }
-                if let f = injectedFailure, f.step == step + 1 { try f.trigger() }
+                if let f = injectedFailure, f.step == step + 1 { try f.trigger(on: group[0]) }
                 let r = try step(group)
                 group.removeAll()
                 meter.add(r); window.add(r)
@@ -455,23 +457,31 @@ public func loadWeights(_ file: SafeTensors.File, into module: Module, strict: B
     }
 }
 
-/// A failure staged on purpose: `TESSERA_INJECT_FAILURE=rank:step[:crash]` makes process `rank`
-/// fail when it is about to run optimizer step `step` (1-based): with an error, or with `crash` by
-/// killing itself (SIGKILL). Tests use it to check that a failing process ends the whole job.
+/// A failure staged on purpose: `TESSERA_INJECT_FAILURE=rank:step[:crash|:nan]` makes process `rank`
+/// fail when it is about to run optimizer step `step` (1-based): with an error; with `crash` by
+/// killing itself (SIGKILL); with `nan` by giving the step a non-finite loss (one pixel of its batch
+/// set to NaN). Tests use it to check that a failing process ends the whole job, and that a
+/// non-finite loss stops the run with its last good checkpoint intact.
 public struct InjectedFailure: Sendable {
+    public enum Kind: String, Sendable { case error, crash, nan }
     public let step: Int
-    public let crash: Bool
+    public let kind: Kind
 
     /// The failure the environment stages for process `rank`, if any.
     public static func fromEnvironment(rank: Int) -> InjectedFailure? {
         guard let spec = ProcessInfo.processInfo.environment["TESSERA_INJECT_FAILURE"] else { return nil }
         let parts = spec.split(separator: ":")
         guard parts.count >= 2, Int(parts[0]) == rank, let s = Int(parts[1]) else { return nil }
-        return InjectedFailure(step: s, crash: parts.count > 2 && parts[2] == "crash")
+        return InjectedFailure(step: s, kind: parts.count > 2 ? Kind(rawValue: String(parts[2])) ?? .error : .error)
     }
 
-    func trigger() throws {
-        if crash { kill(getpid(), SIGKILL) }
+    /// Fails now, or poisons `batch` for `nan`.
+    func trigger(on batch: Batch) throws {
+        switch kind {
+        case .crash: kill(getpid(), SIGKILL)
+        case .nan: batch.viewImages[0].data[0] = .nan; return
+        case .error: break
+        }
         throw TrainingError(description: "injected failure before step \(step) (TESSERA_INJECT_FAILURE)")
     }
 }
