@@ -49,12 +49,9 @@ struct Eval: ParsableCommand {
             encoder = MaskedAutoencoder(ck.config.mae, rng: &rng).encoder
         }
         let spec = features.data ?? ck.config.evalData ?? ck.config.data
-        let train = try loadData(spec, split: .train, channels: ck.config.mae.encoder.channels)
-        let test = try loadData(spec, split: .test, channels: ck.config.mae.encoder.channels)
+        let train = try ck.data(spec, split: .train)
+        let test = try ck.data(spec, split: .test, warn: false)
         guard train.labels != nil, test.labels != nil else { throw CLIError("\(spec) has no labels; evaluation needs a labeled train/test pair") }
-        guard train.channels == ck.config.mae.encoder.channels else {
-            throw CLIError("\(spec) has \(train.channels)-channel images, the model expects \(ck.config.mae.encoder.channels)")
-        }
         let pooling = try features.resolvedPooling()
         let t0 = Date()
         let trF = try encoder.features(of: train, augmentation: ck.config.augmentation, pooling: pooling, workers: runtime.workers(for: train))
@@ -113,7 +110,7 @@ struct Embed: ParsableCommand {
         guard let sp = DataSource.Split(rawValue: split) else { throw CLIError("--split must be train or test, got '\(split)'") }
         guard out.hasSuffix(".npy") else { throw CLIError("--out must end in .npy, got '\(out)'") }
         let ck = try LoadedCheckpoint(checkpoint)
-        let set = try loadData(features.data ?? ck.config.evalData ?? ck.config.data, split: sp, channels: ck.config.mae.encoder.channels)
+        let set = try ck.data(features.data ?? ck.config.evalData ?? ck.config.data, split: sp)
         let f = try ck.encoder.features(of: set, augmentation: ck.config.augmentation, pooling: try features.resolvedPooling(),
                                         workers: runtime.workers(for: set))
         try FileIO.writeAtomically(NpyArray.serialize(floats: f.values, shape: [f.count, f.dim]), to: out)

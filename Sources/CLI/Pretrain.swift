@@ -125,6 +125,13 @@ struct Pretrain: ParsableCommand {
         }
 
         if resume {
+            // The saved configuration is the run's: an option that would change it is refused, not ignored.
+            let allowed: Set<String> = ["--run", "--resume", "--epochs", "--threads", "--workers", "--skip-unreadable", "--evaluate"]
+            let given = CommandLine.arguments.drop(while: { $0 != "pretrain" }).dropFirst()
+                .filter { $0.hasPrefix("--") }.map { String($0.split(separator: "=", maxSplits: 1)[0]) }
+            if let other = given.first(where: { !allowed.contains($0) }) {
+                throw CLIError("\(other) cannot change a run being resumed (--resume continues \(runPath)'s saved configuration, see its config.json); drop \(other) or start a new --run")
+            }
             var saved: String?
             if comm.isPrimary {
                 let file = try SafeTensors.read(folder.trainState("last"))   // what a resume reads (one atomic file)

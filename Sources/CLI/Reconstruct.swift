@@ -28,7 +28,7 @@ struct Reconstruct: ParsableCommand {
             throw CLIError("\(checkpoint) has no MAE decoder; reconstruction needs the full model of an mae or rcmae run (last.safetensors, not last.encoder.safetensors)")
         }
         let cfg = ck.config.mae, e = cfg.encoder, L = e.patches, S = e.imageSize, C = e.channels, p = e.patchSize
-        let set = try loadData(data ?? ck.config.evalData ?? ck.config.data, split: .test, channels: C, limit: count).materialized()
+        let set = try ck.data(data ?? ck.config.evalData ?? ck.config.data, split: .test, limit: count).materialized()
         guard set.count >= count else { throw CLIError("the data has \(set.count) images, fewer than --count \(count)") }
         let aug = ck.config.augmentation.evaluation
         var rng = TesseraRNG(seed: seed)

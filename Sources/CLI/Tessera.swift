@@ -100,6 +100,21 @@ func loadData(_ spec: String, split: DataSource.Split, channels: Int?, limit: In
 
 /// A Tessera checkpoint: its configuration and the model it holds.
 struct LoadedCheckpoint {
+    /// A split of `spec` for this checkpoint's model: its images must have the model's channels (one
+    /// line naming both otherwise); images of another uniform size are resized to the model's, with a
+    /// warning naming both sizes.
+    func data(_ spec: String, split: DataSource.Split, limit: Int? = nil, warn: Bool = true) throws -> any ImageDataset {
+        let e = config.mae.encoder
+        let set = try loadData(spec, split: split, channels: e.channels, limit: limit)
+        guard set.channels == e.channels else {
+            throw CLIError("\(spec) has \(set.channels)-channel images, but \(path) was trained on \(e.channels)-channel images")
+        }
+        if warn, let u = set.uniformSize, u.height != e.imageSize || u.width != e.imageSize {
+            FileHandle.standardError.write(Data("warning: \(spec) has \(u.width)x\(u.height) images, \(path) was trained on \(e.imageSize)x\(e.imageSize); they are resized\n".utf8))
+        }
+        return set
+    }
+
     let path: String
     let file: SafeTensors.File
     let config: PretrainConfig

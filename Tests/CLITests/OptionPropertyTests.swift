@@ -122,4 +122,37 @@ final class OptionPropertyTests: XCTestCase {
         }
         print("option property test: \(tried) invocations over \(options.values.map(\.count).reduce(0, +)) options")
     }
+
+    /// A checkpoint used with data of other channels, or a resume asked to change the run, stops with
+    /// one line naming both sides; data of another size is resized with a warning naming both sizes.
+    func testMismatchesNameBothSides() throws {
+        let root = NSTemporaryDirectory() + "tessera-mismatch-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var rng = TesseraRNG(seed: 3)
+        try FileIO.writeAtomically(NpyArray.serialize(floats: (0..<(24 * 16 * 16)).map { _ in rng.uniform() }, shape: [24, 16, 16]), to: root + "/gray16.npy")
+        try FileIO.writeAtomically(NpyArray.serialize(int64s: (0..<24).map { Int64($0 % 3) }, shape: [24]), to: root + "/gray16-labels.npy")
+        try FileIO.writeAtomically(NpyArray.serialize(floats: (0..<(24 * 8 * 8 * 3)).map { _ in rng.uniform() }, shape: [24, 8, 8, 3]), to: root + "/rgb8.npy")
+        try FileIO.writeAtomically(NpyArray.serialize(int64s: (0..<24).map { Int64($0 % 3) }, shape: [24]), to: root + "/rgb8-labels.npy")
+        try FileIO.writeAtomically(NpyArray.serialize(floats: (0..<(24 * 8 * 8)).map { _ in rng.uniform() }, shape: [24, 8, 8]), to: root + "/gray8.npy")
+        try FileIO.writeAtomically(NpyArray.serialize(int64s: (0..<24).map { Int64($0 % 3) }, shape: [24]), to: root + "/gray8-labels.npy")
+        let trained = try run(["pretrain", "--run", root + "/run", "--data", root + "/gray16.npy", "--epochs", "1", "--batch-size", "8",
+                               "--depth", "1", "--dim", "8", "--heads", "1", "--decoder-dim", "8", "--decoder-depth", "1", "--decoder-heads", "1"], cwd: root)
+        XCTAssertEqual(trained.status, 0, trained.stderr)
+        let ckpt = root + "/run/last.safetensors"
+        for args in [["eval", ckpt, "--data", root + "/rgb8.npy"], ["embed", ckpt, "--data", root + "/rgb8.npy", "--out", root + "/f.npy"],
+                     ["reconstruct", ckpt, "--data", root + "/rgb8.npy", "--out", root + "/r.png"]] {
+            let r = try run(args, cwd: root)
+            XCTAssertEqual(r.status, 1, r.stderr)
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains("rgb8.npy has 3-channel images, but \(ckpt) was trained on 1-channel images"), r.stderr)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/f.npy") || FileManager.default.fileExists(atPath: root + "/r.png"))
+        let resized = try run(["embed", ckpt, "--data", root + "/gray8.npy", "--out", root + "/g.npy"], cwd: root)
+        XCTAssertEqual(resized.status, 0, resized.stderr)
+        XCTAssertTrue(resized.stderr.contains("warning: \(root)/gray8.npy has 8x8 images, \(ckpt) was trained on 16x16; they are resized"), resized.stderr)
+        let changed = try run(["pretrain", "--run", root + "/run", "--resume", "--method", "msn"], cwd: root)
+        XCTAssertEqual(changed.status, 1)
+        XCTAssertTrue(changed.stderr.contains("--method cannot change a run being resumed"), changed.stderr)
+    }
 }
