@@ -44,23 +44,40 @@ public enum FileIO {
         guard fd >= 0 else { throw FileIO.Error(message: "\(path): cannot write (\(String(cString: strerror(errno)))); check that \(dir) exists and is writable") }
         var ok = false
         defer { if !ok { unlink(tmp) } }
+        // Reserve the whole size first: a full disk fails here, before any byte is written.
+        let reserved = bytes.isEmpty ? 0 : posix_fallocate(fd, 0, off_t(bytes.count))
+        if reserved == ENOSPC || reserved == EDQUOT { close(fd); throw noSpace(path, needed: bytes.count) }
         var done = 0
         while done < bytes.count {
             let r = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, bytes.count - done) }
             if r < 0 && errno == EINTR { continue }
             guard r > 0 else {
-                let msg = String(cString: strerror(errno))
+                let e = errno
                 close(fd)
-                throw Error(message: "\(path): write failed (\(msg))")
+                if e == ENOSPC || e == EDQUOT { throw noSpace(path, needed: bytes.count) }
+                throw Error(message: "\(path): write failed (\(String(cString: strerror(e))))")
             }
             done += r
         }
-        guard fsync(fd) == 0 else { close(fd); throw Error(message: "\(path): fsync failed (\(String(cString: strerror(errno))))") }
+        guard fsync(fd) == 0 else {
+            let e = errno
+            close(fd)
+            if e == ENOSPC || e == EDQUOT { throw noSpace(path, needed: bytes.count) }
+            throw Error(message: "\(path): fsync failed (\(String(cString: strerror(e))))")
+        }
         close(fd)
         guard rename(tmp, path) == 0 else { throw Error(message: "\(path): rename failed (\(String(cString: strerror(errno))))") }
         ok = true
         let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+
+    /// The error of a write that found its device full: the file, the bytes it needed and the bytes
+    /// free there.
+    static func noSpace(_ path: String, needed: Int) -> FileIO.Error {
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let free = freeBytes(dir.isEmpty ? "." : dir)
+        return FileIO.Error(message: "\(path): no space left on the device (\(needed) bytes to write, \(free >= 0 ? "\(free)" : "unknown") free in \(dir)); free some space or choose another location; the previous file is unchanged")
     }
 
     /// Writes text atomically.
@@ -75,7 +92,9 @@ public enum FileIO {
         defer { close(fd) }
         let bytes = Array((line + "\n").utf8)
         guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress!, bytes.count) }) == bytes.count else {
-            throw Error(message: "\(path): append failed (\(String(cString: strerror(errno))))")
+            let e = errno
+            if e == ENOSPC || e == EDQUOT { throw noSpace(path, needed: bytes.count) }
+            throw Error(message: "\(path): append failed (\(String(cString: strerror(e))))")
         }
     }
 
@@ -128,4 +147,9 @@ public enum FileIO {
 
         deinit { close(fd) }   // closing the descriptor releases the lock
     }
+}
+
+/// Bytes free on the file system of `directory`, or -1.
+private func freeBytes(_ directory: String) -> Int {
+    ((try? FileManager.default.attributesOfFileSystem(forPath: directory))?[.systemFreeSize] as? NSNumber)?.intValue ?? -1
 }
