@@ -104,7 +104,7 @@ final class CLITests: XCTestCase {
         assertOneLineError(try tessera(["pretrain", "--data", data, "--patch-size", "5", "--run", dir + "/r3"]), mentions: "not divisible by patch size 5")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/r3"))
         assertOneLineError(try tessera(["pretrain", "--bogus-flag"]), mentions: "--bogus-flag")
-        assertOneLineError(try tessera(["pretrain", "--data", data, "--run", "/proc/tessera-run"]), mentions: "/proc")
+        assertOneLineError(try tessera(["pretrain", "--data", data, "--batch-size", "8", "--run", "/proc/tessera-run"]), mentions: "/proc")
         try Data("not a checkpoint".utf8).write(to: URL(fileURLWithPath: dir + "/bad.safetensors"))
         assertOneLineError(try tessera(["eval", dir + "/bad.safetensors"]), mentions: "bad.safetensors")
         assertOneLineError(try tessera(["inspect", dir + "/none.safetensors"]), mentions: "none.safetensors")
