@@ -1,0 +1,74 @@
+import Foundation
+@testable import TesseraData
+import TesseraEngine
+import XCTest
+
+/// The readers checked for values, on files written by other programs: `.npy` by numpy and a
+/// grayscale PNG by Pillow (`scripts/make_reader_fixtures.py`, pixel (n, y, x, c) =
+/// (50n + 10y + 3x + 7c) mod 256), and Fashion-MNIST from Debian's package (figures from Python's
+/// gzip + numpy on the same files).
+final class ReaderKnownAnswerTests: XCTestCase {
+    func fixture(_ name: String) throws -> String {
+        try XCTUnwrap(Bundle.module.url(forResource: "Photos", withExtension: nil)).path + "/" + name
+    }
+
+    /// Image n as HWC bytes from the formula.
+    func expected(_ n: Int, height: Int, width: Int, channels: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        for y in 0..<height { for x in 0..<width { for c in 0..<channels { out.append(UInt8((50 * n + 10 * y + 3 * x + 7 * c) % 256)) } } }
+        return out
+    }
+
+    func testNumpyWrittenImagesInEveryLayout() throws {
+        // uint8 NHWC with int64 labels beside it.
+        let nhwc = try XCTUnwrap(DataSource.load(try fixture("known_u8_nhwc.npy"), split: .train) as? NpyImages)
+        XCTAssertEqual(nhwc.count, 3)
+        XCTAssertEqual(nhwc.channels, 3)
+        XCTAssertEqual(nhwc.labels, [2, 0, 1])
+        // float32 NCHW in [0, 1]: the same images.
+        let nchw = try NpyImages(images: try fixture("known_f32_nchw.npy"))
+        XCTAssertEqual(nchw.channels, 3)
+        // uint8 NHW: one channel.
+        let nhw = try NpyImages(images: try fixture("known_u8_nhw.npy"))
+        XCTAssertEqual(nhw.channels, 1)
+        XCTAssertNil(nhw.labels)
+        for n in 0..<3 {
+            let a = try nhwc.decoded(n), b = try nchw.decoded(n)
+            XCTAssertEqual(a.height, 4); XCTAssertEqual(a.width, 5)
+            XCTAssertEqual(a.pixels, expected(n, height: 4, width: 5, channels: 3), "NHWC image \(n)")
+            XCTAssertEqual(b.pixels, expected(n, height: 4, width: 5, channels: 3), "NCHW float image \(n)")
+        }
+        for n in 0..<2 { XCTAssertEqual(try nhw.decoded(n).pixels, expected(n, height: 4, width: 5, channels: 1), "NHW image \(n)") }
+    }
+
+    func testGrayscalePNGPixels() throws {
+        let img = try ImageSet.decodeImage(try fixture("known_gray.png"), channels: 1)
+        XCTAssertEqual(img.height, 6)
+        XCTAssertEqual(img.width, 7)
+        XCTAssertEqual(img.pixels, expected(0, height: 6, width: 7, channels: 1))
+    }
+
+    /// Debian's files: 60,000 / 10,000 images, 6,000 / 1,000 per class, the first labels, and the
+    /// first image's pixel sum and centre value.
+    func testFashionMNISTFromTheInstalledFiles() throws {
+        guard FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") else {
+            throw XCTSkip("dataset-fashion-mnist is not installed")
+        }
+        let train = try DataSource.load("fashion-mnist", split: .train), test = try DataSource.load("fashion-mnist", split: .test)
+        XCTAssertEqual(train.count, 60000)
+        XCTAssertEqual(test.count, 10000)
+        XCTAssertEqual(Array(try XCTUnwrap(train.labels).prefix(5)), [9, 0, 0, 3, 0])
+        XCTAssertEqual(Array(try XCTUnwrap(test.labels).prefix(5)), [9, 2, 1, 1, 6])
+        for (set, perClass) in [(train, 6000), (test, 1000)] {
+            var counts = [Int](repeating: 0, count: 10)
+            for l in set.labels! { counts[l] += 1 }
+            XCTAssertEqual(counts, [Int](repeating: perClass, count: 10))
+        }
+        for (set, sum, centre) in [(train, 76247, 217), (test, 33456, 110)] {
+            let img = try set.decoded(0)
+            XCTAssertEqual(img.height, 28); XCTAssertEqual(img.width, 28)
+            XCTAssertEqual(img.pixels.reduce(0) { $0 + Int($1) }, sum)
+            XCTAssertEqual(Int(img.pixels[14 * 28 + 14]), centre)
+        }
+    }
+}
