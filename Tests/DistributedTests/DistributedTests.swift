@@ -199,4 +199,82 @@ final class DistributedTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("--batch-size 9 is the global batch and must be a multiple of the 2 processes"), r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/odd/last.safetensors"))
     }
+
+    // MARK: killed jobs
+
+    /// The pids whose parent is `pid` (from /proc).
+    func children(of pid: Int32) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { child in
+            guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 2 && Int32(fields[1]) == pid
+        }
+    }
+
+    /// A 2-process run killed again and again (SIGKILL to one random rank while it trains or saves;
+    /// mpirun then ends the other) and resumed with 2 processes each time ends bit-identical to an
+    /// uninterrupted 2-process run; every checkpoint reads back after every kill.
+    func testKilledTwoProcessRunsResumeToTheUninterruptedResult() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else { throw XCTSkip("mpirun is not installed") }
+        let dir = try tempDir()
+        let tessera = product("tessera")
+        let options = ["--limit", "64", "--batch-size", "16", "--epochs", "150", "--depth", "1", "--dim", "16", "--heads", "1",
+                       "--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "1", "--seed", "5"]
+        assertSucceeded(try launch(2, tessera, ["pretrain", "--run", dir + "/reference"] + options))
+        func job(_ args: [String]) throws -> Process {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+            p.arguments = ["-np", "2", "--oversubscribe", "--bind-to", "none", tessera] + args
+            var e = ProcessInfo.processInfo.environment
+            e["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; e["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+            e["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"; e["OMPI_MCA_btl"] = "self,vader"; e["OMPI_MCA_pml"] = "ob1"
+            e["OMPI_MCA_oob_tcp_if_include"] = "lo"; e["TESSERA_THREADS"] = "1"
+            p.environment = e
+            p.standardInput = FileHandle.nullDevice
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        let kills = Int(ProcessInfo.processInfo.environment["TESSERA_MPI_CRASH_KILLS"] ?? "") ?? 5
+        var rng = TesseraRNG(seed: 3)
+        var killed = 0
+        let run = dir + "/crash"
+        while true {
+            let resuming = FileManager.default.fileExists(atPath: run + "/last.train-state.safetensors")
+            let p = try job(["pretrain", "--run", run] + (resuming ? ["--resume"] : options))
+            if killed < kills {
+                // Wait until both ranks run, then a random moment of training.
+                let deadline = Date().addingTimeInterval(Double(rng.uniform(1.0, 3.0)))
+                while p.isRunning && Date() < deadline { usleep(5000) }
+                let ranks = children(of: p.processIdentifier)
+                if p.isRunning, !ranks.isEmpty {
+                    kill(ranks[rng.int(below: ranks.count)], SIGKILL)
+                    let end = Date().addingTimeInterval(60)
+                    while p.isRunning && Date() < end { usleep(10_000) }
+                    XCTAssertFalse(p.isRunning, "mpirun did not end after a rank was killed")
+                    if p.isRunning { p.terminate(); p.waitUntilExit() }
+                    if p.terminationStatus == 0 { break }   // the job had just finished: the kill came too late
+                    killed += 1
+                    for name in (try? FileManager.default.contentsOfDirectory(atPath: run)) ?? [] where name.hasSuffix(".safetensors") && !name.hasPrefix(".") {
+                        XCTAssertNoThrow(try SafeTensors.read(run + "/" + name), "\(name) unreadable after kill \(killed)")
+                    }
+                    continue
+                }
+            }
+            p.waitUntilExit()
+            if p.terminationStatus == 0 { break }
+            XCTFail("a resumed 2-process run failed (status \(p.terminationStatus))")
+            return
+        }
+        XCTAssertGreaterThan(killed, 0, "no kill landed while the job trained")
+        let names = try FileManager.default.contentsOfDirectory(atPath: run)
+        XCTAssertFalse(names.contains { $0.contains(".tmp-") }, "temporary files left: \(names)")
+        print("2-process crash consistency: \(killed) kills, final checkpoint bit-identical")
+        for f in ["last.safetensors", "last.train-state.safetensors"] {
+            XCTAssertEqual(bytes(dir + "/reference/" + f), bytes(run + "/" + f), "\(f) differs from the uninterrupted 2-process run after \(killed) kills")
+        }
+    }
 }
