@@ -72,3 +72,43 @@ final class ReaderKnownAnswerTests: XCTestCase {
         }
     }
 }
+
+extension ReaderKnownAnswerTests {
+    /// IDX with 4 dimensions `[N, H, W, C]` (written here byte by byte: magic `00 00 08 04`, big-endian
+    /// dimensions): HWC pixels as stored, 3 channels, labels from a rank-1 file.
+    func testIDXWithFourDimensions() throws {
+        let dir = NSTemporaryDirectory() + "tessera-idx-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func be32(_ v: Int) -> [UInt8] { [UInt8(v >> 24 & 255), UInt8(v >> 16 & 255), UInt8(v >> 8 & 255), UInt8(v & 255)] }
+        let pixels = (0..<2).flatMap { expected($0, height: 4, width: 5, channels: 3) }
+        try FileIO.writeAtomically([0, 0, 8, 4] + be32(2) + be32(4) + be32(5) + be32(3) + pixels, to: dir + "/images.idx")
+        try FileIO.writeAtomically([0, 0, 8, 1] + be32(2) + [7, 3], to: dir + "/labels.idx")
+        let set = try ImageSet.idx(images: dir + "/images.idx", labels: dir + "/labels.idx")
+        XCTAssertEqual(set.count, 2)
+        XCTAssertEqual(set.channels, 3)
+        XCTAssertEqual(set.labels, [7, 3])
+        for n in 0..<2 { XCTAssertEqual(try set.decoded(n).pixels, expected(n, height: 4, width: 5, channels: 3), "image \(n)") }
+    }
+
+    /// Normalization, exactly: the evaluation transform of a square image at its own size leaves the
+    /// pixels where they are, and each value is (v/255 − mean_c)/std_c (to float rounding).
+    func testNormalizationValues() {
+        let values: [UInt8] = [0, 51, 102, 153, 204, 255]
+        var hwc: [UInt8] = []   // 2×2 RGB: pixel p, channel c = values[(p + c) mod 6]
+        for p in 0..<4 { for c in 0..<3 { hwc.append(values[(p + c) % 6]) } }
+        let set = ImageSet(uniform: hwc, count: 1, height: 2, width: 2, channels: 3)
+        let mean: [Float] = [0.485, 0.456, 0.406], std: [Float] = [0.229, 0.224, 0.225]
+        let aug = Augmentation(size: 2, mean: mean, std: std).evaluation
+        var rng = TesseraRNG(seed: 0)
+        let view = aug.sampleView(height: 2, width: 2, rng: &rng)
+        let out = aug.render(set, indices: [0], views: [view], threads: 1).array   // [1, 3, 2, 2], CHW
+        for c in 0..<3 {
+            for p in 0..<4 {
+                let want = (Double(values[(p + c) % 6]) / 255 - Double(mean[c])) / Double(std[c])
+                XCTAssertEqual(Double(out[c * 4 + p]), want, accuracy: 1e-5, "channel \(c) pixel \(p)")
+            }
+        }
+    }
+}
+
