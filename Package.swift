@@ -194,13 +194,13 @@ let package = Package(
         // Runs `tessera` and TesseraMPICheck under mpirun (subprocesses with timeouts).
         .testTarget(
             name: "DistributedTests",
-            dependencies: ["tessera", "TesseraMPICheck", "TesseraEngine"],
+            dependencies: ["tessera", "TesseraMPICheck", "TesseraEngine", "TestSupport"],
             path: "Tests/DistributedTests"
         ),
         // Runs the built `tessera` binary as a user would: bad input, and a tiny end-to-end run.
         .testTarget(
             name: "CLITests",
-            dependencies: ["tessera", "EmbedEngine", "TesseraEngine", "TesseraData", "TesseraModels"],
+            dependencies: ["tessera", "EmbedEngine", "TesseraEngine", "TesseraData", "TesseraModels", "TestSupport"],
             path: "Tests/CLITests"
         ),
     ]

@@ -271,7 +271,10 @@ public final class SIM: PretrainingMethod {
         let d = p - t
         let positive = (d * d).sum(axis: 1).mean()
         // C over the global batch's tokens (all processes; the official code all-reduces tᵀt/N).
-        let C = withNoGrad { Tensor(comm.sum(t.transposed().matmul(t).array), shape: [D, D]).scaled(by: 1 / Float(N * comm.size)) }
+        let C = withNoGrad {
+            let local = t.transposed().matmul(t)
+            return (comm.size == 1 ? local : Tensor(comm.sum(local.array), shape: [D, D])).scaled(by: 1 / Float(N * comm.size))
+        }
         let negative = (p.matmul(C) * p).sum(axis: 1).mean()
         let loss = (positive + negative.scaled(by: w)).scaled(by: 1 / Float(D))
         return (loss, positive.item, negative.item, Self.spread(correlation: C.array, mean: comm.mean(t.mean(axis: 0).array), dim: D))

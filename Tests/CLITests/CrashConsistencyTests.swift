@@ -1,5 +1,6 @@
 import Foundation
 import TesseraEngine
+import TestSupport
 import XCTest
 
 /// Nothing lost when a run is killed: a tiny pretraining run is killed with SIGKILL at random
@@ -9,25 +10,9 @@ import XCTest
 ///
 /// CI kills 20 times; `TESSERA_CRASH_KILLS=200 swift test --filter CrashConsistencyTests` by hand.
 final class CrashConsistencyTests: XCTestCase {
-    var binary: URL {
-        let bundle = Bundle(for: CrashConsistencyTests.self).bundleURL
-        return [bundle.appendingPathComponent("tessera"), bundle.deletingLastPathComponent().appendingPathComponent("tessera")]
-            .first { FileManager.default.isExecutableFile(atPath: $0.path) }!
-    }
+    var binary: String { Subprocess.product("tessera", besides: CrashConsistencyTests.self) }
 
-    func start(_ args: [String]) throws -> Process {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        var env = ProcessInfo.processInfo.environment
-        env["TESSERA_THREADS"] = "1"
-        p.environment = env
-        p.standardInput = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        return p
-    }
+    func start(_ args: [String]) throws -> Process { try Subprocess.start(binary, args) }
 
     func tensors(_ path: String) throws -> [String: [Float]] {
         var out: [String: [Float]] = [:]
@@ -104,20 +89,9 @@ final class CrashConsistencyTests: XCTestCase {
 
         // Step 9 is the first of epoch 3 (4 steps per epoch): its loss becomes NaN.
         let run = dir + "/run"
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = ["pretrain", "--run", run] + options
-        var env = ProcessInfo.processInfo.environment
-        env["TESSERA_THREADS"] = "1"; env["TESSERA_INJECT_FAILURE"] = "0:9:nan"
-        p.environment = env
-        let errPath = dir + "/stderr"
-        FileManager.default.createFile(atPath: errPath, contents: nil)
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle(forWritingAtPath: errPath)
-        try p.run()
-        p.waitUntilExit()
-        let message = String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self)
-        XCTAssertEqual(p.terminationStatus, 1, message)
+        let r = try Subprocess.run(binary, ["pretrain", "--run", run] + options, env: ["TESSERA_INJECT_FAILURE": "0:9:nan"])
+        let message = r.stderr
+        XCTAssertEqual(r.status, 1, message)
         XCTAssertEqual(message.split(separator: "\n").count, 1, message)
         XCTAssertTrue(message.contains("loss is nan at epoch 3 step 9"), message)
         XCTAssertTrue(message.contains("Last good checkpoint: \(run)/last.safetensors (epoch 2, step 8; --resume continues from it)"), message)

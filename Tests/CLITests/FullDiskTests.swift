@@ -1,5 +1,6 @@
 import Foundation
 import TesseraEngine
+import TestSupport
 import XCTest
 
 /// A full disk: a run folder on a small tmpfs (mounted by the test, so root only). The first
@@ -14,39 +15,14 @@ final class FullDiskTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: mountPoint) }
         // One checkpoint set of this model is about 180 KB (train state 108 KB); 256 KB holds one set
         // but not the second train state's temporary file beside it.
-        func shell(_ args: [String]) throws -> Int32 {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: args[0])
-            p.arguments = Array(args.dropFirst())
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            p.waitUntilExit()
-            return p.terminationStatus
-        }
+        func shell(_ args: [String]) throws -> Int32 { try Subprocess.run(args[0], Array(args.dropFirst())).status }
         guard try shell(["/bin/mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mountPoint]) == 0 else {
             throw XCTSkip("cannot mount a tmpfs here (a container without CAP_SYS_ADMIN?); the full-disk test is skipped")
         }
         defer { _ = try? shell(["/bin/umount", mountPoint]) }
 
-        let bundle = Bundle(for: FullDiskTests.self).bundleURL
-        let binary = [bundle.appendingPathComponent("tessera"), bundle.deletingLastPathComponent().appendingPathComponent("tessera")]
-            .first { FileManager.default.isExecutableFile(atPath: $0.path) }!
-        func tessera(_ args: [String]) throws -> (status: Int32, stderr: String) {
-            let p = Process()
-            p.executableURL = binary
-            p.arguments = args
-            var env = ProcessInfo.processInfo.environment
-            env["TESSERA_THREADS"] = "1"
-            p.environment = env
-            let err = Pipe()
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = err
-            try p.run()
-            let e = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: e, as: UTF8.self))
-        }
+        let binary = Subprocess.product("tessera", besides: FullDiskTests.self)
+        func tessera(_ args: [String]) throws -> Subprocess.Outcome { try Subprocess.run(binary, args) }
         let run = mountPoint + "/run"
         let r = try tessera(["pretrain", "--run", run, "--limit", "64", "--batch-size", "16", "--epochs", "3", "--depth", "1", "--dim", "16",
                              "--heads", "1", "--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "1"])

@@ -1,51 +1,21 @@
 import Foundation
 import TesseraData
 import TesseraEngine
+import TestSupport
 import XCTest
 
 /// Hostile numbers at every option of every subcommand: whatever the value, `tessera` exits (no
 /// signal) with status 0, 1 or 64, and a run that fails leaves no file behind.
 final class OptionPropertyTests: XCTestCase {
-    struct Outcome { let exited: Bool; let status: Int32; let stderr: String }
+    var binary: String { Subprocess.product("tessera", besides: OptionPropertyTests.self) }
 
     /// Runs `tessera args` in `cwd` (where a relative path a value names lands).
-    func run(_ args: [String], cwd: String) throws -> Outcome {
-        let bundle = Bundle(for: OptionPropertyTests.self).bundleURL
-        let binary = [bundle.appendingPathComponent("tessera"), bundle.deletingLastPathComponent().appendingPathComponent("tessera")]
-            .first { FileManager.default.isExecutableFile(atPath: $0.path) }!
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        p.currentDirectoryURL = URL(fileURLWithPath: cwd)
-        var env = ProcessInfo.processInfo.environment
-        env["TESSERA_THREADS"] = "1"
-        p.environment = env
-        p.standardInput = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        let errPath = cwd + "/../stderr-\(UInt32.random(in: 0..<UInt32.max))"
-        FileManager.default.createFile(atPath: errPath, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: errPath) }
-        p.standardError = FileHandle(forWritingAtPath: errPath)
-        try p.run()
-        p.waitUntilExit()
-        let err = String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self)
-        return Outcome(exited: p.terminationReason == .exit, status: p.terminationStatus, stderr: err)
-    }
+    func run(_ args: [String], cwd: String) throws -> Subprocess.Outcome { try Subprocess.run(binary, args, cwd: cwd) }
 
     /// Every option of every subcommand, from the parser's own description (`--experimental-dump-help`),
     /// so an option added later is covered too.
     func optionsBySubcommand(cwd: String) throws -> [String: [String]] {
-        let bundle = Bundle(for: OptionPropertyTests.self).bundleURL
-        let binary = [bundle.appendingPathComponent("tessera"), bundle.deletingLastPathComponent().appendingPathComponent("tessera")]
-            .first { FileManager.default.isExecutableFile(atPath: $0.path) }!
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = ["--experimental-dump-help"]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
+        let data = Data(try Subprocess.run(binary, ["--experimental-dump-help"], cwd: cwd).stdout.utf8)
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
         let command = try XCTUnwrap(json["command"] as? [String: Any])
         var result: [String: [String]] = [:]

@@ -178,13 +178,20 @@ final class DataAtScaleTests: XCTestCase {
         XCTAssertEqual(try TarShards.shardPaths(dir + "/shard-{000000..000002}.tar"), try TarShards.shardPaths(dir))
     }
 
-    /// The streaming reader (each shard front to back, images held until their position is due)
-    /// gives the batches that reading each image at its offset gives, from any start, with any workers.
-    func testStreamedShardsGiveTheSameBatches() throws {
+    /// The fixture folder and its images packed into shards of 4 (shuffled, seed 5), read with a
+    /// shuffle buffer of 3.
+    func folderAndShards() throws -> (ImageFiles, TarShards) {
         let folder = try ImageFiles.index(try makeFolder(), channels: 3)
         _ = try TarShards.pack(folder, into: tmp + "/s", shardSize: 4, shuffleSeed: 5)
         var shards = try TarShards.index(tmp + "/s", channels: 3)
         shards.shuffleBuffer = 3
+        return (folder, shards)
+    }
+
+    /// The streaming reader (each shard front to back, images held until their position is due)
+    /// gives the batches that reading each image at its offset gives, from any start, with any workers.
+    func testStreamedShardsGiveTheSameBatches() throws {
+        let (_, shards) = try folderAndShards()
         let aug = Augmentation(size: 24, mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2])
         for workers in [1, 3] {
             let loader = Loader(shards, batchSize: 3, augmentation: aug, seed: 4, workers: workers)
@@ -211,10 +218,7 @@ final class DataAtScaleTests: XCTestCase {
     /// reshuffled per epoch; for an image folder read directly and for tar shards streamed with the
     /// other processes' members skipped.
     func testProcessShardsAreDisjointCompleteAndReshuffled() throws {
-        let folder = try ImageFiles.index(try makeFolder(), channels: 3)
-        _ = try TarShards.pack(folder, into: tmp + "/s", shardSize: 4, shuffleSeed: 5)
-        var shards = try TarShards.index(tmp + "/s", channels: 3)
-        shards.shuffleBuffer = 3
+        let (folder, shards) = try folderAndShards()
         let aug = Augmentation(size: 16, mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2])
         for data in [folder as any ImageDataset, shards] {
             for W in [2, 3] {

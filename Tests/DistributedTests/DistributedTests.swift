@@ -1,48 +1,31 @@
 import Foundation
 import TesseraEngine
+import TestSupport
 import XCTest
 
 /// Data-parallel training under `mpirun` on this machine: every job is a subprocess with a deadline
 /// (MPI is initialized once per process, never inside the XCTest process).
 final class DistributedTests: XCTestCase {
-    /// An executable of this package: in the products directory, which holds (or is) the test bundle.
-    func product(_ name: String) -> String {
-        let bundle = Bundle(for: DistributedTests.self).bundleURL
-        let candidates = [bundle.appendingPathComponent(name), bundle.deletingLastPathComponent().appendingPathComponent(name)]
-        return (candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[1]).path
-    }
+    func product(_ name: String) -> String { Subprocess.product(name, besides: DistributedTests.self) }
 
-    struct Outcome { let status: Int32; let stdout: String; let stderr: String; let seconds: Double }
+    typealias Outcome = Subprocess.Outcome
+
+    /// Open MPI as root on one machine (shared memory, out-of-band on loopback, no single-copy
+    /// mechanism in containers).
+    static let openMPIEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+                                     "OMPI_MCA_btl_vader_single_copy_mechanism": "none", "OMPI_MCA_btl": "self,vader",
+                                     "OMPI_MCA_pml": "ob1", "OMPI_MCA_oob_tcp_if_include": "lo"]
+
+    /// `mpirun -np ranks` with a rank's threads free to use every core.
+    static func mpirun(_ ranks: Int) -> [String] { ["mpirun", "-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"] }
 
     /// Runs `program args` under `mpirun -np ranks` (ranks 1: directly), within `timeout` seconds.
     func launch(_ ranks: Int, _ program: String, _ args: [String], env: [String: String] = [:], timeout: Int = 180) throws -> Outcome {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else {
             throw XCTSkip("mpirun is not installed (Debian: openmpi-bin; scripts/test.sh installs it)")
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-        p.arguments = ["--kill-after=10", "\(timeout)"]
-            + (ranks > 1 ? ["mpirun", "-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"] : []) + [program] + args
-        var e = ProcessInfo.processInfo.environment
-        e["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; e["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-        e["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"
-        e["OMPI_MCA_btl"] = "self,vader"; e["OMPI_MCA_pml"] = "ob1"; e["OMPI_MCA_oob_tcp_if_include"] = "lo"
-        e["TESSERA_THREADS"] = "1"
-        for (k, v) in env { e[k] = v }
-        p.environment = e
-        p.standardInput = FileHandle.nullDevice
-        // Output to files: nothing to drain while the job runs, whatever it prints.
-        let base = NSTemporaryDirectory() + "tessera-dist-out-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
-        FileManager.default.createFile(atPath: base + ".out", contents: nil)
-        FileManager.default.createFile(atPath: base + ".err", contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: base + ".out"); try? FileManager.default.removeItem(atPath: base + ".err") }
-        p.standardOutput = FileHandle(forWritingAtPath: base + ".out")
-        p.standardError = FileHandle(forWritingAtPath: base + ".err")
-        let start = Date()
-        try p.run()
-        p.waitUntilExit()
-        func text(_ path: String) -> String { String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) }
-        return Outcome(status: p.terminationStatus, stdout: text(base + ".out"), stderr: text(base + ".err"), seconds: Date().timeIntervalSince(start))
+        return try Subprocess.run("/usr/bin/timeout", ["--kill-after=10", "\(timeout)"] + (ranks > 1 ? Self.mpirun(ranks) : []) + [program] + args,
+                                  env: Self.openMPIEnvironment.merging(env) { $1 })
     }
 
     func tempDir() throws -> String {
@@ -224,19 +207,7 @@ final class DistributedTests: XCTestCase {
                        "--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "1", "--seed", "5"]
         assertSucceeded(try launch(2, tessera, ["pretrain", "--run", dir + "/reference"] + options))
         func job(_ args: [String]) throws -> Process {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
-            p.arguments = ["-np", "2", "--oversubscribe", "--bind-to", "none", tessera] + args
-            var e = ProcessInfo.processInfo.environment
-            e["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; e["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-            e["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"; e["OMPI_MCA_btl"] = "self,vader"; e["OMPI_MCA_pml"] = "ob1"
-            e["OMPI_MCA_oob_tcp_if_include"] = "lo"; e["TESSERA_THREADS"] = "1"
-            p.environment = e
-            p.standardInput = FileHandle.nullDevice
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            return p
+            try Subprocess.start("/usr/bin/mpirun", Array(Self.mpirun(2).dropFirst()) + [tessera] + args, env: Self.openMPIEnvironment)
         }
         let kills = Int(ProcessInfo.processInfo.environment["TESSERA_MPI_CRASH_KILLS"] ?? "") ?? 5
         var rng = TesseraRNG(seed: 3)
