@@ -75,39 +75,39 @@ struct Pretrain: ParsableCommand {
         guard Interpolation(rawValue: interpolation) != nil else { throw CLIError("--interpolation must be bicubic or bilinear") }
         // Sizes: up to what a CPU run can hold (a ViT of more than 4096 tokens per image, or wider
         // than 4096, is not something these kernels train).
-        try Check.integer("--image-size", imageSize, 1...4096)
-        try Check.integer("--patch-size", patchSize, 1...(imageSize ?? 4096))
+        try Check.integer("--image-size", imageSize, ConfigLimits.imageSize)
+        try Check.integer("--patch-size", patchSize, 1...(imageSize ?? ConfigLimits.imageSize.upperBound))
         if let channels, channels != 1 && channels != 3 { throw CLIError("--channels must be 1 or 3, got \(channels)") }
-        try Check.integer("--depth", depth, 1...128)
-        try Check.integer("--dim", dim, 4...4096)
-        try Check.integer("--heads", heads, 1...256)
-        try Check.integer("--decoder-dim", decoderDim, 4...4096)
-        try Check.integer("--decoder-depth", decoderDepth, 1...128)
-        try Check.integer("--decoder-heads", decoderHeads, 1...256)
+        try Check.integer("--depth", depth, ConfigLimits.depth)
+        try Check.integer("--dim", dim, ConfigLimits.width)
+        try Check.integer("--heads", heads, ConfigLimits.heads)
+        try Check.integer("--decoder-dim", decoderDim, ConfigLimits.width)
+        try Check.integer("--decoder-depth", decoderDepth, ConfigLimits.depth)
+        try Check.integer("--decoder-heads", decoderHeads, ConfigLimits.heads)
         try Check.number("--mask-ratio", maskRatio, 0, 1, lowOpen: true)
         if let maskRatio, maskRatio >= 1 { throw CLIError("--mask-ratio must be below 1, got \(maskRatio)") }
         if maskRatio != nil && method == .msn { throw CLIError("--mask-ratio does not apply to msn; its anchor masking is --patch-drop") }
         // Schedule and optimizer.
-        try Check.integer("--epochs", epochs, 1...1_000_000)
+        try Check.integer("--epochs", epochs, ConfigLimits.epochs)
         try Check.number("--warmup-epochs", warmupEpochs, 0, 1_000_000)
-        try Check.integer("--batch-size", batchSize, 1...1 << 20)
-        try Check.integer("--accum", accum, 1...1 << 16)
-        try Check.number("--blr", blr, 0, 10, lowOpen: true)
-        try Check.number("--weight-decay", weightDecay, 0, 10)
+        try Check.integer("--batch-size", batchSize, ConfigLimits.batchSize)
+        try Check.integer("--accum", accum, ConfigLimits.accumSteps)
+        try Check.number("--blr", blr, ConfigLimits.blr.lowerBound, ConfigLimits.blr.upperBound, lowOpen: true)
+        try Check.number("--weight-decay", weightDecay, ConfigLimits.weightDecay.lowerBound, ConfigLimits.weightDecay.upperBound)
         try Check.number("--min-scale", minScale, 0, 1, lowOpen: true)
-        try Check.integer("--save-every", saveEvery, 1...1_000_000)
-        try Check.integer("--knn-every", knnEvery, 0...1_000_000)
+        try Check.integer("--save-every", saveEvery, ConfigLimits.everyEpochs)
+        try Check.integer("--knn-every", knnEvery, 0...ConfigLimits.everyEpochs.upperBound)
         try Check.integer("--limit", limit, 1...Int(Int32.max))
         try Check.integer("--log-every", logEvery, 1...Int(Int32.max))
         // Methods.
         try Check.number("--gamma", gamma, 0, 1000)
         try Check.number("--teacher-momentum", teacherMomentum, 0, 1)
-        try Check.integer("--focal-views", focalViews, 0...64)
-        try Check.integer("--focal-size", focalSize, 1...4096)
+        try Check.integer("--focal-views", focalViews, ConfigLimits.focalViews)
+        try Check.integer("--focal-size", focalSize, ConfigLimits.imageSize)
         try Check.number("--patch-drop", patchDrop, 0, 1)
         if let patchDrop, patchDrop >= 1 { throw CLIError("--patch-drop must be below 1, got \(patchDrop)") }
-        try Check.integer("--prototypes", prototypes, 2...1 << 20)
-        try Check.integer("--head-hidden", headHidden, 1...65536)
+        try Check.integer("--prototypes", prototypes, ConfigLimits.prototypes)
+        try Check.integer("--head-hidden", headHidden, ConfigLimits.headHidden)
     }
 
     func run() throws {
@@ -154,16 +154,9 @@ struct Pretrain: ParsableCommand {
         let uniform = train.uniformSize.flatMap { $0.height == $0.width ? $0.height : nil }
         let size = imageSize ?? uniform ?? 224
         let patch = patchSize ?? (size <= 64 ? 4 : 16)
-        try Check.integer("--image-size", size, 1...4096)
-        guard patch >= 1, size % patch == 0 else {
-            throw CLIError("image size \(size) is not divisible by patch size \(patch); pass --patch-size with a divisor of \(size) or --image-size")
-        }
         var mae = MAEConfig.named(model)!
         mae.encoder.imageSize = size
         mae.encoder.patchSize = patch
-        guard (size / patch) * (size / patch) <= 4096 else {
-            throw CLIError("image size \(size) with patch size \(patch) makes \((size / patch) * (size / patch)) patches per image, more than 4096; raise --patch-size")
-        }
         mae.encoder.channels = channels ?? train.channels
         guard mae.encoder.channels == train.channels else {
             throw CLIError("--channels \(mae.encoder.channels) but \(data) has \(train.channels)-channel images")
@@ -175,18 +168,7 @@ struct Pretrain: ParsableCommand {
         if let decoderDepth { mae.decoderDepth = decoderDepth }
         if let decoderHeads { mae.decoderHeads = decoderHeads }
         mae.normPixLoss = !noNormPix
-        if mae.normPixLoss && (method == .mae || method == .rcmae) && patch * patch * mae.encoder.channels < 2 {
-            throw CLIError("patches of \(patch)x\(patch)x\(mae.encoder.channels) hold one value, which the per-patch normalized target cannot standardize; raise --patch-size or pass --no-norm-pix")
-        }
         if let maskRatio, method == .mae || method == .rcmae { mae.maskRatio = maskRatio }
-        for (name, d, h) in [("encoder", mae.encoder.dim, mae.encoder.heads), ("decoder", mae.decoderDim, mae.decoderHeads)] {
-            guard h >= 1, d % h == 0, d % 4 == 0 else {
-                throw CLIError("\(name) width \(d) must be a multiple of 4 and of its head count \(h); adjust --dim/--heads or --decoder-dim/--decoder-heads")
-            }
-        }
-        guard method != .mae && method != .rcmae || mae.keptPatches >= 1 else {
-            throw CLIError("--mask-ratio \(mae.maskRatio) keeps no patch of \(mae.encoder.patches); lower it")
-        }
 
         // Normalization: ImageNet statistics for RGB, the training set's own for grayscale.
         let stats = train.channels == 3 ? (mean: [Float](arrayLiteral: 0.485, 0.456, 0.406), std: [Float](arrayLiteral: 0.229, 0.224, 0.225))
@@ -213,9 +195,6 @@ struct Pretrain: ParsableCommand {
             if let patchDrop { o.patchDrop = patchDrop }
             if let prototypes { o.prototypes = prototypes }
             if let headHidden { o.hiddenDim = headHidden }
-            guard o.focalSize % patch == 0, o.focalSize >= patch else {
-                throw CLIError("--focal-size \(o.focalSize) must be a positive multiple of the patch size \(patch)")
-            }
             config.msn = o
         case .sim:
             var o = config.sim!
@@ -223,12 +202,6 @@ struct Pretrain: ParsableCommand {
             if let decoderHeads { o.decoderHeads = decoderHeads }
             if let simNorm { o.norm = NormKind(rawValue: simNorm)! }
             if let maskRatio { o.maskRatio = maskRatio }
-            guard SIM.maskedCount(patches: mae.encoder.patches, ratio: o.maskRatio) < mae.encoder.patches else {
-                throw CLIError("--mask-ratio \(o.maskRatio) keeps no patch of \(mae.encoder.patches); lower it")
-            }
-            guard o.width(encoderDim: mae.encoder.dim) % o.decoderHeads == 0 else {
-                throw CLIError("SIM width \(o.width(encoderDim: mae.encoder.dim)) is not divisible by --decoder-heads \(o.decoderHeads)")
-            }
             config.sim = o
         }
         config.model = model
@@ -244,7 +217,9 @@ struct Pretrain: ParsableCommand {
         config.limit = limit
         config.fullDecode = fullDecode ? true : nil
         config.logEvery = logEvery
-
+        // Sizes that only together can be wrong (divisibility, patches per image, kept patches): the
+        // same checks every configuration read from a file passes.
+        do { try config.validate() } catch let e as FileIO.Error { throw CLIError(e.message) }
         return config
     }
 

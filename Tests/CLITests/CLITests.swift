@@ -184,6 +184,18 @@ final class CLITests: XCTestCase {
         let inspect = try tessera(["inspect", run + "/last.safetensors"])
         XCTAssertTrue(inspect.stdout.contains("decoder_pred.weight"), inspect.stdout)
         XCTAssertTrue(inspect.stdout.contains("format: pt"), inspect.stdout)
+        // A checkpoint whose saved configuration is damaged (patch size 0) is one line, not a trap.
+        let file = try SafeTensors.read(run + "/last.safetensors")
+        var json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(file.metadata["config"]!.utf8)) as? [String: Any])
+        var mae = json["mae"] as! [String: Any], encoder = mae["encoder"] as! [String: Any]
+        encoder["patchSize"] = 0; mae["encoder"] = encoder; json["mae"] = mae
+        var metadata = file.metadata
+        metadata["config"] = String(decoding: try JSONSerialization.data(withJSONObject: json), as: UTF8.self)
+        try SafeTensors.write(SafeTensors.File(tensors: file.tensors, metadata: metadata), to: dir + "/damaged.safetensors")
+        for command in [["eval"], ["embed", "--out", dir + "/d.npy"], ["reconstruct", "--out", dir + "/d.png"]] {
+            assertOneLineError(try tessera([command[0], dir + "/damaged.safetensors"] + command.dropFirst()), mentions: "mae.encoder.patchSize")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/d.npy"))
     }
 
     func testOtherMethodsTrainAndEvaluate() throws {

@@ -89,9 +89,16 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
         return String(decoding: try! enc.encode(self), as: UTF8.self)
     }
 
+    /// Reads a saved configuration (`config.json`, a checkpoint's metadata) and checks it
+    /// (``validate()``): a damaged or crafted one is an error, never a model built from it.
     public static func decode(_ text: String) throws -> PretrainConfig {
-        do { return try JSONDecoder().decode(PretrainConfig.self, from: Data(text.utf8)) } catch {
+        let config: PretrainConfig
+        do { config = try JSONDecoder().decode(PretrainConfig.self, from: Data(text.utf8)) } catch {
             throw FileIO.Error(message: "configuration is not a valid Tessera config (\(error))")
         }
+        do { try config.validate() } catch let e as FileIO.Error {
+            throw FileIO.Error(message: "configuration is not a valid Tessera config (\(e.message))")
+        }
+        return config
     }
 }

@@ -1,0 +1,156 @@
+import Foundation
+import TesseraData
+import TesseraEngine
+
+/// The checks a ``PretrainConfig`` must pass before anything is built from it: every size, ratio and
+/// rate inside the range the kernels and models handle, every divisibility a model's constructor
+/// relies on. A configuration comes from the command line (where `tessera pretrain` checks each
+/// option first, naming it) and from files (`config.json`, every checkpoint's metadata), which are
+/// treated as hostile: ``PretrainConfig/decode(_:)`` runs these checks, so a damaged or crafted
+/// checkpoint is one error instead of a trap in a constructor.
+///
+/// The limits are here once; the command line's early checks use the same ``ConfigLimits``.
+public enum ConfigLimits {
+    public static let imageSize = 1...4096
+    public static let patchesPerImage = 1...4096
+    public static let width = 4...4096
+    public static let depth = 1...128
+    public static let heads = 1...256
+    public static let epochs = 1...1_000_000
+    public static let batchSize = 1...(1 << 20)
+    public static let accumSteps = 1...(1 << 16)
+    public static let blr: ClosedRange<Double> = 0...10          // above 0
+    public static let weightDecay: ClosedRange<Float> = 0...10
+    public static let everyEpochs = 1...1_000_000
+    public static let focalViews = 0...64
+    public static let prototypes = 2...(1 << 20)
+    public static let headHidden = 1...65536
+}
+
+extension PretrainConfig {
+    /// Throws a one-line error naming the first field out of range (and the option that sets it).
+    public func validate() throws {
+        func need(_ ok: Bool, _ what: @autoclosure () -> String) throws {
+            if !ok { throw FileIO.Error(message: what()) }
+        }
+        func int(_ name: String, _ v: Int, _ r: ClosedRange<Int>) throws {
+            try need(r.contains(v), "\(name) must be \(r.lowerBound)…\(r.upperBound), got \(v)")
+        }
+        func real<T: BinaryFloatingPoint>(_ name: String, _ v: T, _ r: ClosedRange<T>, lowOpen: Bool = false, highOpen: Bool = false) throws {
+            let ok = v.isFinite && (lowOpen ? v > r.lowerBound : v >= r.lowerBound) && (highOpen ? v < r.upperBound : v <= r.upperBound)
+            try need(ok, "\(name) must be in \(lowOpen ? "(" : "[")\(r.lowerBound), \(r.upperBound)\(highOpen ? ")" : "]"), got \(v)")
+        }
+        func range(_ name: String, _ v: ClosedRange<Float>, _ r: ClosedRange<Float>) throws {
+            try need(v.lowerBound.isFinite && v.upperBound.isFinite && v.lowerBound > r.lowerBound && v.upperBound <= r.upperBound,
+                     "\(name) must lie in (\(r.lowerBound), \(r.upperBound)], got \(v)")
+        }
+        func photometric(_ name: String, _ p: Photometric?) throws {
+            guard let p else { return }
+            for (field, v) in [("jitterProbability", p.jitterProbability), ("grayscaleProbability", p.grayscaleProbability),
+                               ("blurProbability", p.blurProbability), ("solarizeProbability", p.solarizeProbability)] {
+                try real("\(name).\(field)", v, 0...1)
+            }
+            for (field, v) in [("brightness", p.brightness), ("contrast", p.contrast), ("saturation", p.saturation)] {
+                try real("\(name).\(field)", v, 0...10)
+            }
+            try real("\(name).hue", p.hue, 0...0.5)
+            try range("\(name).blurSigma", p.blurSigma, 0...100)
+        }
+
+        // The encoder (--image-size, --patch-size, --channels, --dim, --depth, --heads).
+        let e = mae.encoder
+        try int("mae.encoder.imageSize (--image-size)", e.imageSize, ConfigLimits.imageSize)
+        try int("mae.encoder.patchSize (--patch-size)", e.patchSize, 1...e.imageSize)
+        try need(e.imageSize % e.patchSize == 0, "image size \(e.imageSize) is not divisible by patch size \(e.patchSize); pass --patch-size with a divisor of \(e.imageSize) or --image-size")
+        try need(ConfigLimits.patchesPerImage.contains(e.patches),
+                 "image size \(e.imageSize) with patch size \(e.patchSize) makes \(e.patches) patches per image, more than \(ConfigLimits.patchesPerImage.upperBound); raise --patch-size")
+        try need(e.channels == 1 || e.channels == 3, "mae.encoder.channels (--channels) must be 1 or 3, got \(e.channels)")
+        try int("mae.encoder.depth (--depth)", e.depth, ConfigLimits.depth)
+        try real("mae.encoder.mlpRatio", e.mlpRatio, 0...64, lowOpen: true)
+        try need(Int(Float(e.dim) * e.mlpRatio) >= 1, "mae.encoder.mlpRatio \(e.mlpRatio) leaves no hidden unit")
+        try real("mae.encoder.layerNormEps", e.layerNormEps, 0...1, lowOpen: true)
+        for (name, d, h) in [("encoder", e.dim, e.heads), ("decoder", mae.decoderDim, mae.decoderHeads)] {
+            try int("\(name) width (--\(name == "encoder" ? "" : "decoder-")dim)", d, ConfigLimits.width)
+            try int("\(name) heads (--\(name == "encoder" ? "" : "decoder-")heads)", h, ConfigLimits.heads)
+            try need(d % h == 0 && d % 4 == 0,
+                     "\(name) width \(d) must be a multiple of 4 and of its head count \(h); adjust --dim/--heads or --decoder-dim/--decoder-heads")
+        }
+        try int("mae.decoderDepth (--decoder-depth)", mae.decoderDepth, ConfigLimits.depth)
+        try real("mae.maskRatio (--mask-ratio)", mae.maskRatio, 0...1, highOpen: true)
+        if method == .mae || method == .rcmae {
+            try need(mae.keptPatches >= 1, "--mask-ratio \(mae.maskRatio) keeps no patch of \(e.patches); lower it")
+            try need(!mae.normPixLoss || e.patchSize * e.patchSize * e.channels >= 2,
+                     "patches of \(e.patchSize)x\(e.patchSize)x\(e.channels) hold one value, which the per-patch normalized target cannot standardize; raise --patch-size or pass --no-norm-pix")
+        }
+
+        // Schedule and optimizer.
+        try int("epochs (--epochs)", epochs, ConfigLimits.epochs)
+        try real("warmupEpochs (--warmup-epochs)", warmupEpochs, 0...1_000_000)
+        try int("batchSize (--batch-size)", batchSize, ConfigLimits.batchSize)
+        try int("accumSteps (--accum)", accumSteps, ConfigLimits.accumSteps)
+        try real("blr (--blr)", blr, ConfigLimits.blr, lowOpen: true)
+        try real("weightDecay (--weight-decay)", weightDecay, ConfigLimits.weightDecay)
+        if let weightDecayEnd { try real("weightDecayEnd", weightDecayEnd, ConfigLimits.weightDecay) }
+        if let clipGrad { try real("clipGrad", clipGrad, 0...1e30, lowOpen: true) }
+        try real("beta1", beta1, 0...1, highOpen: true)
+        try real("beta2", beta2, 0...1, highOpen: true)
+        try int("saveEvery (--save-every)", saveEvery, ConfigLimits.everyEpochs)
+        try int("knnEvery (--knn-every)", knnEvery, 0...ConfigLimits.everyEpochs.upperBound)
+        if let limit { try int("limit (--limit)", limit, 1...Int(Int32.max)) }
+        try int("logEvery (--log-every)", logEvery, 1...Int(Int32.max))
+
+        // Augmentation: the training view is the encoder's image size; one mean and std per channel.
+        try need(augmentation.size == e.imageSize, "augmentation.size \(augmentation.size) differs from the image size \(e.imageSize)")
+        try range("augmentation.scale (--min-scale)", augmentation.scale, 0...1)
+        try range("augmentation.ratio", augmentation.ratio, 0...100)
+        try need(augmentation.mean.count == e.channels && augmentation.std.count == e.channels,
+                 "augmentation.mean and .std need \(e.channels) values, got \(augmentation.mean.count) and \(augmentation.std.count)")
+        for m in augmentation.mean { try real("augmentation.mean", m, -1e6...1e6) }
+        for s in augmentation.std { try real("augmentation.std", s, 0...1e6, lowOpen: true) }
+        try photometric("augmentation.photometric", augmentation.photometric)
+
+        // The method's own options.
+        switch method {
+        case .mae: break
+        case .rcmae:
+            guard let o = rcmae else { throw FileIO.Error(message: "method rcmae without its rcmae options") }
+            try real("rcmae.gamma (--gamma)", o.gamma, 0...1000)
+            try real("rcmae.momentum (--teacher-momentum)", o.momentum, 0...1)
+        case .msn:
+            guard let o = msn else { throw FileIO.Error(message: "method msn without its msn options") }
+            try int("msn.focalViews (--focal-views)", o.focalViews, ConfigLimits.focalViews)
+            try int("msn.focalSize (--focal-size)", o.focalSize, ConfigLimits.imageSize)
+            try need(o.focalSize % e.patchSize == 0 && o.focalSize >= e.patchSize,
+                     "--focal-size \(o.focalSize) must be a positive multiple of the patch size \(e.patchSize)")
+            try range("msn.randomScale", o.randomScale, 0...1)
+            try range("msn.focalScale", o.focalScale, 0...1)
+            try real("msn.patchDrop (--patch-drop)", o.patchDrop, 0...1, highOpen: true)
+            try int("msn.prototypes (--prototypes)", o.prototypes, ConfigLimits.prototypes)
+            try int("msn.hiddenDim (--head-hidden)", o.hiddenDim, ConfigLimits.headHidden)
+            try int("msn.outputDim", o.outputDim, ConfigLimits.headHidden)
+            try real("msn.temperature", o.temperature, 0...100, lowOpen: true)
+            try real("msn.sharpen", o.sharpen, 0...100, lowOpen: true)
+            try int("msn.sinkhornIterations", o.sinkhornIterations, 0...1000)
+            try real("msn.memaxWeight", o.memaxWeight, 0...1000)
+            try real("msn.momentum", o.momentum, 0...1)
+            try real("msn.momentumStretch", o.momentumStretch, 0...1000, lowOpen: true)
+            try photometric("msn.photometric", o.photometric)
+        case .sim:
+            guard let o = sim else { throw FileIO.Error(message: "method sim without its sim options") }
+            let w = o.width(encoderDim: e.dim)
+            try int("sim.decoderDim (--decoder-dim)", w, ConfigLimits.width)
+            try int("sim.decoderHeads (--decoder-heads)", o.decoderHeads, ConfigLimits.heads)
+            try need(w % o.decoderHeads == 0 && w % 4 == 0, "SIM width \(w) must be a multiple of 4 and of --decoder-heads \(o.decoderHeads)")
+            try int("sim.projectorDepth", o.projectorDepth, 0...ConfigLimits.depth.upperBound)
+            try int("sim.predictorDepth", o.predictorDepth, ConfigLimits.depth)
+            try real("sim.maskRatio (--mask-ratio)", o.maskRatio, 0...1, highOpen: true)
+            try need(SIM.maskedCount(patches: e.patches, ratio: o.maskRatio) < e.patches,
+                     "--mask-ratio \(o.maskRatio) keeps no patch of \(e.patches); lower it")
+            try range("sim.cropScale", o.cropScale, 0...1)
+            try real("sim.negWeight", o.negWeight, 0...1000)
+            try real("sim.momentum", o.momentum, 0...1)
+            try photometric("sim.onlinePhotometric", o.onlinePhotometric)
+            try photometric("sim.targetPhotometric", o.targetPhotometric)
+        }
+    }
+}
