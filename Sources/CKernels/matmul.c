@@ -70,10 +70,15 @@ CK_ALWAYS_INLINE void store_row(float *restrict c, ck_vf16 a0, ck_vf16 a1, int64
 // With SUM (a constant), the tile also sums each of its rows of op(A) over k, in k order, into
 // rowsum[r] (overwritten when sum_accumulate is 0, else added to): a Linear layer's bias gradient
 // rides on its weight-gradient product, whose op(A) is the output gradient transposed.
+// SUM = 1 adds each row's element as a scalar: ROWS more floating-point adds per k, on the ports the
+// FMAs need (the weight-gradient products ran 6-16% slower with the sums than without). SUM = 2,
+// for op(A) = Aᵀ (a_rs = 1) when 16 floats from a + k·a_ks are inside A's row (the caller checks):
+// the tile's ROWS values at k are adjacent, so one 16-lane load and one vector add per k sum all
+// rows; lane r adds the same values in the same k order as SUM = 1, so the bits are the same.
 CK_ALWAYS_INLINE void tile(const int ROWS, const int SUM, int64_t kc, const float *restrict a, int64_t a_rs, int64_t a_ks,
                            const float *restrict bp, int64_t b_ks, float *restrict c, int64_t ldc, int64_t cols, float alpha, float beta,
                            float *restrict rowsum, int sum_accumulate) {
-    ck_vf16 acc0[MR], acc1[MR];
+    ck_vf16 acc0[MR], acc1[MR], vsums = (ck_vf16){0};
     float sums[MR];
     for (int r = 0; r < ROWS; r++) { acc0[r] = (ck_vf16){0}; acc1[r] = (ck_vf16){0}; sums[r] = 0.0f; }
     // The tile's rows of C, fetched for writing while the k loop runs: C is written once per tile and
@@ -93,27 +98,31 @@ CK_ALWAYS_INLINE void tile(const int ROWS, const int SUM, int64_t kc, const floa
             __builtin_prefetch(ak + PREFETCH_K * a_ks);
             __builtin_prefetch(ak + PREFETCH_K * a_ks + ROWS - 1);
         }
+        if (SUM == 2) vsums += ck_vload(ak);
         #pragma clang loop unroll(full)
         for (int r = 0; r < ROWS; r++) {
             const float x = ak[r * a_rs];
             acc0[r] += x * b0;
             acc1[r] += x * b1;
-            if (SUM) sums[r] += x;
+            if (SUM == 1) sums[r] += x;
         }
     }
     for (int r = 0; r < ROWS; r++) store_row(c + r * ldc, acc0[r], acc1[r], cols, alpha, beta);
+    if (SUM == 2) for (int r = 0; r < ROWS; r++) sums[r] = vsums[r];
     if (SUM) for (int r = 0; r < ROWS; r++) CK_PUT(sum_accumulate, rowsum[r], sums[r]);
 }
 
 // A tile of `rows` ≤ MR rows: dispatched to a tile with that many rows as a constant.
+// vector_sums: the caller found 16 floats readable at every k (SUM = 2 above).
 #define TILE_CASE(n) case n: \
-    if (rowsum) tile(n, 1, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, rowsum, sum_accumulate); \
+    if (rowsum && vector_sums) tile(n, 2, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, rowsum, sum_accumulate); \
+    else if (rowsum) tile(n, 1, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, rowsum, sum_accumulate); \
     else tile(n, 0, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, NULL, 0); \
     break;
 
 __attribute__((target("avx512f"))) static void tile_avx512(int64_t rows, int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
                                                            const float *bp, int64_t b_ks, float *c, int64_t ldc, int64_t cols,
-                                                           float alpha, float beta, float *rowsum, int sum_accumulate) {
+                                                           float alpha, float beta, float *rowsum, int sum_accumulate, int vector_sums) {
     switch (rows) {
         TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6) TILE_CASE(7)
         TILE_CASE(8) TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12) TILE_CASE(13) TILE_CASE(14)
@@ -124,6 +133,7 @@ __attribute__((target("avx512f"))) static void tile_avx512(int64_t rows, int64_t
 CK_CLONES static void tile_portable(int64_t rows, int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
                                     const float *bp, int64_t b_ks, float *c, int64_t ldc, int64_t cols, float alpha, float beta,
                                     float *rowsum, int sum_accumulate) {
+    const int vector_sums = 0;   // a 16-lane vector is four SSE or two AVX2 registers here: no gain
     switch (rows) {
         TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
         default: break;
@@ -198,7 +208,9 @@ void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                     // op(A)'s row sums ride on the first panel's tiles, every K block adding to the last.
                     float *sum = ep && ep->row_sums.data && j0 == 0 ? ep->row_sums.data + i0 : NULL;
                     const int sum_acc = k0 == 0 ? (ep ? ep->row_sums.accumulate : 0) : 1;
-                    if (wide) tile_avx512(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc);
+                    // The 16-lane row sums read op(A) = Aᵀ at columns i0 ..< i0 + 16 of A's rows: inside them unless this is the last tile.
+                    const int vector_sums = trans_a && i0 + 16 <= lda;
+                    if (wide) tile_avx512(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc, vector_sums);
                     else tile_portable(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc);
                     if (ep && ep->bias && k0 + kc == K) bias_epilogue(c, ldc, rows, cols, ep->bias + j0);   // on the final sums
                 }
