@@ -3,9 +3,10 @@
 # AddressSanitizer): safetensors, IDX, gzip, .npy, PNG, JPEG, the run configuration (config.json and
 # checkpoint metadata) and tar shards with their index files. Seeds: the malformed-file corpus in
 # Tests/DataTests/Corpus and Tools/fuzz/seeds. Not part of CI (hours for the full budget).
-#   bash scripts/fuzz.sh [--seconds S | --runs N] [reader ...]
+#   bash scripts/fuzz.sh [--seconds S | --runs N] [--skip-build] [reader ...]
 #     --seconds S   each reader for S seconds (default 60)
 #     --runs N      each reader for N executions (the documented budget: --runs 10000000)
+#     --skip-build  reuse .build/fuzz/fuzz-readers (e.g. a second chain of readers beside a running one)
 #     readers       any of: safetensors idx gzip npy png jpeg config tar (default: all)
 # FUZZ_UNIT_TIMEOUT (seconds, default 10): one input running longer is reported as a hang.
 # Crashing inputs are written to .build/fuzz/crash-<reader>-*; a non-zero exit means a finding. Each
@@ -15,18 +16,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUDGET=(-max_total_time=60)
 READERS=()
+BUILD=1
 while [ $# -gt 0 ]; do
     case $1 in
         --seconds) BUDGET=(-max_total_time="$2"); shift 2 ;;
         --runs) BUDGET=(-runs="$2"); shift 2 ;;
-        -h|--help) sed -n 2,13p "$0"; exit 0 ;;
+        --skip-build) BUILD=0; shift ;;
+        -h|--help) sed -n 2,14p "$0"; exit 0 ;;
         *) READERS+=("$1"); shift ;;
     esac
 done
 [ ${#READERS[@]} -gt 0 ] || READERS=(safetensors idx gzip npy png jpeg config tar)
+B=.build/fuzz
+if [ $BUILD = 1 ]; then
 . scripts/deps.sh
 install_deps
-B=.build/fuzz
 mkdir -p "$B/obj" "$B/include"
 # The C kernels and image C code instrumented for coverage (no OpenMP: the readers are single-
 # threaded); then swift-log, the engine, the data readers (testable, so the harness reaches the tar
@@ -53,6 +57,8 @@ module TesseraModels $(find Sources/Models -name '*.swift')
 swiftc -O -g -sanitize=fuzzer,address -parse-as-library -module-name TesseraFuzz -I "$B/include" \
     Tools/fuzz/FuzzReaders.swift "$B"/Logging.o "$B"/TesseraEngine.o "$B"/TesseraData.o "$B"/TesseraModels.o "$B"/obj/*.o \
     $(pkg-config --libs openblas) -lpng16 -ljpeg -lz -lm -o "$B/fuzz-readers" 2>&1 | quiet
+fi
+[ -x "$B/fuzz-readers" ] || { echo "error: $B/fuzz-readers is not built; run without --skip-build" >&2; exit 1; }
 status=0
 for r in "${READERS[@]}"; do
     case $r in
