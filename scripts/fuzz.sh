@@ -9,7 +9,9 @@
 #     --skip-build  reuse .build/fuzz/fuzz-readers (e.g. a second chain of readers beside a running one)
 #     readers       any of: safetensors idx gzip npy png jpeg config tar (default: all)
 # FUZZ_UNIT_TIMEOUT (seconds, default 10): one input running longer is reported as a hang.
-# Crashing inputs are written to .build/fuzz/crash-<reader>-*; a non-zero exit means a finding. Each
+# Findings are written to .build/fuzz/crash-<reader>-{crash,leak,timeout,oom}-*; a non-zero exit means
+# one (libFuzzer's slow-unit-* files, inputs over 10 s, are kept but not findings: a busy machine or a
+# paused fuzzer writes them too; rerun one alone to time it). Each
 # finding is then added to the corpus with a test (Tests/DataTests/ReaderCorpusTests.swift,
 # Tests/ModelsTests/ConfigCheckTests.swift, the seed in Tools/fuzz/seeds). A summary line per reader goes to .build/fuzz/summary.txt.
 set -euo pipefail
@@ -22,7 +24,7 @@ while [ $# -gt 0 ]; do
         --seconds) BUDGET=(-max_total_time="$2"); shift 2 ;;
         --runs) BUDGET=(-runs="$2"); shift 2 ;;
         --skip-build) BUILD=0; shift ;;
-        -h|--help) sed -n 2,14p "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) READERS+=("$1"); shift ;;
     esac
 done
@@ -84,7 +86,7 @@ for r in "${READERS[@]}"; do
     fi
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$B/$r.log")
     rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$B/$r.log")
-    line="$(date -u +%FT%TZ) $r executions=${runs:-?} seconds=$(( $(date +%s) - start )) peak_rss_mb=${rss:-?} corpus=$(ls "$corpus" | wc -l) status=$([ -n "$(ls "$B"/crash-$r-* 2>/dev/null)" ] && echo finding || echo clean)"
+    line="$(date -u +%FT%TZ) $r executions=${runs:-?} seconds=$(( $(date +%s) - start )) peak_rss_mb=${rss:-?} corpus=$(ls "$corpus" | wc -l) status=$([ -n "$(ls "$B"/crash-$r-{crash,leak,timeout,oom}-* 2>/dev/null)" ] && echo finding || echo clean)"
     echo "   $line"
     echo "$line" >> "$B/summary.txt"
 done
