@@ -305,14 +305,26 @@ public final class SIM: PretrainingMethod {
     }
 
     public func trainingLoss(_ batch: Batch, rng: inout TesseraRNG) -> (loss: Tensor, metrics: [(String, Float)]) {
-        let x1 = batch.viewImages[0], x2 = batch.viewImages[1]
-        let B = x1.shape[0], g = config.grid, L = config.patches
-        let D = options.width(encoderDim: config.dim)
+        let B = batch.viewImages[0].shape[0], L = config.patches
         // Block-wise mask on view 1, as kept sets: each image's visible patches, then its masked ones.
         // Drawn for the whole global batch, this process's rows kept (the mask follows the image).
         let orders = (0..<batch.globalBatchSize).map { _ in visibleFirst(rng: &rng) }
         let mask = MaskIndices(order: Array(orders[batch.globalRows].joined()), batch: B, keep: L - maskedCount)
-        let K = mask.keep
+        // Where each view-2 patch lies in view-1 coordinates, and the relative scale.
+        let relative = (0..<B).map { Self.relativePositions(view1: batch.viewCrops[0][$0], view2: batch.viewCrops[1][$0], grid: config.grid) }
+        let r = loss(view1: batch.viewImages[0], view2: batch.viewImages[1], mask: mask, relative: relative)
+        return (r.loss, [("pos", r.positive), ("neg", r.negative),
+                         ("rank_t", r.spread.rank), ("rank_c", r.spread.centeredRank), ("shared", r.spread.shared)])
+    }
+
+    /// The official `forward_sim` for given views, mask and geometry: the online branch on view 1's
+    /// visible patches (`mask`), the predictor's queries at view 2's patches placed by `relative` (per
+    /// image, from ``relativePositions(view1:view2:grid:)``), the EMA target on all of view 2, UniGrad.
+    public func loss(view1 x1: Tensor, view2 x2: Tensor, mask: MaskIndices,
+                     relative: [(rows: [Float], cols: [Float], logH: Float, logW: Float)])
+        -> (loss: Tensor, positive: Float, negative: Float, spread: TargetSpread) {
+        let B = x1.shape[0], L = config.patches, K = mask.keep
+        let D = options.width(encoderDim: config.dim)
 
         // Online: visible view-1 tokens, projected, plus their fixed row-first positions.
         let proj = online.branch(x1, mask: mask)                                             // [B, 1 + K, D]
@@ -320,7 +332,7 @@ public final class SIM: PretrainingMethod {
         // Mask tokens at every view-2 patch, placed in view-1 coordinates with the relative scale.
         var rel = [Float](repeating: 0, count: B * L * 2 * D)
         for b in 0..<B {
-            let r = Self.relativePositions(view1: batch.viewCrops[0][b], view2: batch.viewCrops[1][b], grid: g)
+            let r = relative[b]
             let pos = sinCosRowFirst(rows: r.rows, cols: r.cols, dim: D)
             let scale = sinCosRowFirst(rows: [10 * r.logH], cols: [10 * r.logW], dim: D)
             for l in 0..<L {
@@ -339,9 +351,7 @@ public final class SIM: PretrainingMethod {
 
         // Target: EMA branch on the full view 2, patch tokens, LayerNorm without affine.
         let t = withNoGrad { targetNorm(target(x2).narrow(axis: 1, start: 1, length: L).reshaped([B * L, D])) }
-        let r = unigrad(pred, t)
-        return (r.loss, [("pos", r.positive), ("neg", r.negative),
-                         ("rank_t", r.spread.rank), ("rank_c", r.spread.centeredRank), ("shared", r.spread.shared)])
+        return unigrad(pred, t)
     }
 
     /// EMA (cosine 0.995 → 1) of every target tensor from its online counterpart.
