@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(__file__))
 from mae_reference import sincos_pos_embed  # noqa: E402
-from sim_reference import SiameseIM  # noqa: E402
+from sim_reference import SiameseIM, rel_pos_21  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "Tests", "ModelsTests", "Fixtures")
 IMG, P, C, DIM, WIDTH, B, SRC = 16, 4, 1, 32, 32, 3, 28
@@ -34,11 +34,7 @@ keep = order[:, :KEEP]
 boxes = torch.tensor([[[2, 3, 20, 18, 0], [5, 1, 14, 22, 0]],
                       [[0, 4, 24, 24, 1], [6, 8, 12, 10, 0]],
                       [[3, 2, 16, 20, 1], [1, 0, 27, 25, 1]]], dtype=torch.float32)
-top1, left1, h1, w1, f1 = boxes[:, 0].unbind(-1)
-top2, left2, h2, w2, f2 = boxes[:, 1].unbind(-1)
-j1 = torch.where(f1 > 0, SRC - left1 - w1, left1)
-j2 = torch.where(f2 > 0, SRC - left2 - w2, left2)
-rel_pos_21 = ((top2 - top1) / h1, (j2 - j1) / w1, h2 / h1, w2 / w1, f1 != f2, (SRC - j1 - j2) / w1)
+rel = rel_pos_21(boxes[:, 0], boxes[:, 1], SRC)
 tensors.update({"fixture.view1": x1, "fixture.view2": x2, "fixture.order": order.float(), "fixture.boxes": boxes})
 
 for norm in ["batch", "layer"]:
@@ -59,7 +55,7 @@ for norm in ["batch", "layer"]:
     m.online.patch_embed.proj.bias.requires_grad = False
     for k, v in m.tessera_state_dict().items():
         tensors[f"{norm}.{k}"] = v.detach().clone().float().contiguous()
-    loss, pos, neg = m(x1, x2, keep, rel_pos_21)
+    loss, pos, neg = m(x1, x2, keep, rel)
     loss.backward()
     tensors[f"{norm}.fixture.loss"] = loss.detach().reshape(1)
     tensors[f"{norm}.fixture.pos"] = pos.detach().reshape(1)
@@ -71,7 +67,7 @@ for norm in ["batch", "layer"]:
 
 # The geometry rows/cols as the official formula gives them (for the Swift relativePositions check).
 from sim_reference import relative_embedding  # noqa: E402
-_, rows, cols = relative_embedding(*rel_pos_21, WIDTH, G)
+_, rows, cols = relative_embedding(*rel, WIDTH, G)
 tensors["fixture.rows"], tensors["fixture.cols"] = rows.contiguous(), cols.contiguous()
 os.makedirs(OUT, exist_ok=True)
 save_file(tensors, os.path.join(OUT, "sim_tiny.safetensors"), metadata={"format": "pt"})

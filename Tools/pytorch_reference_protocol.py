@@ -4,6 +4,7 @@ architecture (Tools/mae_reference.py) on Fashion-MNIST, trained and probed exact
 pretrain --depth 6 --epochs 10` and `tessera eval` do, to compare Tessera's accuracy with PyTorch's.
 
     python3 Tools/pytorch_reference_protocol.py --data /usr/share/datasets/fashion-mnist [--device cuda]
+    python3 Tools/pytorch_reference_protocol.py --method sim [--epochs 10]   # SiameseIM, see below
 
 Recipe: vit-tiny encoder depth 6, decoder 128/2/4, patch 4 on 28x28x1, mask 0.75, norm-pix loss, batch
 256, AdamW (0.9, 0.95) lr 1.5e-4 (blr 1.5e-4 x 256/256), weight decay 0.05 except 1-D tensors and
@@ -11,32 +12,47 @@ biases, per-iteration linear warmup (1 epoch) then cosine to 0, 10 epochs, Rando
 scale 0.2-1, bicubic) + horizontal flip + Normalize(0.286, 0.353). Probes on the CLS token after the
 final norm: weighted kNN (cosine, k 20, T 0.07) and the linear probe of Tessera's Probes.linearProbe
 (standardized features, AdamW lr 1e-3, batch 256, 30 epochs, cosine, no weight decay).
+
+--method sim: SiameseIM (Tools/sim_reference.py, the official forward and UniGrad loss) with Tessera's
+`--method sim --depth 6` recipe: vit-tiny encoder depth 6 (patch embedding frozen), width 192,
+projector 2 and predictor 4 BatchNorm blocks of 4 heads, block-wise mask of round(0.6 · 49) = 29 patches
+(rectangles of at least 4), UniGrad negative weight 0.02 · 768 / 192, batch 256, AdamW (0.9, 0.95) lr
+6.25e-5, weight decay 0.05, gradient norm clipped to 1, warmup 1 epoch then cosine, EMA momentum
+cosine 0.995 → 1. Views: RandomResizedCrop(28, scale 0.08-1, bicubic) + flip each, their boxes kept for
+the geometry; on these one-channel images the photometric part is brightness/contrast jitter 0.4 (p 0.8)
+on both, Gaussian blur (sigma 0.1-2 px at 224 px, scaled to 28 px) p 1.0 on view 1 and 0.1 on view 2,
+solarize p 0.2 on view 2.
 """
 import argparse
 import gzip
 import math
 import os
+import random
 import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageFilter, ImageOps
 from torchvision import transforms
 
 sys.path.insert(0, os.path.dirname(__file__))
 from mae_reference import MaskedAutoencoderViT  # noqa: E402
+from sim_reference import SiameseIM, rel_pos_21  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+ap.add_argument("--method", choices=["mae", "sim"], default="mae")
 ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 ap.add_argument("--epochs", type=int, default=10)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--workers", type=int, default=8)
+ap.add_argument("--limit", type=int, default=None, help="train on the first N images only (a quick check of the script)")
 args = ap.parse_args()
 torch.manual_seed(args.seed)
 np.random.seed(args.seed)
+random.seed(args.seed)
 dev = torch.device(args.device)
 
 
@@ -48,6 +64,7 @@ def idx(split):
 
 
 xtr, ytr = idx("train")
+xtr, ytr = xtr[:args.limit], ytr[:args.limit]
 xte, yte = idx("test")
 MEAN, STD = 0.286, 0.353
 train_tf = transforms.Compose([transforms.RandomResizedCrop(28, scale=(0.2, 1.0), interpolation=transforms.InterpolationMode.BICUBIC),
@@ -62,11 +79,78 @@ class DS(torch.utils.data.Dataset):
         return train_tf(Image.fromarray(xtr[i], mode="L"))
 
 
-loader = torch.utils.data.DataLoader(DS(), batch_size=256, shuffle=True, drop_last=True, num_workers=args.workers,
-                                     persistent_workers=True)
+def sim_view(img, blur_p, solarize_p):
+    """One SIM view of a PIL image: crop box (top, left, height, width, flipped) and the tensor."""
+    t, l, h, w = transforms.RandomResizedCrop.get_params(img, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3))
+    v = img.crop((l, t, l + w, t + h)).resize((28, 28), Image.BICUBIC)
+    flipped = random.random() < 0.5
+    if flipped:
+        v = v.transpose(Image.FLIP_LEFT_RIGHT)
+    if random.random() < 0.8:
+        v = transforms.ColorJitter(brightness=0.4, contrast=0.4)(v)
+    if random.random() < blur_p:
+        v = v.filter(ImageFilter.GaussianBlur(radius=random.uniform(0.1, 2.0) * 28 / 224))
+    if random.random() < solarize_p:
+        v = ImageOps.solarize(v, 128)
+    box = torch.tensor([t, l, h, w, float(flipped)])
+    return box, transforms.Normalize([MEAN], [STD])(transforms.ToTensor()(v))
+
+
+def block_mask(grid=7, count=29, min_patches=4):
+    """BEiT's block-wise generator as SIM uses it: rectangles (area ≥ min_patches, aspect 0.3-3.3) until
+    `count` patches are masked, topped up at random to exactly `count`. True = masked."""
+    mask = np.zeros((grid, grid), dtype=bool)
+    masked = 0
+    while masked < count:
+        room, delta = count - masked, 0
+        for _ in range(10):
+            area = random.uniform(min(min_patches, room), room)
+            aspect = math.exp(random.uniform(math.log(0.3), math.log(1 / 0.3)))
+            h, w = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+            if not (0 < h < grid and 0 < w < grid):
+                continue
+            top, left = random.randint(0, grid - h), random.randint(0, grid - w)
+            new = h * w - mask[top:top + h, left:left + w].sum()
+            if 0 < new <= room:
+                mask[top:top + h, left:left + w] = True
+                delta = new
+                break
+        if delta == 0:
+            break
+        masked += delta
+    free = np.flatnonzero(~mask.reshape(-1))
+    extra = np.random.choice(free, count - masked, replace=False) if count > masked else []
+    flat = mask.reshape(-1)
+    flat[extra] = True
+    return flat
+
+
+class SimDS(torch.utils.data.Dataset):
+    def __len__(self):
+        return len(xtr)
+
+    def __getitem__(self, i):
+        img = Image.fromarray(xtr[i], mode="L")
+        b1, v1 = sim_view(img, 1.0, 0.0)
+        b2, v2 = sim_view(img, 0.1, 0.2)
+        keep = torch.from_numpy(np.flatnonzero(~block_mask()))   # visible patches, index order (official)
+        return v1, v2, b1, b2, keep
+
+
+def seed_worker(worker):
+    s = args.seed * 1000 + worker
+    random.seed(s)
+    np.random.seed(s)
+
+
+loader = torch.utils.data.DataLoader(SimDS() if args.method == "sim" else DS(), batch_size=256, shuffle=True, drop_last=True,
+                                     num_workers=args.workers, persistent_workers=True, worker_init_fn=seed_worker)
 
 
 def make_model():
+    if args.method == "sim":
+        return SiameseIM(img=28, p=4, c=1, dim=192, depth=6, heads=3, width=192, proj_depth=2, pred_depth=4, dec_heads=4,
+                         norm="batch", neg_weight=0.02 * 768 / 192).initialize().to(dev)
     return MaskedAutoencoderViT(img_size=28, patch_size=4, in_chans=1, embed_dim=192, depth=6, num_heads=3,
                                 decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4, norm_pix_loss=True).to(dev)
 
@@ -77,6 +161,14 @@ def features(model, x):
     t = (torch.from_numpy(x).float().div(255).unsqueeze(1) - MEAN) / STD
     with torch.no_grad():
         for i in range(0, len(t), 1000):
+            if args.method == "sim":   # the online encoder's CLS after its final norm, as `tessera eval`
+                enc = model.online
+                x = enc.patch_embed(t[i:i + 1000].to(dev)) + enc.pos_embed[:, 1:]
+                x = torch.cat([enc.cls_token.expand(len(x), -1, -1) + enc.pos_embed[:, :1], x], dim=1)
+                for b in enc.blocks:
+                    x = b(x)
+                out.append(enc.norm(x)[:, 0].float().cpu())
+                continue
             latent, _, _ = model.forward_encoder(t[i:i + 1000].to(dev), mask_ratio=0.0)
             out.append(latent[:, 0].float().cpu())
     return torch.cat(out)
@@ -131,21 +223,31 @@ for n, p in model.named_parameters():
     if not p.requires_grad:
         continue
     (no_decay if p.ndim <= 1 or n.endswith(".bias") else decay).append(p)
-opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=1.5e-4, betas=(0.9, 0.95))
+base_lr = 6.25e-5 if args.method == "sim" else 1.5e-4   # blr · 256 / 256
+opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=base_lr, betas=(0.9, 0.95))
 ipe = len(loader)
 t0 = time.time()
 for epoch in range(args.epochs):
     model.train()
     tot = 0.0
-    for i, imgs in enumerate(loader):
+    for i, batch in enumerate(loader):
         e = epoch + i / ipe
-        lr = 1.5e-4 * e if e < 1 else 1.5e-4 * 0.5 * (1 + math.cos(math.pi * (e - 1) / (args.epochs - 1)))
+        lr = base_lr * e if e < 1 else base_lr * 0.5 * (1 + math.cos(math.pi * (e - 1) / (args.epochs - 1)))
         for pg in opt.param_groups:
             pg["lr"] = lr
-        loss, _, _ = model(imgs.to(dev, non_blocking=True), mask_ratio=0.75)
+        if args.method == "sim":
+            v1, v2, b1, b2, keep = batch
+            loss, _, _ = model(v1.to(dev), v2.to(dev), keep.to(dev), [r.to(dev) for r in rel_pos_21(b1, b2, 28)])
+        else:
+            loss, _, _ = model(batch.to(dev, non_blocking=True), mask_ratio=0.75)
         opt.zero_grad()
         loss.backward()
+        if args.method == "sim":
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if args.method == "sim":
+            step, total = epoch * ipe + i + 1, args.epochs * ipe
+            model.update_target(1 - (1 - 0.995) * (math.cos(math.pi * step / total) + 1) / 2)
         tot += loss.item()
     print(f"epoch {epoch + 1}: loss {tot / ipe:.4f} ({time.time() - t0:.0f} s)", flush=True)
-evaluate(model, f"MAE {args.epochs} epochs")
+evaluate(model, f"{args.method.upper()} {args.epochs} epochs")

@@ -124,6 +124,17 @@ class Projected(nn.Module):
         return x
 
 
+def rel_pos_21(boxes1, boxes2, source_width):
+    """The official `rel_pos_21` tuple (Δi, Δj, Δh, Δw, relative flip, flipped Δj) of view 2 in view 1
+    from crop boxes [B, 5] (top, left, height, width, flipped) in a source `source_width` wide; each
+    box in its view's flipped frame (a view cut at `left` and mirrored starts at W − left − width)."""
+    top1, left1, h1, w1, f1 = boxes1.float().unbind(-1)
+    top2, left2, h2, w2, f2 = boxes2.float().unbind(-1)
+    j1 = torch.where(f1 > 0, source_width - left1 - w1, left1)
+    j2 = torch.where(f2 > 0, source_width - left2 - w2, left2)
+    return (top2 - top1) / h1, (j2 - j1) / w1, h2 / h1, w2 / w1, f1 != f2, (source_width - j1 - j2) / w1
+
+
 class SiameseIM(nn.Module):
     def __init__(self, img=16, p=4, c=1, dim=32, depth=2, heads=2, width=32, proj_depth=1, pred_depth=1, dec_heads=2,
                  norm="batch", neg_weight=0.02):
@@ -139,6 +150,33 @@ class SiameseIM(nn.Module):
         for q in self.target.parameters():
             q.requires_grad = False
         self.target_norm = nn.LayerNorm(width, eps=1e-5, elementwise_affine=False)
+
+    def initialize(self):
+        """The official initialize_weights: fixed row-first tables, xavier-uniform linears and patch
+        projection, tokens N(0, 0.02), norms 1 and 0; the target starts as a copy of the online branch."""
+        table = torch.cat([torch.zeros(1, self.online.pos_embed.shape[-1]), grid_table(self.online.pos_embed.shape[-1], self.grid)])
+        self.online.pos_embed.copy_(table.unsqueeze(0))
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.LayerNorm, TokenBN)) and getattr(m, "weight", None) is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        w = self.online.patch_embed.proj.weight.data
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.online.cls_token, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
+        self.target.load_state_dict(self.online.state_dict())
+        self.online.patch_embed.proj.weight.requires_grad = False   # frozen random patch projection
+        self.online.patch_embed.proj.bias.requires_grad = False
+        return self
+
+    @torch.no_grad()
+    def update_target(self, momentum):
+        """EMA of every target tensor (encoder, decoder_embed, projector) from its online counterpart."""
+        for o, t in zip(self.online.parameters(), self.target.parameters()):
+            t.mul_(momentum).add_(o, alpha=1 - momentum)
 
     def tessera_state_dict(self):
         """Names as Tessera's SIM writes them: the online network flat, the target under `mm.`."""
