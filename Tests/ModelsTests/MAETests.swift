@@ -11,15 +11,8 @@ final class MAETests: XCTestCase {
     let tinyConfig = MAEConfig(encoder: ViTConfig(imageSize: 16, patchSize: 4, channels: 1, dim: 32, depth: 2, heads: 2),
                                decoderDim: 16, decoderDepth: 1, decoderHeads: 2)
 
-    func fixture() throws -> SafeTensors.File {
-        let url = try XCTUnwrap(Bundle.module.url(forResource: "mae_tiny", withExtension: "safetensors", subdirectory: "Fixtures"))
-        return try SafeTensors.read(url.path)
-    }
-
-    func tensor(_ f: SafeTensors.File, _ name: String) throws -> Tensor {
-        let e = try XCTUnwrap(f[name], "fixture lacks \(name)")
-        return Tensor(try XCTUnwrap(e.floats()), shape: e.shape)
-    }
+    func fixture() throws -> SafeTensors.File { try ModelFixtures.file("mae_tiny") }
+    func tensor(_ f: SafeTensors.File, _ name: String) throws -> Tensor { try ModelFixtures.tensor(f, name) }
 
     func testStateDictNamesAndShapesAreTheOfficialOnes() throws {
         let f = try fixture()

@@ -6,14 +6,8 @@ import TestSupport
 import XCTest
 
 final class MSNTests: XCTestCase {
-    func fixture(_ name: String) throws -> SafeTensors.File {
-        let url = try XCTUnwrap(Bundle.module.url(forResource: name, withExtension: "safetensors", subdirectory: "Fixtures"))
-        return try SafeTensors.read(url.path)
-    }
-    func tensor(_ f: SafeTensors.File, _ n: String, grad: Bool = false) throws -> Tensor {
-        let e = try XCTUnwrap(f[n], n)
-        return Tensor(try XCTUnwrap(e.floats()), shape: e.shape, requiresGrad: grad)
-    }
+    func fixture(_ name: String) throws -> SafeTensors.File { try ModelFixtures.file(name) }
+    func tensor(_ f: SafeTensors.File, _ n: String, grad: Bool = false) throws -> Tensor { try ModelFixtures.tensor(f, n, grad: grad) }
 
     let vit = ViTConfig(imageSize: 16, patchSize: 4, channels: 1, dim: 32, depth: 1, heads: 2)
     var options: MSNOptions {
