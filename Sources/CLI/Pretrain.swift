@@ -43,7 +43,8 @@ struct Pretrain: ParsableCommand {
     @Option(parsing: .unconditional, help: "Base learning rate (lr = blr x effective batch / 256; default 1.5e-4, MSN 1e-3, SIM 6.25e-5).") var blr: Double?
     @Option(parsing: .unconditional, help: "Weight decay, not on biases and 1-D tensors (default 0.05; MSN: cosine 0.04 to 0.4).") var weightDecay: Float?
     @Option(parsing: .unconditional, help: "Random seed.") var seed: UInt64 = 0
-    @Option(parsing: .unconditional, help: "Crop scale lower bound.") var minScale: Float = 0.2
+    @Option(parsing: .unconditional, help: "Crop scale lower bound (MAE and RC-MAE: default 0.2; SIM: its two views, default \(SIMOptions().cropScale.lowerBound); MSN: its target and anchor views, default \(MSNOptions().randomScale.lowerBound)).")
+    var minScale: Float?
     @Option(help: "Resampling: bicubic or bilinear.") var interpolation = "bicubic"
     @Option(parsing: .unconditional, help: "Save a checkpoint every N epochs (and at the end).") var saveEvery = 1
     @Option(parsing: .unconditional, help: "kNN accuracy on the eval data every N epochs; keeps best.safetensors (0: off).") var knnEvery = 0
@@ -53,7 +54,8 @@ struct Pretrain: ParsableCommand {
     @Option(parsing: .unconditional, help: "Progress line every N steps.") var logEvery = 20
     // Method options: nil keeps the method's own default (shown in the help, read from its options type).
     @Option(parsing: .unconditional, help: "RC-MAE: weight of the consistency term (default \(RCMAEOptions().gamma)).") var gamma: Float?
-    @Option(parsing: .unconditional, help: "RC-MAE: starting EMA momentum of the teacher (default \(RCMAEOptions().momentum)).") var teacherMomentum: Double?
+    @Option(parsing: .unconditional, help: "RC-MAE, MSN and SIM: starting EMA momentum of the teacher/target (default RC-MAE \(RCMAEOptions().momentum), MSN \(MSNOptions().momentum), SIM \(SIMOptions().momentum)).")
+    var teacherMomentum: Double?
     @Option(help: "RC-MAE: teacher momentum schedule, cosine (to 1, the paper) or constant (the released code); default \(RCMAEOptions().schedule.rawValue).")
     var momentumSchedule: String?
     @Option(parsing: .unconditional, help: "MSN: focal views per image (default \(MSNOptions().focalViews)).") var focalViews: Int?
@@ -63,6 +65,8 @@ struct Pretrain: ParsableCommand {
     @Option(parsing: .unconditional, help: "MSN: projection head hidden width (default \(MSNOptions().hiddenDim)).") var headHidden: Int?
     @Option(help: "SIM: normalization in projector and predictor blocks, batch (official) or layer (default \(SIMOptions().norm.rawValue)).")
     var simNorm: String?
+    @Option(parsing: .unconditional, help: "SIM: UniGrad's weight on the correlation term, given at width 768 and scaled by 768 / width (default \(SIMOptions().negWeight)).")
+    var negWeight: Float?
     @Flag(help: "After training, run 'tessera eval' on the last checkpoint.") var evaluate = false
     @OptionGroup var runtime: RuntimeOptions
 
@@ -95,6 +99,8 @@ struct Pretrain: ParsableCommand {
         try Check.number("--blr", blr, ConfigLimits.blr.lowerBound, ConfigLimits.blr.upperBound, lowOpen: true)
         try Check.number("--weight-decay", weightDecay, ConfigLimits.weightDecay.lowerBound, ConfigLimits.weightDecay.upperBound)
         try Check.number("--min-scale", minScale, 0, 1, lowOpen: true)
+        if teacherMomentum != nil && method == .mae { throw CLIError("--teacher-momentum does not apply to mae; it has no teacher") }
+        if negWeight != nil && method != .sim { throw CLIError("--neg-weight applies to sim only") }
         try Check.integer("--save-every", saveEvery, ConfigLimits.everyEpochs)
         try Check.integer("--knn-every", knnEvery, 0...ConfigLimits.everyEpochs.upperBound)
         try Check.integer("--limit", limit, 1...Int(Int32.max))
@@ -102,6 +108,7 @@ struct Pretrain: ParsableCommand {
         // Methods.
         try Check.number("--gamma", gamma, 0, 1000)
         try Check.number("--teacher-momentum", teacherMomentum, 0, 1)
+        try Check.number("--neg-weight", negWeight, 0, 1000)
         try Check.integer("--focal-views", focalViews, ConfigLimits.focalViews)
         try Check.integer("--focal-size", focalSize, ConfigLimits.imageSize)
         try Check.number("--patch-drop", patchDrop, 0, 1)
@@ -173,7 +180,7 @@ struct Pretrain: ParsableCommand {
         // Normalization: ImageNet statistics for RGB, the training set's own for grayscale.
         let stats = train.channels == 3 ? (mean: [Float](arrayLiteral: 0.485, 0.456, 0.406), std: [Float](arrayLiteral: 0.229, 0.224, 0.225))
                                         : try train.channelStatistics(skipUnreadable: runtime.skipUnreadable)
-        var aug = Augmentation(size: size, mean: stats.mean, std: stats.std, scale: minScale...1,
+        var aug = Augmentation(size: size, mean: stats.mean, std: stats.std, scale: (minScale ?? 0.2)...1,
                                interpolation: Interpolation(rawValue: interpolation)!)
         aug.mean = aug.mean.map { ($0 * 1e4).rounded() / 1e4 }
         aug.std = aug.std.map { ($0 * 1e4).rounded() / 1e4 }
@@ -195,6 +202,8 @@ struct Pretrain: ParsableCommand {
             if let patchDrop { o.patchDrop = patchDrop }
             if let prototypes { o.prototypes = prototypes }
             if let headHidden { o.hiddenDim = headHidden }
+            if let minScale { o.randomScale = minScale...max(minScale, o.randomScale.upperBound) }
+            if let teacherMomentum { o.momentum = teacherMomentum }
             config.msn = o
         case .sim:
             var o = config.sim!
@@ -202,6 +211,9 @@ struct Pretrain: ParsableCommand {
             if let decoderHeads { o.decoderHeads = decoderHeads }
             if let simNorm { o.norm = NormKind(rawValue: simNorm)! }
             if let maskRatio { o.maskRatio = maskRatio }
+            if let minScale { o.cropScale = minScale...1 }
+            if let negWeight { o.negWeight = negWeight }
+            if let teacherMomentum { o.momentum = teacherMomentum }
             config.sim = o
         }
         config.model = model

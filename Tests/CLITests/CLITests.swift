@@ -207,10 +207,11 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(rc.status, 0, rc.stderr)
         XCTAssertTrue(rc.stdout.contains("consistency"), rc.stdout)
         let msn = try tessera(["pretrain", "--method", "msn", "--run", dir + "/msn", "--focal-views", "2", "--focal-size", "8",
-                               "--prototypes", "16", "--head-hidden", "32"] + common)
+                               "--prototypes", "16", "--head-hidden", "32", "--teacher-momentum", "0.99"] + common)
         XCTAssertEqual(msn.status, 0, msn.stderr)
         XCTAssertTrue(msn.stdout.contains(" np "), msn.stdout)
-        let sim = try tessera(["pretrain", "--method", "sim", "--run", dir + "/sim", "--decoder-heads", "2"] + common)
+        let sim = try tessera(["pretrain", "--method", "sim", "--run", dir + "/sim", "--decoder-heads", "2",
+                               "--min-scale", "0.3", "--neg-weight", "0.01", "--teacher-momentum", "0.99"] + common)
         XCTAssertEqual(sim.status, 0, sim.stderr)
         for ck in [dir + "/rc/last.safetensors", dir + "/msn/last.safetensors", dir + "/msn/last.encoder.safetensors", dir + "/sim/last.safetensors"] {
             let e = try tessera(["eval", ck, "--few-shot", "none", "--no-linear"])
@@ -228,6 +229,13 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(MethodKind.sim.recipe, TrainingRecipe(blr: 6.25e-5, betas: (0.9, 0.95), weightDecay: 0.05, clipGrad: 1))
         let simSaved = try PretrainConfig.decode(String(contentsOfFile: dir + "/sim/config.json", encoding: .utf8))
         XCTAssertEqual(simSaved.maskRatio, 0.6)
+        // The method options given on the command line reach the method (not the shared base crop).
+        XCTAssertEqual(simSaved.sim?.cropScale, 0.3...1)
+        XCTAssertEqual(simSaved.sim?.negWeight, 0.01)
+        XCTAssertEqual(simSaved.sim?.momentum, 0.99)
+        XCTAssertEqual(try PretrainConfig.decode(String(contentsOfFile: dir + "/msn/config.json", encoding: .utf8)).msn?.momentum, 0.99)
+        assertOneLineError(try tessera(["pretrain", "--neg-weight", "0.01", "--run", dir + "/x"] + common), mentions: "--neg-weight")
+        assertOneLineError(try tessera(["pretrain", "--teacher-momentum", "0.99", "--run", dir + "/x"] + common), mentions: "--teacher-momentum")
         assertOneLineError(try tessera(["pretrain", "--method", "msn", "--mask-ratio", "0.5", "--run", dir + "/x"] + common), mentions: "--patch-drop")
         assertOneLineError(try tessera(["pretrain", "--method", "msn", "--focal-size", "10", "--run", dir + "/x"] + common), mentions: "--focal-size")
         assertOneLineError(try tessera(["reconstruct", dir + "/msn/last.safetensors"]), mentions: "full model")
