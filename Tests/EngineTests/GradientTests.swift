@@ -64,6 +64,13 @@ final class GradientTests: XCTestCase {
         let w2 = t([4, 5], 10), b2 = t([4], 11)
         assertGradients("mlp", inputs: [x, w, b, w2, b2]) { x.mlp(w, b, w2, b2) }
         assertGradients("mlp no biases", inputs: [x, w, w2]) { x.mlp(w, nil, w2, nil) }
+        let nw = t([6], 12), nb = t([6], 13)
+        assertGradients("linear of layerNorm", inputs: [x, nw, nb, w, b]) { x.linear(w, b, norm: .layer(weight: nw, bias: nb, eps: 1e-6)) }
+        assertGradients("linear of layerNorm no affine", inputs: [x, w]) { x.linear(w, nil, norm: .layer(weight: nil, bias: nil, eps: 1e-5)) }
+        assertGradients("mlp of layerNorm", inputs: [x, nw, nb, w, b, w2, b2]) { x.mlp(w, b, w2, b2, norm: .layer(weight: nw, bias: nb, eps: 1e-6)) }
+        let batch = RowNorm.batch(weight: nw, bias: nb, eps: 1e-5, runningMean: nil, runningVar: nil, momentum: 0.1)
+        assertGradients("linear of batchNorm", inputs: [x, nw, nb, w, b]) { x.linear(w, b, norm: batch) }
+        assertGradients("mlp of batchNorm", inputs: [x, nw, nb, w, b, w2, b2]) { x.mlp(w, b, w2, b2, norm: batch) }
         let g = t([4, 7], 4), lw = t([7], 5), lb = t([7], 6)
         assertGradients("layerNorm", inputs: [g, lw, lb]) { g.layerNorm(weight: lw, bias: lb, eps: 1e-6) }
         assertGradients("layerNorm no affine", inputs: [g]) { g.layerNorm(weight: nil, bias: nil, eps: 1e-5) }
@@ -137,6 +144,39 @@ final class MLPOpTests: XCTestCase {
                 results.append([y.array] + [x, w1, b1, w2, b2].map { $0.grad!.array })
             }
             XCTAssertEqual(results[0], results[1], "GEMM backend \(tessera == 1 ? "tessera" : "BLAS")")
+        }
+    }
+
+    /// The products that normalize their own input are the norm (LayerNorm, training BatchNorm) then
+    /// the product, bit for bit, on each GEMM backend: forward, running statistics, every gradient,
+    /// with a second consumer of the input (the residual).
+    func testLayerNormProductsMatchTheChainBitForBit() {
+        let wasTessera: Int32 = Runtime.gemmBackend.hasPrefix("Tessera") ? 1 : 0
+        defer { ck_gemm_use_tessera(wasTessera) }
+        for tessera: Int32 in [0, 1] {
+            ck_gemm_use_tessera(tessera)
+            for product in ["mlp", "linear"] {
+                for kind in ["layer", "batch"] {
+                    var results: [[[Float]]] = []
+                    for fused in [false, true] {
+                        let x = randomTensor([3, 37, 24], seed: 1, requiresGrad: true)
+                        let nw = randomTensor([24], seed: 6, requiresGrad: true), nb = randomTensor([24], seed: 7, requiresGrad: true)
+                        let w1 = randomTensor([96, 24], seed: 2, requiresGrad: true), b1 = randomTensor([96], seed: 3, requiresGrad: true)
+                        let w2 = randomTensor([24, 96], seed: 4, requiresGrad: true), b2 = randomTensor([24], seed: 5, requiresGrad: true)
+                        let rm = Tensor.zeros([24]), rv = Tensor.ones([24])
+                        let norm: RowNorm = kind == "layer" ? .layer(weight: nw, bias: nb, eps: 1e-6)
+                            : .batch(weight: nw, bias: nb, eps: 1e-5, runningMean: rm, runningVar: rv, momentum: 0.1)
+                        let n = fused ? x : kind == "layer" ? x.layerNorm(weight: nw, bias: nb, eps: 1e-6)
+                            : x.reshaped([-1, 24]).batchNorm(weight: nw, bias: nb, runningMean: rm, runningVar: rv, training: true).reshaped([3, 37, 24])
+                        let y = product == "mlp" ? x + n.mlp(w1, b1, w2, b2, norm: fused ? norm : nil)
+                                                 : x + n.linear(w1, b1, norm: fused ? norm : nil).linear(w2, b2)
+                        (y * y).sum().backward()
+                        // Running statistics: updated once, by the forward.
+                        results.append([y.array, rm.array, rv.array] + [x, nw, nb, w1, b1, w2, b2].map { $0.grad!.array })
+                    }
+                    XCTAssertEqual(results[0], results[1], "\(product) of \(kind)Norm, GEMM backend \(tessera == 1 ? "tessera" : "BLAS")")
+                }
+            }
         }
     }
 

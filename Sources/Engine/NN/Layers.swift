@@ -83,8 +83,11 @@ public final class MLP: Module {
         register("fc2", fc2)
     }
 
-    /// One ``Tensor/mlp(_:_:_:_:)`` op: the hidden activation is recomputed by the backward, not saved.
-    public func callAsFunction(_ x: Tensor) -> Tensor { x.mlp(fc1.weight, fc1.bias, fc2.weight, fc2.bias) }
+    /// One ``Tensor/mlp(_:_:_:_:layerNorm:)`` op: the hidden activation is recomputed by the backward,
+    /// not saved; with `norm`, the MLP of `norm(x)`, whose rows are recomputed too.
+    public func callAsFunction(_ x: Tensor, norm: RowNorm? = nil) -> Tensor {
+        x.mlp(fc1.weight, fc1.bias, fc2.weight, fc2.bias, norm: norm)
+    }
 }
 
 /// Multi-head self-attention: one `qkv` Linear (rows ordered q | k | v, heads major inside each),
@@ -104,17 +107,33 @@ public final class Attention: Module {
         register("proj", proj)
     }
 
-    /// x [B, N, dim] → [B, N, dim].
-    public func callAsFunction(_ x: Tensor) -> Tensor { proj(qkv(x).fusedAttention(heads: heads)) }
+    /// x [B, N, dim] → [B, N, dim]; with `norm`, the attention of `norm(x)`, whose rows the `qkv`
+    /// product recomputes in its backward instead of keeping them.
+    public func callAsFunction(_ x: Tensor, norm: RowNorm? = nil) -> Tensor {
+        proj(x.linear(qkv.weight, qkv.bias, norm: norm).fusedAttention(heads: heads))
+    }
 }
 
 /// A normalization over the channels of token rows `[…, D]`.
 public protocol TokenNorm: Module {
     func callAsFunction(_ x: Tensor) -> Tensor
+    /// The normalization for a product that applies it to its own input (``RowNorm``), in place of
+    /// `callAsFunction` for one forward; nil where the product cannot (then call the module).
+    func productNorm() -> RowNorm?
 }
-extension LayerNorm: TokenNorm {}
+extension LayerNorm: TokenNorm {
+    public func productNorm() -> RowNorm? { .layer(weight: weight, bias: bias, eps: eps) }
+}
 /// BatchNorm1d over every token of the batch (SIM's `PermuteBN`): statistics per channel across B·N rows.
-extension BatchNorm1d: TokenNorm {}
+extension BatchNorm1d: TokenNorm {
+    /// In training on one process (counting the batch, as `callAsFunction` does); nil in eval mode or
+    /// when synchronized over processes.
+    public func productNorm() -> RowNorm? {
+        guard isTraining && communicator == nil else { return nil }
+        numBatchesTracked.data[0] += 1
+        return .batch(weight: weight, bias: bias, eps: eps, runningMean: runningMean, runningVar: runningVar, momentum: momentum)
+    }
+}
 
 /// Which normalization a ``Block`` uses.
 public enum NormKind: String, Codable, Sendable, CaseIterable {
@@ -139,9 +158,11 @@ public final class Block: Module {
         register("mlp", mlp)
     }
 
+    /// The products normalize their own input where the norm allows it (``RowNorm``: the normalized
+    /// rows are not kept for the backward), else norm then product; the same bits either way.
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let h = x + attn(norm1(x))
-        return h + mlp(norm2(h))
+        let h = x + (norm1.productNorm().map { attn(x, norm: $0) } ?? attn(norm1(x)))
+        return h + (norm2.productNorm().map { mlp(h, norm: $0) } ?? mlp(norm2(h)))
     }
 }
 

@@ -12,17 +12,28 @@ func linearBackward(_ dy: UnsafePointer<Float>, x: Tensor, weight: Tensor, bias:
 extension Tensor {
     /// `y = x · Wᵀ + b` over the last axis, with PyTorch's weight layout `W [out, in]`.
     /// x [..., in] → y [..., out].
-    public func linear(_ weight: Tensor, _ bias: Tensor? = nil) -> Tensor {
-        let x = self
-        precondition(weight.rank == 2 && x.rank >= 1 && x.shape.last == weight.shape[1],
-                     "linear: input \(x.shape) does not match weight \(weight.shape) ([out, in])")
-        let O = weight.shape[0], I = weight.shape[1], R = x.count / max(I, 1)
+    ///
+    /// With `norm`, `y = norm(x) · Wᵀ + b` in one op: the same arithmetic as `x.layerNorm(…).linear(W, b)`
+    /// (or BatchNorm), bit for bit, but the normalized rows are recomputed by the backward instead of
+    /// kept (``RowNorm``).
+    public func linear(_ weight: Tensor, _ bias: Tensor? = nil, norm: RowNorm? = nil) -> Tensor {
+        let input = ProductInput(source: self, norm: norm)
+        precondition(weight.rank == 2 && rank >= 1 && shape.last == weight.shape[1],
+                     "linear: input \(shape) does not match weight \(weight.shape) ([out, in])")
+        let O = weight.shape[0], I = weight.shape[1], R = count / max(I, 1)
         if let bias { precondition(bias.shape == [O], "linear: bias \(bias.shape) for weight \(weight.shape)") }
-        let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [O])
-        ck_linear_forward(out.data, nil, x.data, weight.data, bias?.data, Int64(R), Int64(I), Int64(O), 0)
-        let inputs = [x, weight] + (bias.map { [$0] } ?? [])
-        return out.recorded("linear", inputs) { g in
-            linearBackward(g, x: x, weight: weight, bias: bias, R: R, I: I, O: O)
+        let out = Tensor(uninitialized: Array(shape.dropLast()) + [O])
+        withExtendedLifetime(input.values(first: true)) { x in
+            ck_linear_forward(out.data, nil, x.data, weight.data, bias?.data, Int64(R), Int64(I), Int64(O), 0)
+        }
+        let inputs = input.tensors + [weight] + (bias.map { [$0] } ?? [])
+        return out.recorded(norm == nil ? "linear" : "normLinear", inputs) { g in
+            withExtendedLifetime(input.values()) { x in
+                input.backward { dx in
+                    ck_linear_backward(dx, weight.gradTarget(), bias?.gradTarget() ?? ck_grad(), g, x.data, weight.data,
+                                       Int64(R), Int64(I), Int64(O))
+                }
+            }
         }
     }
 
@@ -52,32 +63,37 @@ extension Tensor {
     /// pre-activation for the backward: the hidden activation (4x the width of the block's stream)
     /// is freed after the forward and recomputed from the pre-activation by the backward, which
     /// needs it for fc2's weight gradient (measured: MAE vit-tiny's peak RSS 1047 → 917 MiB).
-    public func mlp(_ fc1Weight: Tensor, _ fc1Bias: Tensor?, _ fc2Weight: Tensor, _ fc2Bias: Tensor?) -> Tensor {
-        let x = self, w1 = fc1Weight, w2 = fc2Weight
-        precondition(w1.rank == 2 && w2.rank == 2 && x.rank >= 1 && x.shape.last == w1.shape[1] && w2.shape[1] == w1.shape[0],
-                     "mlp: input \(x.shape), fc1 \(w1.shape) and fc2 \(w2.shape) do not chain ([hidden, in], [out, hidden])")
-        let I = w1.shape[1], H = w1.shape[0], O = w2.shape[0], R = x.count / max(I, 1)
+    /// With `norm`, the MLP of `norm(x)`, whose rows are recomputed too (``RowNorm``).
+    public func mlp(_ fc1Weight: Tensor, _ fc1Bias: Tensor?, _ fc2Weight: Tensor, _ fc2Bias: Tensor?, norm: RowNorm? = nil) -> Tensor {
+        let input = ProductInput(source: self, norm: norm), w1 = fc1Weight, w2 = fc2Weight
+        precondition(w1.rank == 2 && w2.rank == 2 && rank >= 1 && shape.last == w1.shape[1] && w2.shape[1] == w1.shape[0],
+                     "mlp: input \(shape), fc1 \(w1.shape) and fc2 \(w2.shape) do not chain ([hidden, in], [out, hidden])")
+        let I = w1.shape[1], H = w1.shape[0], O = w2.shape[0], R = count / max(I, 1)
         if let fc1Bias { precondition(fc1Bias.shape == [H], "mlp: fc1 bias \(fc1Bias.shape) for weight \(w1.shape)") }
         if let fc2Bias { precondition(fc2Bias.shape == [O], "mlp: fc2 bias \(fc2Bias.shape) for weight \(w2.shape)") }
-        let lead = Array(x.shape.dropLast())
+        let lead = Array(shape.dropLast())
         let pre = Tensor(uninitialized: lead + [H]), out = Tensor(uninitialized: lead + [O])
-        do {
-            let hidden = Tensor(uninitialized: lead + [H])
+        withExtendedLifetime((input.values(first: true), Tensor(uninitialized: lead + [H]))) { (x, hidden) in
             ck_linear_forward(hidden.data, pre.data, x.data, w1.data, fc1Bias?.data, Int64(R), Int64(I), Int64(H), 1)
             ck_linear_forward(out.data, nil, hidden.data, w2.data, fc2Bias?.data, Int64(R), Int64(H), Int64(O), 0)
         }
-        let inputs = [x, w1] + (fc1Bias.map { [$0] } ?? []) + [w2] + (fc2Bias.map { [$0] } ?? [])
-        return out.recorded("mlp", inputs) { g in
+        let inputs = input.tensors + [w1] + (fc1Bias.map { [$0] } ?? []) + [w2] + (fc2Bias.map { [$0] } ?? [])
+        return out.recorded(norm == nil ? "mlp" : "normMLP", inputs) { g in
             let hidden = Tensor(uninitialized: lead + [H])   // recomputed: gelu(pre)
             ck_gelu_forward(hidden.data, pre.data, Int64(R * H))
-            let fc1NeedsGrad = x.requiresGrad || w1.requiresGrad || (fc1Bias?.requiresGrad ?? false)
+            let fc1NeedsGrad = input.needsGrad || w1.requiresGrad || (fc1Bias?.requiresGrad ?? false)
             let dHidden = fc1NeedsGrad ? Tensor(uninitialized: lead + [H]) : nil
             ck_linear_backward(ck_grad(data: dHidden?.data, accumulate: 0), w2.gradTarget(), fc2Bias?.gradTarget() ?? ck_grad(),
                                g, hidden.data, w2.data, Int64(R), Int64(H), Int64(O))
             guard let dHidden else { return }
             // The pre-activation's gradient, written over the recomputed activation (no longer needed).
             ck_gelu_backward(ck_grad(data: hidden.data, accumulate: 0), dHidden.data, pre.data, Int64(R * H))
-            linearBackward(hidden.data, x: x, weight: w1, bias: fc1Bias, R: R, I: I, O: H)
+            withExtendedLifetime((input.values(), hidden)) { (x, hidden) in
+                input.backward { dx in
+                    ck_linear_backward(dx, w1.gradTarget(), fc1Bias?.gradTarget() ?? ck_grad(), hidden.data, x.data, w1.data,
+                                       Int64(R), Int64(I), Int64(H))
+                }
+            }
         }
     }
 

@@ -133,3 +133,90 @@ func vectorAccumulate(_ target: ck_grad, _ values: [Float]) {
     guard let d = target.data else { return }
     for (i, v) in values.enumerated() { if target.accumulate != 0 { d[i] += v } else { d[i] = v } }
 }
+
+/// A normalization of a product's input rows that the product applies itself
+/// (``Tensor/linear(_:_:norm:)``, ``Tensor/mlp(_:_:_:_:norm:)``): the same arithmetic as the
+/// normalization op followed by the product, bit for bit, but the normalized rows are not kept from the
+/// forward to the backward. The backward recomputes them from the input and the saved statistics
+/// (two floats per row or column): two `[rows, width]` tensors fewer per transformer block
+/// (norm1 → qkv, norm2 → fc1), about a sixth of its activations.
+public enum RowNorm {
+    /// ``Tensor/layerNorm(weight:bias:eps:)``.
+    case layer(weight: Tensor?, bias: Tensor?, eps: Float)
+    /// Training-mode ``Tensor/batchNorm(weight:bias:runningMean:runningVar:training:momentum:eps:synchronizedOver:)``
+    /// on one process: batch statistics, the running ones updated once by the forward.
+    case batch(weight: Tensor?, bias: Tensor?, eps: Float, runningMean: Tensor?, runningVar: Tensor?, momentum: Float)
+
+    var parameters: [Tensor] {
+        switch self {
+        case let .layer(w, b, _), let .batch(w, b, _, _, _, _): return [w, b].compactMap { $0 }
+        }
+    }
+}
+
+/// The input rows of a product: a tensor, or its normalization (``RowNorm``), computed by the forward
+/// and again by the backward instead of kept.
+struct ProductInput {
+    let source: Tensor
+    let norm: RowNorm?
+    /// Row statistics (LayerNorm: per row; BatchNorm: per column), rewritten with the same values by
+    /// each computation.
+    private let mean: Tensor?, rstd: Tensor?
+    let rows: Int, width: Int
+
+    init(source: Tensor, norm: RowNorm?) {
+        self.source = source
+        self.norm = norm
+        (rows, width) = source.rowsAndColumns
+        for p in norm?.parameters ?? [] { precondition(p.shape == [width], "norm: parameter \(p.shape) for input \(source.shape)") }
+        switch norm {
+        case .layer: mean = Tensor(uninitialized: [rows]); rstd = Tensor(uninitialized: [rows])
+        case .batch:
+            precondition(rows > 1, "batchNorm: training needs more than one row, got \(source.shape)")
+            mean = Tensor(uninitialized: [width]); rstd = Tensor(uninitialized: [width])
+        case nil: mean = nil; rstd = nil
+        }
+    }
+
+    /// The tensors the op's gradient flows to (the op's recorded inputs).
+    var tensors: [Tensor] { [source] + (norm?.parameters ?? []) }
+    /// Whether any of them needs a gradient, i.e. whether the rows' gradient is wanted.
+    var needsGrad: Bool { tensors.contains { $0.requiresGrad } }
+
+    /// The rows: the source itself, or its normalization in a new tensor. `first`: the forward's
+    /// computation, the one that updates BatchNorm's running statistics.
+    func values(first: Bool = false) -> Tensor {
+        guard let norm, let mean, let rstd else { return source }
+        let out = Tensor(uninitialized: source.shape)
+        switch norm {
+        case let .layer(w, b, eps):
+            ck_layernorm_forward(out.data, mean.data, rstd.data, source.data, w?.data, b?.data, Int64(rows), Int64(width), eps)
+        case let .batch(w, b, eps, runningMean, runningVar, momentum):
+            ck_batchnorm_forward(out.data, mean.data, rstd.data, first ? runningMean?.data : nil, first ? runningVar?.data : nil,
+                                 source.data, w?.data, b?.data, Int64(rows), Int64(width), eps, momentum, 1)
+        }
+        return out
+    }
+
+    /// Runs `write` with the target for the rows' gradient, then passes that gradient on: straight
+    /// into the source's gradient, or into a buffer the normalization's backward reads.
+    func backward(_ write: (ck_grad) -> Void) {
+        guard let norm, let mean, let rstd else { write(source.gradTarget()); return }
+        guard needsGrad else { write(ck_grad()); return }
+        withExtendedLifetime(Tensor(uninitialized: source.shape)) { dRows in   // written whole (accumulate 0)
+            write(ck_grad(data: dRows.data, accumulate: 0))
+            switch norm {
+            case let .layer(w, b, _):
+                ck_layernorm_backward(source.gradTarget(), w?.gradTarget() ?? ck_grad(), b?.gradTarget() ?? ck_grad(),
+                                      dRows.data, source.data, w?.data, mean.data, rstd.data, Int64(rows), Int64(width))
+            case let .batch(w, b, _, _, _, _):
+                // The input's gradient goes through a buffer and is then added, as it did through
+                // BatchNorm1d's reshape: the sum with the residual's gradient rounds the same way.
+                let dx = source.requiresGrad ? Tensor(uninitialized: source.shape) : nil
+                ck_batchnorm_backward(ck_grad(data: dx?.data, accumulate: 0), w?.gradTarget() ?? ck_grad(), b?.gradTarget() ?? ck_grad(),
+                                      dRows.data, source.data, w?.data, mean.data, rstd.data, Int64(rows), Int64(width), 1)
+                if let dx { source.receiveGradient(dx.data) }
+            }
+        }
+    }
+}
