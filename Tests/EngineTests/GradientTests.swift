@@ -68,12 +68,19 @@ final class GradientTests: XCTestCase {
         assertGradients("linear of layerNorm", inputs: [x, nw, nb, w, b]) { x.linear(w, b, norm: .layer(weight: nw, bias: nb, eps: 1e-6)) }
         assertGradients("linear of layerNorm no affine", inputs: [x, w]) { x.linear(w, nil, norm: .layer(weight: nil, bias: nil, eps: 1e-5)) }
         assertGradients("mlp of layerNorm", inputs: [x, nw, nb, w, b, w2, b2]) { x.mlp(w, b, w2, b2, norm: .layer(weight: nw, bias: nb, eps: 1e-6)) }
+        let res5 = t([2, 3, 5], 14), res4 = t([2, 3, 4], 16)
+        assertGradients("linear with residual", inputs: [x, w, b, res5]) { x.linear(w, b, residual: res5) }
+        assertGradients("mlp with residual", inputs: [x, w, b, w2, b2, res4]) { x.mlp(w, b, w2, b2, residual: res4) }
         let batch = RowNorm.batch(weight: nw, bias: nb, eps: 1e-5, runningMean: nil, runningVar: nil, momentum: 0.1)
         assertGradients("linear of batchNorm", inputs: [x, nw, nb, w, b]) { x.linear(w, b, norm: batch) }
         assertGradients("mlp of batchNorm", inputs: [x, nw, nb, w, b, w2, b2]) { x.mlp(w, b, w2, b2, norm: batch) }
         let g = t([4, 7], 4), lw = t([7], 5), lb = t([7], 6)
         assertGradients("layerNorm", inputs: [g, lw, lb]) { g.layerNorm(weight: lw, bias: lb, eps: 1e-6) }
         assertGradients("layerNorm no affine", inputs: [g]) { g.layerNorm(weight: nil, bias: nil, eps: 1e-5) }
+        let square = t([7, 7], 15)
+        assertGradients("linear of layerNorm with its input as residual", inputs: [g, lw, lb, square]) {
+            g.linear(square, nil, norm: .layer(weight: lw, bias: lb, eps: 1e-6), residual: g)
+        }
         let r = t([6, 3], 7, -2, 2)
         assertGradients("batchNorm train", inputs: [r]) {
             r.batchNorm(weight: nil, bias: nil, runningMean: nil, runningVar: nil, training: true)
@@ -148,8 +155,8 @@ final class MLPOpTests: XCTestCase {
     }
 
     /// The products that normalize their own input are the norm (LayerNorm, training BatchNorm) then
-    /// the product, bit for bit, on each GEMM backend: forward, running statistics, every gradient,
-    /// with a second consumer of the input (the residual).
+    /// the product, and a product that adds the residual is the sum, bit for bit, on each GEMM backend:
+    /// forward, running statistics, every gradient.
     func testLayerNormProductsMatchTheChainBitForBit() {
         let wasTessera: Int32 = Runtime.gemmBackend.hasPrefix("Tessera") ? 1 : 0
         defer { ck_gemm_use_tessera(wasTessera) }
@@ -168,8 +175,9 @@ final class MLPOpTests: XCTestCase {
                             : .batch(weight: nw, bias: nb, eps: 1e-5, runningMean: rm, runningVar: rv, momentum: 0.1)
                         let n = fused ? x : kind == "layer" ? x.layerNorm(weight: nw, bias: nb, eps: 1e-6)
                             : x.reshaped([-1, 24]).batchNorm(weight: nw, bias: nb, runningMean: rm, runningVar: rv, training: true).reshaped([3, 37, 24])
-                        let y = product == "mlp" ? x + n.mlp(w1, b1, w2, b2, norm: fused ? norm : nil)
-                                                 : x + n.linear(w1, b1, norm: fused ? norm : nil).linear(w2, b2)
+                        // Fused: the product adds the residual itself.
+                        let y = product == "mlp" ? (fused ? n.mlp(w1, b1, w2, b2, norm: norm, residual: x) : x + n.mlp(w1, b1, w2, b2))
+                            : (fused ? n.linear(w1, b1, norm: norm).linear(w2, b2, residual: x) : x + n.linear(w1, b1).linear(w2, b2))
                         (y * y).sum().backward()
                         // Running statistics: updated once, by the forward.
                         results.append([y.array, rm.array, rv.array] + [x, nw, nb, w1, b1, w2, b2].map { $0.grad!.array })

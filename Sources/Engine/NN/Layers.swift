@@ -85,8 +85,8 @@ public final class MLP: Module {
 
     /// One ``Tensor/mlp(_:_:_:_:layerNorm:)`` op: the hidden activation is recomputed by the backward,
     /// not saved; with `norm`, the MLP of `norm(x)`, whose rows are recomputed too.
-    public func callAsFunction(_ x: Tensor, norm: RowNorm? = nil) -> Tensor {
-        x.mlp(fc1.weight, fc1.bias, fc2.weight, fc2.bias, norm: norm)
+    public func callAsFunction(_ x: Tensor, norm: RowNorm? = nil, residual: Tensor? = nil) -> Tensor {
+        x.mlp(fc1.weight, fc1.bias, fc2.weight, fc2.bias, norm: norm, residual: residual)
     }
 }
 
@@ -108,9 +108,10 @@ public final class Attention: Module {
     }
 
     /// x [B, N, dim] → [B, N, dim]; with `norm`, the attention of `norm(x)`, whose rows the `qkv`
-    /// product recomputes in its backward instead of keeping them.
-    public func callAsFunction(_ x: Tensor, norm: RowNorm? = nil) -> Tensor {
-        proj(x.linear(qkv.weight, qkv.bias, norm: norm).fusedAttention(heads: heads))
+    /// product recomputes in its backward instead of keeping them; with `residual`, `residual` plus
+    /// the attention, added by `proj`.
+    public func callAsFunction(_ x: Tensor, norm: RowNorm? = nil, residual: Tensor? = nil) -> Tensor {
+        x.linear(qkv.weight, qkv.bias, norm: norm).fusedAttention(heads: heads).linear(proj.weight, proj.bias, residual: residual)
     }
 }
 
@@ -159,10 +160,11 @@ public final class Block: Module {
     }
 
     /// The products normalize their own input where the norm allows it (``RowNorm``: the normalized
-    /// rows are not kept for the backward), else norm then product; the same bits either way.
+    /// rows are not kept for the backward), else norm then product, and add the skip connection
+    /// themselves; the same bits either way.
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let h = x + (norm1.productNorm().map { attn(x, norm: $0) } ?? attn(norm1(x)))
-        return h + (norm2.productNorm().map { mlp(h, norm: $0) } ?? mlp(norm2(h)))
+        let h = norm1.productNorm().map { attn(x, norm: $0, residual: x) } ?? attn(norm1(x), residual: x)
+        return norm2.productNorm().map { mlp(h, norm: $0, residual: h) } ?? mlp(norm2(h), residual: h)
     }
 }
 

@@ -15,8 +15,9 @@ extension Tensor {
     ///
     /// With `norm`, `y = norm(x) · Wᵀ + b` in one op: the same arithmetic as `x.layerNorm(…).linear(W, b)`
     /// (or BatchNorm), bit for bit, but the normalized rows are recomputed by the backward instead of
-    /// kept (``RowNorm``).
-    public func linear(_ weight: Tensor, _ bias: Tensor? = nil, norm: RowNorm? = nil) -> Tensor {
+    /// kept (``RowNorm``). With `residual`, `residual + y` (a transformer block's skip connection): the
+    /// same bits as adding the two tensors, without a product tensor that the graph keeps alive.
+    public func linear(_ weight: Tensor, _ bias: Tensor? = nil, norm: RowNorm? = nil, residual: Tensor? = nil) -> Tensor {
         let input = ProductInput(source: self, norm: norm)
         precondition(weight.rank == 2 && rank >= 1 && shape.last == weight.shape[1],
                      "linear: input \(shape) does not match weight \(weight.shape) ([out, in])")
@@ -26,8 +27,10 @@ extension Tensor {
         withExtendedLifetime(input.values(first: true)) { x in
             ck_linear_forward(out.data, nil, x.data, weight.data, bias?.data, Int64(R), Int64(I), Int64(O), 0)
         }
-        let inputs = input.tensors + [weight] + (bias.map { [$0] } ?? [])
+        addResidual(residual, to: out, rows: R, width: O)
+        let inputs = (residual.map { [$0] } ?? []) + input.tensors + [weight] + (bias.map { [$0] } ?? [])
         return out.recorded(norm == nil ? "linear" : "normLinear", inputs) { g in
+            residual?.receiveGradient(g)
             withExtendedLifetime(input.values()) { x in
                 input.backward { dx in
                     ck_linear_backward(dx, weight.gradTarget(), bias?.gradTarget() ?? ck_grad(), g, x.data, weight.data,
@@ -63,8 +66,10 @@ extension Tensor {
     /// pre-activation for the backward: the hidden activation (4x the width of the block's stream)
     /// is freed after the forward and recomputed from the pre-activation by the backward, which
     /// needs it for fc2's weight gradient (measured: MAE vit-tiny's peak RSS 1047 → 917 MiB).
-    /// With `norm`, the MLP of `norm(x)`, whose rows are recomputed too (``RowNorm``).
-    public func mlp(_ fc1Weight: Tensor, _ fc1Bias: Tensor?, _ fc2Weight: Tensor, _ fc2Bias: Tensor?, norm: RowNorm? = nil) -> Tensor {
+    /// With `norm`, the MLP of `norm(x)`, whose rows are recomputed too (``RowNorm``); with `residual`,
+    /// `residual + mlp(…)` as ``linear(_:_:norm:residual:)``.
+    public func mlp(_ fc1Weight: Tensor, _ fc1Bias: Tensor?, _ fc2Weight: Tensor, _ fc2Bias: Tensor?, norm: RowNorm? = nil,
+                    residual: Tensor? = nil) -> Tensor {
         let input = ProductInput(source: self, norm: norm), w1 = fc1Weight, w2 = fc2Weight
         precondition(w1.rank == 2 && w2.rank == 2 && rank >= 1 && shape.last == w1.shape[1] && w2.shape[1] == w1.shape[0],
                      "mlp: input \(shape), fc1 \(w1.shape) and fc2 \(w2.shape) do not chain ([hidden, in], [out, hidden])")
@@ -77,8 +82,10 @@ extension Tensor {
             ck_linear_forward(hidden.data, pre.data, x.data, w1.data, fc1Bias?.data, Int64(R), Int64(I), Int64(H), 1)
             ck_linear_forward(out.data, nil, hidden.data, w2.data, fc2Bias?.data, Int64(R), Int64(H), Int64(O), 0)
         }
-        let inputs = input.tensors + [w1] + (fc1Bias.map { [$0] } ?? []) + [w2] + (fc2Bias.map { [$0] } ?? [])
+        addResidual(residual, to: out, rows: R, width: O)
+        let inputs = (residual.map { [$0] } ?? []) + input.tensors + [w1] + (fc1Bias.map { [$0] } ?? []) + [w2] + (fc2Bias.map { [$0] } ?? [])
         return out.recorded(norm == nil ? "mlp" : "normMLP", inputs) { g in
+            residual?.receiveGradient(g)
             let hidden = Tensor(uninitialized: lead + [H])   // recomputed: gelu(pre)
             ck_gelu_forward(hidden.data, pre.data, Int64(R * H))
             let fc1NeedsGrad = input.needsGrad || w1.requiresGrad || (fc1Bias?.requiresGrad ?? false)
@@ -95,6 +102,13 @@ extension Tensor {
                 }
             }
         }
+    }
+
+    /// `out += residual` (a product's skip connection): `product + residual`, the bits of `residual + product`.
+    private func addResidual(_ residual: Tensor?, to out: Tensor, rows R: Int, width O: Int) {
+        guard let residual else { return }
+        precondition(residual.shape == out.shape, "residual \(residual.shape) does not match the product's output \(out.shape)")
+        ck_copy_rows(out.data, Int64(O), residual.data, Int64(O), Int64(R), Int64(O), 1)
     }
 
     /// Matrix product. `a [..., M, K] · b [K, N] → [..., M, N]`, or batched
