@@ -83,7 +83,7 @@ public final class MLP: Module {
         register("fc2", fc2)
     }
 
-    /// One ``Tensor/mlp(_:_:_:_:layerNorm:)`` op: the hidden activation is recomputed by the backward,
+    /// One ``Tensor/mlp(_:_:_:_:norm:residual:)`` op: the hidden activation is recomputed by the backward,
     /// not saved; with `norm`, the MLP of `norm(x)`, whose rows are recomputed too.
     public func callAsFunction(_ x: Tensor, norm: RowNorm? = nil, residual: Tensor? = nil) -> Tensor {
         x.mlp(fc1.weight, fc1.bias, fc2.weight, fc2.bias, norm: norm, residual: residual)

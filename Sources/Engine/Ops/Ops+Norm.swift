@@ -135,7 +135,7 @@ func vectorAccumulate(_ target: ck_grad, _ values: [Float]) {
 }
 
 /// A normalization of a product's input rows that the product applies itself
-/// (``Tensor/linear(_:_:norm:)``, ``Tensor/mlp(_:_:_:_:norm:)``): the same arithmetic as the
+/// (``Tensor/linear(_:_:norm:residual:)``, ``Tensor/mlp(_:_:_:_:norm:residual:)``): the same arithmetic as the
 /// normalization op followed by the product, bit for bit, but the normalized rows are not kept from the
 /// forward to the backward. The backward recomputes them from the input and the saved statistics
 /// (two floats per row or column): two `[rows, width]` tensors fewer per transformer block
