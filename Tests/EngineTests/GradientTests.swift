@@ -188,6 +188,17 @@ final class MLPOpTests: XCTestCase {
         }
     }
 
+    /// A residual that needs no gradient (a block on constant input) gets none, and the rest train.
+    func testResidualWithoutGradient() {
+        let x = randomTensor([2, 5, 8], seed: 1)
+        let w = randomTensor([8, 8], seed: 2, requiresGrad: true), b = randomTensor([8], seed: 3, requiresGrad: true)
+        let w1 = randomTensor([16, 8], seed: 4, requiresGrad: true), w2 = randomTensor([8, 16], seed: 5, requiresGrad: true)
+        let h = x.linear(w, b, norm: .layer(weight: nil, bias: nil, eps: 1e-6), residual: x)
+        h.mlp(w1, nil, w2, nil, residual: h).sum().backward()
+        XCTAssertNil(x.grad)
+        for p in [w, b, w1, w2] { XCTAssertNotNil(p.grad) }
+    }
+
     func testFrozenFirstLayerGetsNoGradient() {
         let x = randomTensor([5, 8], seed: 1)
         let w1 = randomTensor([16, 8], seed: 2), w2 = randomTensor([8, 16], seed: 3, requiresGrad: true)

@@ -119,10 +119,12 @@ public final class Tensor: CustomStringConvertible {
         return ck_grad(data: g.data, accumulate: 0)
     }
 
-    /// Adds `g` (same element count) to this tensor's gradient (reshape's and view-like backwards).
+    /// Adds `g` (same element count) to this tensor's gradient (reshape's and view-like backwards, a
+    /// product's residual); nothing when this tensor needs no gradient.
     func receiveGradient(_ g: UnsafePointer<Float>) {
         let d = gradTarget(), C = Swift.max(shape.last ?? 1, 1)
-        ck_copy_rows(d.data, Int64(C), g, Int64(C), Int64(count / C), Int64(C), d.accumulate)
+        guard let data = d.data else { return }
+        ck_copy_rows(data, Int64(C), g, Int64(C), Int64(count / C), Int64(C), d.accumulate)
     }
 
     /// Clears the gradient (sets it to zero if allocated).
