@@ -10,6 +10,7 @@
 #include "ck_gemm.h"
 #include "ck_activation.h"
 #include "ck_elementwise.h"
+#include "ck_runtime.h"
 #include <cblas.h>
 #include <dlfcn.h>
 #include <stdio.h>
@@ -155,21 +156,36 @@ void ck_linear_forward(float *out, float *pre, const float *x, const float *weig
     }
 }
 
-// Twelve independent chains of 16-lane multiply-adds (contracted to FMA where the clone has it):
-// enough in flight to fill two FMA units of 4-cycle latency. Returns a lane sum so nothing is elided.
-CK_CLONES static float fma_chains(int64_t iterations, float seed) {
-    ck_vf16 acc[12];
-    const ck_vf16 x = (ck_vf16){0} + 0.999999f, y = (ck_vf16){0} + seed * 1e-7f;
-    for (int j = 0; j < 12; j++) acc[j] = (ck_vf16){0} + (float)j;
-    for (int64_t i = 0; i < iterations; i++) {
-        #pragma clang loop unroll(full)
-        for (int j = 0; j < 12; j++) acc[j] = acc[j] * x + y;
+// Twelve independent chains of vector multiply-adds: enough in flight to fill two FMA units of
+// 4-cycle latency, in registers (12 of AVX-512's 32, or of AVX2's 16; the 16-float vectors of the
+// other kernels would need 24 AVX2 registers and spill, measuring the spills instead of the units).
+// Returns a lane sum so nothing is elided.
+#define FMA_CHAINS(name, target_attr, lanes)                                                      \
+    target_attr static float name(int64_t iterations, float seed) {                               \
+        typedef float vec __attribute__((vector_size(4 * lanes)));                               \
+        vec acc[12];                                                                              \
+        const vec x = (vec){0} + 0.999999f, y = (vec){0} + seed * 1e-7f;                          \
+        for (int j = 0; j < 12; j++) acc[j] = (vec){0} + (float)j;                                \
+        for (int64_t i = 0; i < iterations; i++) {                                                \
+            _Pragma("clang loop unroll(full)") for (int j = 0; j < 12; j++) acc[j] = acc[j] * x + y; \
+        }                                                                                         \
+        vec s = acc[0];                                                                           \
+        for (int j = 1; j < 12; j++) s += acc[j];                                                 \
+        float t = 0.0f;                                                                           \
+        for (int l = 0; l < lanes; l++) t += s[l];                                                \
+        return t;                                                                                 \
     }
-    ck_vf16 s = acc[0];
-    for (int j = 1; j < 12; j++) s += acc[j];
-    float t = 0.0f;
-    for (int l = 0; l < CK_VW; l++) t += s[l];
-    return t;
+FMA_CHAINS(fma_chains_avx512, __attribute__((target("avx512f"))), 16)
+FMA_CHAINS(fma_chains_avx2, __attribute__((target("avx2,fma"))), 8)
+FMA_CHAINS(fma_chains_baseline, , 4)
+
+// FLOPs of one iteration of the chains on this process's level (ck_cpu_level), and the run.
+static float fma_chains(int64_t iterations, float seed, int *lanes) {
+    const char *level = ck_cpu_level();
+    if (strcmp(level, "avx512f") == 0) { *lanes = 16; return fma_chains_avx512(iterations, seed); }
+    if (strcmp(level, "avx2") == 0) { *lanes = 8; return fma_chains_avx2(iterations, seed); }
+    *lanes = 4;
+    return fma_chains_baseline(iterations, seed);
 }
 
 static volatile float fma_sink;   // keeps the chains' results observable
@@ -179,8 +195,9 @@ uint64_t ck_fma_peak_run(int64_t iterations) {
     float sum = 0.0f;
     #pragma omp parallel reduction(+ : flops, sum)
     {
-        sum += fma_chains(iterations, (float)iterations);
-        flops += (uint64_t)iterations * 12 * CK_VW * 2;
+        int lanes = 0;
+        sum += fma_chains(iterations, (float)iterations, &lanes);
+        flops += (uint64_t)iterations * 12 * (uint64_t)lanes * 2;
     }
     fma_sink = sum;
     return flops;
@@ -209,7 +226,7 @@ const char *ck_gemm_backend(void) {
     const char *core = openblas_get_corename();
     if (tessera_gemm)
         snprintf(buf, sizeof buf, "Tessera GEMM, %s tiles (%s, core %s, linked but unused)",
-                 ck_matmul_uses_avx512() ? "AVX-512 14x32" : "portable 4x32", cfg ? cfg : "?", core ? core : "?");
+                 ck_matmul_tile_name(), cfg ? cfg : "?", core ? core : "?");
     else if (onednn_sgemm)
         snprintf(buf, sizeof buf, "%s (OpenBLAS %s, core %s, linked but unused)", onednn_name,
                  cfg ? cfg : "?", core ? core : "?");

@@ -9,15 +9,18 @@
 //     panels stays in L2 while every row tile of A streams past it;
 //   * A is read in place, never packed: a row tile's elements are broadcast from memory, whether
 //     the rows are contiguous in K (op(A) = A) or its columns are (op(A) = Aᵀ, the weight gradient);
-//   * the micro-kernel keeps a 14 × 32 tile of C in 28 AVX-512 registers over all of KC.
+//   * the micro-kernel keeps a 14 × 32 tile of C in 28 AVX-512 registers over all of KC; on AVX2
+//     CPUs (16 registers of 8 floats) a 6 × 16 tile in 12 registers runs each half of the panel.
 // Each element of C is computed by one thread with a fixed order over k, so the result does not
-// depend on the thread count. Other CPUs run a portable tile of the same structure (built for AVX2
-// and baseline by CK_CLONES); `TESSERA_GEMM=auto` uses this backend on AVX-512 CPUs.
+// depend on the thread count, and both tiles do the same fused multiply-adds in the same order, so
+// it does not depend on which tile ran either. Other CPUs run a portable tile of the same structure
+// (baseline x86-64 by CK_CLONES); `TESSERA_GEMM=auto` uses this backend on AVX-512 and AVX2 CPUs.
 #include "ck_internal.h"
 #include "ck_gemm.h"
 #include "ck_runtime.h"
 
 #define MR 14          // rows of C per AVX-512 tile
+#define MR_AVX2 6      // rows of C per AVX2 tile (of 16 columns: half a panel)
 #define MR_PORTABLE 4  // rows of C per portable tile
 #define NR 32          // columns of C per tile: two 16-float vectors
 #define KC_MAX 1024    // K up to this is one pass; longer K goes in blocks of KC_BLOCK
@@ -130,10 +133,82 @@ __attribute__((target("avx512f"))) static void tile_avx512(int64_t rows, int64_t
     }
 }
 
+// The AVX2 tile: ROWS ≤ 6 rows × 16 columns (half of a 32-column panel, `bp` at its first column)
+// in 12 accumulators of 8 floats, the same arithmetic per element as `tile` (one fused multiply-add
+// per k, in k order; row sums in k order), so both tiles give the same bits. SUM = 2 reads the
+// tile's row values at k with one 8-float load (the caller checks 8 floats are inside A's row).
+typedef float ck_vf8 __attribute__((vector_size(32)));
+CK_ALWAYS_INLINE ck_vf8 ck_vload8(const float *p) { ck_vf8 v; memcpy(&v, p, sizeof v); return v; }
+CK_ALWAYS_INLINE void ck_vstore8(float *p, ck_vf8 v) { memcpy(p, &v, sizeof v); }
+
+CK_ALWAYS_INLINE void store_half_row(float *restrict c, ck_vf8 a0, ck_vf8 a1, int64_t cols, float alpha, float beta) {
+    if (cols == 16) {
+        ck_vf8 r0 = alpha * a0, r1 = alpha * a1;
+        if (beta != 0.0f) { r0 += beta * ck_vload8(c); r1 += beta * ck_vload8(c + 8); }
+        ck_vstore8(c, r0); ck_vstore8(c + 8, r1);
+        return;
+    }
+    for (int64_t j = 0; j < cols; j++) {
+        float v = alpha * (j < 8 ? a0[j] : a1[j - 8]);
+        c[j] = beta != 0.0f ? v + beta * c[j] : v;
+    }
+}
+
+CK_ALWAYS_INLINE void half_tile(const int ROWS, const int SUM, int64_t kc, const float *restrict a, int64_t a_rs, int64_t a_ks,
+                                const float *restrict bp, int64_t b_ks, float *restrict c, int64_t ldc, int64_t cols, float alpha,
+                                float beta, float *restrict rowsum, int sum_accumulate) {
+    ck_vf8 acc0[MR_AVX2], acc1[MR_AVX2], vsums = (ck_vf8){0};
+    float sums[MR_AVX2];
+    for (int r = 0; r < ROWS; r++) { acc0[r] = (ck_vf8){0}; acc1[r] = (ck_vf8){0}; sums[r] = 0.0f; }
+    for (int r = 0; r < ROWS; r++) { __builtin_prefetch(c + r * ldc, 1, 3); __builtin_prefetch(c + r * ldc + 15, 1, 3); }
+    for (int64_t k = 0; k < kc; k++) {
+        const ck_vf8 b0 = ck_vload8(bp + k * b_ks), b1 = ck_vload8(bp + k * b_ks + 8);
+        const float *ak = a + k * a_ks;
+        __builtin_prefetch(bp + (k + PREFETCH_K) * b_ks);
+        __builtin_prefetch(bp + (k + PREFETCH_K) * b_ks + 15);
+        if (a_rs == 1) __builtin_prefetch(ak + PREFETCH_K * a_ks);
+        if (SUM == 2) vsums += ck_vload8(ak);
+        #pragma clang loop unroll(full)
+        for (int r = 0; r < ROWS; r++) {
+            const float x = ak[r * a_rs];
+            acc0[r] += x * b0;
+            acc1[r] += x * b1;
+            if (SUM == 1) sums[r] += x;
+        }
+    }
+    for (int r = 0; r < ROWS; r++) store_half_row(c + r * ldc, acc0[r], acc1[r], cols, alpha, beta);
+    if (SUM == 2) for (int r = 0; r < ROWS; r++) sums[r] = vsums[r];
+    if (SUM) for (int r = 0; r < ROWS; r++) CK_PUT(sum_accumulate, rowsum[r], sums[r]);
+}
+
+#define HALF_TILE_CASE(n) case n: \
+    if (rowsum && vector_sums) half_tile(n, 2, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, rowsum, sum_accumulate); \
+    else if (rowsum) half_tile(n, 1, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, rowsum, sum_accumulate); \
+    else half_tile(n, 0, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, NULL, 0); \
+    break;
+
+// A tile of `rows` ≤ 6 rows and `cols` ≤ 32 columns: the panel's left half, then its right half
+// (the rows of A again, now in L1). The row sums ride on the left half only.
+__attribute__((target("avx2,fma"))) static void tile_avx2(int64_t rows, int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
+                                                          const float *panel, int64_t b_ks, float *c_tile, int64_t ldc, int64_t tile_cols,
+                                                          float alpha, float beta, float *row_sums, int sum_acc, int vector_sums_ok) {
+    for (int half = 0; half < 2 && half * 16 < tile_cols; half++) {
+        const float *bp = panel + half * 16;
+        float *c = c_tile + half * 16;
+        const int64_t cols = ck_min64(16, tile_cols - half * 16);
+        float *rowsum = half == 0 ? row_sums : NULL;
+        const int sum_accumulate = sum_acc, vector_sums = vector_sums_ok;
+        switch (rows) {
+            HALF_TILE_CASE(1) HALF_TILE_CASE(2) HALF_TILE_CASE(3) HALF_TILE_CASE(4) HALF_TILE_CASE(5) HALF_TILE_CASE(6)
+            default: break;
+        }
+    }
+}
+
 CK_CLONES static void tile_portable(int64_t rows, int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
                                     const float *bp, int64_t b_ks, float *c, int64_t ldc, int64_t cols, float alpha, float beta,
                                     float *rowsum, int sum_accumulate) {
-    const int vector_sums = 0;   // a 16-lane vector is four SSE or two AVX2 registers here: no gain
+    const int vector_sums = 0;   // a 16-lane vector is four SSE registers here: no gain
     switch (rows) {
         TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
         default: break;
@@ -150,13 +225,23 @@ CK_CLONES static void bias_epilogue(float *c, int64_t ldc, int64_t rows, int64_t
     }
 }
 
-// Whether this process runs the AVX-512 tile: the level the row kernels are dispatched for
-// (ck_cpu_level: the CPU's, or the one a TESSERA_CPU build was made for, whose tests must exercise
-// the portable tile).
-int ck_matmul_uses_avx512(void) {
+// Which tile this process runs: the level the row kernels are dispatched for (ck_cpu_level: the
+// CPU's, or the one a TESSERA_CPU build was made for, whose tests then exercise that tile).
+ck_matmul_tile_kind ck_matmul_tile(void) {
     static int cached = -1;
-    if (cached < 0) cached = strcmp(ck_cpu_level(), "avx512f") == 0;
-    return cached;
+    if (cached < 0) {
+        const char *level = ck_cpu_level();
+        cached = strcmp(level, "avx512f") == 0 ? CK_TILE_AVX512 : strcmp(level, "avx2") == 0 ? CK_TILE_AVX2 : CK_TILE_PORTABLE;
+    }
+    return (ck_matmul_tile_kind)cached;
+}
+
+const char *ck_matmul_tile_name(void) {
+    switch (ck_matmul_tile()) {
+    case CK_TILE_AVX512: return "AVX-512 14x32";
+    case CK_TILE_AVX2: return "AVX2 6x16";
+    default: return "portable 4x32";
+    }
 }
 
 void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
@@ -166,8 +251,8 @@ void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float 
 
 void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
-    const int wide = ck_matmul_uses_avx512();
-    const int64_t mr = wide ? MR : MR_PORTABLE, tiles = (M + mr - 1) / mr;
+    const ck_matmul_tile_kind kind = ck_matmul_tile();
+    const int64_t mr = kind == CK_TILE_AVX512 ? MR : kind == CK_TILE_AVX2 ? MR_AVX2 : MR_PORTABLE, tiles = (M + mr - 1) / mr;
     const int64_t a_rs = trans_a ? 1 : lda, a_ks = trans_a ? lda : 1;
     const int64_t kc_max = K <= KC_MAX ? K : KC_BLOCK;
     const int64_t work = M * N * K;
@@ -208,9 +293,12 @@ void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                     // op(A)'s row sums ride on the first panel's tiles, every K block adding to the last.
                     float *sum = ep && ep->row_sums.data && j0 == 0 ? ep->row_sums.data + i0 : NULL;
                     const int sum_acc = k0 == 0 ? (ep ? ep->row_sums.accumulate : 0) : 1;
-                    // The 16-lane row sums read op(A) = Aᵀ at columns i0 ..< i0 + 16 of A's rows: inside them unless this is the last tile.
-                    const int vector_sums = trans_a && i0 + 16 <= lda;
-                    if (wide) tile_avx512(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc, vector_sums);
+                    // The vector row sums read op(A) = Aᵀ at columns i0 ..< i0 + 16 (AVX2: 8) of A's rows:
+                    // inside them unless this is the last tile.
+                    if (kind == CK_TILE_AVX512)
+                        tile_avx512(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc, trans_a && i0 + 16 <= lda);
+                    else if (kind == CK_TILE_AVX2)
+                        tile_avx2(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc, trans_a && i0 + 8 <= lda);
                     else tile_portable(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc);
                     if (ep && ep->bias && k0 + kc == K) bias_epilogue(c, ldc, rows, cols, ep->bias + j0);   // on the final sums
                 }

@@ -86,4 +86,52 @@ final class KernelReferenceTests: XCTestCase {
             }
         }
     }
+
+    /// Tessera's GEMM gives the same bits whichever tile runs (AVX-512, AVX2, or the portable tile's
+    /// FMA clone): each element of C is one fused multiply-add per k in k order, then alpha · sum (and
+    /// + beta · C as one more fused multiply-add), so a run on one CPU writes the checkpoint it writes
+    /// on another. Checked against that chain in scalar `fma`, on rows and columns that are multiples
+    /// of no tile, all three layouts of the step, and the bias gradient that rides on the weight-
+    /// gradient product (a float sum over rows in row order). The baseline build (no FMA) is skipped.
+    func testTesseraGemmIsTheSameFusedMultiplyAddChainOnEveryTile() throws {
+        try XCTSkipIf(Runtime.cpuLevel == "baseline", "the baseline tile has no FMA instructions")
+        for (M, K, N) in [(23, 37, 45), (6, 192, 32), (29, 300, 70)] {
+            for (ta, tb) in [(0, 1), (0, 0), (1, 0)] {
+                for beta: Float in [0, 2] {
+                    let lda = ta == 0 ? K : M, ldb = tb == 0 ? N : K
+                    let a = randomArray((ta == 0 ? M : K) * lda, seed: 4), b = randomArray((tb == 0 ? K : N) * ldb, seed: 5)
+                    let c0 = randomArray(M * N, seed: 6)
+                    var c = c0, want = c0
+                    ck_matmul(Int32(ta), Int32(tb), Int64(M), Int64(N), Int64(K), 0.5, a, Int64(lda), b, Int64(ldb), beta, &c, Int64(N))
+                    for i in 0..<M {
+                        for j in 0..<N {
+                            var acc: Float = 0
+                            for k in 0..<K {
+                                let x = ta == 0 ? a[i * lda + k] : a[k * lda + i], y = tb == 0 ? b[k * ldb + j] : b[j * ldb + k]
+                                acc = acc.addingProduct(x, y)   // fma(x, y, acc)
+                            }
+                            want[i * N + j] = beta == 0 ? 0.5 * acc : (0.5 * acc).addingProduct(beta, c0[i * N + j])
+                        }
+                    }
+                    assertBitIdentical(c, want, "ck_matmul \(ta)\(tb) M\(M) N\(N) K\(K) beta \(beta) on the \(Runtime.cpuLevel) tile")
+                }
+            }
+        }
+        // dbias = the column sums of dout [R, Dout], summed over rows in order, beside dW = doutᵀ · x.
+        let (R, Din, Dout) = (37, 40, 21)
+        let dout = randomArray(R * Dout, seed: 7), x = randomArray(R * Din, seed: 8), w = randomArray(Dout * Din, seed: 9)
+        var dw = [Float](repeating: 0, count: Dout * Din), db = [Float](repeating: 0, count: Dout)
+        let before = String(cString: ck_gemm_backend()).hasPrefix("Tessera")
+        ck_gemm_use_tessera(1)
+        defer { ck_gemm_use_tessera(before ? 1 : 0) }
+        dw.withUnsafeMutableBufferPointer { dwp in
+            db.withUnsafeMutableBufferPointer { dbp in
+                ck_linear_backward(ck_grad(), ck_grad(data: dwp.baseAddress, accumulate: 0), ck_grad(data: dbp.baseAddress, accumulate: 0),
+                                   dout, x, w, Int64(R), Int64(Din), Int64(Dout))
+            }
+        }
+        var wantBias = [Float](repeating: 0, count: Dout)
+        for o in 0..<Dout { for r in 0..<R { wantBias[o] += dout[r * Dout + o] } }
+        assertBitIdentical(db, wantBias, "bias gradient from the weight-gradient tiles on the \(Runtime.cpuLevel) tile")
+    }
 }

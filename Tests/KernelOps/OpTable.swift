@@ -658,10 +658,10 @@ let gemmRows: [KernelOp] = [
     // summed first (Din = 1,100 crosses the K block); the same bits at any thread count.
     KernelOp("linear_tessera", kernels: ["ck_linear_forward", "ck_linear_backward"], rtol: 1e-4, atol: 1e-3, shapes: linearShapes,
              production: [12800, 192, 768, 1, 1]) { s in linearCase(s, tesseraGEMM: true) },
-    // Tessera's own GEMM: tiles of 14 (AVX-512) or 4 rows and 32 columns, K in one pass up to 1,024
-    // and in blocks of 256 beyond (the 1,100 and 1,300 shapes cross it), N in blocks of whole panels
-    // when the packed panels would pass 640 KB (N = 700 with K blocks of 256 crosses it); the same
-    // bits at any thread count.
+    // Tessera's own GEMM: tiles of 14 (AVX-512), 6 (AVX2, by halves of 16 columns) or 4 rows and 32
+    // columns, K in one pass up to 1,024 and in blocks of 256 beyond (the 1,100 and 1,300 shapes cross
+    // it), N in blocks of whole panels when the packed panels would pass 640 KB (N = 700 with K blocks
+    // of 256 crosses it); the same bits at any thread count.
     KernelOp("matmul", kernels: ["ck_matmul"], rtol: 1e-4, atol: 1e-4, shapes: gemmShapes, production: [12800, 576, 192, 0, 1]) { s in
         gemmCase(s, name: "matmul", run: ck_matmul)
     },

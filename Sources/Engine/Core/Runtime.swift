@@ -160,7 +160,8 @@ extension Runtime {
     }
 
     /// GFLOP/s of this machine's multiply-add units at the current thread count: every thread runs
-    /// independent 16-lane FMA chains for about `seconds` (a ceiling no real kernel reaches).
+    /// independent FMA chains in the widest vectors its CPU level has (16 floats on AVX-512, 8 on
+    /// AVX2, 4 on baseline) for about `seconds` (a ceiling no real kernel reaches).
     public static func fmaPeak(seconds: Double = 0.2) -> Double {
         _ = ck_fma_peak_run(1000)   // wake the threads
         var iterations: Int64 = 1 << 20
