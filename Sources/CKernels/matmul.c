@@ -14,7 +14,8 @@
 // Each element of C is computed by one thread with a fixed order over k, so the result does not
 // depend on the thread count, and both tiles do the same fused multiply-adds in the same order, so
 // it does not depend on which tile ran either. Other CPUs run a portable tile of the same structure
-// (baseline x86-64 by CK_CLONES); `TESSERA_GEMM=auto` uses this backend on AVX-512 and AVX2 CPUs.
+// (baseline x86-64 by CK_CLONES). `TESSERA_GEMM=auto` uses this backend on AVX-512 CPUs; on AVX2
+// ones OpenBLAS is faster on the larger shapes (Runtime.swift), so the AVX2 tile is an opt-in.
 #include "ck_internal.h"
 #include "ck_gemm.h"
 #include "ck_runtime.h"
@@ -154,27 +155,36 @@ CK_ALWAYS_INLINE void store_half_row(float *restrict c, ck_vf8 a0, ck_vf8 a1, in
     }
 }
 
-CK_ALWAYS_INLINE void half_tile(const int ROWS, const int SUM, int64_t kc, const float *restrict a, int64_t a_rs, int64_t a_ks,
-                                const float *restrict bp, int64_t b_ks, float *restrict c, int64_t ldc, int64_t cols, float alpha,
-                                float beta, float *restrict rowsum, int sum_accumulate) {
+// ROWS_IN_K (a constant): op(A) = A, each row of the tile contiguous in k (a_ks = 1), read through
+// one pointer per row at a shared index; else op(A) = Aᵀ (a_rs = 1), the tile's values at k adjacent.
+// Against one loop for both layouts with a test per k, the forward and input-gradient products went
+// from 0.9-1.3x OpenBLAS to 1.0-1.4x (docs/benchmarks.md). Unrolling k by two spilled accumulators
+// (0.6x); addressing rows as two bases plus strides measured no better.
+CK_ALWAYS_INLINE void half_tile(const int ROWS, const int SUM, const int ROWS_IN_K, int64_t kc, const float *restrict a, int64_t a_rs,
+                                int64_t a_ks, const float *restrict bp, int64_t b_ks, float *restrict c, int64_t ldc, int64_t cols,
+                                float alpha, float beta, float *restrict rowsum, int sum_accumulate) {
     ck_vf8 acc0[MR_AVX2], acc1[MR_AVX2], vsums = (ck_vf8){0};
     float sums[MR_AVX2];
-    for (int r = 0; r < ROWS; r++) { acc0[r] = (ck_vf8){0}; acc1[r] = (ck_vf8){0}; sums[r] = 0.0f; }
+    const float *row[MR_AVX2];
+    for (int r = 0; r < ROWS; r++) { acc0[r] = (ck_vf8){0}; acc1[r] = (ck_vf8){0}; sums[r] = 0.0f; row[r] = a + r * a_rs; }
     for (int r = 0; r < ROWS; r++) { __builtin_prefetch(c + r * ldc, 1, 3); __builtin_prefetch(c + r * ldc + 15, 1, 3); }
+    const float *bk = bp, *ak = a;
+    #pragma clang loop unroll(disable)
     for (int64_t k = 0; k < kc; k++) {
-        const ck_vf8 b0 = ck_vload8(bp + k * b_ks), b1 = ck_vload8(bp + k * b_ks + 8);
-        const float *ak = a + k * a_ks;
-        __builtin_prefetch(bp + (k + PREFETCH_K) * b_ks);
-        __builtin_prefetch(bp + (k + PREFETCH_K) * b_ks + 15);
-        if (a_rs == 1) __builtin_prefetch(ak + PREFETCH_K * a_ks);
+        const ck_vf8 b0 = ck_vload8(bk), b1 = ck_vload8(bk + 8);
+        __builtin_prefetch(bk + PREFETCH_K * b_ks);
+        __builtin_prefetch(bk + PREFETCH_K * b_ks + 15);
+        if (!ROWS_IN_K) __builtin_prefetch(ak + PREFETCH_K * a_ks);
         if (SUM == 2) vsums += ck_vload8(ak);
         #pragma clang loop unroll(full)
         for (int r = 0; r < ROWS; r++) {
-            const float x = ak[r * a_rs];
+            const float x = ROWS_IN_K ? row[r][k] : ak[r];
             acc0[r] += x * b0;
             acc1[r] += x * b1;
             if (SUM == 1) sums[r] += x;
         }
+        bk += b_ks;
+        if (!ROWS_IN_K) ak += a_ks;
     }
     for (int r = 0; r < ROWS; r++) store_half_row(c + r * ldc, acc0[r], acc1[r], cols, alpha, beta);
     if (SUM == 2) for (int r = 0; r < ROWS; r++) sums[r] = vsums[r];
@@ -182,9 +192,11 @@ CK_ALWAYS_INLINE void half_tile(const int ROWS, const int SUM, int64_t kc, const
 }
 
 #define HALF_TILE_CASE(n) case n: \
-    if (rowsum && vector_sums) half_tile(n, 2, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, rowsum, sum_accumulate); \
-    else if (rowsum) half_tile(n, 1, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, rowsum, sum_accumulate); \
-    else half_tile(n, 0, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, NULL, 0); \
+    if (rowsum && vector_sums) half_tile(n, 2, 0, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, rowsum, sum_accumulate); \
+    else if (rowsum && a_ks == 1) half_tile(n, 1, 1, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, rowsum, sum_accumulate); \
+    else if (rowsum) half_tile(n, 1, 0, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, rowsum, sum_accumulate); \
+    else if (a_ks == 1) half_tile(n, 0, 1, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, NULL, 0); \
+    else half_tile(n, 0, 0, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, NULL, 0); \
     break;
 
 // A tile of `rows` ≤ 6 rows and `cols` ≤ 32 columns: the panel's left half, then its right half

@@ -38,6 +38,16 @@ const char *ck_cpu_level(void) {
     return "baseline";
 }
 
+// One multiply-add whose fused and separately rounded results differ: x·x = 1 + 2⁻¹¹ + 2⁻²⁴ exactly,
+// which rounds (a tie, to even) to 1 + 2⁻¹¹, so the sum with z is 2⁻²⁴ fused and 0 rounded twice.
+// The clones contract x·y + z to an FMA where their instruction set has one.
+CK_CLONES static float clone_multiply_add(float x, float y, float z) { return x * y + z; }
+
+int ck_clones_fuse_multiply_add(void) {
+    volatile float x = 1.0f + 0x1p-12f, z = -(1.0f + 0x1p-11f);
+    return clone_multiply_add(x, x, z) != 0.0f;
+}
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif

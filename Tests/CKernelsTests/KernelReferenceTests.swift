@@ -87,12 +87,12 @@ final class KernelReferenceTests: XCTestCase {
         }
     }
 
-    /// Tessera's GEMM gives the same bits whichever tile runs (AVX-512, AVX2, or the portable tile's
-    /// FMA clone): each element of C is one fused multiply-add per k in k order, then alpha · sum (and
-    /// + beta · C as one more fused multiply-add), so a run on one CPU writes the checkpoint it writes
-    /// on another. Checked against that chain in scalar `fma`, on rows and columns that are multiples
-    /// of no tile, all three layouts of the step, and the bias gradient that rides on the weight-
-    /// gradient product (a float sum over rows in row order). The baseline build (no FMA) is skipped.
+    /// Tessera's GEMM gives the same bits whichever tile runs, AVX-512 or AVX2: each element of C is
+    /// one fused multiply-add per k in k order, then alpha · sum (and + beta · C as one more fused
+    /// multiply-add). Checked against that chain in scalar `fma`, on rows and columns that are
+    /// multiples of no tile, all three layouts of the step, and the bias gradient that rides on the
+    /// weight-gradient product (a float sum over rows in row order). The portable tile of a baseline
+    /// build has no FMA instruction and rounds each product: skipped there.
     func testTesseraGemmIsTheSameFusedMultiplyAddChainOnEveryTile() throws {
         try XCTSkipIf(Runtime.cpuLevel == "baseline", "the baseline tile has no FMA instructions")
         for (M, K, N) in [(23, 37, 45), (6, 192, 32), (29, 300, 70)] {

@@ -34,11 +34,15 @@ final class OpTableTests: XCTestCase {
     }
 
     /// In a TESSERA_CPU build (scripts/test.sh runs avx2 and baseline besides the dispatched one),
-    /// the kernels under test are that variant.
+    /// the kernels under test are that variant; in the dispatched build, the loader picked the clone
+    /// of the CPU's level (an FMA clone on AVX2 and AVX-512 CPUs: a clone list that named Haswell by
+    /// model ran the SSE2 clone on every other AVX2 CPU).
     func testTheInstructionSetVariantIsTheOneBuilt() {
         let level = Runtime.cpuLevel
         XCTAssertTrue(["avx512f", "avx2", "baseline"].contains(level), level)
         if let wanted = ProcessInfo.processInfo.environment["TESSERA_CPU"] { XCTAssertEqual(level, wanted) }
+        XCTAssertEqual(ck_clones_fuse_multiply_add() == 1, level != "baseline",
+                       "the \(level) level should run an FMA clone exactly when it is not baseline")
         print("op table runs on the \(level) kernels")
     }
 

@@ -9,8 +9,8 @@ void ck_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
               float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
               float beta, float *C, int64_t ldc);
 
-/// Tessera's own GEMM (matmul.c), the same contract as ck_sgemm: AVX-512 tiles where the CPU has
-/// them, a portable tile elsewhere; the same bits at any thread count.
+/// Tessera's own GEMM (matmul.c), the same contract as ck_sgemm: AVX-512 or AVX2 tiles where the CPU
+/// has them (the same bits on both), a portable tile elsewhere; the same bits at any thread count.
 void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /// A Linear layer's forward, out[R, Dout] = x[R, Din] · weight[Dout, Din]ᵀ + bias[Dout] (bias may be

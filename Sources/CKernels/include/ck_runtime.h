@@ -10,6 +10,9 @@ int ck_has_openmp(void);
 /// The instruction set the dispatched row kernels run on: "avx512f", "avx2" or "baseline" (in a
 /// TESSERA_CPU build, the one it was compiled for).
 const char *ck_cpu_level(void);
+/// 1 when the CK_CLONES kernels run a clone with fused multiply-add (the AVX-512 and AVX2 ones),
+/// 0 for baseline x86-64: what the loader actually picked, which ck_cpu_level only predicts.
+int ck_clones_fuse_multiply_add(void);
 // Keep freed heap blocks for reuse instead of returning them to the kernel (glibc mallopt;
 // no-op elsewhere). Op outputs are allocated every step; without this each step page-faults anew.
 void ck_keep_freed_memory(void);
