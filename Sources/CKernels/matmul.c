@@ -55,19 +55,29 @@ static void pack_panel(float *restrict bp, const float *restrict B, int64_t ldb,
     }
 }
 
-// C tile [rows, cols] ← alpha · acc + beta · C (beta = 0: C is not read).
-CK_ALWAYS_INLINE void store_row(float *restrict c, ck_vf16 a0, ck_vf16 a1, int64_t cols, float alpha, float beta) {
-    if (cols == NR) {
-        ck_vf16 r0 = alpha * a0, r1 = alpha * a1;
-        if (beta != 0.0f) { r0 += beta * ck_vload(c); r1 += beta * ck_vload(c + 16); }
-        ck_vstore(c, r0); ck_vstore(c + 16, r1);
-        return;
+// 8-float vectors, the AVX2 tile's (ck_vf16 is the AVX-512 tile's).
+typedef float ck_vf8 __attribute__((vector_size(32)));
+
+// A row of a C tile held in two vectors of W floats: c[0 ..< cols] ← alpha · acc + beta · c (beta = 0:
+// c is not read). One definition for both tiles, so they round alike.
+#define DEFINE_STORE_ROW(name, vec, W)                                                                   \
+    CK_ALWAYS_INLINE void name(float *restrict c, vec a0, vec a1, int64_t cols, float alpha, float beta) { \
+        if (cols == 2 * W) {                                                                             \
+            vec r0 = alpha * a0, r1 = alpha * a1, c0, c1;                                                \
+            if (beta != 0.0f) {                                                                          \
+                memcpy(&c0, c, sizeof c0); memcpy(&c1, c + W, sizeof c1);                                \
+                r0 += beta * c0; r1 += beta * c1;                                                        \
+            }                                                                                            \
+            memcpy(c, &r0, sizeof r0); memcpy(c + W, &r1, sizeof r1);                                    \
+            return;                                                                                      \
+        }                                                                                                \
+        for (int64_t j = 0; j < cols; j++) {                                                             \
+            float v = alpha * (j < W ? a0[j] : a1[j - W]);                                               \
+            c[j] = beta != 0.0f ? v + beta * c[j] : v;                                                   \
+        }                                                                                                \
     }
-    for (int64_t j = 0; j < cols; j++) {
-        float v = alpha * (j < 16 ? a0[j] : a1[j - 16]);
-        c[j] = beta != 0.0f ? v + beta * c[j] : v;
-    }
-}
+DEFINE_STORE_ROW(store_row, ck_vf16, 16)
+DEFINE_STORE_ROW(store_half_row, ck_vf8, 8)
 
 // One tile of ROWS rows (a compile-time constant at every call) over kc: op(A)[r][k] is at
 // a[r·a_rs + k·a_ks] with one of the strides 1. The 2·ROWS accumulators stay in registers.
@@ -138,22 +148,7 @@ __attribute__((target("avx512f"))) static void tile_avx512(int64_t rows, int64_t
 // in 12 accumulators of 8 floats, the same arithmetic per element as `tile` (one fused multiply-add
 // per k, in k order; row sums in k order), so both tiles give the same bits. SUM = 2 reads the
 // tile's row values at k with one 8-float load (the caller checks 8 floats are inside A's row).
-typedef float ck_vf8 __attribute__((vector_size(32)));
 CK_ALWAYS_INLINE ck_vf8 ck_vload8(const float *p) { ck_vf8 v; memcpy(&v, p, sizeof v); return v; }
-CK_ALWAYS_INLINE void ck_vstore8(float *p, ck_vf8 v) { memcpy(p, &v, sizeof v); }
-
-CK_ALWAYS_INLINE void store_half_row(float *restrict c, ck_vf8 a0, ck_vf8 a1, int64_t cols, float alpha, float beta) {
-    if (cols == 16) {
-        ck_vf8 r0 = alpha * a0, r1 = alpha * a1;
-        if (beta != 0.0f) { r0 += beta * ck_vload8(c); r1 += beta * ck_vload8(c + 8); }
-        ck_vstore8(c, r0); ck_vstore8(c + 8, r1);
-        return;
-    }
-    for (int64_t j = 0; j < cols; j++) {
-        float v = alpha * (j < 8 ? a0[j] : a1[j - 8]);
-        c[j] = beta != 0.0f ? v + beta * c[j] : v;
-    }
-}
 
 // ROWS_IN_K (a constant): op(A) = A, each row of the tile contiguous in k (a_ks = 1), read through
 // one pointer per row at a shared index; else op(A) = Aᵀ (a_rs = 1), the tile's values at k adjacent.

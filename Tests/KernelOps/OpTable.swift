@@ -66,7 +66,8 @@ public struct KernelOp: Sendable {
 /// Public symbols of CKernels that are not numeric kernels, with the reason they have no row.
 public let notKernels: [String: String] = [
     "ck_set_num_threads": "runtime setting", "ck_get_num_threads": "runtime query", "ck_has_openmp": "runtime query",
-    "ck_cpu_level": "runtime query", "ck_keep_freed_memory": "process setting (allocator)",
+    "ck_cpu_level": "runtime query", "ck_clones_fuse_multiply_add": "runtime query (which clone the loader picked)",
+    "ck_keep_freed_memory": "process setting (allocator)",
     "ck_stdout_line_buffered": "process setting (stdio)", "ck_gemm_use_onednn": "GEMM backend choice",
     "ck_gemm_backend": "GEMM backend query", "ck_gemm_use_tessera": "GEMM backend choice", "ck_gemm_core_name": "GEMM backend query",
     "ck_flop_counter_read": "benchmark accounting", "ck_fma_peak_run": "benchmark (the FMA peak loop)", "ck_flop_counter_reset": "benchmark accounting",
