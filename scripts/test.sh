@@ -4,7 +4,7 @@
 # only, the kernel, engine and data tests built without OpenMP and for baseline x86-64 (every
 # kernel must also pass single-threaded, and every CPU variant runs the op table), and the kernel
 # and engine tests under AddressSanitizer + UndefinedBehaviorSanitizer.
-# Ends with one line "tests: N passed, N failed".
+# Ends with one line "tests: N passed, N failed, N skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -29,12 +29,13 @@ ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
     -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined \
     --filter 'CKernelsTests|EngineTests' 2>&1 | tee "$logs/asan.log" || status=1
 if grep -qE "runtime error:|ERROR: AddressSanitizer" "$logs/asan.log"; then echo "sanitizer findings above"; status=1; fi
-# XCTest's last "Executed N tests, with F failures" line of a run is that run's total.
-passed=0 failed=0
+# XCTest's last "Executed N tests, with [S tests skipped and ]F failures" line of a run is that run's
+# total (a run with skips words it so; without the optional part its count would come from a suite).
+passed=0 failed=0 skipped=0
 for f in "$logs"/omp.log "$logs"/avx2.log "$logs"/noomp.log "$logs"/asan.log; do
-    read -r n k < <(grep -E 'Executed [0-9]+ tests?, with [0-9]+ failures?' "$f" | tail -1 \
-        | sed -E 's/.*Executed ([0-9]+) tests?, with ([0-9]+) failures?.*/\1 \2/' || echo "0 1")
-    passed=$((passed + ${n:-0} - ${k:-1})); failed=$((failed + ${k:-1}))
+    read -r n k s < <(grep -E 'Executed [0-9]+ tests?, with ([0-9]+ tests? skipped and )?[0-9]+ failures?' "$f" | tail -1 \
+        | sed -E 's/.*Executed ([0-9]+) tests?, with (([0-9]+) tests? skipped and )?([0-9]+) failures?.*/\1 \4 \3/' || echo "0 1")
+    passed=$((passed + ${n:-0} - ${k:-1} - ${s:-0})); failed=$((failed + ${k:-1})); skipped=$((skipped + ${s:-0}))
 done
-echo "tests: ${passed} passed, ${failed} failed"
+echo "tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
 [ "$status" -eq 0 ] && [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
