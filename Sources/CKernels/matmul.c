@@ -57,6 +57,7 @@ static void pack_panel(float *restrict bp, const float *restrict B, int64_t ldb,
 
 // 8-float vectors, the AVX2 tile's (ck_vf16 is the AVX-512 tile's).
 typedef float ck_vf8 __attribute__((vector_size(32)));
+CK_ALWAYS_INLINE ck_vf8 ck_vload8(const float *p) { ck_vf8 v; memcpy(&v, p, sizeof v); return v; }
 
 // A row of a C tile held in two vectors of W floats: c[0 ..< cols] ← alpha · acc + beta · c (beta = 0:
 // c is not read). One definition for both tiles, so they round alike.
@@ -148,8 +149,6 @@ __attribute__((target("avx512f"))) static void tile_avx512(int64_t rows, int64_t
 // in 12 accumulators of 8 floats, the same arithmetic per element as `tile` (one fused multiply-add
 // per k, in k order; row sums in k order), so both tiles give the same bits. SUM = 2 reads the
 // tile's row values at k with one 8-float load (the caller checks 8 floats are inside A's row).
-CK_ALWAYS_INLINE ck_vf8 ck_vload8(const float *p) { ck_vf8 v; memcpy(&v, p, sizeof v); return v; }
-
 // ROWS_IN_K (a constant): op(A) = A, each row of the tile contiguous in k (a_ks = 1), read through
 // one pointer per row at a shared index; else op(A) = Aᵀ (a_rs = 1), the tile's values at k adjacent.
 // Against one loop for both layouts with a test per k, the forward and input-gradient products went
@@ -198,13 +197,12 @@ CK_ALWAYS_INLINE void half_tile(const int ROWS, const int SUM, const int ROWS_IN
 // (the rows of A again, now in L1). The row sums ride on the left half only.
 __attribute__((target("avx2,fma"))) static void tile_avx2(int64_t rows, int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
                                                           const float *panel, int64_t b_ks, float *c_tile, int64_t ldc, int64_t tile_cols,
-                                                          float alpha, float beta, float *row_sums, int sum_acc, int vector_sums_ok) {
+                                                          float alpha, float beta, float *row_sums, int sum_accumulate, int vector_sums) {
     for (int half = 0; half < 2 && half * 16 < tile_cols; half++) {
         const float *bp = panel + half * 16;
         float *c = c_tile + half * 16;
         const int64_t cols = ck_min64(16, tile_cols - half * 16);
-        float *rowsum = half == 0 ? row_sums : NULL;
-        const int sum_accumulate = sum_acc, vector_sums = vector_sums_ok;
+        float *rowsum = half == 0 ? row_sums : NULL;   // HALF_TILE_CASE's names
         switch (rows) {
             HALF_TILE_CASE(1) HALF_TILE_CASE(2) HALF_TILE_CASE(3) HALF_TILE_CASE(4) HALF_TILE_CASE(5) HALF_TILE_CASE(6)
             default: break;

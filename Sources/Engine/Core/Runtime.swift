@@ -37,7 +37,7 @@ public enum Runtime {
             // oneDNN when installed; otherwise Tessera's GEMM where it was measured against OpenBLAS
             // (AVX-512: 1.07-1.45x on nine training shapes, 0.72-0.98x on a tenth; docs/benchmarks.md),
             // else OpenBLAS (AVX2, an AMD EPYC: the 6x16 tile ties it on the MAE vit-tiny step, 1.01x,
-            // and loses on vit-small, 0.72x, its weight-gradient products at 0.53-0.74x).
+            // and loses on vit-small, 0.74x, its weight-gradient products at 0.53-0.74x).
             if ck_gemm_use_onednn(1) != 0, cpuLevel == "avx512f" { ck_gemm_use_tessera(1) }
         case "openblas":
             _ = ck_gemm_use_onednn(0)
