@@ -99,6 +99,7 @@ CK_ALWAYS_INLINE void ck_prefetch_l2_for_write(float *p, int64_t n) {
 #define CK_REDUCE_BLOCK 4096
 
 static inline int64_t ck_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t ck_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 // Plumbing between kernel files (gemm.c defines them): the BLAS's own thread pool size (set by
 // ck_set_num_threads) and the matrix-product FLOP counter that ck_flop_counter_read reports.

@@ -9,50 +9,58 @@
 //     panels stays in L2 while every row tile of A streams past it;
 //   * A is read in place, never packed: a row tile's elements are broadcast from memory, whether
 //     the rows are contiguous in K (op(A) = A) or its columns are (op(A) = Aᵀ, the weight gradient);
-//   * the micro-kernel keeps a 14 × 32 tile of C in 28 AVX-512 registers over all of KC; on AVX2
-//     CPUs (16 registers of 8 floats) a 6 × 16 tile in 12 registers runs each half of the panel.
+//   * the micro-kernel keeps a 14 × 32 tile of C in 28 AVX-512 registers over all of KC.
+// AVX2 CPUs (16 registers of 8 floats, smaller caches) run a driver of their own (`matmul_avx2`):
+// both operands packed, a 6 × 16 tile in 12 registers.
 // Each element of C is computed by one thread with a fixed order over k, so the result does not
 // depend on the thread count, and both tiles do the same fused multiply-adds in the same order, so
 // it does not depend on which tile ran either. Other CPUs run a portable tile of the same structure
-// (baseline x86-64 by CK_CLONES). `TESSERA_GEMM=auto` uses this backend on AVX-512 CPUs; on AVX2
-// ones OpenBLAS is faster on the larger shapes (Runtime.swift), so the AVX2 tile is an opt-in.
+// (baseline x86-64 by CK_CLONES). `TESSERA_GEMM=auto` uses this backend on AVX-512 and AVX2 CPUs
+// (Runtime.swift has the measurements); baseline ones keep the BLAS.
 #include "ck_internal.h"
 #include "ck_gemm.h"
 #include "ck_runtime.h"
 
 #define MR 14          // rows of C per AVX-512 tile
-#define MR_AVX2 6      // rows of C per AVX2 tile (of 16 columns: half a panel)
+#define MR_AVX2 6      // rows of C per AVX2 tile (of STRIP columns)
 #define MR_PORTABLE 4  // rows of C per portable tile
 #define NR 32          // columns of C per tile: two 16-float vectors
+#define STRIP 16       // columns of C per AVX2 tile: two 8-float vectors
 #define KC_MAX 1024    // K up to this is one pass; longer K goes in blocks of KC_BLOCK
 #define KC_BLOCK 256
 #define PREFETCH_K 16  // k steps the tile prefetches ahead
 #define PACK_MAX_FLOATS (160 * 1024)   // packed B per pass ≤ 640 KB (L2 is 2 MB): N goes in blocks beyond
+#define AVX2_A_FLOATS (24 * 1024)       // its packed block of op(A) rows per thread: ≤ 96 KB, kept in L2
 
 // The packed panels of one pass: at most PACK_MAX_FLOATS (nc·kc is capped to it below), so a static
 // buffer serves every call and nothing is allocated. ck_sgemm is called from the thread that runs
 // ops, never concurrently.
 static float pack_buffer[PACK_MAX_FLOATS] __attribute__((aligned(64)));
 
-// Panel p of op(B) rows k0 ..< k0 + kc: bp[k·NR + j] = op(B)[k0 + k][p·NR + j], zero past N.
-static void pack_panel(float *restrict bp, const float *restrict B, int64_t ldb, int trans_b, int64_t k0, int64_t kc,
-                       int64_t n0, int64_t N) {
-    const int64_t nr = ck_min64(NR, N - n0);
+// The W columns of op(B) from n0, rows k0 ..< k0 + kc: bp[k·W + j] = op(B)[k0 + k][n0 + j], zero past N.
+// W is NR (a panel) or STRIP (the AVX2 driver's strip), a constant at each call.
+CK_ALWAYS_INLINE void pack_columns(const int W, float *restrict bp, const float *restrict B, int64_t ldb, int trans_b, int64_t k0,
+                                   int64_t kc, int64_t n0, int64_t N) {
+    const int64_t nr = ck_min64(W, N - n0);
     if (!trans_b) {
         for (int64_t k = 0; k < kc; k++) {
             const float *src = B + (k0 + k) * ldb + n0;
-            float *dst = bp + k * NR;
+            float *dst = bp + k * W;
             for (int64_t j = 0; j < nr; j++) dst[j] = src[j];
-            for (int64_t j = nr; j < NR; j++) dst[j] = 0.0f;
+            for (int64_t j = nr; j < W; j++) dst[j] = 0.0f;
         }
     } else {
         for (int64_t j = 0; j < nr; j++) {
             const float *src = B + (n0 + j) * ldb + k0;
-            for (int64_t k = 0; k < kc; k++) bp[k * NR + j] = src[k];
+            for (int64_t k = 0; k < kc; k++) bp[k * W + j] = src[k];
         }
-        for (int64_t j = nr; j < NR; j++)
-            for (int64_t k = 0; k < kc; k++) bp[k * NR + j] = 0.0f;
+        for (int64_t j = nr; j < W; j++)
+            for (int64_t k = 0; k < kc; k++) bp[k * W + j] = 0.0f;
     }
+}
+static void pack_panel(float *restrict bp, const float *restrict B, int64_t ldb, int trans_b, int64_t k0, int64_t kc,
+                       int64_t n0, int64_t N) {
+    pack_columns(NR, bp, B, ldb, trans_b, k0, kc, n0, N);
 }
 
 // 8-float vectors, the AVX2 tile's (ck_vf16 is the AVX-512 tile's).
@@ -78,7 +86,7 @@ CK_ALWAYS_INLINE ck_vf8 ck_vload8(const float *p) { ck_vf8 v; memcpy(&v, p, size
         }                                                                                                \
     }
 DEFINE_STORE_ROW(store_row, ck_vf16, 16)
-DEFINE_STORE_ROW(store_half_row, ck_vf8, 8)
+DEFINE_STORE_ROW(store_strip_row, ck_vf8, 8)
 
 // One tile of ROWS rows (a compile-time constant at every call) over kc: op(A)[r][k] is at
 // a[r·a_rs + k·a_ks] with one of the strides 1. The 2·ROWS accumulators stay in registers.
@@ -145,68 +153,43 @@ __attribute__((target("avx512f"))) static void tile_avx512(int64_t rows, int64_t
     }
 }
 
-// The AVX2 tile: ROWS ≤ 6 rows × 16 columns (half of a 32-column panel, `bp` at its first column)
-// in 12 accumulators of 8 floats, the same arithmetic per element as `tile` (one fused multiply-add
-// per k, in k order; row sums in k order), so both tiles give the same bits. SUM = 2 reads the
-// tile's row values at k with one 8-float load (the caller checks 8 floats are inside A's row).
-// ROWS_IN_K (a constant): op(A) = A, each row of the tile contiguous in k (a_ks = 1), read through
-// one pointer per row at a shared index; else op(A) = Aᵀ (a_rs = 1), the tile's values at k adjacent.
-// Against one loop for both layouts with a test per k, the forward and input-gradient products went
-// from 0.9-1.3x OpenBLAS to 1.0-1.4x (docs/benchmarks.md). Unrolling k by two spilled accumulators
-// (0.6x); addressing rows as two bases plus strides measured no better.
-CK_ALWAYS_INLINE void half_tile(const int ROWS, const int SUM, const int ROWS_IN_K, int64_t kc, const float *restrict a, int64_t a_rs,
-                                int64_t a_ks, const float *restrict bp, int64_t b_ks, float *restrict c, int64_t ldc, int64_t cols,
-                                float alpha, float beta, float *restrict rowsum, int sum_accumulate) {
-    ck_vf8 acc0[MR_AVX2], acc1[MR_AVX2], vsums = (ck_vf8){0};
-    float sums[MR_AVX2];
-    const float *row[MR_AVX2];
-    for (int r = 0; r < ROWS; r++) { acc0[r] = (ck_vf8){0}; acc1[r] = (ck_vf8){0}; sums[r] = 0.0f; row[r] = a + r * a_rs; }
+// The AVX2 tile: ROWS ≤ 6 rows × 16 columns in 12 accumulators of 8 floats, over kc steps of packed
+// operands: ap[k·8 + r] (the tile's rows of op(A) at k, adjacent) and bp[k·16 + j] (a strip of op(B)).
+// The same arithmetic per element as `tile` (one fused multiply-add per k, in k order; row sums in k
+// order, here one 8-float load and add per k), so both tiles give the same bits. Unrolling k by two
+// spilled accumulators (0.6x); prefetching the packed operands ahead measured no better than the
+// hardware's own (both are sequential).
+CK_ALWAYS_INLINE void tile8(const int ROWS, const int SUM, int64_t kc, const float *restrict ap, const float *restrict bp,
+                            float *restrict c, int64_t ldc, int64_t cols, float alpha, float beta, float *restrict rowsum,
+                            int sum_accumulate) {
+    ck_vf8 acc0[MR_AVX2], acc1[MR_AVX2], sums = (ck_vf8){0};
+    for (int r = 0; r < ROWS; r++) { acc0[r] = (ck_vf8){0}; acc1[r] = (ck_vf8){0}; }
     for (int r = 0; r < ROWS; r++) { __builtin_prefetch(c + r * ldc, 1, 3); __builtin_prefetch(c + r * ldc + 15, 1, 3); }
-    const float *bk = bp, *ak = a;
     #pragma clang loop unroll(disable)
-    for (int64_t k = 0; k < kc; k++) {
-        const ck_vf8 b0 = ck_vload8(bk), b1 = ck_vload8(bk + 8);
-        __builtin_prefetch(bk + PREFETCH_K * b_ks);
-        __builtin_prefetch(bk + PREFETCH_K * b_ks + 15);
-        if (!ROWS_IN_K) __builtin_prefetch(ak + PREFETCH_K * a_ks);
-        if (SUM == 2) vsums += ck_vload8(ak);
+    for (int64_t k = 0; k < kc; k++, ap += 8, bp += STRIP) {
+        const ck_vf8 b0 = ck_vload8(bp), b1 = ck_vload8(bp + 8);
+        if (SUM) sums += ck_vload8(ap);
         #pragma clang loop unroll(full)
         for (int r = 0; r < ROWS; r++) {
-            const float x = ROWS_IN_K ? row[r][k] : ak[r];
-            acc0[r] += x * b0;
-            acc1[r] += x * b1;
-            if (SUM == 1) sums[r] += x;
+            acc0[r] += ap[r] * b0;
+            acc1[r] += ap[r] * b1;
         }
-        bk += b_ks;
-        if (!ROWS_IN_K) ak += a_ks;
     }
-    for (int r = 0; r < ROWS; r++) store_half_row(c + r * ldc, acc0[r], acc1[r], cols, alpha, beta);
-    if (SUM == 2) for (int r = 0; r < ROWS; r++) sums[r] = vsums[r];
+    for (int r = 0; r < ROWS; r++) store_strip_row(c + r * ldc, acc0[r], acc1[r], cols, alpha, beta);
     if (SUM) for (int r = 0; r < ROWS; r++) CK_PUT(sum_accumulate, rowsum[r], sums[r]);
 }
 
-#define HALF_TILE_CASE(n) case n: \
-    if (rowsum && vector_sums) half_tile(n, 2, 0, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, rowsum, sum_accumulate); \
-    else if (rowsum && a_ks == 1) half_tile(n, 1, 1, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, rowsum, sum_accumulate); \
-    else if (rowsum) half_tile(n, 1, 0, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, rowsum, sum_accumulate); \
-    else if (a_ks == 1) half_tile(n, 0, 1, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, NULL, 0); \
-    else half_tile(n, 0, 0, kc, a, a_rs, a_ks, bp, b_ks, c, ldc, cols, alpha, beta, NULL, 0); \
+#define TILE8_CASE(n) case n: \
+    if (rowsum) tile8(n, 1, kc, ap, bp, c, ldc, cols, alpha, beta, rowsum, sum_accumulate); \
+    else tile8(n, 0, kc, ap, bp, c, ldc, cols, alpha, beta, NULL, 0); \
     break;
 
-// A tile of `rows` ≤ 6 rows and `cols` ≤ 32 columns: the panel's left half, then its right half
-// (the rows of A again, now in L1). The row sums ride on the left half only.
-__attribute__((target("avx2,fma"))) static void tile_avx2(int64_t rows, int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
-                                                          const float *panel, int64_t b_ks, float *c_tile, int64_t ldc, int64_t tile_cols,
-                                                          float alpha, float beta, float *row_sums, int sum_accumulate, int vector_sums) {
-    for (int half = 0; half < 2 && half * 16 < tile_cols; half++) {
-        const float *bp = panel + half * 16;
-        float *c = c_tile + half * 16;
-        const int64_t cols = ck_min64(16, tile_cols - half * 16);
-        float *rowsum = half == 0 ? row_sums : NULL;   // HALF_TILE_CASE's names
-        switch (rows) {
-            HALF_TILE_CASE(1) HALF_TILE_CASE(2) HALF_TILE_CASE(3) HALF_TILE_CASE(4) HALF_TILE_CASE(5) HALF_TILE_CASE(6)
-            default: break;
-        }
+__attribute__((target("avx2,fma"))) static void tile_avx2(int64_t rows, int64_t kc, const float *ap, const float *bp, float *c,
+                                                          int64_t ldc, int64_t cols, float alpha, float beta, float *rowsum,
+                                                          int sum_accumulate) {
+    switch (rows) {
+        TILE8_CASE(1) TILE8_CASE(2) TILE8_CASE(3) TILE8_CASE(4) TILE8_CASE(5) TILE8_CASE(6)
+        default: break;
     }
 }
 
@@ -227,6 +210,98 @@ CK_CLONES static void bias_epilogue(float *c, int64_t ldc, int64_t rows, int64_t
         float *restrict cr = c + r * ldc;
         #pragma omp simd
         for (int64_t j = 0; j < cols; j++) cr[j] += bias[j];
+    }
+}
+
+// The tile's rows i0 ..< i0 + rows of op(A) over k0 ..< k0 + kc, packed as ap[k·8 + r] = op(A)[i0 + r][k0 + k]:
+// the tile's values at k in one aligned 8-float load. For op(A) = Aᵀ where 8 floats from i0 are inside
+// A's row they are copied whole (lanes past `rows` are the next tile's, never read as this tile's);
+// else zeros pad them.
+static void pack_a_tile(float *restrict ap, const float *restrict A, int64_t lda, int trans_a, int64_t k0, int64_t kc, int64_t i0,
+                        int64_t rows) {
+    if (trans_a && i0 + 8 <= lda) {
+        for (int64_t k = 0; k < kc; k++) memcpy(ap + k * 8, A + (k0 + k) * lda + i0, 8 * sizeof(float));
+        return;
+    }
+    for (int64_t r = rows; r < 8; r++)
+        for (int64_t k = 0; k < kc; k++) ap[k * 8 + r] = 0.0f;
+    if (trans_a) {
+        for (int64_t k = 0; k < kc; k++)
+            for (int64_t r = 0; r < rows; r++) ap[k * 8 + r] = A[(k0 + k) * lda + i0 + r];
+    } else {
+        for (int64_t r = 0; r < rows; r++) {   // row by row: each a sequential read (k outer measured 0.85x)
+            const float *src = A + (i0 + r) * lda + k0;
+            for (int64_t k = 0; k < kc; k++) ap[k * 8 + r] = src[k];
+        }
+    }
+}
+
+// Row k of a block of op(B) = B (its nc columns at src) into the strips, bp[s][k][j] = src[s·16 + j],
+// zero past nc: B is read along its rows, one stream (strip by strip, it came from DRAM at a stride
+// of one row per k: a third of a weight-gradient product's time went to packing).
+static void pack_strips_row(float *restrict bp, const float *restrict src, int64_t nc, int64_t strips, int64_t kc, int64_t k) {
+    for (int64_t s = 0; s < strips; s++) {
+        float *dst = bp + (s * kc + k) * STRIP;
+        const int64_t n = ck_min64(STRIP, nc - s * STRIP);
+        if (n == STRIP) memcpy(dst, src + s * STRIP, STRIP * sizeof(float));
+        else for (int64_t j = 0; j < STRIP; j++) dst[j] = j < n ? src[s * STRIP + j] : 0.0f;
+    }
+}
+
+// The AVX2 CPUs' driver, blocked for their caches (Zen 3: L1 32 KB 8-way, L2 512 KB) as BLIS does:
+// op(B) is packed per block of K into strips of 16 columns (all of N within PACK_MAX_FLOATS, else in
+// blocks of N), read along B's rows; op(A) per block of row tiles as [tile][k][8] (≤ AVX2_A_FLOATS,
+// kept in L2). Each strip (16 KB at KC_BLOCK, in L1) then passes every tile of the block. A thread
+// owns whole blocks of rows. Read in place instead, a strip or a tile at a row stride of kilobytes
+// put its k rows in a few of L1's sets (1024 columns: one set), and the weight-gradient products ran
+// at 0.6-0.85x OpenBLAS (docs/benchmarks.md has what this layout measures). The same K blocks and
+// per-element order as every other tile: the same bits.
+static void matmul_avx2(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
+    const int64_t tiles = (M + MR_AVX2 - 1) / MR_AVX2;
+    const int64_t kc_max = K <= KC_MAX ? K : KC_BLOCK;
+    const int64_t nc_max = ck_max64(STRIP, PACK_MAX_FLOATS / kc_max / STRIP * STRIP);
+    const int parallel = M * N * K >= 64 * CK_PAR_MIN;
+    const int64_t threads = parallel ? ck_get_num_threads() : 1;
+    // Row tiles per block: the block's op(A) within AVX2_A_FLOATS, and at least one block per thread.
+    const int64_t block_tiles = ck_max64(1, ck_min64(AVX2_A_FLOATS / (kc_max * 8), (tiles + threads - 1) / threads));
+    const int64_t blocks = (tiles + block_tiles - 1) / block_tiles;
+    float *const bp = pack_buffer;
+    for (int64_t n0 = 0; n0 < N; n0 += nc_max) {
+        const int64_t nc = ck_min64(nc_max, N - n0), strips = (nc + STRIP - 1) / STRIP;
+        for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
+            const int64_t kc = ck_min64(kc_max, K - k0);
+            const float b = k0 == 0 ? beta : 1.0f;   // later K blocks add to the first block's result
+            const int sum_acc = k0 == 0 ? (ep ? ep->row_sums.accumulate : 0) : 1;
+            #pragma omp parallel if (parallel)
+            {
+                if (trans_b) {
+                    #pragma omp for schedule(static)
+                    for (int64_t s = 0; s < strips; s++) pack_columns(STRIP, bp + s * STRIP * kc, B, ldb, 1, k0, kc, n0 + s * STRIP, N);
+                } else {
+                    #pragma omp for schedule(static)
+                    for (int64_t k = 0; k < kc; k++) pack_strips_row(bp, B + (k0 + k) * ldb + n0, nc, strips, kc, k);
+                }
+                float ap[AVX2_A_FLOATS] __attribute__((aligned(32)));   // this thread's block of op(A), packed
+                #pragma omp for schedule(static)
+                for (int64_t blk = 0; blk < blocks; blk++) {
+                    const int64_t t0 = blk * block_tiles, t1 = ck_min64(tiles, t0 + block_tiles);
+                    for (int64_t t = t0; t < t1; t++)
+                        pack_a_tile(ap + (t - t0) * kc * 8, A, lda, trans_a, k0, kc, t * MR_AVX2, ck_min64(MR_AVX2, M - t * MR_AVX2));
+                    for (int64_t s = 0; s < strips; s++) {
+                        const int64_t j0 = n0 + s * STRIP, cols = ck_min64(STRIP, N - j0);
+                        for (int64_t t = t0; t < t1; t++) {
+                            const int64_t i0 = t * MR_AVX2, rows = ck_min64(MR_AVX2, M - i0);
+                            float *c = C + i0 * ldc + j0;
+                            // op(A)'s row sums ride on the first strip's tiles, every K block adding to the last.
+                            float *sum = ep && ep->row_sums.data && j0 == 0 ? ep->row_sums.data + i0 : NULL;
+                            tile_avx2(rows, kc, ap + (t - t0) * kc * 8, bp + s * STRIP * kc, c, ldc, cols, alpha, b, sum, sum_acc);
+                            if (ep && ep->bias && k0 + kc == K) bias_epilogue(c, ldc, rows, cols, ep->bias + j0);   // on the final sums
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -257,7 +332,8 @@ void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float 
 void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
     const ck_matmul_tile_kind kind = ck_matmul_tile();
-    const int64_t mr = kind == CK_TILE_AVX512 ? MR : kind == CK_TILE_AVX2 ? MR_AVX2 : MR_PORTABLE, tiles = (M + mr - 1) / mr;
+    if (kind == CK_TILE_AVX2) { matmul_avx2(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep); return; }
+    const int64_t mr = kind == CK_TILE_AVX512 ? MR : MR_PORTABLE, tiles = (M + mr - 1) / mr;
     const int64_t a_rs = trans_a ? 1 : lda, a_ks = trans_a ? lda : 1;
     const int64_t kc_max = K <= KC_MAX ? K : KC_BLOCK;
     const int64_t work = M * N * K;
@@ -302,8 +378,6 @@ void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                     // inside them unless this is the last tile.
                     if (kind == CK_TILE_AVX512)
                         tile_avx512(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc, trans_a && i0 + 16 <= lda);
-                    else if (kind == CK_TILE_AVX2)
-                        tile_avx2(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc, trans_a && i0 + 8 <= lda);
                     else tile_portable(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc);
                     if (ep && ep->bias && k0 + kc == K) bias_epilogue(c, ldc, rows, cols, ep->bias + j0);   // on the final sums
                 }

@@ -91,11 +91,14 @@ final class KernelReferenceTests: XCTestCase {
     /// one fused multiply-add per k in k order, then alpha · sum (and + beta · C as one more fused
     /// multiply-add). Checked against that chain in scalar `fma`, on rows and columns that are
     /// multiples of no tile, all three layouts of the step, and the bias gradient that rides on the
-    /// weight-gradient product (a float sum over rows in row order). The portable tile of a baseline
-    /// build has no FMA instruction and rounds each product: skipped there.
+    /// weight-gradient product (a float sum over rows in row order). K beyond 1024 goes in blocks of
+    /// 256, each block's chain then added to C (the last shape; its N also spans two of the packed
+    /// blocks of op(B)). The portable tile of a baseline build has no FMA instruction and rounds each
+    /// product: skipped there.
     func testTesseraGemmIsTheSameFusedMultiplyAddChainOnEveryTile() throws {
         try XCTSkipIf(Runtime.cpuLevel == "baseline", "the baseline tile has no FMA instructions")
-        for (M, K, N) in [(23, 37, 45), (6, 192, 32), (29, 300, 70)] {
+        for (M, K, N) in [(23, 37, 45), (6, 192, 32), (29, 300, 70), (9, 1100, 700)] {
+            let kBlock = K > 1024 ? 256 : K
             for (ta, tb) in [(0, 1), (0, 0), (1, 0)] {
                 for beta: Float in [0, 2] {
                     let lda = ta == 0 ? K : M, ldb = tb == 0 ? N : K
@@ -105,12 +108,16 @@ final class KernelReferenceTests: XCTestCase {
                     ck_matmul(Int32(ta), Int32(tb), Int64(M), Int64(N), Int64(K), 0.5, a, Int64(lda), b, Int64(ldb), beta, &c, Int64(N))
                     for i in 0..<M {
                         for j in 0..<N {
-                            var acc: Float = 0
-                            for k in 0..<K {
-                                let x = ta == 0 ? a[i * lda + k] : a[k * lda + i], y = tb == 0 ? b[k * ldb + j] : b[j * ldb + k]
-                                acc = acc.addingProduct(x, y)   // fma(x, y, acc)
+                            for k0 in stride(from: 0, to: K, by: kBlock) {
+                                var acc: Float = 0
+                                for k in k0..<min(K, k0 + kBlock) {
+                                    let x = ta == 0 ? a[i * lda + k] : a[k * lda + i], y = tb == 0 ? b[k * ldb + j] : b[j * ldb + k]
+                                    acc = acc.addingProduct(x, y)   // fma(x, y, acc)
+                                }
+                                if k0 > 0 { want[i * N + j] += 0.5 * acc } else {
+                                    want[i * N + j] = beta == 0 ? 0.5 * acc : (0.5 * acc).addingProduct(beta, c0[i * N + j])
+                                }
                             }
-                            want[i * N + j] = beta == 0 ? 0.5 * acc : (0.5 * acc).addingProduct(beta, c0[i * N + j])
                         }
                     }
                     assertBitIdentical(c, want, "ck_matmul \(ta)\(tb) M\(M) N\(N) K\(K) beta \(beta) on the \(Runtime.cpuLevel) tile")

@@ -6,7 +6,7 @@ import Foundation
 /// One knob sets the threads of both the C kernels (OpenMP) and the BLAS, so the two never disagree:
 /// `TESSERA_THREADS`, falling back to `OMP_NUM_THREADS`, falling back to the number of cores.
 /// `TESSERA_GEMM` picks the matrix-product backend: `auto` (the default: oneDNN's `dnnl_sgemm` when
-/// libdnnl is installed, else Tessera's own GEMM on CPUs with AVX-512, else OpenBLAS), `openblas`,
+/// libdnnl is installed, else Tessera's own GEMM on CPUs with AVX-512 or AVX2, else OpenBLAS), `openblas`,
 /// `onednn`, or `tessera` (Tessera's own kernel, `ck_matmul`: its AVX-512, AVX2 or portable tile).
 /// The engine reads both the first time a tensor is created; ``setThreads(_:)`` changes the threads later.
 public enum Runtime {
@@ -35,10 +35,11 @@ public enum Runtime {
         switch (request ?? "auto").lowercased() {
         case "auto", "":
             // oneDNN when installed; otherwise Tessera's GEMM where it was measured against OpenBLAS
-            // (AVX-512: 1.07-1.45x on nine training shapes, 0.72-0.98x on a tenth; docs/benchmarks.md),
-            // else OpenBLAS (AVX2, an AMD EPYC: the 6x16 tile ties it on the MAE vit-tiny step, 1.01x,
-            // and loses on vit-small, 0.74x, its weight-gradient products at 0.53-0.74x).
-            if ck_gemm_use_onednn(1) != 0, cpuLevel == "avx512f" { ck_gemm_use_tessera(1) }
+            // (AVX-512: 1.07-1.45x on nine training shapes, 0.72-0.98x on a tenth; AVX2, an AMD EPYC:
+            // steps 1.10x MAE vit-tiny, 0.97x vit-small, 1.07x MSN, 1.06x SIM; docs/benchmarks.md),
+            // where it also gives the same bits at any thread count (a BLAS splits sums by thread
+            // count). Baseline CPUs keep OpenBLAS: the portable tile was never meant to race it.
+            if ck_gemm_use_onednn(1) != 0, cpuLevel != "baseline" { ck_gemm_use_tessera(1) }
         case "openblas":
             _ = ck_gemm_use_onednn(0)
             ck_gemm_use_tessera(0)
