@@ -105,10 +105,11 @@ static inline int64_t ck_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 // ck_set_num_threads) and the matrix-product FLOP counter that ck_flop_counter_read reports.
 void ck_gemm_set_num_threads(int n);
 void ck_flop_counter_add(uint64_t flops);
-// Which micro-kernel tile ck_matmul runs (matmul.c), from the dispatched CPU level.
-typedef enum { CK_TILE_PORTABLE = 0, CK_TILE_AVX2 = 1, CK_TILE_AVX512 = 2 } ck_matmul_tile_kind;
-ck_matmul_tile_kind ck_matmul_tile(void);
-const char *ck_matmul_tile_name(void);   // "AVX-512 14x32", "AVX2 6x16" or "portable 4x32"
+// The instruction-set level the kernels run (runtime.c): ck_cpu_level() as an enum, for the code that
+// picks a hand-written variant by it (the GEMM's tile, the FMA peak's chains).
+typedef enum { CK_LEVEL_BASELINE = 0, CK_LEVEL_AVX2 = 1, CK_LEVEL_AVX512 = 2 } ck_level;
+ck_level ck_cpu_level_id(void);
+const char *ck_matmul_tile_name(void);   // which tile ck_matmul runs: "AVX-512 14x32", "AVX2 6x16" or "portable 4x32"
 // A Linear layer's epilogue, applied by ck_matmul_epilogue to each finished tile of C: bias[N] added
 // (if non-null). row_sums (if its data is non-null): the sums of op(A)'s rows over k, written under
 // the gradient contract (the bias gradient of a weight-gradient product). (GELU is not an epilogue:

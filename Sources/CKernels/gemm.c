@@ -181,9 +181,9 @@ FMA_CHAINS(fma_chains_baseline, , 4)
 
 // FLOPs of one iteration of the chains on this process's level (ck_cpu_level), and the run.
 static float fma_chains(int64_t iterations, float seed, int *lanes) {
-    const char *level = ck_cpu_level();
-    if (strcmp(level, "avx512f") == 0) { *lanes = 16; return fma_chains_avx512(iterations, seed); }
-    if (strcmp(level, "avx2") == 0) { *lanes = 8; return fma_chains_avx2(iterations, seed); }
+    const ck_level level = ck_cpu_level_id();
+    if (level == CK_LEVEL_AVX512) { *lanes = 16; return fma_chains_avx512(iterations, seed); }
+    if (level == CK_LEVEL_AVX2) { *lanes = 8; return fma_chains_avx2(iterations, seed); }
     *lanes = 4;
     return fma_chains_baseline(iterations, seed);
 }

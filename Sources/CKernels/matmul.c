@@ -58,10 +58,6 @@ CK_ALWAYS_INLINE void pack_columns(const int W, float *restrict bp, const float 
             for (int64_t k = 0; k < kc; k++) bp[k * W + j] = 0.0f;
     }
 }
-static void pack_panel(float *restrict bp, const float *restrict B, int64_t ldb, int trans_b, int64_t k0, int64_t kc,
-                       int64_t n0, int64_t N) {
-    pack_columns(NR, bp, B, ldb, trans_b, k0, kc, n0, N);
-}
 
 // 8-float vectors, the AVX2 tile's (ck_vf16 is the AVX-512 tile's).
 typedef float ck_vf8 __attribute__((vector_size(32)));
@@ -305,21 +301,12 @@ static void matmul_avx2(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
     }
 }
 
-// Which tile this process runs: the level the row kernels are dispatched for (ck_cpu_level: the
-// CPU's, or the one a TESSERA_CPU build was made for, whose tests then exercise that tile).
-ck_matmul_tile_kind ck_matmul_tile(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        const char *level = ck_cpu_level();
-        cached = strcmp(level, "avx512f") == 0 ? CK_TILE_AVX512 : strcmp(level, "avx2") == 0 ? CK_TILE_AVX2 : CK_TILE_PORTABLE;
-    }
-    return (ck_matmul_tile_kind)cached;
-}
-
+// The tile this process runs: the level the row kernels are dispatched for (ck_cpu_level: the CPU's,
+// or the one a TESSERA_CPU build was made for, whose tests then exercise that tile).
 const char *ck_matmul_tile_name(void) {
-    switch (ck_matmul_tile()) {
-    case CK_TILE_AVX512: return "AVX-512 14x32";
-    case CK_TILE_AVX2: return "AVX2 6x16";
+    switch (ck_cpu_level_id()) {
+    case CK_LEVEL_AVX512: return "AVX-512 14x32";
+    case CK_LEVEL_AVX2: return "AVX2 6x16";
     default: return "portable 4x32";
     }
 }
@@ -331,9 +318,9 @@ void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float 
 
 void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
-    const ck_matmul_tile_kind kind = ck_matmul_tile();
-    if (kind == CK_TILE_AVX2) { matmul_avx2(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep); return; }
-    const int64_t mr = kind == CK_TILE_AVX512 ? MR : MR_PORTABLE, tiles = (M + mr - 1) / mr;
+    const ck_level level = ck_cpu_level_id();
+    if (level == CK_LEVEL_AVX2) { matmul_avx2(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep); return; }
+    const int64_t mr = level == CK_LEVEL_AVX512 ? MR : MR_PORTABLE, tiles = (M + mr - 1) / mr;
     const int64_t a_rs = trans_a ? 1 : lda, a_ks = trans_a ? lda : 1;
     const int64_t kc_max = K <= KC_MAX ? K : KC_BLOCK;
     const int64_t work = M * N * K;
@@ -353,7 +340,7 @@ void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
             {
                 if (!in_place) {
                     #pragma omp for schedule(static)
-                    for (int64_t p = 0; p < panels; p++) pack_panel(bp + p * NR * kc, B, ldb, trans_b, k0, kc, n0 + p * NR, N);
+                    for (int64_t p = 0; p < panels; p++) pack_columns(NR, bp + p * NR * kc, B, ldb, trans_b, k0, kc, n0 + p * NR, N);
                 }
                 // (row tile, panel) pairs, ordered so that a thread's consecutive pairs share the tile
                 // of A (tile-major) when op(A) has at least as many rows as op(B) has columns, else the
@@ -376,7 +363,7 @@ void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                     const int sum_acc = k0 == 0 ? (ep ? ep->row_sums.accumulate : 0) : 1;
                     // The vector row sums read op(A) = Aᵀ at columns i0 ..< i0 + 16 (AVX2: 8) of A's rows:
                     // inside them unless this is the last tile.
-                    if (kind == CK_TILE_AVX512)
+                    if (level == CK_LEVEL_AVX512)
                         tile_avx512(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc, trans_a && i0 + 16 <= lda);
                     else tile_portable(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc);
                     if (ep && ep->bias && k0 + kc == K) bias_epilogue(c, ldc, rows, cols, ep->bias + j0);   // on the final sums

@@ -38,6 +38,15 @@ const char *ck_cpu_level(void) {
     return "baseline";
 }
 
+ck_level ck_cpu_level_id(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        const char *level = ck_cpu_level();
+        cached = strcmp(level, "avx512f") == 0 ? CK_LEVEL_AVX512 : strcmp(level, "avx2") == 0 ? CK_LEVEL_AVX2 : CK_LEVEL_BASELINE;
+    }
+    return (ck_level)cached;
+}
+
 // One multiply-add whose fused and separately rounded results differ: x·x = 1 + 2⁻¹¹ + 2⁻²⁴ exactly,
 // which rounds (a tie, to even) to 1 + 2⁻¹¹, so the sum with z is 2⁻²⁴ fused and 0 rounded twice.
 // The clones contract x·y + z to an FMA where their instruction set has one.
