@@ -28,6 +28,10 @@
 #define STRIP 16       // columns of C per AVX2 tile: two 8-float vectors
 #define KC_MAX 1024    // K up to this is one pass; longer K goes in blocks of KC_BLOCK
 #define KC_BLOCK 256
+
+// The depth of each K block: K itself up to KC_MAX, else KC_BLOCK. Each block's sums are added to C, so
+// this rule is part of the result's bits: every driver and tile uses it (and the fma-chain test).
+static inline int64_t k_block(int64_t K) { return K <= KC_MAX ? K : KC_BLOCK; }
 #define PREFETCH_K 16  // k steps the tile prefetches ahead
 #define PACK_MAX_FLOATS (160 * 1024)   // packed B per pass ≤ 640 KB (L2 is 2 MB): N goes in blocks beyond
 #define AVX2_A_FLOATS (24 * 1024)       // its packed block of op(A) rows per thread: ≤ 96 KB, kept in L2
@@ -153,8 +157,8 @@ __attribute__((target("avx512f"))) static void tile_avx512(int64_t rows, int64_t
 // operands: ap[k·8 + r] (the tile's rows of op(A) at k, adjacent) and bp[k·16 + j] (a strip of op(B)).
 // The same arithmetic per element as `tile` (one fused multiply-add per k, in k order; row sums in k
 // order, here one 8-float load and add per k), so both tiles give the same bits. Unrolling k by two
-// spilled accumulators (0.6x); prefetching the packed operands ahead measured no better than the
-// hardware's own (both are sequential).
+// spilled accumulators (0.6x). No software prefetch: both operands are read sequentially; without
+// the old tile's per-k prefetches the weight-gradient products ran 7-19% faster (docs/benchmarks.md).
 CK_ALWAYS_INLINE void tile8(const int ROWS, const int SUM, int64_t kc, const float *restrict ap, const float *restrict bp,
                             float *restrict c, int64_t ldc, int64_t cols, float alpha, float beta, float *restrict rowsum,
                             int sum_accumulate) {
@@ -225,7 +229,7 @@ static void pack_a_tile(float *restrict ap, const float *restrict A, int64_t lda
         for (int64_t k = 0; k < kc; k++)
             for (int64_t r = 0; r < rows; r++) ap[k * 8 + r] = A[(k0 + k) * lda + i0 + r];
     } else {
-        for (int64_t r = 0; r < rows; r++) {   // row by row: each a sequential read (k outer measured 0.85x)
+        for (int64_t r = 0; r < rows; r++) {   // row by row: each row a sequential read
             const float *src = A + (i0 + r) * lda + k0;
             for (int64_t k = 0; k < kc; k++) ap[k * 8 + r] = src[k];
         }
@@ -255,7 +259,7 @@ static void pack_strips_row(float *restrict bp, const float *restrict src, int64
 static void matmul_avx2(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
     const int64_t tiles = (M + MR_AVX2 - 1) / MR_AVX2;
-    const int64_t kc_max = K <= KC_MAX ? K : KC_BLOCK;
+    const int64_t kc_max = k_block(K);
     const int64_t nc_max = ck_max64(STRIP, PACK_MAX_FLOATS / kc_max / STRIP * STRIP);
     const int parallel = M * N * K >= 64 * CK_PAR_MIN;
     const int64_t threads = parallel ? ck_get_num_threads() : 1;
@@ -322,7 +326,7 @@ void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
     if (level == CK_LEVEL_AVX2) { matmul_avx2(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep); return; }
     const int64_t mr = level == CK_LEVEL_AVX512 ? MR : MR_PORTABLE, tiles = (M + mr - 1) / mr;
     const int64_t a_rs = trans_a ? 1 : lda, a_ks = trans_a ? lda : 1;
-    const int64_t kc_max = K <= KC_MAX ? K : KC_BLOCK;
+    const int64_t kc_max = k_block(K);
     const int64_t work = M * N * K;
     const int panel_major = M < N;
     // op(B) = B in whole 32-column panels is read in place (row stride ldb); Bᵀ and a partial last
@@ -361,8 +365,8 @@ void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                     // op(A)'s row sums ride on the first panel's tiles, every K block adding to the last.
                     float *sum = ep && ep->row_sums.data && j0 == 0 ? ep->row_sums.data + i0 : NULL;
                     const int sum_acc = k0 == 0 ? (ep ? ep->row_sums.accumulate : 0) : 1;
-                    // The vector row sums read op(A) = Aᵀ at columns i0 ..< i0 + 16 (AVX2: 8) of A's rows:
-                    // inside them unless this is the last tile.
+                    // The vector row sums read op(A) = Aᵀ at columns i0 ..< i0 + 16 of A's rows: inside
+                    // them unless this is the last tile.
                     if (level == CK_LEVEL_AVX512)
                         tile_avx512(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc, trans_a && i0 + 16 <= lda);
                     else tile_portable(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc);
