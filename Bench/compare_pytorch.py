@@ -1,7 +1,11 @@
-"""Tessera vs PyTorch (eager and torch.compile) on the same training step (MAE, MSN or SIM), same machine, same thread
-count. Each round runs every side once, each in its own process, in an order that rotates from
-round to round; a side's figure is its median ms/step over --steps timed steps (after warm-up). Per
-round the ratio is Tessera's images/s over the faster PyTorch side's; the summary gives medians.
+"""Tessera vs PyTorch (eager, torch.compile and torch.compile(mode="max-autotune")) on the same training step
+(MAE, MSN or SIM), same machine, same thread count. Each round runs every side once, each in its own
+process, in an order that rotates from round to round; a side's figure is its median ms/step over
+--steps timed steps (after warm-up). Per round the ratio is Tessera's images/s over the fastest
+PyTorch side's; the summary gives medians. max-autotune benchmarks GEMM candidates while it
+compiles, which can take long on a few cores: a max-autotune process that has not finished within
+--autotune-timeout seconds (or fails) counts as not finishing that round, is reported so, and the
+ratio is then to the faster of eager and compile.
 Peak resident memory is each process's maximum RSS (wait4), PyTorch's including its own libraries.
 
 Run through Bench/compare_pytorch.sh, which builds Tessera and finds or installs PyTorch.
@@ -10,9 +14,12 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
+import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -37,16 +44,43 @@ p.add_argument("--onednn", action="store_true",
                help="also run Tessera with its oneDNN GEMM (TESSERA_GEMM=onednn; needs libdnnl) as another side")
 p.add_argument("--no-openblas", action="store_true", help="skip the Tessera side on OpenBLAS (TESSERA_GEMM=openblas)")
 p.add_argument("--no-compile", action="store_true", help="skip the torch.compile side")
+p.add_argument("--no-max-autotune", action="store_true", help="skip the torch.compile(mode=\"max-autotune\") side")
+p.add_argument("--autotune-timeout", type=float, default=1800,
+               help="seconds a max-autotune process may take, compilation included (default 1800)")
 a = p.parse_args()
 
 
-def run(cmd, env):
-    """Runs cmd; returns (stdout, peak RSS in MiB)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+class DidNotFinish(Exception):
+    """A side that may fail (max-autotune) timed out or exited non-zero; the message says which."""
+
+
+def run(cmd, env, timeout=None, may_fail=False):
+    """Runs cmd; returns (stdout, peak RSS in MiB). A failure ends the comparison, unless may_fail,
+    which raises DidNotFinish instead; so does running past timeout seconds (the process is killed)."""
+    # its own process group, so that a kill also ends the compile workers Inductor starts
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, start_new_session=True)
+    chunks = []
+    reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()))
+    reader.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:   # wait4, not Popen.wait: it also gives the child's peak RSS
+        pid, status, usage = os.wait4(proc.pid, 0 if deadline is None else os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            os.wait4(proc.pid, 0)
+            proc.returncode = -9
+            reader.join()
+            raise DidNotFinish(f"did not finish in {timeout:.0f} s")
+        time.sleep(0.5)
+    reader.join()
+    out = chunks[0] if chunks else ""
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
+        if may_fail:
+            last = out.strip().splitlines()[-1] if out.strip() else "no output"
+            raise DidNotFinish(f"failed ({proc.returncode}): {last[:200]}")
         sys.exit(f"compare_pytorch: {' '.join(cmd[:3])} … failed ({proc.returncode}):\n{out[-3000:]}")
     return out, usage.ru_maxrss / 1024.0
 
@@ -67,12 +101,18 @@ def tessera_side(cfg, env, gemm):
 
 
 def torch_side(cfg, mode, env):
+    """One PyTorch process; None when a max-autotune one does not finish (the reason printed)."""
     method, model, size, ch, patch, batch = CONFIGS[cfg]
     cmd = [a.python, os.path.join(HERE, "pytorch_step.py"), "--method", method, "--model", model, "--image-size", str(size),
            "--channels", str(ch), "--patch-size", str(patch), "--batch-size", str(batch),
            "--threads", str(a.threads), "--steps", str(a.steps), "--mode", mode,
-           "--warmup", "3" if mode == "compile" else "2"]
-    out, rss = run(cmd, env)
+           "--warmup", "2" if mode == "eager" else "3"]
+    autotune = mode == "max-autotune"
+    try:
+        out, rss = run(cmd, env, timeout=a.autotune_timeout if autotune else None, may_fail=autotune)
+    except DidNotFinish as e:
+        print(f"  ({mode} {e})")
+        return None
     line = [l for l in out.splitlines() if l.startswith("{")]
     if not line:
         sys.exit(f"compare_pytorch: no result from pytorch_step.py:\n{out[-2000:]}")
@@ -81,8 +121,9 @@ def torch_side(cfg, mode, env):
 
 
 env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
+TORCH_SIDES = ["eager"] + ([] if a.no_compile else ["compile"]) + ([] if a.no_max_autotune else ["max-autotune"])
 sides = (["tessera"] + ([] if a.no_openblas else ["tessera-openblas"]) + (["tessera-onednn"] if a.onednn else [])
-         + ["eager"] + ([] if a.no_compile else ["compile"]))
+         + TORCH_SIDES)
 # side → TESSERA_GEMM: Tessera's own GEMM, the linked OpenBLAS, the optional oneDNN
 TESSERA_SIDES = {"tessera": "tessera", "tessera-openblas": "openblas", "tessera-onednn": "onednn"}
 print(f"compare_pytorch: {a.threads} threads, {a.rounds} rounds, {a.steps} timed steps per side per round")
@@ -99,25 +140,32 @@ for cfg in a.configs.split(","):
         got = {}
         for s in order:
             got[s] = tessera_side(cfg, env, TESSERA_SIDES[s]) if s in TESSERA_SIDES else torch_side(cfg, s, env)
-            res[s].append(got[s])
-        best_torch = max(got[s]["ips"] for s in sides if s not in TESSERA_SIDES)
+            if got[s] is not None:
+                res[s].append(got[s])
+        best_torch = max(got[s]["ips"] for s in TORCH_SIDES if got[s] is not None)
         for t in ratios:
             ratios[t].append(got[t]["ips"] / best_torch)
         print(f"  round {r + 1} ({' → '.join(order)}): " +
-              ", ".join(f"{s} {got[s]['ips']:.1f} img/s" for s in sides) + "; ratio " +
+              ", ".join(f"{s} {got[s]['ips']:.1f} img/s" if got[s] else f"{s} did not finish" for s in sides) + "; ratio " +
               ", ".join(f"{t} {ratios[t][-1]:.2f}x" for t in ratios))
-    med = {s: statistics.median(x["ips"] for x in res[s]) for s in sides}
-    rss = {s: max(x["rss"] for x in res[s]) for s in sides}
-    torch_rss = max(rss[s] for s in sides if s not in TESSERA_SIDES)
+    med = {s: statistics.median(x["ips"] for x in res[s]) for s in sides if res[s]}
+    rss = {s: max(x["rss"] for x in res[s]) for s in sides if res[s]}
+    torch_rss = max(rss[s] for s in TORCH_SIDES if s in rss)
     for t in ratios:
         share = statistics.median(x["share"] for x in res[t])
         rows.append((t, method, model, patch, size, ch, batch, med, statistics.median(ratios[t]), share, rss[t], torch_rss))
 
-print("\n| configuration | Tessera GEMM | Tessera img/s | PyTorch eager | PyTorch compile | ratio (median of rounds) "
-      "| Tessera FLOP/s share of the FMA peak | peak RSS Tessera / PyTorch (MiB) |")
-print("|---|---|---|---|---|---|---|---|")
+
+def torch_cell(med, s):
+    """A PyTorch side's median img/s; — when not run or it never finished."""
+    return f"{med[s]:.1f}" if s in med else "—"
+
+
+print("\n| configuration | Tessera GEMM | Tessera img/s | PyTorch eager | PyTorch compile | PyTorch max-autotune "
+      "| ratio (median of rounds) | Tessera FLOP/s share of the FMA peak | peak RSS Tessera / PyTorch (MiB) |")
+print("|---|---|---|---|---|---|---|---|---|")
 for t, method, model, patch, size, ch, batch, med, ratio, share, trss, torch_rss in rows:
-    comp = f"{med['compile']:.1f}" if "compile" in med else "—"
     build = {"tessera": "Tessera's own", "tessera-openblas": "OpenBLAS", "tessera-onednn": "oneDNN"}[t]
-    print(f"| {method.upper()} {model}/{patch}, {size}×{size}×{ch}, batch {batch} | {build} | {med[t]:.1f} | {med['eager']:.1f} | "
-          f"{comp} | {ratio:.2f}x | {share}% | {trss:.0f} / {torch_rss:.0f} ({trss / torch_rss:.2f}) |")
+    print(f"| {method.upper()} {model}/{patch}, {size}×{size}×{ch}, batch {batch} | {build} | {med[t]:.1f} | "
+          f"{torch_cell(med, 'eager')} | {torch_cell(med, 'compile')} | {torch_cell(med, 'max-autotune')} | "
+          f"{ratio:.2f}x | {share}% | {trss:.0f} / {torch_rss:.0f} ({trss / torch_rss:.2f}) |")

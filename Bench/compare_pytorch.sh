@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Tessera vs PyTorch (eager and torch.compile) on the same MAE training steps, A/B alternating.
+# Tessera vs PyTorch (eager, torch.compile, torch.compile(mode="max-autotune")) on the same training
+# steps, A/B alternating.
 #   bash Bench/compare_pytorch.sh [--configs mae-tiny,mae-small,mae-base,msn-tiny,sim-tiny] [--threads N] [--rounds R] [--steps S]
+#                                 [--no-compile] [--no-max-autotune] [--autotune-timeout SECONDS]
+# A max-autotune process that does not finish within --autotune-timeout (default 1800 s) is reported
+# as such and left out of that round's ratio.
 # Tessera runs twice per round: with its own GEMM (TESSERA_GEMM=tessera) and with the linked OpenBLAS
 # (TESSERA_GEMM=openblas; --no-openblas skips it). TESSERA_COMPARE_ONEDNN=1 adds Tessera with oneDNN's
 # GEMM (TESSERA_GEMM=onednn; installs libdnnl2).

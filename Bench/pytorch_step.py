@@ -1,4 +1,6 @@
-"""The PyTorch side of Bench/compare_pytorch.sh: training steps on the CPU, eager or under torch.compile.
+"""The PyTorch side of Bench/compare_pytorch.sh: training steps on the CPU, eager, under torch.compile, or
+under torch.compile(mode="max-autotune") (Inductor benchmarks its GEMM candidates, its C++ GEMM
+templates among them on CPU, at the first steps).
 
 --method mae: as the official code runs them (models_mae.MaskedAutoencoderViT as reproduced in
 Tools/mae_reference.py, random masking by argsort of uniform noise inside the forward, norm-pix loss,
@@ -47,11 +49,20 @@ p.add_argument("--batch-size", type=int, default=256)
 p.add_argument("--threads", type=int, required=True)
 p.add_argument("--steps", type=int, default=5)
 p.add_argument("--warmup", type=int, default=2)
-p.add_argument("--mode", choices=["eager", "compile"], default="eager")
+p.add_argument("--mode", choices=["eager", "compile", "max-autotune"], default="eager")
 a = p.parse_args()
 
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
+
+
+def compiled(fn):
+    """fn as --mode runs it: itself (eager), torch.compile(fn), or torch.compile(fn, mode="max-autotune")."""
+    if a.mode == "eager":
+        return fn
+    return torch.compile(fn, mode="max-autotune" if a.mode == "max-autotune" else None)
+
+
 SIZES = {"vit-tiny": (192, 12, 3), "vit-small": (384, 12, 6), "vit-base": (768, 12, 12)}
 
 
@@ -181,7 +192,7 @@ if a.method == "mae":
     decay, no_decay = param_groups(list(model.named_parameters()))
     opt = torch.optim.AdamW([{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": 0.05}],
                             lr=1.5e-4, betas=(0.9, 0.95))
-    run = torch.compile(model) if a.mode == "compile" else model
+    run = compiled(model)
 
     def step():
         loss, _, _ = run(imgs, mask_ratio=0.75)
@@ -222,7 +233,7 @@ elif a.method == "sim":
         w = 0.02 * 768 / dim
         return (((p - t) ** 2).sum(1).mean() + w * ((p @ C) * p).sum(1).mean()) / dim
 
-    run = torch.compile(forward_loss) if a.mode == "compile" else forward_loss
+    run = compiled(forward_loss)
     params = [q for _, q in named] + [mask_token]
 
     def step():
@@ -250,7 +261,7 @@ else:
         za = torch.cat([anchor(x, keep), anchor(xf)], dim=0)
         return msn_loss(za, zt, protos, x.shape[0])
 
-    run = torch.compile(forward_loss) if a.mode == "compile" else forward_loss
+    run = compiled(forward_loss)
 
     def step():
         keep = torch.randperm(L)[:keep_n].sort().values
@@ -262,7 +273,7 @@ else:
         ema_update(target, anchor, 0.996)
 
 
-for _ in range(a.warmup):   # torch.compile compiles here
+for _ in range(a.warmup):   # torch.compile compiles (and max-autotune benchmarks) here
     step()
 times = []
 for _ in range(a.steps):
