@@ -5,6 +5,12 @@ pretrain --depth 6 --epochs 10` and `tessera eval` do, to compare Tessera's accu
 
     python3 Tools/pytorch_reference_protocol.py --data /usr/share/datasets/fashion-mnist [--device cuda]
     python3 Tools/pytorch_reference_protocol.py --method sim [--epochs 10]   # SiameseIM, see below
+    python3 Tools/pytorch_reference_protocol.py --method sim --blr 1e-3 --run DIR   # resumable: rerun it
+
+With --run DIR the model, optimizer, epoch and random states are saved to DIR/last.pt after every epoch
+(written to a temporary file, then renamed) and a rerun with the same --run resumes from it, so a run of
+hours on CPUs survives an interruption; the data order and augmentations after a resume are those of an
+uninterrupted run (each epoch's loader workers are seeded from the saved generator).
 
 Recipe: vit-tiny encoder depth 6, decoder 128/2/4, patch 4 on 28x28x1, mask 0.75, norm-pix loss, batch
 256, AdamW (0.9, 0.95) lr 1.5e-4 (blr 1.5e-4 x 256/256), weight decay 0.05 except 1-D tensors and
@@ -49,6 +55,8 @@ ap.add_argument("--epochs", type=int, default=10)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--workers", type=int, default=8)
 ap.add_argument("--limit", type=int, default=None, help="train on the first N images only (a quick check of the script)")
+ap.add_argument("--blr", type=float, default=None, help="base learning rate (lr = blr x 256 / 256); default MAE 1.5e-4, SIM 6.25e-5")
+ap.add_argument("--run", default=None, help="checkpoint directory: saved after every epoch, resumed from when present")
 args = ap.parse_args()
 torch.manual_seed(args.seed)
 np.random.seed(args.seed)
@@ -138,13 +146,15 @@ class SimDS(torch.utils.data.Dataset):
 
 
 def seed_worker(worker):
-    s = args.seed * 1000 + worker
+    # torch gives each epoch's workers base_seed + worker, base_seed drawn from the main generator: the
+    # augmentations follow --seed and survive a resume (the generator's state is in the checkpoint).
+    s = torch.initial_seed() % 2**32
     random.seed(s)
     np.random.seed(s)
 
 
 loader = torch.utils.data.DataLoader(SimDS() if args.method == "sim" else DS(), batch_size=256, shuffle=True, drop_last=True,
-                                     num_workers=args.workers, persistent_workers=True, worker_init_fn=seed_worker)
+                                     num_workers=args.workers, worker_init_fn=seed_worker)
 
 
 def make_model():
@@ -216,18 +226,35 @@ def evaluate(model, name):
     print(f"{name}: kNN {knn(ftr, fte) * 100:.2f}%  linear {linear_probe(ftr, fte) * 100:.2f}%", flush=True)
 
 
-evaluate(make_model(), "random init")
+ckpt = os.path.join(args.run, "last.pt") if args.run else None
+resume = torch.load(ckpt, weights_only=False) if ckpt and os.path.exists(ckpt) else None
+if resume is None:
+    evaluate(make_model(), "random init")
 model = make_model()
 decay, no_decay = [], []
 for n, p in model.named_parameters():
     if not p.requires_grad:
         continue
     (no_decay if p.ndim <= 1 or n.endswith(".bias") else decay).append(p)
-base_lr = 6.25e-5 if args.method == "sim" else 1.5e-4   # blr · 256 / 256
+base_lr = args.blr if args.blr is not None else 6.25e-5 if args.method == "sim" else 1.5e-4   # blr · 256 / 256
 opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=base_lr, betas=(0.9, 0.95))
 ipe = len(loader)
 t0 = time.time()
-for epoch in range(args.epochs):
+first = 0
+if resume is not None:
+    if (resume["method"], resume["blr"], resume["epochs"]) != (args.method, base_lr, args.epochs):
+        sys.exit(f"{ckpt} is a {resume['method']} run at blr {resume['blr']} over {resume['epochs']} epochs; "
+                 f"rerun with those settings or another --run")
+    model.load_state_dict(resume["model"])
+    opt.load_state_dict(resume["optimizer"])
+    torch.set_rng_state(resume["torch_rng"])
+    np.random.set_state(resume["numpy_rng"])
+    random.setstate(resume["python_rng"])
+    first = resume["epoch"]
+    print(f"resumed from {ckpt} after epoch {first}", flush=True)
+elif args.run:
+    os.makedirs(args.run, exist_ok=True)
+for epoch in range(first, args.epochs):
     model.train()
     tot = 0.0
     for i, batch in enumerate(loader):
@@ -250,4 +277,10 @@ for epoch in range(args.epochs):
             model.update_target(1 - (1 - 0.995) * (math.cos(math.pi * step / total) + 1) / 2)
         tot += loss.item()
     print(f"epoch {epoch + 1}: loss {tot / ipe:.4f} ({time.time() - t0:.0f} s)", flush=True)
+    if ckpt:
+        state = {"method": args.method, "blr": base_lr, "epochs": args.epochs, "epoch": epoch + 1, "model": model.state_dict(),
+                 "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                 "python_rng": random.getstate()}
+        torch.save(state, ckpt + ".tmp")
+        os.replace(ckpt + ".tmp", ckpt)
 evaluate(model, f"{args.method.upper()} {args.epochs} epochs")
