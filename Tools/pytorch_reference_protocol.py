@@ -241,10 +241,10 @@ opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_
 ipe = len(loader)
 t0 = time.time()
 first = 0
+settings = {"method": args.method, "blr": base_lr, "epochs": args.epochs, "seed": args.seed, "limit": args.limit}
 if resume is not None:
-    if (resume["method"], resume["blr"], resume["epochs"]) != (args.method, base_lr, args.epochs):
-        sys.exit(f"{ckpt} is a {resume['method']} run at blr {resume['blr']} over {resume['epochs']} epochs; "
-                 f"rerun with those settings or another --run")
+    if resume["settings"] != settings:
+        sys.exit(f"{ckpt} was written with {resume['settings']}; rerun with those settings or another --run")
     model.load_state_dict(resume["model"])
     opt.load_state_dict(resume["optimizer"])
     torch.set_rng_state(resume["torch_rng"])
@@ -278,7 +278,7 @@ for epoch in range(first, args.epochs):
         tot += loss.item()
     print(f"epoch {epoch + 1}: loss {tot / ipe:.4f} ({time.time() - t0:.0f} s)", flush=True)
     if ckpt:
-        state = {"method": args.method, "blr": base_lr, "epochs": args.epochs, "epoch": epoch + 1, "model": model.state_dict(),
+        state = {"settings": settings, "epoch": epoch + 1, "model": model.state_dict(),
                  "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
                  "python_rng": random.getstate()}
         torch.save(state, ckpt + ".tmp")
