@@ -23,7 +23,7 @@ final norm: weighted kNN (cosine, k 20, T 0.07) and the linear probe of Tessera'
 `--method sim --depth 6` recipe: vit-tiny encoder depth 6 (patch embedding frozen), width 192,
 projector 2 and predictor 4 BatchNorm blocks of 4 heads, block-wise mask of round(0.6 · 49) = 29 patches
 (rectangles of at least 4), UniGrad negative weight 0.02 · 768 / 192, batch 256, AdamW (0.9, 0.95) lr
-6.25e-5, weight decay 0.05, gradient norm clipped to 1, warmup 1 epoch then cosine, EMA momentum
+1e-3 (the release's lr; `--blr 6.25e-5` is its blr scaled linearly to batch 256), weight decay 0.05, gradient norm clipped to 1, warmup 1 epoch then cosine, EMA momentum
 cosine 0.995 → 1. Views: RandomResizedCrop(28, scale 0.08-1, bicubic) + flip each, their boxes kept for
 the geometry; on these one-channel images the photometric part is brightness/contrast jitter 0.4 (p 0.8)
 on both, Gaussian blur (sigma 0.1-2 px at 224 px, scaled to 28 px) p 1.0 on view 1 and 0.1 on view 2,
@@ -55,7 +55,7 @@ ap.add_argument("--epochs", type=int, default=10)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--workers", type=int, default=8)
 ap.add_argument("--limit", type=int, default=None, help="train on the first N images only (a quick check of the script)")
-ap.add_argument("--blr", type=float, default=None, help="base learning rate (lr = blr x 256 / 256); default MAE 1.5e-4, SIM 6.25e-5")
+ap.add_argument("--blr", type=float, default=None, help="base learning rate (lr = blr x 256 / 256); default MAE 1.5e-4, SIM 1e-3 (Tessera's SIM recipe; the release's linear scaling: 6.25e-5)")
 ap.add_argument("--run", default=None, help="checkpoint directory: saved after every epoch, resumed from when present")
 args = ap.parse_args()
 torch.manual_seed(args.seed)
@@ -236,7 +236,7 @@ for n, p in model.named_parameters():
     if not p.requires_grad:
         continue
     (no_decay if p.ndim <= 1 or n.endswith(".bias") else decay).append(p)
-base_lr = args.blr if args.blr is not None else 6.25e-5 if args.method == "sim" else 1.5e-4   # blr · 256 / 256
+base_lr = args.blr if args.blr is not None else 1e-3 if args.method == "sim" else 1.5e-4   # blr · 256 / 256
 opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=base_lr, betas=(0.9, 0.95))
 ipe = len(loader)
 t0 = time.time()

@@ -12,7 +12,7 @@ struct Pretrain: ParsableCommand {
         Each method trains with its own published recipe unless an option overrides it: \
         MAE and RC-MAE AdamW (0.9, 0.95), weight decay 0.05, blr 1.5e-4, mask ratio 0.75, norm-pix loss; \
         MSN AdamW (0.9, 0.999), weight decay cosine 0.04 to 0.4, clipping 3, blr 1e-3; \
-        SIM AdamW (0.9, 0.95), weight decay 0.05, clipping 1, blr 6.25e-5, block mask ratio 0.6. \
+        SIM AdamW (0.9, 0.95), weight decay 0.05, clipping 1, blr 1e-3 (the release's lr at batch 256; its blr is 6.25e-5 at batch 4096), block mask ratio 0.6. \
         lr = blr x effective batch / 256, linear warmup then cosine; RandomResizedCrop(scale 0.2-1) + flip. \
         Image size and channels default to the data's; patch size to 4 for images up to 64 pixels, else 16.
         """)
@@ -40,7 +40,7 @@ struct Pretrain: ParsableCommand {
     @Option(parsing: .unconditional, help: "Warmup epochs.") var warmupEpochs: Double = 1
     @Option(parsing: .unconditional, help: "Images per step, over all processes of an MPI job (the global batch; each of W processes takes batch/W).") var batchSize = 256
     @Option(parsing: .unconditional, help: "Gradient accumulation steps.") var accum = 1
-    @Option(parsing: .unconditional, help: "Base learning rate (lr = blr x effective batch / 256; default 1.5e-4, MSN 1e-3, SIM 6.25e-5).") var blr: Double?
+    @Option(parsing: .unconditional, help: "Base learning rate (lr = blr x effective batch / 256; default 1.5e-4, MSN 1e-3, SIM 1e-3).") var blr: Double?
     @Option(parsing: .unconditional, help: "Weight decay, not on biases and 1-D tensors (default 0.05; MSN: cosine 0.04 to 0.4).") var weightDecay: Float?
     @Option(parsing: .unconditional, help: "Random seed.") var seed: UInt64 = 0
     @Option(parsing: .unconditional, help: "Crop scale lower bound (MAE and RC-MAE: default 0.2; SIM: its two views, default \(SIMOptions().cropScale.lowerBound); MSN: its target and anchor views, default \(MSNOptions().randomScale.lowerBound)).")

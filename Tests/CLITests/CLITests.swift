@@ -226,7 +226,7 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(saved.recipe, method.implementation.recipe, "\(method)")
         }
         XCTAssertEqual(MethodKind.msn.recipe, TrainingRecipe(blr: 1e-3, betas: (0.9, 0.999), weightDecay: 0.04, weightDecayEnd: 0.4, clipGrad: 3))
-        XCTAssertEqual(MethodKind.sim.recipe, TrainingRecipe(blr: 6.25e-5, betas: (0.9, 0.95), weightDecay: 0.05, clipGrad: 1))
+        XCTAssertEqual(MethodKind.sim.recipe, TrainingRecipe(blr: 1e-3, betas: (0.9, 0.95), weightDecay: 0.05, clipGrad: 1))
         let simSaved = try PretrainConfig.decode(String(contentsOfFile: dir + "/sim/config.json", encoding: .utf8))
         XCTAssertEqual(simSaved.maskRatio, 0.6)
         // The method options given on the command line reach the method (not the shared base crop).
