@@ -168,7 +168,7 @@ def make_model():
 def features(model, x):
     model.eval()
     out = []
-    t = (torch.from_numpy(x).float().div(255).unsqueeze(1) - MEAN) / STD
+    t = (torch.tensor(x).float().div(255).unsqueeze(1) - MEAN) / STD   # a copy: x may be a read-only buffer
     with torch.no_grad():
         for i in range(0, len(t), 1000):
             if args.method == "sim":   # the online encoder's CLS after its final norm, as `tessera eval`
