@@ -17,7 +17,8 @@ Recipe: vit-tiny encoder depth 6, decoder 128/2/4, patch 4 on 28x28x1, mask 0.75
 biases, per-iteration linear warmup (1 epoch) then cosine to 0, 10 epochs, RandomResizedCrop(28,
 scale 0.2-1, bicubic) + horizontal flip + Normalize(0.286, 0.353). Probes on the CLS token after the
 final norm: weighted kNN (cosine, k 20, T 0.07) and the linear probe of Tessera's Probes.linearProbe
-(standardized features, AdamW lr 1e-3, batch 256, 30 epochs, cosine, no weight decay).
+(standardized features, AdamW lr 1e-3, batch 256, 30 epochs, cosine, no weight decay), and RankMe of
+the test features. Rerun on a finished --run, it loads the last epoch and prints the probes again.
 
 --method sim: SiameseIM (Tools/sim_reference.py, the official forward and UniGrad loss) with Tessera's
 `--method sim --depth 6` recipe: vit-tiny encoder depth 6 (patch embedding frozen), width 192,
@@ -221,9 +222,18 @@ def linear_probe(tr, te, epochs=30):
         return (head(te).argmax(1) == torch.from_numpy(yte)).float().mean().item()
 
 
+def rankme(f):
+    """RankMe (Garrido et al., 2023) as `tessera eval`: exp of the entropy of sigma_k / sum(sigma) over the
+    singular values of the uncentered feature matrix; 1 = collapsed, the width = a flat spectrum."""
+    s = torch.linalg.svdvals(f.double())
+    p = s[s > 0] / s.sum()
+    return math.exp(-(p * p.log()).sum().item())
+
+
 def evaluate(model, name):
     ftr, fte = features(model, xtr), features(model, xte)
-    print(f"{name}: kNN {knn(ftr, fte) * 100:.2f}%  linear {linear_probe(ftr, fte) * 100:.2f}%", flush=True)
+    print(f"{name}: kNN {knn(ftr, fte) * 100:.2f}%  linear {linear_probe(ftr, fte) * 100:.2f}%  "
+          f"RankMe {rankme(fte):.1f}", flush=True)
 
 
 ckpt = os.path.join(args.run, "last.pt") if args.run else None
