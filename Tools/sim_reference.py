@@ -135,6 +135,20 @@ def rel_pos_21(boxes1, boxes2, source_width):
     return (top2 - top1) / h1, (j2 - j1) / w1, h2 / h1, w2 / w1, f1 != f2, (source_width - j1 - j2) / w1
 
 
+def tessera_names(state_dict):
+    """A SiameseIM state dict under the names Tessera's SIM writes: the online network flat, the target
+    under `mm.`."""
+    out = {}
+    for k, v in state_dict.items():
+        if k.startswith("online."):
+            out[k[len("online."):]] = v
+        elif k.startswith("target."):
+            out["mm." + k[len("target."):]] = v
+        else:
+            out[k] = v
+    return out
+
+
 class SiameseIM(nn.Module):
     def __init__(self, img=16, p=4, c=1, dim=32, depth=2, heads=2, width=32, proj_depth=1, pred_depth=1, dec_heads=2,
                  norm="batch", neg_weight=0.02):
@@ -179,16 +193,7 @@ class SiameseIM(nn.Module):
             t.mul_(momentum).add_(o, alpha=1 - momentum)
 
     def tessera_state_dict(self):
-        """Names as Tessera's SIM writes them: the online network flat, the target under `mm.`."""
-        out = {}
-        for k, v in self.state_dict().items():
-            if k.startswith("online."):
-                out[k[len("online."):]] = v
-            elif k.startswith("target."):
-                out["mm." + k[len("target."):]] = v
-            else:
-                out[k] = v
-        return out
+        return tessera_names(self.state_dict())
 
     def forward(self, x1, x2, keep, rel_pos_21):
         B, L, D = x1.shape[0], self.grid ** 2, self.width
