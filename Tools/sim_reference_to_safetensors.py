@@ -3,9 +3,9 @@
 --run DIR, its DIR/last.pt) into a Tessera SIM checkpoint, so that `tessera eval` probes the
 reference's encoder with Tessera's own probes (developer tool; CI never runs it). The names come from
 sim_reference.tessera_names (online flat, target under `mm.`); the Tessera checkpoint given as the
-template supplies the metadata (the model's config) and the set of names to fill: every one of its
-tensors must be found with the same shape, and every online tensor of the reference must have a
-place, or nothing is written.
+template supplies the metadata (the model's config; its step count is kept as is) and the set of
+names to fill: every one of its tensors must be found with the same shape, and every online tensor
+of the reference must have a place, or nothing is written.
 
     python3 Tools/sim_reference_to_safetensors.py DIR/last.pt runs/sim/last.safetensors ref.safetensors
     tessera eval ref.safetensors
@@ -50,8 +50,13 @@ def main():
         if tuple(weights[k].shape) != tuple(tensors[k].shape):
             sys.exit(f"{k}: shape {tuple(weights[k].shape)} in {reference}, {tuple(tensors[k].shape)} in {template}: not the same model size")
         tensors[k] = weights[k].to(tensors[k].dtype).contiguous()
-    save_file(tensors, out + ".tmp", metadata=metadata)
-    os.replace(out + ".tmp", out)
+    try:   # written whole, then renamed: no partial OUT
+        save_file(tensors, out + ".tmp", metadata=metadata)
+        os.replace(out + ".tmp", out)
+    except BaseException:
+        if os.path.exists(out + ".tmp"):
+            os.remove(out + ".tmp")
+        raise
     print(f"wrote {out}: {len(tensors)} tensors from {reference} (the template's {len(tensors)} names, its metadata)")
 
 
