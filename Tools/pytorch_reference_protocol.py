@@ -6,6 +6,7 @@ pretrain --depth 6 --epochs 10` and `tessera eval` do, to compare Tessera's accu
     python3 Tools/pytorch_reference_protocol.py --data /usr/share/datasets/fashion-mnist [--device cuda]
     python3 Tools/pytorch_reference_protocol.py --method sim [--epochs 10]   # SiameseIM, see below
     python3 Tools/pytorch_reference_protocol.py --method sim --blr 1e-3 --run DIR   # resumable: rerun it
+    python3 Tools/pytorch_reference_protocol.py --method rcmae --run DIR            # RC-MAE, see below
 
 With --run DIR the model, optimizer, epoch and random states are saved to DIR/last.pt after every epoch
 (written to a temporary file, then renamed) and a rerun with the same --run resumes from it, so a run of
@@ -19,6 +20,13 @@ scale 0.2-1, bicubic) + horizontal flip + Normalize(0.286, 0.353). Probes on the
 final norm: weighted kNN (cosine, k 20, T 0.07) and the linear probe of Tessera's Probes.linearProbe
 (standardized features, AdamW lr 1e-3, batch 256, 30 epochs, cosine, no weight decay), and RankMe of
 the test features. Rerun on a finished --run, it loads the last epoch and prints the probes again.
+
+--method rcmae: RC-MAE (Lee et al., 2023) as `tessera pretrain --method rcmae --depth 6`: the MAE above as
+the student plus an EMA copy of the whole MAE (encoder and decoder) as the teacher, which sees the same
+images with the same mask; loss = MAE loss + 1 · MSE(student prediction, teacher prediction) over the
+removed patches (per patch mean over its pixels, then mean over removed patches); teacher momentum
+0.996 rising to 1 on a half cosine over all optimizer steps, updated after each step over every trained
+tensor. The teacher is the probed model, as `tessera eval` probes the teacher a checkpoint holds.
 
 --method sim: SiameseIM (Tools/sim_reference.py, the official forward and UniGrad loss) with Tessera's
 `--method sim --depth 6` recipe: vit-tiny encoder depth 6 (patch embedding frozen), width 192,
@@ -50,7 +58,7 @@ from sim_reference import SiameseIM, rel_pos_21  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
-ap.add_argument("--method", choices=["mae", "sim"], default="mae")
+ap.add_argument("--method", choices=["mae", "rcmae", "sim"], default="mae")
 ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 ap.add_argument("--epochs", type=int, default=10)
 ap.add_argument("--seed", type=int, default=0)
@@ -236,11 +244,31 @@ def evaluate(model, name):
           f"RankMe {rankme(fte):.1f}", flush=True)
 
 
+def ema_update(teacher, student, m):
+    """RC-MAE's teacher: teacher <- m * teacher + (1 - m) * student over every trained tensor."""
+    with torch.no_grad():
+        for t, s in zip(teacher.parameters(), student.parameters()):
+            if s.requires_grad:
+                t.mul_(m).add_(s.detach(), alpha=1 - m)
+
+
+def teacher_momentum(step, total, start):
+    """Cosine from `start` (step 0) to 1 (the last step), as Tessera's EMA schedules."""
+    return 1 - (1 - start) * (math.cos(math.pi * min(step / total, 1.0)) + 1) / 2
+
+
 ckpt = os.path.join(args.run, "last.pt") if args.run else None
 resume = torch.load(ckpt, weights_only=False) if ckpt and os.path.exists(ckpt) else None
 if resume is None:
     evaluate(make_model(), "random init")
 model = make_model()
+teacher = None
+if args.method == "rcmae":   # an identical start, never trained by the optimizer
+    teacher = make_model()
+    teacher.load_state_dict(model.state_dict())
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
 decay, no_decay = [], []
 for n, p in model.named_parameters():
     if not p.requires_grad:
@@ -256,6 +284,8 @@ if resume is not None:
     if resume["settings"] != settings:
         sys.exit(f"{ckpt} was written with {resume['settings']}; rerun with those settings or another --run")
     model.load_state_dict(resume["model"])
+    if teacher is not None:
+        teacher.load_state_dict(resume["teacher"])
     opt.load_state_dict(resume["optimizer"])
     torch.set_rng_state(resume["torch_rng"])
     np.random.set_state(resume["numpy_rng"])
@@ -275,6 +305,15 @@ for epoch in range(first, args.epochs):
         if args.method == "sim":
             v1, v2, b1, b2, keep = batch
             loss, _, _ = model(v1.to(dev), v2.to(dev), keep.to(dev), [r.to(dev) for r in rel_pos_21(b1, b2, 28)])
+        elif args.method == "rcmae":
+            x = batch.to(dev, non_blocking=True)
+            noise = torch.rand(x.shape[0], model.pos_embed.shape[1] - 1, device=dev)   # one mask for both
+            mae_loss, pred, mask = model(x, mask_ratio=0.75, noise=noise)
+            with torch.no_grad():
+                latent, _, ids_restore = teacher.forward_encoder(x, 0.75, noise)
+                target = teacher.forward_decoder(latent, ids_restore)
+            consistency = (((pred - target) ** 2).mean(dim=-1) * mask).sum() / mask.sum()
+            loss = mae_loss + 1.0 * consistency
         else:
             loss, _, _ = model(batch.to(dev, non_blocking=True), mask_ratio=0.75)
         opt.zero_grad()
@@ -284,13 +323,17 @@ for epoch in range(first, args.epochs):
         opt.step()
         if args.method == "sim":
             step, total = epoch * ipe + i + 1, args.epochs * ipe
-            model.update_target(1 - (1 - 0.995) * (math.cos(math.pi * step / total) + 1) / 2)
+            model.update_target(teacher_momentum(step, total, 0.995))
+        if teacher is not None:
+            ema_update(teacher, model, teacher_momentum(epoch * ipe + i + 1, args.epochs * ipe, 0.996))
         tot += loss.item()
     print(f"epoch {epoch + 1}: loss {tot / ipe:.4f} ({time.time() - t0:.0f} s)", flush=True)
     if ckpt:
         state = {"settings": settings, "epoch": epoch + 1, "model": model.state_dict(),
                  "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
                  "python_rng": random.getstate()}
+        if teacher is not None:
+            state["teacher"] = teacher.state_dict()
         torch.save(state, ckpt + ".tmp")
         os.replace(ckpt + ".tmp", ckpt)
-evaluate(model, f"{args.method.upper()} {args.epochs} epochs")
+evaluate(teacher if teacher is not None else model, f"{args.method.upper()} {args.epochs} epochs")
