@@ -313,7 +313,7 @@ for epoch in range(first, args.epochs):
                 latent, _, ids_restore = teacher.forward_encoder(x, 0.75, noise)
                 target = teacher.forward_decoder(latent, ids_restore)
             consistency = (((pred - target) ** 2).mean(dim=-1) * mask).sum() / mask.sum()
-            loss = mae_loss + 1.0 * consistency
+            loss = mae_loss + consistency   # gamma = 1, Tessera's RC-MAE default
         else:
             loss, _, _ = model(batch.to(dev, non_blocking=True), mask_ratio=0.75)
         opt.zero_grad()
