@@ -321,11 +321,11 @@ for epoch in range(first, args.epochs):
         if args.method == "sim":
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        step, total = epoch * ipe + i + 1, args.epochs * ipe   # counted after the update, as Tessera's
         if args.method == "sim":
-            step, total = epoch * ipe + i + 1, args.epochs * ipe
             model.update_target(teacher_momentum(step, total, 0.995))
         if teacher is not None:
-            ema_update(teacher, model, teacher_momentum(epoch * ipe + i + 1, args.epochs * ipe, 0.996))
+            ema_update(teacher, model, teacher_momentum(step, total, 0.996))
         tot += loss.item()
     print(f"epoch {epoch + 1}: loss {tot / ipe:.4f} ({time.time() - t0:.0f} s)", flush=True)
     if ckpt:
