@@ -49,8 +49,8 @@ struct Eval: ParsableCommand {
             encoder = MaskedAutoencoder(ck.config.mae, rng: &rng).encoder
         }
         let spec = features.data ?? ck.config.evalData ?? ck.config.data
-        let train = try ck.data(spec, split: .train)
-        let test = try ck.data(spec, split: .test, warn: false)
+        let splits = try ck.splits(spec)
+        let (train, test) = (splits.train, splits.test)
         guard train.labels != nil, test.labels != nil else { throw CLIError("\(spec) has no labels; evaluation needs a labeled train/test pair") }
         let pooling = try features.resolvedPooling()
         let t0 = Date()
@@ -58,7 +58,7 @@ struct Eval: ParsableCommand {
         let teF = try encoder.features(of: test, augmentation: ck.config.augmentation, pooling: pooling, workers: runtime.workers(for: test))
         let tFeat = Date().timeIntervalSince(t0)
         let result = evaluate(train: trF, test: teF, linear: !noLinear, fewShot: shots, seed: ck.config.seed)
-        print("\(randomInit ? "random-init encoder" : checkpoint) on \(spec) (\(train.count) train / \(test.count) test, \(pooling.rawValue) feature, \(String(format: "%.0f", tFeat)) s to extract):")
+        print("\(randomInit ? "random-init encoder" : checkpoint) on \(spec) (\(train.count) train / \(test.count) test\(splits.heldOut ? "" : ", not held out"), \(pooling.rawValue) feature, \(String(format: "%.0f", tFeat)) s to extract):")
         print(result.table)
         // Append to the run's metrics when the checkpoint sits in a run folder.
         let dir = (checkpoint as NSString).deletingLastPathComponent
@@ -67,9 +67,12 @@ struct Eval: ParsableCommand {
             var json = "{\"kind\":\"eval\",\"checkpoint\":\((checkpoint as NSString).lastPathComponent.debugDescription),\"epoch\":\(ck.file.metadata["epoch"] ?? "null"),\"random_init\":\(randomInit),\"data\":\(spec.debugDescription),\"pooling\":\"\(pooling.rawValue)\",\"knn\":\(result.knn)"
             if let l = result.linear { json += ",\"linear\":\(l)" }
             for (s, v) in result.fewShot.sorted(by: { $0.key < $1.key }) { json += ",\"fewshot_\(s)\":[\(v[0]),\(v[1])]" }
-            json += ",\"feature_rank\":\(result.featureRank)"
-            try FileIO.appendLine(json + "}", to: run.metricsJSONL)
-            print("appended to \(run.metricsJSONL)")
+            json += ",\"feature_rank\":\(result.featureRank)" + (splits.heldOut ? "" : ",\"held_out\":false")
+            // The results are printed: a run folder that cannot take them (read-only storage) is a warning.
+            do {
+                try FileIO.appendLine(json + "}", to: run.metricsJSONL)
+                print("appended to \(run.metricsJSONL)")
+            } catch { warning("\(error); the results above were not recorded") }
         }
     }
 }
@@ -78,8 +81,9 @@ extension Eval {
     /// The same protocol on raw pixels: each image flattened, normalized per channel.
     func evaluatePixels(shots: [Int]) throws {
         let spec = features.data ?? "fashion-mnist"
-        let train = try loadData(spec, split: .train, channels: nil).materialized()
-        let test = try loadData(spec, split: .test, channels: train.channels).materialized()
+        let splits = try EvaluationSplits.load(spec, channels: nil)
+        if let w = splits.warning(spec) { warning(w) }
+        let train = try splits.train.materialized(), test = try splits.test.materialized()
         guard let trl = train.labels, let tel = test.labels else { throw CLIError("\(spec) has no labels; evaluation needs a labeled train/test pair") }
         guard Set(train.heights + test.heights + train.widths + test.widths).count == 1 else {
             throw CLIError("--pixels needs images of one square size; \(spec) has several")
@@ -91,7 +95,7 @@ extension Eval {
             return FeatureSet(values: v, count: set.count, dim: set.pixels.count / set.count, labels: labels, classCount: set.classNames.count)
         }
         let result = evaluate(train: flat(train, trl), test: flat(test, tel), linear: !noLinear, fewShot: shots, seed: 0)
-        print("raw pixels of \(spec) (\(train.count) train / \(test.count) test, \(train.pixels.count / train.count) values per image):")
+        print("raw pixels of \(spec) (\(train.count) train / \(test.count) test\(splits.heldOut ? "" : ", not held out"), \(train.pixels.count / train.count) values per image):")
         print(result.table)
     }
 }
@@ -109,15 +113,18 @@ struct Embed: ParsableCommand {
         try runtime.apply()
         guard let sp = DataSource.Split(rawValue: split) else { throw CLIError("--split must be train or test, got '\(split)'") }
         guard out.hasSuffix(".npy") else { throw CLIError("--out must end in .npy, got '\(out)'") }
+        let labelsPath = String(out.dropLast(4)) + "-labels.npy"
+        for path in [out, labelsPath] { try FileIO.checkWritable(path) }   // before any work, and before either is written
         let ck = try LoadedCheckpoint(checkpoint)
-        let set = try ck.data(features.data ?? ck.config.evalData ?? ck.config.data, split: sp)
+        // Both splits, so that the test labels are numbered as the training split's classes.
+        let splits = try ck.splits(features.data ?? ck.config.evalData ?? ck.config.data, quiet: sp == .train)
+        let set = sp == .train ? splits.train : splits.test
         let f = try ck.encoder.features(of: set, augmentation: ck.config.augmentation, pooling: try features.resolvedPooling(),
                                         workers: runtime.workers(for: set))
         try FileIO.writeAtomically(NpyArray.serialize(floats: f.values, shape: [f.count, f.dim]), to: out)
         if let labels = set.labels {
-            let lp = String(out.dropLast(4)) + "-labels.npy"
-            try FileIO.writeAtomically(NpyArray.serialize(int64s: labels.map(Int64.init), shape: [labels.count]), to: lp)
-            print("wrote \(out) [\(f.count), \(f.dim)] and \(lp)")
+            try FileIO.writeAtomically(NpyArray.serialize(int64s: labels.map(Int64.init), shape: [labels.count]), to: labelsPath)
+            print("wrote \(out) [\(f.count), \(f.dim)] and \(labelsPath)")
         } else {
             print("wrote \(out) [\(f.count), \(f.dim)]")
         }

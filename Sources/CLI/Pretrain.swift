@@ -121,14 +121,35 @@ struct Pretrain: ParsableCommand {
         try runtime.apply()
         let folder = RunFolder(runPath)
         let comm = Processes.comm
-        if comm.isPrimary {   // rank 0 alone reads and writes the run folder
-            if !resume && FileManager.default.fileExists(atPath: folder.model("last")) {
-                throw CLIError("\(runPath) already holds a run (last.safetensors); pass --resume to continue it or choose another --run")
+        // Rank 0 alone reads and writes the run folder. It claims (creates and locks) the folder before
+        // anything else, so the checks below hold until the run ends: a second command on the same
+        // --run is refused at once instead of passing them while this one still loads its data. A
+        // failure before the first checkpoint takes back what the claim added.
+        var claim: RunClaim?
+        if comm.isPrimary {
+            try FileIO.checkCreatable(runPath)
+            claim = try RunClaim(folder)
+        }
+        do { try run(folder: folder, claim: claim) } catch {
+            claim?.abandon()
+            throw error
+        }
+    }
+
+    func run(folder: RunFolder, claim: RunClaim?) throws {
+        let comm = Processes.comm
+        if let claim {
+            if !resume && claim.holdsRun {
+                throw CLIError("\(runPath) already holds a run (last.train-state.safetensors); pass --resume to continue it or choose another --run")
             }
-            if resume && !FileManager.default.fileExists(atPath: folder.trainState("last")) {
+            if resume && !claim.holdsRun {
                 throw CLIError("\(runPath) has no checkpoint to resume (last.train-state.safetensors missing); drop --resume to start a new run")
             }
-            try FileIO.checkCreatable(runPath)   // fail early on an unwritable location, before loading data
+            if !resume && FileManager.default.fileExists(atPath: folder.model("last")) {
+                // Every save writes the train state first: a model file without one is what a kill in
+                // the middle of a first save, or a hand-made copy, leaves; starting over replaces it.
+                warning("\(folder.model("last")) has no train state beside it (a first save that was cut short); the new run replaces it")
+            }
         }
 
         if resume {
@@ -143,17 +164,23 @@ struct Pretrain: ParsableCommand {
             if comm.isPrimary {
                 let file = try SafeTensors.read(folder.trainState("last"))   // what a resume reads (one atomic file)
                 guard let text = file.metadata["config"] else { throw CLIError("\(folder.trainState("last")) has no saved configuration; start a new run") }
+                // A resume that would train nothing is refused before it touches the folder.
+                let done = Int(file.metadata["epoch"] ?? "") ?? 0
+                let target = try epochs ?? PretrainConfig.decode(text).epochs
+                if target <= done {
+                    throw CLIError("\(runPath) has trained \(done) epoch\(done == 1 ? "" : "s") already\(epochs == nil ? ", all it was set to" : ""); pass --epochs above \(done) to train further")
+                }
                 saved = text
             }
             var config = try PretrainConfig.decode(Processes.fromPrimary(saved))
             if let epochs { config.epochs = epochs }
-            try execute(config, folder: folder, train: nil)
+            try execute(config, folder: folder, train: nil, claim: claim)
             return
         }
 
         let train = try loadData(data, split: .train, channels: channels, limit: limit)
         let config = try buildConfig(train: train)
-        try execute(config, folder: folder, train: train)
+        try execute(config, folder: folder, train: train, claim: claim)
     }
 
     /// The run's configuration from these options and the training set (its image size and channels).
@@ -236,18 +263,27 @@ struct Pretrain: ParsableCommand {
     }
 
     /// Loads what `config` names, builds its method, resumes if asked, and trains.
-    func execute(_ config: PretrainConfig, folder: RunFolder, train loaded: (any ImageDataset)?) throws {
+    func execute(_ config: PretrainConfig, folder: RunFolder, train loaded: (any ImageDataset)?, claim: RunClaim?) throws {
+        let comm = Processes.comm
         let channels = config.mae.encoder.channels
         let train = try loaded ?? loadData(config.data, split: .train, channels: channels, limit: config.limit)
+        guard train.channels == channels else {
+            throw CLIError("\(config.data) now has \(train.channels)-channel images, but the run trains on \(channels)-channel images; resume with the data it was trained on")
+        }
         var evalSets: (any ImageDataset, any ImageDataset)?
         if config.knnEvery > 0 {
             let spec = config.evalData ?? config.data
-            let tr = config.evalData == nil ? train : try loadData(spec, split: .train, channels: channels)
-            let te = try loadData(spec, split: .test, channels: channels)
-            guard tr.labels != nil, te.labels != nil else { throw CLIError("--knn-every needs labeled data; \(spec) has no labels") }
-            evalSets = (tr, te)
+            let splits = config.evalData == nil
+                ? try EvaluationSplits(train: train, test: DataSource.hasTestSplit(spec) ? loadData(spec, split: .test, channels: channels) : train,
+                                       heldOut: DataSource.hasTestSplit(spec), what: spec)
+                : try EvaluationSplits.load(spec, channels: channels)
+            for set in [splits.train, splits.test] where set.channels != channels {
+                throw CLIError("--knn-every: \(spec) has \(set.channels)-channel images, but the run trains on \(channels)-channel images; pass --eval-data with \(channels)-channel images")
+            }
+            guard splits.train.labels != nil, splits.test.labels != nil else { throw CLIError("--knn-every needs labeled data; \(spec) has no labels") }
+            if comm.isPrimary, let w = splits.warning(spec) { warning(w) }
+            evalSets = (splits.train, splits.test)
         }
-        let comm = Processes.comm
         let trainee = config.method.make(config)
         // The batch's pixels alone (every view, this process's share) must fit in memory, or the run
         // would fail at its first batch after writing the run folder.
@@ -259,7 +295,7 @@ struct Pretrain: ParsableCommand {
         }
         let trainer = try Pretrainer(config: config, method: trainee, train: train, evalSets: evalSets, runFolder: folder.path,
                                      workers: runtime.workers(for: train), skipUnreadable: runtime.skipUnreadable, communicator: comm)
-        if comm.isPrimary { try FileIO.makeDirectory(folder.path) }   // only now: a run that fails validation leaves nothing behind
+        trainer.claim = claim
         trainer.injectedFailure = InjectedFailure.fromEnvironment(rank: comm.rank)
         let say: (String) -> Void = comm.isPrimary ? { print($0) } : { _ in }
         if resume {

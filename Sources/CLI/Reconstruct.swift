@@ -19,15 +19,29 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Output PNG.") var out = "reconstruction.png"
     @OptionGroup var runtime: RuntimeOptions
 
+    /// The largest grid written, in bytes of pixels (a 256-image grid of 224-pixel RGB images at the
+    /// default scale is 173 MB).
+    static let maxGridBytes = 1 << 28
+
     func run() throws {
         try runtime.apply()
         try Check.integer("--count", count, 1...256)
         try Check.integer("--scale", scale, 1...64)
+        // Every output is checked before any work, so a refused one leaves nothing written.
+        for path in [out, out + ".txt"] + (saveNoise.map { [$0] } ?? []) { try FileIO.checkWritable(path) }
         let ck = try LoadedCheckpoint(checkpoint)
         guard let model = ck.model else {
             throw CLIError("\(checkpoint) has no MAE decoder; reconstruction needs the full model of an mae or rcmae run (last.safetensors, not last.encoder.safetensors)")
         }
         let cfg = ck.config.mae, e = cfg.encoder, L = e.patches, S = e.imageSize, C = e.channels, p = e.patchSize
+        // The grid's size, bounded before anything is rendered.
+        let z = scale ?? max(1, 112 / S)
+        let gap = 2, cell = S * z
+        let W = 4 * cell + 5 * gap, H = count * cell + (count + 1) * gap
+        guard W * H * C <= Self.maxGridBytes else {
+            throw CLIError(String(format: "the grid would be %dx%d pixels (%.1f GB) for --count %d at --scale %d on %dx%d images; lower --count or --scale (at most %.0f MB)",
+                                  W, H, Double(W * H * C) / 1e9, count, z, S, S, Double(Self.maxGridBytes) / 1e6))
+        }
         let set = try ck.data(data ?? ck.config.evalData ?? ck.config.data, split: .test, limit: count).materialized()
         guard set.count >= count else { throw CLIError("the data has \(set.count) images, fewer than --count \(count)") }
         let aug = ck.config.augmentation.evaluation
@@ -44,7 +58,6 @@ struct Reconstruct: ParsableCommand {
         } else {
             noiseTensor = Tensor.uniform([count, L], rng: &rng)
         }
-        if let saveNoise { try FileIO.writeAtomically(NpyArray.serialize(floats: noiseTensor.array, shape: [count, L]), to: saveNoise) }
         let mask = MaskIndices(noise: noiseTensor, keep: cfg.keptPatches)
         model.eval()
         let (loss, pred) = withNoGrad { model(images, mask: mask) }
@@ -59,9 +72,6 @@ struct Reconstruct: ParsableCommand {
         for r in 0..<(count * L) where maskV[r] == 1 { for k in 0..<F { masked[r * F + k] = .nan } }   // drawn grey
         let panels = [orig, masked, predPix, pasted].map { Tensor($0, shape: [count, L, F]).unpatchify(patchSize: p, channels: C, height: S, width: S).array }
 
-        let z = scale ?? max(1, 112 / S)
-        let gap = 2, cell = S * z
-        let W = 4 * cell + 5 * gap, H = count * cell + (count + 1) * gap
         var px = [UInt8](repeating: 255, count: W * H * C)
         for n in 0..<count {
             for (col, panel) in panels.enumerated() {
@@ -78,6 +88,7 @@ struct Reconstruct: ParsableCommand {
             + (cfg.normPixLoss ? "norm-pix model: predictions de-normalized with each target patch's mean and std" : "pixel-target model")
             + String(format: "; masked-patch loss %.4f", loss.item)
         try FileIO.writeAtomically(caption + "\n", to: out + ".txt")
+        if let saveNoise { try FileIO.writeAtomically(NpyArray.serialize(floats: noiseTensor.array, shape: [count, L]), to: saveNoise) }
         print("wrote \(out) (\(count) images, \(W)x\(H)); caption in \(out).txt:")
         print(caption)
     }

@@ -93,6 +93,11 @@ struct RuntimeOptions: ParsableArguments {
     }
 }
 
+/// Prints "warning: …" on standard error.
+func warning(_ text: String) {
+    FileHandle.standardError.write(Data(("warning: " + text + "\n").utf8))
+}
+
 /// Indexes a dataset split (nothing is decoded), the first `limit` images when given.
 func loadData(_ spec: String, split: DataSource.Split, channels: Int?, limit: Int? = nil) throws -> any ImageDataset {
     try DataSource.load(spec, split: split, channels: channels, limit: limit)
@@ -100,17 +105,57 @@ func loadData(_ spec: String, split: DataSource.Split, channels: Int?, limit: In
 
 /// A Tessera checkpoint: its configuration and the model it holds.
 struct LoadedCheckpoint {
+    /// Throws unless the tensors that fix the encoder's (and, when present, the MAE decoder's) sizes
+    /// have the shapes `config` gives them, and the stacks have the depth it says.
+    static func checkShapes(_ file: SafeTensors.File, _ config: PretrainConfig, path: String) throws {
+        let e = config.mae.encoder, L = e.patches, p = e.patchSize, C = e.channels
+        func need(_ name: String, _ shape: [Int]) throws {
+            let found = file[name]?.shape
+            guard found == shape else {
+                throw CLIError("\(path): its configuration does not match its tensors (\(name) is \(found.map { "\($0)" } ?? "missing"), the configuration makes it \(shape)); the file is damaged or was edited")
+            }
+        }
+        func stack(_ prefix: String, depth: Int, dim: Int) throws {
+            try need("\(prefix).\(depth - 1).mlp.fc1.weight", [Int(Float(dim) * e.mlpRatio), dim])
+            if let extra = file.tensors.first(where: { $0.name.hasPrefix("\(prefix).\(depth).") }) {
+                throw CLIError("\(path): its configuration does not match its tensors (\(extra.name) is beyond the configured depth \(depth)); the file is damaged or was edited")
+            }
+        }
+        try need("patch_embed.proj.weight", [e.dim, C, p, p])
+        try need("pos_embed", [1, L + 1, e.dim])
+        try stack("blocks", depth: e.depth, dim: e.dim)
+        if file["decoder_pred.weight"] != nil {
+            let m = config.mae
+            try need("decoder_pos_embed", [1, L + 1, m.decoderDim])
+            try need("decoder_pred.weight", [p * p * C, m.decoderDim])
+            try stack("decoder_blocks", depth: m.decoderDepth, dim: m.decoderDim)
+        }
+    }
+
     /// A split of `spec` for this checkpoint's model: its images must have the model's channels (one
     /// line naming both otherwise); images of another uniform size are resized to the model's, with a
     /// warning naming both sizes.
     func data(_ spec: String, split: DataSource.Split, limit: Int? = nil, warn: Bool = true) throws -> any ImageDataset {
+        try fitted(loadData(spec, split: split, channels: config.mae.encoder.channels, limit: limit), spec, warn: warn)
+    }
+
+    /// The labeled splits of `spec` for this checkpoint's model (see ``data(_:split:limit:warn:)``);
+    /// a warning when the test split is the training split, unless `quiet`.
+    func splits(_ spec: String, quiet: Bool = false) throws -> EvaluationSplits {
+        let s = try EvaluationSplits.load(spec, channels: config.mae.encoder.channels)
+        _ = try fitted(s.train, spec, warn: true)
+        _ = try fitted(s.test, spec, warn: false)
+        if !quiet, let w = s.warning(spec) { warning(w) }
+        return s
+    }
+
+    private func fitted(_ set: any ImageDataset, _ spec: String, warn: Bool) throws -> any ImageDataset {
         let e = config.mae.encoder
-        let set = try loadData(spec, split: split, channels: e.channels, limit: limit)
         guard set.channels == e.channels else {
             throw CLIError("\(spec) has \(set.channels)-channel images, but \(path) was trained on \(e.channels)-channel images")
         }
         if warn, let u = set.uniformSize, u.height != e.imageSize || u.width != e.imageSize {
-            FileHandle.standardError.write(Data("warning: \(spec) has \(u.width)x\(u.height) images, \(path) was trained on \(e.imageSize)x\(e.imageSize); they are resized\n".utf8))
+            warning("\(spec) has \(u.width)x\(u.height) images, \(path) was trained on \(e.imageSize)x\(e.imageSize); they are resized")
         }
         return set
     }
@@ -129,6 +174,9 @@ struct LoadedCheckpoint {
             throw CLIError("\(path): no Tessera configuration in the metadata; only checkpoints written by 'tessera pretrain' can be read")
         }
         config = try PretrainConfig.decode(c)
+        // The configuration sizes the model built below: it must describe these tensors before
+        // anything is allocated (a small file claiming a huge model is one line, not an OOM kill).
+        try Self.checkShapes(file, config, path: path)
         var rng = TesseraRNG(seed: 0)
         if config.method == .mae || config.method == .rcmae, file["decoder_pred.weight"] != nil {   // the full MAE
             let m = MaskedAutoencoder(config.mae, rng: &rng)

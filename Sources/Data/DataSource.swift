@@ -33,9 +33,16 @@ public enum DataSource {
                 return hasShards ? try TarShards.index(dir, channels: channels ?? 3, limit: limit)
                                  : try ImageFiles.index(dir, channels: channels ?? 3, limit: limit)
             }
-            let sub = split == .train ? ["train"] : ["test", "val"]
-            for s in sub where fm.fileExists(atPath: spec + "/" + s) { return try folder(spec + "/" + s) }
-            return try folder(spec)
+            // A split layout (train/ and test/ or val/): each split from its own folder, never the
+            // parent read as an ImageFolder whose classes are the split names.
+            let splits = splitFolders(spec)
+            guard !splits.isEmpty else { return try folder(spec) }
+            let wanted = split == .train ? ["train"] : ["test", "val"]
+            if let s = wanted.first(where: splits.contains) { return try folder(spec + "/" + s) }
+            guard splits.contains("train") else {
+                throw DataError("\(spec) has \(splits.map { $0 + "/" }.joined(separator: " and ")) but no train/ folder; put the training images in \(spec)/train")
+            }
+            return try folder(spec + "/train")   // no test split: the training split (hasTestSplit says so)
         }
         if spec.hasSuffix(".npy") {
             let labels = String(spec.dropLast(4)) + "-labels.npy"
@@ -46,5 +53,22 @@ public enum DataSource {
             return try ImageSet.idx(images: spec, labels: fm.fileExists(atPath: labels) ? labels : nil).prefix(limit ?? Int.max)
         }
         throw DataError("\(spec): unknown dataset format; use fashion-mnist, a .npy file, an IDX images file, an image folder or .tar shards")
+    }
+
+    /// Whether `spec` has a test split apart from its training split: Fashion-MNIST, and folders
+    /// with `test/` or `val/`. For anything else, ``load(_:split:channels:limit:)`` gives the training
+    /// images for `.test` (see ``EvaluationSplits``).
+    public static func hasTestSplit(_ spec: String) -> Bool {
+        if spec == "fashion-mnist" || spec.hasPrefix("fashion-mnist:") { return true }
+        let splits = splitFolders(spec)
+        return splits.contains("test") || splits.contains("val")
+    }
+
+    /// The split folders (`train`, `test`, `val`) directly under `spec`.
+    static func splitFolders(_ spec: String) -> [String] {
+        ["train", "test", "val"].filter { name in
+            var isDir: ObjCBool = false
+            return FileManager.default.fileExists(atPath: spec + "/" + name, isDirectory: &isDir) && isDir.boolValue
+        }
     }
 }

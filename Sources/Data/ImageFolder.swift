@@ -59,12 +59,20 @@ public struct ImageFiles: ImageDataset {
         if classes.isEmpty {
             for f in top.files where isImage(f) && paths.count < cap { paths.append(f) }
         } else {
+            // Links are followed, but each directory is walked once: a link back to the root, a class
+            // or any folder already seen (a cycle, or a second way to the same images) is skipped.
+            var seen: Set<DirectoryID> = []
+            for d in [[]] + classes { if let id = DirectoryID(root + "/" + String(decoding: d, as: UTF8.self)) { seen.insert(id) } }
             outer: for (ci, cls) in classes.enumerated() {
                 // Every folder under the class, then sorted by path as os.walk's tuples sort.
                 var dirs: [[UInt8]] = [cls], pending: [[UInt8]] = [cls]
                 while let d = pending.popLast() {
                     let sub = try listDirectory(root + "/" + String(decoding: d, as: UTF8.self)).dirs
-                    for s in sub { let p = d + [UInt8(ascii: "/")] + s; dirs.append(p); pending.append(p) }
+                    for s in sub {
+                        let p = d + [UInt8(ascii: "/")] + s
+                        guard let id = DirectoryID(root + "/" + String(decoding: p, as: UTF8.self)), seen.insert(id).inserted else { continue }
+                        dirs.append(p); pending.append(p)
+                    }
                 }
                 dirs.sort { $0.lexicographicallyPrecedes($1) }
                 for d in dirs {
@@ -92,6 +100,16 @@ public struct ImageFiles: ImageDataset {
     public func prefix(_ n: Int) -> any ImageDataset {
         n >= count ? self : ImageFiles(root: root, paths: paths.prefix(n), channels: channels, labels: labels.map { Array($0.prefix(n)) },
                                        classNames: classNames)
+    }
+
+    /// A directory's device and inode (after following links).
+    struct DirectoryID: Hashable {
+        let device: UInt64, inode: UInt64
+        init?(_ path: String) {
+            var st = stat()
+            guard stat(path, &st) == 0 else { return nil }
+            device = UInt64(st.st_dev); inode = UInt64(st.st_ino)
+        }
     }
 
     static func isImage(_ name: [UInt8]) -> Bool {

@@ -10,12 +10,9 @@ final class MappedFile: @unchecked Sendable {
     let size: Int
 
     init(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw DataError("\(path): cannot open (\(String(cString: strerror(errno))))") }
+        let (fd, size) = try FileIO.openRegularFile(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw DataError("\(path): not a regular file") }
-        size = Int(st.st_size)
+        self.size = size
         guard size > 0 else { throw DataError("\(path): empty file") }
         guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
             throw DataError("\(path): cannot map the file (\(String(cString: strerror(errno))))")

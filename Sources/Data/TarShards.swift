@@ -89,38 +89,59 @@ public struct TarShards: ImageDataset {
     /// One sample of a shard: its key, its image member's data offset and size, and its label.
     struct Sample: Equatable { var key: String; var offset: Int; var size: Int; var label: Int? }
 
-    /// The samples of a shard, from its index file `PATH.idx` when that matches the shard's size, else
-    /// by scanning the shard's headers (one read per member: slow on a cold disk), after which the
-    /// index file is written beside it when the directory is writable.
+    /// The samples of a shard, from its index file `PATH.idx` when that was written for this very
+    /// shard (``readIndex(_:shard:)``), else by scanning the shard's headers (one read per member: slow
+    /// on a cold disk), after which the index file is written beside it when the directory is writable.
     static func samples(ofShard path: String) throws -> [Sample] {
-        var st = stat()
-        guard stat(path, &st) == 0 else { throw DataError("\(path): cannot open (\(String(cString: strerror(errno))))") }
-        let tarSize = Int(st.st_size)
-        if let cached = readIndex(path + ".idx", tarSize: tarSize) { return cached }
+        let identity = try ShardIdentity(path)
+        if let cached = readIndex(path + ".idx", shard: identity) { return cached }
         let found = try scanSamples(path)
-        try? FileIO.writeAtomically(indexFile(found, tarSize: tarSize), to: path + ".idx")
+        try? FileIO.writeAtomically(indexFile(found, shard: identity), to: path + ".idx")
         return found
     }
 
-    /// The index file of a shard: a header line `tessera-tar-index 1 <tar bytes>`, then per sample
-    /// `key<TAB>offset<TAB>size<TAB>label` (label −1 when there is none).
-    static func indexFile(_ samples: [Sample], tarSize: Int) -> [UInt8] {
-        var text = "tessera-tar-index 1 \(tarSize)\n"
+    /// What an index file records of its shard: byte size and modification time (nanoseconds). A
+    /// shard replaced by another of the same size (a re-shuffled pack) has a new time; one copied with
+    /// its time kept is caught by the spot check of ``readIndex(_:shard:)``.
+    struct ShardIdentity: Equatable {
+        let path: String, size: Int, mtime: Int
+        init(path: String, size: Int, mtime: Int) { self.path = path; self.size = size; self.mtime = mtime }
+        init(_ path: String) throws {
+            var st = stat()
+            guard stat(path, &st) == 0 else { throw DataError("\(path): cannot open (\(String(cString: strerror(errno))))") }
+            self.path = path
+            size = Int(st.st_size)
+            mtime = Int(st.st_mtim.tv_sec) * 1_000_000_000 + Int(st.st_mtim.tv_nsec)
+        }
+    }
+
+    /// The index file of a shard: a header line `tessera-tar-index 2 <tar bytes> <mtime ns>`, then per
+    /// sample `key<TAB>offset<TAB>size<TAB>label` (label −1 when there is none).
+    static func indexFile(_ samples: [Sample], shard: ShardIdentity) -> [UInt8] {
+        var text = "tessera-tar-index 2 \(shard.size) \(shard.mtime)\n"
         for x in samples { text += "\(x.key)\t\(x.offset)\t\(x.size)\t\(x.label ?? -1)\n" }
         return Array(text.utf8)
     }
 
-    /// Parses an index file, or nil when it is missing, malformed or for a shard of another size.
-    static func readIndex(_ path: String, tarSize: Int) -> [Sample]? {
+    /// Parses an index file, or nil when it is missing, malformed, of an older version, or not for
+    /// `shard` as it is now: another size or time, or a spot check of the shard (the member headers
+    /// of its first, middle and last sample: each a valid header for that key and size) fails.
+    static func readIndex(_ path: String, shard: ShardIdentity) -> [Sample]? {
         guard FileManager.default.fileExists(atPath: path), let bytes = try? FileIO.readAll(path, limit: 1 << 30) else { return nil }
         let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-        guard lines.first == "tessera-tar-index 1 \(tarSize)" else { return nil }
+        guard lines.first == "tessera-tar-index 2 \(shard.size) \(shard.mtime)" else { return nil }
         var out: [Sample] = []
         for line in lines.dropFirst() where !line.isEmpty {
             let f = line.split(separator: "\t", omittingEmptySubsequences: false)
             guard f.count == 4, let o = Int(f[1]), let n = Int(f[2]), let l = Int(f[3]), o >= 512, n >= 0, n < Int(Int32.max),
-                  o + n <= tarSize, l >= -1, l < 100_000 else { return nil }
+                  o + n <= shard.size, l >= -1, l < 100_000 else { return nil }
             out.append(Sample(key: String(f[0]), offset: o, size: n, label: l < 0 ? nil : l))
+        }
+        guard let fd = try? FileIO.openRegularFile(shard.path).fd else { return nil }
+        defer { close(fd) }
+        for k in Set([0, out.count / 2, out.count - 1]) where k >= 0 && k < out.count {
+            var h = [UInt8](repeating: 0, count: 512)
+            guard pread(fd, &h, 512, off_t(out[k].offset - 512)) == 512, TarReader.headerMatches(h, key: out[k].key, size: out[k].size) else { return nil }
         }
         return out
     }
@@ -157,8 +178,7 @@ public struct TarShards: ImageDataset {
 
     public func image(_ i: Int) throws -> StoredImage {
         let path = shards[Int(shardOf[i])]
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw DataError("\(path): cannot open (\(String(cString: strerror(errno))))") }
+        let (fd, _) = try FileIO.openRegularFile(path)
         defer { close(fd) }
         let size = Int(sizes[i])
         var out = [UInt8](repeating: 0, count: size)
@@ -287,7 +307,20 @@ extension TarShards {
     /// Returns the number of shards and bytes written.
     public static func pack(_ set: ImageFiles, into directory: String, shardSize: Int, shuffleSeed: UInt64?) throws -> (shards: Int, bytes: Int) {
         precondition(shardSize >= 1, "TarShards.pack: shard size must be positive")
+        // A pack that fails part way removes what it wrote (and the directory, when it created it), so
+        // the same command can simply be run again.
+        let created = !FileManager.default.fileExists(atPath: directory)
         try FileIO.makeDirectory(directory)
+        var written: [String] = []
+        do { return try packShards(set, into: directory, shardSize: shardSize, shuffleSeed: shuffleSeed, written: &written) } catch {
+            for path in written { unlink(path) }
+            if created { rmdir(directory) }
+            throw error
+        }
+    }
+
+    static func packShards(_ set: ImageFiles, into directory: String, shardSize: Int, shuffleSeed: UInt64?,
+                           written: inout [String]) throws -> (shards: Int, bytes: Int) {
         var order = Array(0..<set.count)
         if let shuffleSeed {
             var rng = TesseraRNG(seed: shuffleSeed)
@@ -308,10 +341,15 @@ extension TarShards {
             tar += TarReader.end
             bytes += tar.count
             let name = directory + "/" + String(format: "shard-%06d.tar", s)
+            written.append(name)
             try FileIO.writeAtomically(tar, to: name)
-            try FileIO.writeAtomically(indexFile(samples, tarSize: tar.count), to: name + ".idx")
+            written.append(name + ".idx")
+            try FileIO.writeAtomically(indexFile(samples, shard: try ShardIdentity(name)), to: name + ".idx")
         }
-        if set.labels != nil { try FileIO.writeAtomically(Array((set.classNames.joined(separator: "\n") + "\n").utf8), to: directory + "/classes.txt") }
+        if set.labels != nil {
+            written.append(directory + "/classes.txt")
+            try FileIO.writeAtomically(Array((set.classNames.joined(separator: "\n") + "\n").utf8), to: directory + "/classes.txt")
+        }
         return (shards, bytes)
     }
 }
@@ -325,12 +363,8 @@ public enum TarReader {
     /// returns the member's first n bytes; the member returns false to stop. Hostile input: every
     /// size is checked against the file.
     public static func scan(_ path: String, _ member: (String, Int, Int, (Int) throws -> [UInt8]) throws -> Bool) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw DataError("\(path): cannot open (\(String(cString: strerror(errno))))") }
+        let (fd, fileSize) = try FileIO.openRegularFile(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw DataError("\(path): not a regular file") }
-        let fileSize = Int(st.st_size)
         func readAt(_ offset: Int, _ n: Int) throws -> [UInt8] {
             guard offset + n <= fileSize else { throw DataError("\(path): truncated tar (a member runs past the end); re-create the shard") }
             var b = [UInt8](repeating: 0, count: n)
@@ -345,7 +379,12 @@ public enum TarReader {
         }
         var at = 0
         var longName: String?
-        while at + 512 <= fileSize {
+        while true {
+            // A tar ends with zero blocks; a file that ends without one was cut (inside a header, or at a
+            // member boundary, where it would otherwise read as a shorter valid archive).
+            guard at + 512 <= fileSize else {
+                throw DataError("\(path): truncated tar (it ends at byte \(fileSize) without the end-of-archive blocks); re-create or re-copy the shard")
+            }
             let h = try readAt(at, 512)
             if h.allSatisfy({ $0 == 0 }) { return }   // end of archive
             var sum = 0
@@ -377,6 +416,21 @@ public enum TarReader {
                 longName = nil   // directories, links, global headers: skipped
             }
         }
+    }
+
+    /// Whether a 512-byte block is a valid header of a regular member of `size` bytes whose name is
+    /// `key` plus an extension (a name filling the field, cut by a long-name extension, is not compared).
+    static func headerMatches(_ h: [UInt8], key: String, size: Int) -> Bool {
+        var sum = 0
+        for (i, b) in h.enumerated() { sum += (148..<156).contains(i) ? 32 : Int(b) }
+        guard h.count == 512, let stored = octal(h[148..<156]), stored == sum, octal(h[124..<136]) == size,
+              [0, UInt8(ascii: "0"), UInt8(ascii: "7")].contains(h[156]) else { return false }
+        var name = cString(h[0..<100])
+        if Array(h[257..<262]) == Array("ustar".utf8) {
+            let prefix = cString(h[345..<500])
+            if !prefix.isEmpty { name = prefix + "/" + name }
+        }
+        return h[99] != 0 || name.hasPrefix(key + ".")
     }
 
     static func cString(_ b: ArraySlice<UInt8>) -> String { String(decoding: b.prefix { $0 != 0 }, as: UTF8.self) }

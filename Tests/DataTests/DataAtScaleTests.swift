@@ -141,12 +141,23 @@ final class DataAtScaleTests: XCTestCase {
         XCTAssertEqual(shards.count, folder.count)
         // pack wrote each shard's index file; it matches a scan, and one for a shard of another size is ignored.
         let first = dir + "/shard-000000.tar"
-        let size = try FileIO.readAll(first).count
-        XCTAssertEqual(TarShards.readIndex(first + ".idx", tarSize: size), try TarShards.scanSamples(first))
-        XCTAssertEqual(TarShards.readIndex(first + ".idx", tarSize: size)?.count, 5)
-        XCTAssertNil(TarShards.readIndex(first + ".idx", tarSize: size + 1))
-        try write(Array("tessera-tar-index 1 \(size)\nkey\t999999\t5\t0\n".utf8), tmp + "/bad.idx")
-        XCTAssertNil(TarShards.readIndex(tmp + "/bad.idx", tarSize: size))   // offset past the end: not trusted
+        let id = try TarShards.ShardIdentity(first)
+        XCTAssertEqual(id.size, try FileIO.readAll(first).count)
+        XCTAssertEqual(TarShards.readIndex(first + ".idx", shard: id), try TarShards.scanSamples(first))
+        XCTAssertEqual(TarShards.readIndex(first + ".idx", shard: id)?.count, 5)
+        XCTAssertNil(TarShards.readIndex(first + ".idx", shard: .init(path: first, size: id.size + 1, mtime: id.mtime)))
+        XCTAssertNil(TarShards.readIndex(first + ".idx", shard: .init(path: first, size: id.size, mtime: id.mtime + 1)))
+        let header = "tessera-tar-index 2 \(id.size) \(id.mtime)\n"
+        try write(Array((header + "key\t999999\t5\t0\n").utf8), tmp + "/bad.idx")
+        XCTAssertNil(TarShards.readIndex(tmp + "/bad.idx", shard: id))   // offset past the end: not trusted
+        // Right size and time, but the members are not where it says (another pack's index): not trusted.
+        let valid = try XCTUnwrap(TarShards.readIndex(first + ".idx", shard: id))
+        var swapped = valid
+        swapped[0].key = valid[1].key; swapped[1].key = valid[0].key
+        try write(TarShards.indexFile(swapped, shard: id), tmp + "/swapped.idx")
+        XCTAssertNil(TarShards.readIndex(tmp + "/swapped.idx", shard: id))
+        try write(TarShards.indexFile(valid, shard: id), tmp + "/copy.idx")
+        XCTAssertEqual(TarShards.readIndex(tmp + "/copy.idx", shard: id), valid)
         XCTAssertEqual(shards.labels, folder.labels)
         XCTAssertEqual(shards.classNames, folder.classNames)
         for i in 0..<folder.count {

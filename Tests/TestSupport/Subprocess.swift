@@ -9,6 +9,8 @@ public enum Subprocess {
         public let status: Int32
         public let stdout: String, stderr: String
         public let seconds: Double
+        /// True when `run`'s timeout killed it.
+        public var timedOut = false
     }
 
     /// The path of executable `name` of this package: in the products directory, which holds (or
@@ -44,15 +46,23 @@ public enum Subprocess {
     }
 
     /// Runs `path args` to the end (see ``start(_:_:env:cwd:stdout:stderr:)``); output goes through
-    /// temporary files, so nothing needs draining while it runs.
-    public static func run(_ path: String, _ args: [String], env: [String: String] = [:], cwd: String? = nil) throws -> Outcome {
+    /// temporary files, so nothing needs draining while it runs. With `timeout`, a program still
+    /// running after that many seconds is killed (SIGKILL): the outcome then has `exited` false and
+    /// `timedOut` true.
+    public static func run(_ path: String, _ args: [String], env: [String: String] = [:], cwd: String? = nil,
+                           timeout: Double? = nil) throws -> Outcome {
         let base = NSTemporaryDirectory() + "tessera-subprocess-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
         defer { for s in [".out", ".err"] { try? FileManager.default.removeItem(atPath: base + s) } }
         let started = Date()
         let p = try start(path, args, env: env, cwd: cwd, stdout: base + ".out", stderr: base + ".err")
+        var timedOut = false
+        if let timeout {
+            while p.isRunning && Date().timeIntervalSince(started) < timeout { usleep(20_000) }
+            if p.isRunning { timedOut = true; kill(p.processIdentifier, SIGKILL) }
+        }
         p.waitUntilExit()
         func text(_ path: String) -> String { String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) }
         return Outcome(exited: p.terminationReason == .exit, status: p.terminationStatus, stdout: text(base + ".out"),
-                       stderr: text(base + ".err"), seconds: Date().timeIntervalSince(started))
+                       stderr: text(base + ".err"), seconds: Date().timeIntervalSince(started), timedOut: timedOut)
     }
 }

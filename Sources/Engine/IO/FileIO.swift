@@ -12,15 +12,43 @@ public enum FileIO {
         public var description: String { message }
     }
 
+    /// Opens a regular file for reading, or throws one line naming `path`: never blocks on a FIFO
+    /// or a device (the open is non-blocking, then the type is checked on the descriptor itself).
+    /// Returns the descriptor (blocking again) and its size; the caller closes it.
+    public static func openRegularFile(_ path: String) throws -> (fd: Int32, size: Int) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw FileIO.Error(message: "\(path): cannot open (\(String(cString: strerror(errno))))") }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            close(fd)
+            throw Error(message: "\(path): cannot stat (\(String(cString: strerror(e))))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw Error(message: "\(path): not a regular file (\(kind(st.st_mode))); pass a file")
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        return (fd, Int(st.st_size))
+    }
+
+    /// What a file mode is, in words.
+    static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a FIFO"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        case S_IFLNK: return "a symbolic link"
+        default: return "a regular file"
+        }
+    }
+
     /// Reads a whole file, refusing files larger than `limit` bytes.
     public static func readAll(_ path: String, limit: Int = 1 << 34) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileIO.Error(message: "\(path): cannot open (\(String(cString: strerror(errno))))") }
+        let (fd, size) = try openRegularFile(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw Error(message: "\(path): cannot stat (\(String(cString: strerror(errno))))") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw Error(message: "\(path): not a regular file") }
-        let size = Int(st.st_size)
         guard size <= limit else { throw Error(message: "\(path): \(size) bytes exceeds the \(limit)-byte limit") }
         var out = [UInt8](repeating: 0, count: size)
         var done = 0
@@ -36,7 +64,12 @@ public enum FileIO {
     /// Writes `bytes` to `path` so that a crash at any moment leaves either the old file or the new
     /// one: write a temporary file in the same directory, fsync it, rename it over `path`, fsync the
     /// directory. The temporary file is removed on failure.
-    public static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+    ///
+    /// Only a regular file is replaced: a `path` that is a directory, FIFO, device or socket is
+    /// refused (one line), and a symbolic link is followed, so the file it points to is replaced and
+    /// the link stays (see ``outputTarget(_:)``).
+    public static func writeAtomically(_ bytes: [UInt8], to requested: String) throws {
+        let path = try outputTarget(requested)
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
         let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
@@ -70,6 +103,49 @@ public enum FileIO {
         ok = true
         let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+
+    /// The file a write to `path` replaces: `path` itself when it does not exist or is a regular
+    /// file, the file a symbolic link resolves to (which must itself not exist in an existing
+    /// directory, or be a regular file); anything else is refused with one line naming `path`. The
+    /// commands check their outputs with it before they start work, so a refused output costs nothing.
+    public static func outputTarget(_ path: String) throws -> String {
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            guard errno == ENOENT else { throw Error(message: "\(path): cannot write (\(String(cString: strerror(errno)))); choose another path") }
+            return path
+        }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return path
+        case S_IFLNK:
+            // Follow the whole chain; a link to nothing names a file to create in an existing directory.
+            if let resolved = realpath(path, nil) {
+                defer { free(resolved) }
+                let target = String(cString: resolved)
+                var t = stat()
+                guard stat(target, &t) == 0, (t.st_mode & S_IFMT) == S_IFREG else {
+                    throw Error(message: "\(path): a link to \(target), which is not a regular file (\(kind(t.st_mode))); choose another path")
+                }
+                return target
+            }
+            throw Error(message: "\(path): a symbolic link that does not resolve (\(String(cString: strerror(errno)))); remove it or choose another path")
+        default:
+            throw Error(message: "\(path): exists and is not a regular file (\(kind(st.st_mode))); choose another path")
+        }
+    }
+
+    /// Fails with one line unless a write to `path` could go ahead: the target (``outputTarget(_:)``)
+    /// is an existing writable regular file, or its directory exists and is writable. Writes nothing.
+    public static func checkWritable(_ path: String) throws {
+        let target = try outputTarget(path)
+        let dir = (target as NSString).deletingLastPathComponent
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir.isEmpty ? "." : dir, isDirectory: &isDir), isDir.boolValue else {
+            throw Error(message: "\(path): the directory \(dir) does not exist; create it or choose another path")
+        }
+        guard access(dir.isEmpty ? "." : dir, W_OK) == 0 else {
+            throw Error(message: "\(path): \(dir) is not writable; choose a writable location")
+        }
     }
 
     /// The error of a write that found its device full: the file, the bytes it needed and the bytes
@@ -127,12 +203,25 @@ public enum FileIO {
     /// lock left by a killed process is simply taken over.
     public final class DirectoryLock {
         private let fd: Int32
+        /// The lock file, `<dir>/.tessera.lock`.
+        public let path: String
 
         /// Locks `directory` (which must exist), or throws naming the process that holds it.
         public init(_ directory: String) throws {
-            let path = directory + "/.tessera.lock"
-            fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw FileIO.Error(message: "\(path): cannot open (\(String(cString: strerror(errno)))); choose a writable location") }
+            path = directory + "/.tessera.lock"
+            // Never through a link, never a FIFO or device: the lock file is a regular file of the folder.
+            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
+            guard fd >= 0 else {
+                let e = errno
+                if e == ELOOP { throw FileIO.Error(message: "\(path) is a symbolic link, which tessera does not follow; remove it (rm \(path)) and retry") }
+                throw FileIO.Error(message: "\(path): cannot open (\(String(cString: strerror(e)))); choose a writable location")
+            }
+            var st = stat()
+            guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+                close(fd)
+                throw FileIO.Error(message: "\(path) is not a regular file (\(FileIO.kind(st.st_mode))); remove it and retry")
+            }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
                 var buf = [UInt8](repeating: 0, count: 32)
                 let n = pread(fd, &buf, 31, 0)
@@ -143,6 +232,7 @@ public enum FileIO {
             let pid = Array("\(getpid())\n".utf8)
             _ = ftruncate(fd, 0)
             _ = pwrite(fd, pid, pid.count, 0)
+            self.fd = fd
         }
 
         deinit { close(fd) }   // closing the descriptor releases the lock

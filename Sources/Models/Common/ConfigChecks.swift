@@ -118,6 +118,8 @@ extension PretrainConfig {
             try real("rcmae.momentum (--teacher-momentum)", o.momentum, 0...1)
         case .msn:
             guard let o = msn else { throw FileIO.Error(message: "method msn without its msn options") }
+            // The projection head's BatchNorm normalizes over the (global) batch: one image has no variance.
+            try need(batchSize >= 2, "--batch-size \(batchSize): MSN's BatchNorm head needs at least 2 images per step; raise --batch-size")
             try int("msn.focalViews (--focal-views)", o.focalViews, ConfigLimits.focalViews)
             try int("msn.focalSize (--focal-size)", o.focalSize, ConfigLimits.imageSize)
             try need(o.focalSize % e.patchSize == 0 && o.focalSize >= e.patchSize,

@@ -29,6 +29,53 @@ public struct RunFolder: Sendable {
     public func trainState(_ tag: String) -> String { path + "/\(tag).train-state.safetensors" }
 }
 
+/// A run folder held by this process: created where missing and locked before anything else is read
+/// or written, so that two commands on one `--run` cannot both get past their checks (a second one
+/// is refused at once, naming the holder). If the command then fails before its first checkpoint,
+/// ``abandon()`` takes away what it added, leaving the file system as it found it.
+public final class RunClaim {
+    public let folder: RunFolder
+    public let lock: FileIO.DirectoryLock
+    /// Directories this claim created, outermost first.
+    private let created: [String]
+    /// Entries of the folder when it was claimed.
+    private let existed: Set<String>
+
+    public init(_ folder: RunFolder) throws {
+        var missing: [String] = []
+        var p = URL(fileURLWithPath: folder.path).standardizedFileURL.path
+        while !FileManager.default.fileExists(atPath: p) {
+            missing.append(p)
+            let parent = (p as NSString).deletingLastPathComponent
+            if parent == p || parent.isEmpty { break }
+            p = parent
+        }
+        try FileIO.makeDirectory(folder.path)
+        created = missing.reversed()
+        existed = Set((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])
+        do { lock = try FileIO.DirectoryLock(folder.path) } catch {
+            for dir in missing { rmdir(dir) }
+            throw error
+        }
+        self.folder = folder
+    }
+
+    /// Whether the folder holds a run to continue: its train state, which every save writes first.
+    public var holdsRun: Bool { FileManager.default.fileExists(atPath: folder.trainState("last")) }
+
+    /// After a failure: when no train state was saved, removes the files this command added (the lock,
+    /// configuration, metrics, a checkpoint cut short) and the directories it created; with a train
+    /// state on disk everything stays, to be resumed.
+    public func abandon() {
+        guard !holdsRun else { return }
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: folder.path)) ?? [] where !existed.contains(name) {
+            unlink(folder.path + "/" + name)
+        }
+        for dir in created.reversed() { rmdir(dir) }   // only emptied ones go
+    }
+}
+
 /// Runs the pretraining loop of any ``PretrainingMethod``: AdamW with MAE's parameter groups,
 /// per-iteration warmup + cosine learning rate, optional gradient accumulation, a background data
 /// loader, progress and metrics, atomic checkpoints every N epochs, full-state resume, and kNN
@@ -53,6 +100,9 @@ public final class Pretrainer {
     public let evalSets: (train: any ImageDataset, test: any ImageDataset)?
     /// The processes of a data-parallel job (``SingleProcess`` for one).
     public let comm: any Communicator
+    /// The run folder's claim (and lock), held by the primary process from ``train(stopAfter:)`` on,
+    /// or given before, as `tessera pretrain` does, so that it covers everything the command reads.
+    public var claim: RunClaim?
     public var logger = Logger(label: "tessera.pretrain")
     /// Where progress lines go (stdout unless replaced).
     public var print: (String) -> Void = { Swift.print($0) }
@@ -80,6 +130,9 @@ public final class Pretrainer {
         }
         loader = Self.loader(config, method: method, data: trainSet, workers: workers,
                              shard: EpochShard(rank: communicator.rank, of: W, globalBatch: config.batchSize))
+        guard loader.stepsPerEpoch >= config.accumSteps else {
+            throw TrainingError(description: "--accum \(config.accumSteps) needs \(config.accumSteps) batches per step, but an epoch of \(trainSet.count) images has \(loader.stepsPerEpoch) batches of \(config.batchSize); lower --accum or --batch-size")
+        }
         method.distribute(over: communicator)
         loader.skipUnreadable = skipUnreadable
         optimizer = AdamW(method.optimizedParameters(), learningRate: Float(config.learningRate), betas: (config.beta1, config.beta2),
@@ -188,6 +241,14 @@ public final class Pretrainer {
               let e = Int(model.metadata["epoch"] ?? "") else {
             throw TrainingError(description: "\(run.path): \(tag).safetensors and \(tag).train-state.safetensors are from different steps; start a new run or restore both files")
         }
+        // Checkpoints are written at epoch ends: the step is the epochs done times the steps per epoch.
+        guard e >= 0, e <= ConfigLimits.epochs.upperBound, s >= 0, s == e * stepsPerEpoch else {
+            let was = e > 0 && s > 0 && s % e == 0 && s / e <= Int(Int32.max) ? s / e : nil
+            if let was, was != stepsPerEpoch {
+                throw TrainingError(description: "\(run.trainState(tag)) was saved after \(e) epochs of \(was) steps per epoch, but the training data now gives \(stepsPerEpoch) steps per epoch; the data changed since the run started: resume with the data it was trained on")
+            }
+            throw TrainingError(description: "\(run.trainState(tag)): epoch \(e) and step \(s) are not a point of this run (\(stepsPerEpoch) steps per epoch); the file is damaged: restore it or start a new run")
+        }
         if let c = model.metadata["config"] {
             let saved = try PretrainConfig.decode(c)
             // More epochs may be asked for on resume (the remaining schedule then stretches), and the
@@ -215,7 +276,9 @@ public final class Pretrainer {
             }
             t.data.update(from: v, count: t.count)
         }
-        guard let st = state["optimizer.step"]?.int64s()?.first else { throw TrainingError(description: "\(run.trainState(tag)): no optimizer.step") }
+        guard let st = state["optimizer.step"]?.int64s()?.first, st >= 0, st <= Int64(s) else {
+            throw TrainingError(description: "\(run.trainState(tag)): optimizer.step is missing or not within 0…\(s); the file is damaged: restore it or start a new run")
+        }
         optimizer.restore(step: Int(st))
         step = s
         epoch = e
@@ -341,11 +404,8 @@ public final class Pretrainer {
     @discardableResult
     public func train(stopAfter: Int? = nil) throws -> Double {
         let primary = comm.isPrimary
-        var lock: FileIO.DirectoryLock?
-        defer { withExtendedLifetime(lock) {} }   // held until training returns
         if primary {
-            try FileIO.makeDirectory(run.path)
-            lock = try FileIO.DirectoryLock(run.path)   // one writer per run folder
+            if claim == nil { claim = try RunClaim(run) }   // one writer per run folder
             try recoverFolder()
             try FileIO.writeAtomically(config.json() + "\n", to: run.config)
             if !FileManager.default.fileExists(atPath: run.metricsCSV) {
