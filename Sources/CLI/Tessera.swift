@@ -124,7 +124,7 @@ struct LoadedCheckpoint {
         try need("patch_embed.proj.weight", [e.dim, C, p, p])
         try need("pos_embed", [1, L + 1, e.dim])
         try stack("blocks", depth: e.depth, dim: e.dim)
-        if file["decoder_pred.weight"] != nil {
+        if config.method == .mae || config.method == .rcmae, file["decoder_pred.weight"] != nil {   // the full MAE, as built below
             let m = config.mae
             try need("decoder_pos_embed", [1, L + 1, m.decoderDim])
             try need("decoder_pred.weight", [p * p * C, m.decoderDim])
@@ -192,6 +192,9 @@ struct LoadedCheckpoint {
             try loadWeights(sub, into: e)
             encoder = e
             model = nil
+        }
+        if let bad = file.tensors.first(where: { $0.entry.floats()?.contains { !$0.isFinite } ?? false }) {
+            warning("\(path): tensor '\(bad.name)' holds NaN or infinite values, so what is computed from it means nothing; evaluate an earlier checkpoint of the run")
         }
     }
 }

@@ -293,6 +293,36 @@ final class HostileSweepTests: XCTestCase {
         assertRefused(try tessera(["pretrain", "--run", run, "--resume", "--epochs", "2"]), mentions: "steps per epoch")
     }
 
+    // MARK: 10. no folder state that neither a resume nor a new start accepts
+
+    /// A model file without the train state that every save writes first (a kill inside a first save,
+    /// or a copy by hand): `--resume` has nothing to continue, so a new start takes the folder over.
+    func testAnInterruptedFirstSaveIsNoDeadEnd() throws {
+        let dir = try scratch()
+        let (run, data) = try finishedRun(dir)
+        try FileManager.default.removeItem(atPath: run + "/last.train-state.safetensors")
+        assertRefused(try tessera(["pretrain", "--run", run, "--resume", "--epochs", "2"]), mentions: "drop --resume")
+        let fresh = try tessera(["pretrain", "--data", data, "--run", run] + tiny)
+        assertSucceeded(fresh)
+        XCTAssertTrue(fresh.stderr.contains("warning:") && fresh.stderr.contains("replaces it"), fresh.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/last.train-state.safetensors"))
+    }
+
+    /// A checkpoint whose weights are not finite is evaluated with a warning that says so.
+    func testNonFiniteWeightsAreSaid() throws {
+        let dir = try scratch()
+        let (run, _) = try finishedRun(dir)
+        let file = try SafeTensors.read(run + "/last.encoder.safetensors")
+        let tensors = file.tensors.map { t -> (name: String, entry: SafeTensors.Entry) in
+            guard t.name == "norm.weight", var v = t.entry.floats() else { return t }
+            v[0] = .nan
+            return (t.name, .init(floats: v, shape: t.entry.shape))
+        }
+        try SafeTensors.write(.init(tensors: tensors, metadata: file.metadata), to: dir + "/nan.safetensors")
+        let r = try tessera(["eval", dir + "/nan.safetensors", "--few-shot", "none", "--no-linear"])
+        XCTAssertTrue(r.stderr.contains("warning:") && r.stderr.contains("NaN"), r.stderr)
+    }
+
     // MARK: 9. failed commands leave nothing
 
     func testFailedCommandsLeaveNothingBehind() throws {

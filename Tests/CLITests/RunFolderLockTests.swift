@@ -1,4 +1,5 @@
 import Foundation
+import TesseraEngine
 import TestSupport
 import XCTest
 
@@ -28,7 +29,9 @@ final class RunFolderLockTests: XCTestCase {
 
         kill(holder.processIdentifier, SIGKILL)
         holder.waitUntilExit()
-        let third = try Subprocess.run(binary, ["pretrain", "--run", run, "--resume", "--epochs", "1"])
+        // One epoch more than the killed holder saved (a resume to fewer epochs than done is refused).
+        let done = try XCTUnwrap(Int(SafeTensors.read(run + "/last.train-state.safetensors").metadata["epoch"] ?? ""))
+        let third = try Subprocess.run(binary, ["pretrain", "--run", run, "--resume", "--epochs", "\(done + 1)"])
         XCTAssertEqual(third.status, 0, third.stderr)
     }
 }

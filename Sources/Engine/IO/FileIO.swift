@@ -34,15 +34,9 @@ public enum FileIO {
 
     /// What a file mode is, in words.
     static func kind(_ mode: mode_t) -> String {
-        switch mode & S_IFMT {
-        case S_IFDIR: return "a directory"
-        case S_IFIFO: return "a FIFO"
-        case S_IFCHR: return "a character device"
-        case S_IFBLK: return "a block device"
-        case S_IFSOCK: return "a socket"
-        case S_IFLNK: return "a symbolic link"
-        default: return "a regular file"
-        }
+        let names: [UInt32: String] = [UInt32(S_IFDIR): "a directory", UInt32(S_IFIFO): "a FIFO", UInt32(S_IFCHR): "a character device",
+                                       UInt32(S_IFBLK): "a block device", UInt32(S_IFSOCK): "a socket", UInt32(S_IFLNK): "a symbolic link"]
+        return names[UInt32(mode & S_IFMT)] ?? "a regular file"
     }
 
     /// Reads a whole file, refusing files larger than `limit` bytes.
@@ -115,9 +109,9 @@ public enum FileIO {
             guard errno == ENOENT else { throw Error(message: "\(path): cannot write (\(String(cString: strerror(errno)))); choose another path") }
             return path
         }
-        switch st.st_mode & S_IFMT {
-        case S_IFREG: return path
-        case S_IFLNK:
+        let type = st.st_mode & S_IFMT
+        if type == S_IFREG { return path }
+        if type == S_IFLNK {
             // Follow the whole chain; a link to nothing names a file to create in an existing directory.
             if let resolved = realpath(path, nil) {
                 defer { free(resolved) }
@@ -129,23 +123,28 @@ public enum FileIO {
                 return target
             }
             throw Error(message: "\(path): a symbolic link that does not resolve (\(String(cString: strerror(errno)))); remove it or choose another path")
-        default:
-            throw Error(message: "\(path): exists and is not a regular file (\(kind(st.st_mode))); choose another path")
         }
+        throw Error(message: "\(path): exists and is not a regular file (\(kind(st.st_mode))); choose another path")
     }
 
     /// Fails with one line unless a write to `path` could go ahead: the target (``outputTarget(_:)``)
     /// is an existing writable regular file, or its directory exists and is writable. Writes nothing.
     public static func checkWritable(_ path: String) throws {
         let target = try outputTarget(path)
-        let dir = (target as NSString).deletingLastPathComponent
+        let dir = parentDirectory(target)
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir.isEmpty ? "." : dir, isDirectory: &isDir), isDir.boolValue else {
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
             throw Error(message: "\(path): the directory \(dir) does not exist; create it or choose another path")
         }
-        guard access(dir.isEmpty ? "." : dir, W_OK) == 0 else {
+        guard access(dir, W_OK) == 0 else {
             throw Error(message: "\(path): \(dir) is not writable; choose a writable location")
         }
+    }
+
+    /// The directory a path names a file in: "." for a bare name, "/" for a file at the root.
+    public static func parentDirectory(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
     /// The error of a write that found its device full: the file, the bytes it needed and the bytes

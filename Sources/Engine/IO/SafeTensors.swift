@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reading and writing the [safetensors](https://github.com/huggingface/safetensors) format:
 /// an 8-byte little-endian header length N, N bytes of JSON header, then the raw tensor bytes.
@@ -236,6 +239,18 @@ public enum SafeTensors {
 
     /// Reads and parses a file. Errors name the path.
     public static func read(_ path: String) throws -> File {
+        // The 8-byte header length first (the checks of `parse`): a large file that is not a
+        // safetensors file is refused before it is read into memory.
+        let (fd, size) = try FileIO.openRegularFile(path)
+        var head = [UInt8](repeating: 0, count: 8)
+        let got = pread(fd, &head, 8, 0)
+        close(fd)
+        if got == 8 {
+            let n = head.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+            let problem = n > maxHeaderBytes ? "header length \(n) exceeds the 100 MB limit"
+                : 8 + n > UInt64(size) ? "header length \(n) runs past the end of the \(size)-byte file" : nil
+            if let problem { throw FileIO.Error(message: "\(path): \(problem)") }
+        }
         let bytes = try FileIO.readAll(path, limit: 1 << 40)
         do { return try parse(bytes) } catch let e as FormatError {
             throw FileIO.Error(message: "\(path): \(e)")
