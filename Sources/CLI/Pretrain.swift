@@ -150,6 +150,7 @@ struct Pretrain: ParsableCommand {
                 // the middle of a first save, or a hand-made copy, leaves; starting over replaces it.
                 warning("\(folder.model("last")) has no train state beside it (a first save that was cut short); the new run replaces it")
             }
+            claim.accept()   // the folder is this run's: a second command now names this process
         }
 
         if resume {

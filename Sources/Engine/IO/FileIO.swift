@@ -205,8 +205,9 @@ public enum FileIO {
         /// The lock file, `<dir>/.tessera.lock`.
         public let path: String
 
-        /// Locks `directory` (which must exist), or throws naming the process that holds it.
-        public init(_ directory: String) throws {
+        /// Locks `directory` (which must exist), or throws naming the process that holds it; records
+        /// this process as the holder unless told not to yet (``recordHolder()``).
+        public init(_ directory: String, recordingHolder: Bool = true) throws {
             path = directory + "/.tessera.lock"
             // Never through a link, never a FIFO or device: the lock file is a regular file of the folder.
             let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
@@ -228,10 +229,27 @@ public enum FileIO {
                 close(fd)
                 throw FileIO.Error(message: "\(directory) is in use by another tessera process (pid \(holder)); wait for it to finish or choose another --run")
             }
-            let pid = Array("\(getpid())\n".utf8)
-            _ = ftruncate(fd, 0)
-            _ = pwrite(fd, pid, pid.count, 0)
             self.fd = fd
+            if st.st_size > 0 && st.st_size < 64 {
+                var old = [UInt8](repeating: 0, count: Int(st.st_size))
+                if pread(fd, &old, old.count, 0) == old.count { previous = (old, st.st_mtim) }
+            }
+            if recordingHolder { recordHolder() }
+        }
+
+        /// Writes this process's pid into the lock file, for the message a second process prints.
+        /// A command that may still be refused after locking (its checks run under the lock) records
+        /// itself only once they pass, so that a refusal changes nothing in the folder.
+        public func recordHolder() { restore(Array("\(getpid())\n".utf8), modified: nil) }
+
+        /// The lock file's content and modification time, as they were before this process locked it.
+        public private(set) var previous: (bytes: [UInt8], modified: timespec)?
+
+        /// Puts `bytes` in the lock file, and its modification time back to `modified` when given.
+        public func restore(_ bytes: [UInt8], modified: timespec?) {
+            _ = ftruncate(fd, 0)
+            _ = pwrite(fd, bytes, bytes.count, 0)
+            if let modified { var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2 /* UTIME_OMIT: access time unchanged */), modified]; _ = futimens(fd, &times) }
         }
 
         deinit { close(fd) }   // closing the descriptor releases the lock

@@ -53,20 +53,25 @@ public final class RunClaim {
         try FileIO.makeDirectory(folder.path)
         created = missing.reversed()
         existed = Set((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])
-        do { lock = try FileIO.DirectoryLock(folder.path) } catch {
+        do { lock = try FileIO.DirectoryLock(folder.path, recordingHolder: false) } catch {
             for dir in missing { rmdir(dir) }
             throw error
         }
         self.folder = folder
     }
 
+    /// Records this process in the lock file: once the command's checks under the lock have passed
+    /// (a refused command leaves the folder exactly as it was).
+    public func accept() { lock.recordHolder() }
+
     /// Whether the folder holds a run to continue: its train state, which every save writes first.
     public var holdsRun: Bool { FileManager.default.fileExists(atPath: folder.trainState("last")) }
 
-    /// After a failure: when no train state was saved, removes the files this command added (the lock,
-    /// configuration, metrics, a checkpoint cut short) and the directories it created; with a train
-    /// state on disk everything stays, to be resumed.
+    /// After a failure: puts the lock file back as it was; when no train state was saved, removes the
+    /// files this command added (the lock, configuration, metrics, a checkpoint cut short) and the
+    /// directories it created; with a train state on disk everything else stays, to be resumed.
     public func abandon() {
+        if let previous = lock.previous { lock.restore(previous.bytes, modified: previous.modified) }   // the last holder's pid, as it was
         guard !holdsRun else { return }
         let fm = FileManager.default
         for name in (try? fm.contentsOfDirectory(atPath: folder.path)) ?? [] where !existed.contains(name) {
@@ -404,8 +409,13 @@ public final class Pretrainer {
     @discardableResult
     public func train(stopAfter: Int? = nil) throws -> Double {
         let primary = comm.isPrimary
+        // One writer per run folder: a claim given before (the CLI's) is kept; one taken here is held
+        // until training returns.
+        let ownClaim = primary && claim == nil
+        defer { if ownClaim { claim = nil } }
         if primary {
-            if claim == nil { claim = try RunClaim(run) }   // one writer per run folder
+            if ownClaim { claim = try RunClaim(run) }
+            claim?.accept()
             try recoverFolder()
             try FileIO.writeAtomically(config.json() + "\n", to: run.config)
             if !FileManager.default.fileExists(atPath: run.metricsCSV) {
