@@ -121,7 +121,8 @@ class Sweep:
         self.base = tempfile.mkdtemp(prefix="tessera-sweep-")
         self.env = dict(os.environ, TESSERA_THREADS="2")
 
-    def run(self, args, timeout=BOUND):
+    def run(self, args, timeout=None):
+        timeout = timeout or BOUND
         start = time.time()
         p = subprocess.Popen([self.tessera] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                              env=self.env)
@@ -145,7 +146,7 @@ class Sweep:
         assert rc == 0, err
         return d + "/run", data
 
-    def case(self, command, defect, what, args, expect, mentions="", watch=(), check=None, timeout=BOUND):
+    def case(self, command, defect, what, args, expect, mentions="", watch=(), check=None, timeout=None):
         """One case. expect: 'refused' (one line naming `mentions`, nothing changed under `watch`) or
         'ok' (status 0; `check(stdout, stderr)` returns an error text or None)."""
         before = snapshot(*watch)
@@ -344,10 +345,13 @@ def sweep(s):
 
 
 def main():
+    global BOUND
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tessera", default=".build/release/tessera")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--bound", type=float, default=BOUND, help="seconds before a command counts as hung (default 120)")
     args = ap.parse_args()
+    BOUND = args.bound
     s = Sweep(os.path.abspath(args.tessera))
     try:
         sweep(s)
