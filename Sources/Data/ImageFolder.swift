@@ -13,10 +13,9 @@ public struct PathTable: Sendable {
     public init() {}
     public var count: Int { ends.count }
     public mutating func append(_ path: some Sequence<UInt8>) { bytes.append(contentsOf: path); ends.append(bytes.count) }
-    public subscript(i: Int) -> String {
-        let lo = i == 0 ? 0 : ends[i - 1]
-        return String(decoding: bytes[lo..<ends[i]], as: UTF8.self)
-    }
+    public subscript(i: Int) -> String { String(decoding: self[bytes: i], as: UTF8.self) }
+    /// Path `i` as stored: its bytes, which need not be valid UTF-8.
+    public subscript(bytes i: Int) -> ArraySlice<UInt8> { bytes[(i == 0 ? 0 : ends[i - 1])..<ends[i]] }
     /// The first `n` paths.
     public func prefix(_ n: Int) -> PathTable {
         var t = PathTable()
@@ -53,6 +52,7 @@ public struct ImageFiles: ImageDataset {
         }
         let top = try listDirectory(root)
         let classes = top.dirs
+        let base = Array(root.utf8) + [UInt8(ascii: "/")]   // names are walked and opened as bytes
         var paths = PathTable()
         var labels: [Int] = []
         let cap = limit ?? Int.max
@@ -62,21 +62,21 @@ public struct ImageFiles: ImageDataset {
             // Links are followed, but each directory is walked once: a link back to the root, a class
             // or any folder already seen (a cycle, or a second way to the same images) is skipped.
             var seen: Set<DirectoryID> = []
-            for d in [[]] + classes { if let id = DirectoryID(root + "/" + String(decoding: d, as: UTF8.self)) { seen.insert(id) } }
+            for d in [[]] + classes { if let id = DirectoryID(base + d) { seen.insert(id) } }
             outer: for (ci, cls) in classes.enumerated() {
                 // Every folder under the class, then sorted by path as os.walk's tuples sort.
                 var dirs: [[UInt8]] = [cls], pending: [[UInt8]] = [cls]
                 while let d = pending.popLast() {
-                    let sub = try listDirectory(root + "/" + String(decoding: d, as: UTF8.self)).dirs
+                    let sub = try listDirectory(bytes: base + d).dirs
                     for s in sub {
                         let p = d + [UInt8(ascii: "/")] + s
-                        guard let id = DirectoryID(root + "/" + String(decoding: p, as: UTF8.self)), seen.insert(id).inserted else { continue }
+                        guard let id = DirectoryID(base + p), seen.insert(id).inserted else { continue }
                         dirs.append(p); pending.append(p)
                     }
                 }
                 dirs.sort { $0.lexicographicallyPrecedes($1) }
                 for d in dirs {
-                    for f in try listDirectory(root + "/" + String(decoding: d, as: UTF8.self)).files where isImage(f) {
+                    for f in try listDirectory(bytes: base + d).files where isImage(f) {
                         guard paths.count < cap else { break outer }
                         paths.append(d + [UInt8(ascii: "/")] + f)
                         labels.append(ci)
@@ -91,10 +91,10 @@ public struct ImageFiles: ImageDataset {
 
     public func image(_ i: Int) throws -> StoredImage {
         let path = name(of: i)
-        return .encoded(try FileIO.readAll(path, limit: 1 << 30), name: path)
+        return .encoded(try FileIO.readAll(bytes: Array(root.utf8) + [UInt8(ascii: "/")] + paths[bytes: i], shown: path, limit: 1 << 30), name: path)
     }
 
-    /// The path of image `i`.
+    /// The path of image `i`, for messages (bytes that are not UTF-8 shown as U+FFFD).
     public func name(of i: Int) -> String { root + "/" + paths[i] }
 
     public func prefix(_ n: Int) -> any ImageDataset {
@@ -105,9 +105,9 @@ public struct ImageFiles: ImageDataset {
     /// A directory's device and inode (after following links).
     struct DirectoryID: Hashable {
         let device: UInt64, inode: UInt64
-        init?(_ path: String) {
+        init?(_ path: [UInt8]) {
             var st = stat()
-            guard stat(path, &st) == 0 else { return nil }
+            guard (path + [0]).withUnsafeBufferPointer({ b in b.withMemoryRebound(to: CChar.self) { stat($0.baseAddress!, &st) } }) == 0 else { return nil }
             device = UInt64(st.st_dev); inode = UInt64(st.st_ino)
         }
     }
@@ -121,7 +121,14 @@ public struct ImageFiles: ImageDataset {
     /// The visible entries of a directory, folders and other entries apart, each sorted bytewise
     /// (readdir, with stat only where the file system does not give the entry's type).
     static func listDirectory(_ path: String) throws -> (dirs: [[UInt8]], files: [[UInt8]]) {
-        guard let dir = opendir(path) else {
+        try listDirectory(bytes: Array(path.utf8))
+    }
+
+    /// ``listDirectory(_:)`` for a path given as its bytes (names need not be valid UTF-8).
+    static func listDirectory(bytes pathBytes: [UInt8]) throws -> (dirs: [[UInt8]], files: [[UInt8]]) {
+        let cPath = (pathBytes + [0]).map { CChar(bitPattern: $0) }
+        let path = String(decoding: pathBytes, as: UTF8.self)
+        guard let dir = opendir(cPath) else {
             throw DataError("\(path): cannot read the directory (\(String(cString: strerror(errno)))); check its permissions")
         }
         defer { closedir(dir) }
@@ -135,7 +142,7 @@ public struct ImageFiles: ImageDataset {
             var type = Int32(entry.pointee.d_type)
             if type == Int32(DT_UNKNOWN) || type == Int32(DT_LNK) {   // follow links, as os.walk(followlinks=True)
                 var st = stat()
-                let full = path + "/" + String(decoding: name, as: UTF8.self)
+                let full = (pathBytes + [UInt8(ascii: "/")] + name + [0]).map { CChar(bitPattern: $0) }
                 guard stat(full, &st) == 0 else { continue }
                 type = (st.st_mode & S_IFMT) == S_IFDIR ? Int32(DT_DIR) : Int32(DT_REG)
             }

@@ -331,8 +331,7 @@ extension TarShards {
         for s in 0..<shards {
             var tar: [UInt8] = [], samples: [Sample] = []
             for i in order[(s * shardSize)..<min((s + 1) * shardSize, set.count)] {
-                let path = set.name(of: i)
-                let data = try FileIO.readAll(path, limit: 1 << 30)
+                guard case let .encoded(data, _) = try set.image(i) else { preconditionFailure("ImageFiles holds encoded images") }
                 let key = String(format: "%08d", i)
                 samples.append(Sample(key: key, offset: tar.count + 512, size: data.count, label: set.labels?[i]))   // after its header
                 tar += TarReader.member(name: key + (ck_image_kind(data, data.count) == 1 ? ".png" : ".jpg"), data: data)

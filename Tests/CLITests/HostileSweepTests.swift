@@ -323,6 +323,38 @@ final class HostileSweepTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("warning:") && r.stderr.contains("NaN"), r.stderr)
     }
 
+    // MARK: 11. names that are not UTF-8
+
+    /// File and class folder names are bytes to the file system: one that is not valid UTF-8 (Latin-1
+    /// from an old archive) is read like any other, not reported as missing.
+    func testNamesThatAreNotUTF8AreRead() throws {
+        let dir = try scratch()
+        func create(_ path: [UInt8], _ contents: [UInt8]?) {
+            let c = (path + [0]).map { CChar(bitPattern: $0) }
+            if let contents {
+                let fd = open(c, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+                XCTAssertGreaterThanOrEqual(fd, 0)
+                XCTAssertEqual(write(fd, contents, contents.count), contents.count)
+                close(fd)
+            } else {
+                XCTAssertEqual(mkdir(c, 0o755), 0)
+            }
+        }
+        for split in ["train", "test"] {
+            try folder(dir + "/d/" + split, classes: ["a", "b"])
+            let latin1 = Array((dir + "/d/" + split + "/").utf8) + [0xE9, UInt8(ascii: "t"), 0xE9]   // "été" in Latin-1
+            create(latin1, nil)
+            for i in 0..<8 { create(latin1 + Array("/\(i).png".utf8), try ImageSet.encodePNG(bandImage(2, i), width: 16, height: 16, channels: 1)) }
+        }
+        create(Array((dir + "/d/train/a/").utf8) + [0xFF, 0xFE] + Array(".png".utf8), try ImageSet.encodePNG(bandImage(0, 9), width: 16, height: 16, channels: 1))
+        let r = try tessera(["eval", "--pixels", "--data", dir + "/d", "--few-shot", "none", "--no-linear"])
+        assertSucceeded(r)
+        XCTAssertTrue(r.stdout.contains("25 train / 24 test") && r.stdout.contains("100.00%"), r.stdout)
+        let pack = try tessera(["pack", dir + "/d/train", dir + "/shards"])
+        assertSucceeded(pack)
+        XCTAssertTrue(pack.stdout.contains("packed 25 images"), pack.stdout)
+    }
+
     // MARK: 9. failed commands leave nothing
 
     func testFailedCommandsLeaveNothingBehind() throws {

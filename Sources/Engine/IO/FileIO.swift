@@ -16,7 +16,15 @@ public enum FileIO {
     /// or a device (the open is non-blocking, then the type is checked on the descriptor itself).
     /// Returns the descriptor (blocking again) and its size; the caller closes it.
     public static func openRegularFile(_ path: String) throws -> (fd: Int32, size: Int) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        try openRegularFile(bytes: Array(path.utf8), shown: path)
+    }
+
+    /// ``openRegularFile(_:)`` for a path given as its bytes (a file name need not be valid UTF-8);
+    /// `path` is how messages show it.
+    public static func openRegularFile(bytes: [UInt8], shown path: String) throws -> (fd: Int32, size: Int) {
+        let fd = (bytes + [0]).withUnsafeBufferPointer { b in
+            b.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
+        }
         guard fd >= 0 else { throw FileIO.Error(message: "\(path): cannot open (\(String(cString: strerror(errno))))") }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
@@ -41,7 +49,12 @@ public enum FileIO {
 
     /// Reads a whole file, refusing files larger than `limit` bytes.
     public static func readAll(_ path: String, limit: Int = 1 << 34) throws -> [UInt8] {
-        let (fd, size) = try openRegularFile(path)
+        try readAll(bytes: Array(path.utf8), shown: path, limit: limit)
+    }
+
+    /// ``readAll(_:limit:)`` for a path given as its bytes; `path` is how messages show it.
+    public static func readAll(bytes pathBytes: [UInt8], shown path: String, limit: Int = 1 << 34) throws -> [UInt8] {
+        let (fd, size) = try openRegularFile(bytes: pathBytes, shown: path)
         defer { close(fd) }
         guard size <= limit else { throw Error(message: "\(path): \(size) bytes exceeds the \(limit)-byte limit") }
         var out = [UInt8](repeating: 0, count: size)
@@ -191,8 +204,20 @@ public enum FileIO {
 
     /// Creates a directory (and parents) or fails with a one-line error.
     public static func makeDirectory(_ path: String) throws {
-        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw Error(message: "\(path): cannot create directory (\(error.localizedDescription)); choose a writable location")
+        // Each missing component with mkdir, so that the message is the system's reason.
+        var missing: [String] = []
+        var p = path
+        var isDir: ObjCBool = false
+        while !p.isEmpty && p != "/" && !FileManager.default.fileExists(atPath: p, isDirectory: &isDir) {
+            missing.append(p)
+            p = parentDirectory(p)
+            if p == "." { break }
+        }
+        for dir in missing.reversed() where mkdir(dir, 0o755) != 0 && errno != EEXIST {
+            throw Error(message: "\(path): cannot create directory \(dir) (\(String(cString: strerror(errno)))); choose a writable location")
+        }
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
+            throw Error(message: "\(path): exists and is not a directory; choose another location")
         }
         guard access(path, W_OK) == 0 else { throw Error(message: "\(path): directory is not writable; choose a writable location") }
     }

@@ -250,7 +250,7 @@ public final class Pretrainer {
         guard e >= 0, e <= ConfigLimits.epochs.upperBound, s >= 0, s == e * stepsPerEpoch else {
             let was = e > 0 && s > 0 && s % e == 0 && s / e <= Int(Int32.max) ? s / e : nil
             if let was, was != stepsPerEpoch {
-                throw TrainingError(description: "\(run.trainState(tag)) was saved after \(e) epochs of \(was) steps per epoch, but the training data now gives \(stepsPerEpoch) steps per epoch; the data changed since the run started: resume with the data it was trained on")
+                throw TrainingError(description: "\(run.trainState(tag)) was saved after \(e) epoch\(e == 1 ? "" : "s") of \(was) steps, but the training data now gives \(stepsPerEpoch) steps per epoch; the data changed since the run started: resume with the data it was trained on")
             }
             throw TrainingError(description: "\(run.trainState(tag)): epoch \(e) and step \(s) are not a point of this run (\(stepsPerEpoch) steps per epoch); the file is damaged: restore it or start a new run")
         }
