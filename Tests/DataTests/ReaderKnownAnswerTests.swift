@@ -48,6 +48,31 @@ final class ReaderKnownAnswerTests: XCTestCase {
         XCTAssertEqual(img.pixels, expected(0, height: 6, width: 7, channels: 1))
     }
 
+    /// Every mode an ImageNet-style folder holds, decoded as torchvision's loader reads it with PIL
+    /// (`Image.open(f).convert("RGB")`, and `.convert("L")` for 1-channel training): PNG gray, gray +
+    /// alpha, RGB, RGBA, palette (with and without a transparent entry), 1-bit, 16-bit gray, gray + alpha and RGB, a
+    /// non-sRGB gAMA chunk; JPEG gray, RGB and CMYK (`scripts/make_mode_fixtures.py`, Pillow 13.0).
+    /// PNG must match exactly; JPEG within 2 levels (two builds of the same IDCT and upsampling).
+    func testEveryImageModeDecodesAsPILDoes() throws {
+        let modes = ["png_L", "png_LA", "png_RGB", "png_RGBA", "png_P", "png_P_trns", "png_1", "png_I16", "png_LA16", "png_RGB16", "png_gamma",
+                     "jpg_L", "jpg_RGB", "jpg_CMYK"]
+        var report: [String] = []
+        for mode in modes {
+            let file = try fixture("modes/" + mode + (mode.hasPrefix("png") ? ".png" : ".jpg"))
+            for (channels, suffix) in [(3, "rgb"), (1, "l")] {
+                guard case let .u8(want) = try NpyArray.read(try fixture("modes/\(mode).\(suffix).npy")).values else { return XCTFail("\(mode): not uint8") }
+                do {
+                    let got = try ImageSet.decodeImage(file, channels: channels)
+                    XCTAssertEqual([got.height, got.width], [17, 23], mode)
+                    let worst = zip(got.pixels, want).map { abs(Int($0) - Int($1)) }.max() ?? 0
+                    let allowed = mode.hasPrefix("png") ? 0 : 2
+                    if got.pixels.count != want.count || worst > allowed { report.append("\(mode) \(suffix): differs by up to \(worst)") }
+                } catch { report.append("\(mode) \(suffix): \(error)") }
+            }
+        }
+        XCTAssertEqual(report, [], report.joined(separator: "\n"))
+    }
+
     /// Debian's files: 60,000 / 10,000 images, 6,000 / 1,000 per class, the first labels, and the
     /// first image's pixel sum and centre value.
     func testFashionMNISTFromTheInstalledFiles() throws {
