@@ -323,6 +323,19 @@ final class HostileSweepTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("warning:") && r.stderr.contains("NaN"), r.stderr)
     }
 
+    /// `eval` prints its results, then appends them to the run's metrics: a run folder that cannot take
+    /// them (read-only storage; here the metrics file is a directory) is a warning, not a failed command.
+    func testEvalSucceedsWhenTheRunFolderCannotRecordIt() throws {
+        let dir = try scratch()
+        let (run, _) = try finishedRun(dir)
+        try FileManager.default.removeItem(atPath: run + "/metrics.jsonl")
+        try FileManager.default.createDirectory(atPath: run + "/metrics.jsonl", withIntermediateDirectories: false)
+        let r = try tessera(["eval", run + "/last.safetensors", "--few-shot", "none", "--no-linear"])
+        assertSucceeded(r)
+        XCTAssertTrue(r.stdout.contains("kNN"), r.stdout)
+        XCTAssertTrue(r.stderr.contains("warning:") && r.stderr.contains("not recorded"), r.stderr)
+    }
+
     // MARK: 11. names that are not UTF-8
 
     /// File and class folder names are bytes to the file system: one that is not valid UTF-8 (Latin-1
