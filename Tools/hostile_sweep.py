@@ -313,10 +313,19 @@ def sweep(s):
     npy(d, "many", count=256)
     s.case("reconstruct", 7, "--count 256 --scale 64 (a 1 GB grid)", ["reconstruct", run + "/last.safetensors", "--data", d + "/many.npy",
                                                                        "--count", "256", "--scale", "64", "--out", d + "/big.png"], "refused", "--scale", [d])
-    for out in ("/dev/null", d + "/nodir/x.png"):
-        s.case("reconstruct", 2, f"--out {'/dev/null' if out == '/dev/null' else 'in a missing folder'} (with --save-noise)",
+    # A character device of the sweep's own (a copy of /dev/null's numbers; the real one is never
+    # named: a build with the defect would replace it for the whole machine). Root only; else a FIFO.
+    device = d + "/null"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        kind = "a character device"
+    except PermissionError:
+        os.mkfifo(device)
+        kind = "a FIFO"
+    for out, what in ((device, f"{kind} (like /dev/null)"), (d + "/nodir/x.png", "in a missing folder")):
+        s.case("reconstruct", 2, f"--out {what} (with --save-noise)",
                ["reconstruct", run + "/last.safetensors", "--count", "2", "--out", out, "--save-noise", d + "/noise.npy"], "refused",
-               "/dev/null" if out == "/dev/null" else "nodir", [d, "/dev/null", "/dev/null.txt"])
+               "not a regular file" if out == device else "nodir", [d])
     os.mkfifo(d + "/out.npy")
     s.case("embed", 2, "--out a FIFO", ["embed", run + "/last.encoder.safetensors", "--out", d + "/out.npy"], "refused", "not a regular file", [d])
     os.makedirs(d + "/elsewhere")
