@@ -89,7 +89,6 @@ void ck_gemm_use_tessera(int on) {
 
 int ck_gemm_use_onednn(int on) {
     if (!on) { onednn_sgemm = NULL; return 0; }
-    tessera_gemm = 0;
     static dnnl_sgemm_fn loaded = NULL;
     if (!loaded) {
         static const char *names[] = {"libdnnl.so.3", "libdnnl.so.2", "libdnnl.so"};
@@ -107,10 +106,22 @@ int ck_gemm_use_onednn(int on) {
                 dlclose(lib);
             }
         }
-        if (!loaded) return -1;
+        if (!loaded) return -1;   // nothing changed: the GEMM in use stays
     }
+    tessera_gemm = 0;
     onednn_sgemm = loaded;
     return 0;
+}
+
+int ck_gemm_choice(void) { return tessera_gemm ? CK_GEMM_TESSERA : onednn_sgemm ? CK_GEMM_ONEDNN : CK_GEMM_OPENBLAS; }
+
+int ck_gemm_choose(int choice) {
+    switch (choice) {
+    case CK_GEMM_TESSERA: ck_gemm_use_tessera(1); return 0;
+    case CK_GEMM_ONEDNN: return ck_gemm_use_onednn(1);
+    case CK_GEMM_OPENBLAS: ck_gemm_use_tessera(0); ck_gemm_use_onednn(0); return 0;
+    default: return -1;
+    }
 }
 
 void ck_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,

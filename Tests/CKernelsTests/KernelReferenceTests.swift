@@ -7,6 +7,8 @@ import XCTest
 /// Semantics the op table's random inputs do not reach: ties in the masking noise, infinities and
 /// extremes in the softmax, NaN propagation, and the optional oneDNN GEMM backend.
 final class KernelReferenceTests: XCTestCase {
+    override class func setUp() { GEMMChoiceGuard.install() }
+
     func testMaskingIdsAreAStableArgsort() {
         for (B, L, K) in [(1, 1, 1), (2, 16, 4), (3, 49, 12), (4, 196, 49), (1, 257, 64)] {
             var noise = randomArray(B * L, seed: UInt64(L), 0, 1)
@@ -55,16 +57,20 @@ final class KernelReferenceTests: XCTestCase {
         XCTAssertTrue(y[0..<4].allSatisfy(\.isNaN) && y[4..<8].allSatisfy(\.isNaN), "softmax rows holding a NaN: \(y)")
     }
 
-    /// Both GEMM backends against the reference, every transpose combination, alpha and beta, with
-    /// row strides wider than the rows (oneDNN is loaded at run time: skipped where libdnnl is absent).
-    func testBothGemmBackendsMatchReference() throws {
-        _ = Runtime.threads   // the engine's TESSERA_GEMM choice is made first, then restored below
-        let wasOneDNN = String(cString: ck_gemm_backend()).hasPrefix("oneDNN")
-        defer { _ = ck_gemm_use_onednn(wasOneDNN ? 1 : 0) }
-        var backends: [Int32] = [0]
-        if ck_gemm_use_onednn(1) == 0 { backends.append(1) }
-        for useOneDNN in backends {
-            _ = ck_gemm_use_onednn(useOneDNN)
+    /// The linked BLAS and oneDNN against the reference, every transpose combination, alpha and beta,
+    /// with row strides wider than the rows; each on its own backend for the test's scope only.
+    func testOpenBLASGemmMatchesReference() throws {
+        XCTAssertNotNil(Runtime.withGEMM(.openBLAS) { gemmMatchesReference("OpenBLAS") })
+    }
+
+    /// oneDNN is loaded at run time: skipped, saying so, where libdnnl is not installed.
+    func testOneDNNGemmMatchesReference() throws {
+        guard Runtime.withGEMM(.oneDNN, { gemmMatchesReference("oneDNN") }) != nil else {
+            throw XCTSkip("oneDNN not tested: no libdnnl could be loaded (apt-get install libdnnl2)")
+        }
+    }
+
+    func gemmMatchesReference(_ backend: String) {
             for (M, K, N) in [(1, 1, 1), (5, 3, 7), (40, 17, 33)] {
                 for (ta, tb) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
                     let lda = (ta == 0 ? K : M) + 2, ldb = (tb == 0 ? N : K) + 1, ldc = N + 3
@@ -81,10 +87,9 @@ final class KernelReferenceTests: XCTestCase {
                             want[i * ldc + j] = Float(0.5 * acc + 2 * Double(c0[i * ldc + j]))
                         }
                     }
-                    assertClose(c, want, rtol: 1e-5, atol: 1e-5, "\(useOneDNN == 1 ? "oneDNN" : "OpenBLAS") sgemm \(ta)\(tb) \(M)x\(K)x\(N)")
+                    assertClose(c, want, rtol: 1e-5, atol: 1e-5, "\(backend) sgemm \(ta)\(tb) \(M)x\(K)x\(N)")
                 }
             }
-        }
     }
 
     /// Tessera's GEMM gives the same bits whichever tile runs, AVX-512 or AVX2: each element of C is
@@ -128,13 +133,12 @@ final class KernelReferenceTests: XCTestCase {
         let (R, Din, Dout) = (37, 40, 21)
         let dout = randomArray(R * Dout, seed: 7), x = randomArray(R * Din, seed: 8), w = randomArray(Dout * Din, seed: 9)
         var dw = [Float](repeating: 0, count: Dout * Din), db = [Float](repeating: 0, count: Dout)
-        let before = String(cString: ck_gemm_backend()).hasPrefix("Tessera")
-        ck_gemm_use_tessera(1)
-        defer { ck_gemm_use_tessera(before ? 1 : 0) }
-        dw.withUnsafeMutableBufferPointer { dwp in
-            db.withUnsafeMutableBufferPointer { dbp in
-                ck_linear_backward(ck_grad(), ck_grad(data: dwp.baseAddress, accumulate: 0), ck_grad(data: dbp.baseAddress, accumulate: 0),
-                                   dout, x, w, Int64(R), Int64(Din), Int64(Dout))
+        _ = Runtime.withGEMM(.tessera) {
+            dw.withUnsafeMutableBufferPointer { dwp in
+                db.withUnsafeMutableBufferPointer { dbp in
+                    ck_linear_backward(ck_grad(), ck_grad(data: dwp.baseAddress, accumulate: 0), ck_grad(data: dbp.baseAddress, accumulate: 0),
+                                       dout, x, w, Int64(R), Int64(Din), Int64(Dout))
+                }
             }
         }
         var wantBias = [Float](repeating: 0, count: Dout)

@@ -7,6 +7,8 @@ import XCTest
 
 /// The op table (Tests/KernelOps/OpTable.swift) drives every kernel check: a new kernel is a new row.
 final class OpTableTests: XCTestCase {
+    override class func setUp() { GEMMChoiceGuard.install() }
+
     /// Every `ck_` function declared in the public headers has a row, or is named as not a kernel;
     /// every row names only functions that exist.
     func testTableCoversEveryPublicKernel() throws {

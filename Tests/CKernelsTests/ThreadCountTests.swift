@@ -6,6 +6,8 @@ import XCTest
 /// Thread-count independence above the kernels (each kernel's own check is in OpTableTests): GEMM
 /// ops agree to rounding, the optimizer with clipping gives the same bits.
 final class ThreadCountTests: XCTestCase {
+    override class func setUp() { GEMMChoiceGuard.install() }
+
     /// Runs `body` at 1 and 3 threads and compares every array it returns bit for bit.
     func assertThreadIndependent(_ name: String, file: StaticString = #filePath, line: UInt = #line,
                                  _ body: () -> [[Float]]) {
@@ -27,10 +29,7 @@ final class ThreadCountTests: XCTestCase {
     func testGemmOpsAcrossThreadCounts() {
         let x = randomTensor([96, 50, 64], seed: 1)
         let wl = randomTensor([128, 64], seed: 10), bl = randomTensor([128], seed: 11)
-        let before = Runtime.gemmBackend.hasPrefix("Tessera")
-        defer { ck_gemm_use_tessera(before ? 1 : 0) }
-        for tessera in [true, false] {
-            ck_gemm_use_tessera(tessera ? 1 : 0)
+        for tessera in [true, false] { _ = Runtime.withGEMM(tessera ? .tessera : .openBLAS) {
             for (name, f) in [("linear", { x.linear(wl, bl) }), ("linearGELU", { x.linearGELU(wl, bl) })] {
                 let one = withThreads(1) { run([x, wl, bl], f) }, many = withThreads(3) { run([x, wl, bl], f) }
                 for (a, b) in zip(one, many) {
@@ -39,7 +38,7 @@ final class ThreadCountTests: XCTestCase {
                     }
                 }
             }
-        }
+        } }
     }
 
     func testOptimizerIsThreadCountIndependent() {

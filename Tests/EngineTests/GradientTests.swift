@@ -136,11 +136,10 @@ final class GradientTests: XCTestCase {
 /// The fused MLP op is the two-op chain it replaces, bit for bit, forward and every gradient, on
 /// each GEMM backend; and a frozen fc1 (only fc2 trains) gets fc2's gradients alone.
 final class MLPOpTests: XCTestCase {
+    override class func setUp() { GEMMChoiceGuard.install() }
+
     func testMLPMatchesLinearGELUThenLinearBitForBit() {
-        let wasTessera: Int32 = Runtime.gemmBackend.hasPrefix("Tessera") ? 1 : 0
-        defer { ck_gemm_use_tessera(wasTessera) }
-        for tessera: Int32 in [0, 1] {
-            ck_gemm_use_tessera(tessera)
+        for tessera: Int32 in [0, 1] { _ = Runtime.withGEMM(tessera == 1 ? .tessera : .openBLAS) {
             var results: [[[Float]]] = []
             for fused in [false, true] {
                 let x = randomTensor([3, 37, 24], seed: 1, requiresGrad: true)
@@ -151,17 +150,14 @@ final class MLPOpTests: XCTestCase {
                 results.append([y.array] + [x, w1, b1, w2, b2].map { $0.grad!.array })
             }
             XCTAssertEqual(results[0], results[1], "GEMM backend \(tessera == 1 ? "tessera" : "BLAS")")
-        }
+        } }
     }
 
     /// The products that normalize their own input are the norm (LayerNorm, training BatchNorm) then
     /// the product, and a product that adds the residual is the sum, bit for bit, on each GEMM backend:
     /// forward, running statistics, every gradient.
     func testLayerNormProductsMatchTheChainBitForBit() {
-        let wasTessera: Int32 = Runtime.gemmBackend.hasPrefix("Tessera") ? 1 : 0
-        defer { ck_gemm_use_tessera(wasTessera) }
-        for tessera: Int32 in [0, 1] {
-            ck_gemm_use_tessera(tessera)
+        for tessera: Int32 in [0, 1] { _ = Runtime.withGEMM(tessera == 1 ? .tessera : .openBLAS) {
             for product in ["mlp", "linear"] {
                 for kind in ["layer", "batch"] {
                     var results: [[[Float]]] = []
@@ -185,7 +181,7 @@ final class MLPOpTests: XCTestCase {
                     XCTAssertEqual(results[0], results[1], "\(product) of \(kind)Norm, GEMM backend \(tessera == 1 ? "tessera" : "BLAS")")
                 }
             }
-        }
+        } }
     }
 
     /// A residual that needs no gradient (a block on constant input) gets none, and the rest train.

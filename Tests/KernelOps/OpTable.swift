@@ -69,7 +69,8 @@ public let notKernels: [String: String] = [
     "ck_cpu_level": "runtime query", "ck_clones_fuse_multiply_add": "runtime query (which clone the loader picked)",
     "ck_keep_freed_memory": "process setting (allocator)",
     "ck_stdout_line_buffered": "process setting (stdio)", "ck_gemm_use_onednn": "GEMM backend choice",
-    "ck_gemm_backend": "GEMM backend query", "ck_gemm_use_tessera": "GEMM backend choice", "ck_gemm_core_name": "GEMM backend query",
+    "ck_gemm_backend": "GEMM backend query", "ck_gemm_use_tessera": "GEMM backend choice",
+    "ck_gemm_choice": "GEMM backend query", "ck_gemm_choose": "GEMM backend choice", "ck_gemm_core_name": "GEMM backend query",
     "ck_flop_counter_read": "benchmark accounting", "ck_fma_peak_run": "benchmark (the FMA peak loop)", "ck_flop_counter_reset": "benchmark accounting",
     "ck_gemm_profile": "benchmark accounting", "ck_gemm_profile_count": "benchmark accounting", "ck_gemm_profile_row": "benchmark accounting",
     "ck_attention_scratch_floats": "scratch size (exercised by the attention row)",
@@ -608,10 +609,7 @@ func linearCase(_ s: [Int], tesseraGEMM: Bool) -> OpCase {
     let inputs = [opRandom(R * Din, seed: 63), opRandom(Dout * Din, seed: 64, -0.2, 0.2)] + (hasBias ? [opRandom(Dout, seed: 65)] : [])
     /// Runs `body` with ck_sgemm routed to Tessera's GEMM or to the linked BLAS, as the row asks.
     func onBackend(_ body: () -> Void) {
-        let before = String(cString: ck_gemm_backend()).hasPrefix("Tessera")
-        ck_gemm_use_tessera(tesseraGEMM ? 1 : 0)
-        defer { ck_gemm_use_tessera(before ? 1 : 0) }
-        body()
+        _ = Runtime.withGEMM(tesseraGEMM ? .tessera : .openBLAS, body)
     }
     // The backward (dx, dweight, dbias) is checked where the first output is the product itself.
     let backward: Backward? = gelu == 1 ? nil : { impl, v, dout, gr, acc in

@@ -107,3 +107,32 @@ public func withThreads<T>(_ n: Int, _ body: () throws -> T) rethrows -> T {
     defer { Runtime.setThreads(before) }
     return try body()
 }
+
+/// Fails a test that starts with the process on another GEMM backend than the one `TESSERA_GEMM`
+/// chose at start-up: a test before it changed the backend and did not put it back (a test that needs
+/// another backend takes it for its own scope, with `Runtime.withGEMM`). The failure names the test
+/// that ran last; the default is then restored, so one leak fails one test, not every later one.
+/// Installed once per test process by the classes that change backends (their `class func setUp`).
+public final class GEMMChoiceGuard: NSObject, XCTestObservation {
+    nonisolated(unsafe) private static var installed = false
+    private var previous = "(no test yet)"
+
+    public static func install() {
+        guard !installed else { return }
+        installed = true
+        let guardian = GEMMChoiceGuard()
+        guardian.check(nil)
+        XCTestObservationCenter.shared.addTestObserver(guardian)
+    }
+
+    func check(_ testCase: XCTestCase?) {
+        let now = Runtime.gemm, want = Runtime.defaultGEMM
+        guard now != want else { return }
+        let message = "the process is on the \(now) GEMM, not its default \(want): a test before this one (last: \(previous)) changed it without restoring it; use Runtime.withGEMM"
+        if let testCase { testCase.recordFailure(withDescription: message, inFile: #filePath, atLine: #line, expected: true) } else { XCTFail(message) }
+        Runtime.restoreDefaultGEMM()
+    }
+
+    public func testCaseWillStart(_ testCase: XCTestCase) { check(testCase) }
+    public func testCaseDidFinish(_ testCase: XCTestCase) { previous = testCase.name }
+}

@@ -28,9 +28,15 @@ void ck_linear_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const float 
 /// on = 1: routes ck_sgemm to ck_matmul (and off oneDNN); on = 0: back to the linked BLAS.
 void ck_gemm_use_tessera(int on);
 /// on = 1: routes ck_sgemm to oneDNN's dnnl_sgemm, loading libdnnl at the first call; returns -1
-/// (and keeps OpenBLAS) when no libdnnl can be loaded. on = 0: back to OpenBLAS. Call it before any
-/// GEMM runs, from one thread (the engine does so at start-up, from TESSERA_GEMM).
+/// (and changes nothing: the GEMM in use stays) when no libdnnl can be loaded. on = 0: back to
+/// OpenBLAS. Call it before any GEMM runs, from one thread (the engine does so at start-up, from
+/// TESSERA_GEMM).
 int ck_gemm_use_onednn(int on);
+/// The GEMM ck_sgemm calls, as one value (tests save it and restore it around their own choice).
+enum { CK_GEMM_OPENBLAS = 0, CK_GEMM_ONEDNN = 1, CK_GEMM_TESSERA = 2 };
+int ck_gemm_choice(void);
+/// Selects a GEMM by ck_gemm_choice's value; -1 (nothing changed) for oneDNN when it cannot be loaded.
+int ck_gemm_choose(int choice);
 /// Name and configuration of the GEMM in use, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX".
 const char *ck_gemm_backend(void);
 // The BLAS's CPU kernel family (OpenBLAS core name, e.g. "Prescott", "SkylakeX").

@@ -24,7 +24,34 @@ public enum Runtime {
         let requested = env["TESSERA_THREADS"].flatMap(Int.init) ?? env["OMP_NUM_THREADS"].flatMap(Int.init)
         ck_set_num_threads(Int32(max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount)))
         selectGEMM(env["TESSERA_GEMM"])
+        startupGEMM = GEMMBackend(rawValue: ck_gemm_choice()) ?? .openBLAS
     }
+
+    /// The matrix-product backends `ck_sgemm` can call.
+    public enum GEMMBackend: Int32, Sendable, CaseIterable {
+        case openBLAS = 0, oneDNN = 1, tessera = 2
+    }
+
+    /// The backend in use.
+    public static var gemm: GEMMBackend { ensureConfigured(); return GEMMBackend(rawValue: ck_gemm_choice()) ?? .openBLAS }
+
+    /// The backend `TESSERA_GEMM` chose when the engine started: what every test and run uses unless
+    /// it chooses another for its own scope (``withGEMM(_:_:)``).
+    public static var defaultGEMM: GEMMBackend { ensureConfigured(); return startupGEMM }
+    nonisolated(unsafe) private static var startupGEMM = GEMMBackend.openBLAS
+
+    /// Runs `body` with `ck_sgemm` on `backend`, then puts the previous backend back (however `body`
+    /// ends). Returns nil without running `body` when the backend cannot be had (oneDNN not installed).
+    /// For tests and benchmarks, from one thread, with no product running.
+    public static func withGEMM<T>(_ backend: GEMMBackend, _ body: () throws -> T) rethrows -> T? {
+        let before = gemm
+        guard ck_gemm_choose(backend.rawValue) == 0 else { return nil }
+        defer { _ = ck_gemm_choose(before.rawValue) }
+        return try body()
+    }
+
+    /// Puts `ck_sgemm` back on ``defaultGEMM``.
+    public static func restoreDefaultGEMM() { _ = ck_gemm_choose(defaultGEMM.rawValue) }
 
     /// Why the `TESSERA_GEMM` request could not be met (nil when it was); the engine then uses OpenBLAS.
     /// The `tessera` tool reports it as an error instead of running.
