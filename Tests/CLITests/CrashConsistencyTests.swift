@@ -21,7 +21,7 @@ final class CrashConsistencyTests: XCTestCase {
     }
 
     func testKilledRunsResumeToTheUninterruptedResult() throws {
-        let kills = Int(ProcessInfo.processInfo.environment["TESSERA_CRASH_KILLS"] ?? "") ?? 20
+        let kills = Int(ProcessInfo.processInfo.environment["TESSERA_CRASH_KILLS"] ?? "") ?? (quickTier ? 3 : 20)
         let dir = NSTemporaryDirectory() + "tessera-crash-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }

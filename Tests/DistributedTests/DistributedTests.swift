@@ -209,7 +209,7 @@ final class DistributedTests: XCTestCase {
         func job(_ args: [String]) throws -> Process {
             try Subprocess.start("/usr/bin/mpirun", Array(Self.mpirun(2).dropFirst()) + [tessera] + args, env: Self.openMPIEnvironment)
         }
-        let kills = Int(ProcessInfo.processInfo.environment["TESSERA_MPI_CRASH_KILLS"] ?? "") ?? 5
+        let kills = Int(ProcessInfo.processInfo.environment["TESSERA_MPI_CRASH_KILLS"] ?? "") ?? (quickTier ? 1 : 5)
         var rng = TesseraRNG(seed: 3)
         var killed = 0
         let run = dir + "/crash"

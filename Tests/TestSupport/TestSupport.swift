@@ -136,3 +136,8 @@ public final class GEMMChoiceGuard: NSObject, XCTestObservation {
     public func testCaseWillStart(_ testCase: XCTestCase) { check(testCase) }
     public func testCaseDidFinish(_ testCase: XCTestCase) { previous = testCase.name }
 }
+
+/// The quick tier (`bash scripts/test.sh --quick`, `TESSERA_QUICK=1`): the same tests on fewer and
+/// smaller cases (op-table references below production size, one hostile value per option, three
+/// kills); the full tier (`bash scripts/test.sh`, CI) runs them all.
+public let quickTier = ProcessInfo.processInfo.environment["TESSERA_QUICK"] == "1"
