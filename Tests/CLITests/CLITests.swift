@@ -2,6 +2,7 @@ import Foundation
 import TesseraData
 import TesseraEngine
 import TesseraModels
+import TestSupport
 import XCTest
 
 /// The `tessera` executable, run as a subprocess.
@@ -15,17 +16,10 @@ final class CLITests: XCTestCase {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[1]
     }
 
-    /// Runs a program; its status and standard output.
+    /// Runs a program (under the tests' deadline); its status and standard output.
     func run(_ executable: String, _ args: [String]) throws -> (status: Int32, stdout: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self))
+        let r = try Subprocess.run(executable, args)
+        return (r.status, r.stdout)
     }
 
     /// A program that depends only on TesseraEngine trains, round-trips safetensors, and loads no image library.
@@ -46,21 +40,11 @@ final class CLITests: XCTestCase {
 
     struct Result { let status: Int32; let stdout: String; let stderr: String }
 
+    /// Runs `tessera args` on 2 threads under the tests' deadline (output through files: a child that
+    /// writes much to stderr cannot block on a pipe nobody reads).
     func tessera(_ args: [String], env: [String: String] = [:]) throws -> Result {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        var e = ProcessInfo.processInfo.environment
-        e["TESSERA_THREADS"] = "2"
-        for (k, v) in env { e[k] = v }
-        p.environment = e
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), r = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: r, as: UTF8.self))
+        let r = try Subprocess.run(binary.path, args, env: ["TESSERA_THREADS": "2"].merging(env) { $1 })
+        return Result(status: r.status, stdout: r.stdout, stderr: r.stderr)
     }
 
     func tempDir() throws -> String {

@@ -28,7 +28,7 @@ final class CrashConsistencyTests: XCTestCase {
         let options = ["--limit", "64", "--batch-size", "16", "--epochs", "60", "--depth", "1", "--dim", "16", "--heads", "1",
                        "--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "1", "--log-every", "1"]
         let reference = try start(["pretrain", "--run", dir + "/reference"] + options)
-        reference.waitUntilExit()
+        Subprocess.wait(reference, "the reference run")
         XCTAssertEqual(reference.terminationStatus, 0)
         let expected = try ["last.safetensors", "last.train-state.safetensors"].map { try tensors(dir + "/reference/" + $0) }
 
@@ -43,8 +43,12 @@ final class CrashConsistencyTests: XCTestCase {
                 let p = try start(["pretrain", "--run", run] + (resuming ? ["--resume"] : options))
                 // Killed at a random moment (startup, steps, checkpoint writes), or left to finish once
                 // enough kills are done.
-                let delay = killed < kills ? Double(rng.uniform(0.05, 1.5)) : 600
-                let deadline = Date().addingTimeInterval(delay)
+                if killed >= kills {   // the series' last run, to the end
+                    Subprocess.wait(p, "the run that completes series \(series)")
+                    XCTAssertEqual(p.terminationStatus, 0, "series \(series): the last resumed run failed")
+                    break
+                }
+                let deadline = Date().addingTimeInterval(Double(rng.uniform(0.05, 1.5)))
                 while p.isRunning && Date() < deadline { usleep(2000) }
                 if p.isRunning {
                     kill(p.processIdentifier, SIGKILL)
@@ -84,7 +88,7 @@ final class CrashConsistencyTests: XCTestCase {
         let options = ["--limit", "64", "--batch-size", "16", "--epochs", "3", "--depth", "1", "--dim", "16", "--heads", "1",
                        "--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "1"]
         let reference = try start(["pretrain", "--run", dir + "/reference"] + options)
-        reference.waitUntilExit()
+        Subprocess.wait(reference, "the reference run")
         XCTAssertEqual(reference.terminationStatus, 0)
 
         // Step 9 is the first of epoch 3 (4 steps per epoch): its loss becomes NaN.
@@ -98,7 +102,7 @@ final class CrashConsistencyTests: XCTestCase {
         XCTAssertEqual(try SafeTensors.read(run + "/last.safetensors").metadata["step"], "8")
 
         let resumed = try start(["pretrain", "--run", run, "--resume"])
-        resumed.waitUntilExit()
+        Subprocess.wait(resumed, "the resumed run")
         XCTAssertEqual(resumed.terminationStatus, 0)
         let expected = try tensors(dir + "/reference/last.safetensors"), got = try tensors(run + "/last.safetensors")
         for (name, values) in expected {

@@ -12,7 +12,7 @@ final class HostileSweepTests: XCTestCase {
     let binary = Subprocess.product("tessera", besides: HostileSweepTests.self)
 
     func tessera(_ args: [String], timeout: Double = 120) throws -> Subprocess.Outcome {
-        try Subprocess.run(binary, args, env: ["TESSERA_THREADS": "2"], timeout: timeout)
+        try Subprocess.run(binary, args, env: ["TESSERA_THREADS": "2"], timeout: timeout, hangExpected: true)
     }
 
     /// Exited by itself with status 1 and one line on stderr, "error: …" naming `mentions`.

@@ -28,7 +28,7 @@ final class RunFolderLockTests: XCTestCase {
         XCTAssertEqual(message.split(separator: "\n").filter { $0.hasPrefix("error:") }.count, 1, message)
 
         kill(holder.processIdentifier, SIGKILL)
-        holder.waitUntilExit()
+        Subprocess.wait(holder, "the killed holder")
         // One epoch more than the killed holder saved (a resume to fewer epochs than done is refused).
         let done = try XCTUnwrap(Int(SafeTensors.read(run + "/last.train-state.safetensors").metadata["epoch"] ?? ""))
         let third = try Subprocess.run(binary, ["pretrain", "--run", run, "--resume", "--epochs", "\(done + 1)"])

@@ -235,7 +235,7 @@ final class DistributedTests: XCTestCase {
                     continue
                 }
             }
-            p.waitUntilExit()
+            Subprocess.wait(p, "a resumed 2-process run")
             if p.terminationStatus == 0 { break }
             XCTFail("a resumed 2-process run failed (status \(p.terminationStatus))")
             return

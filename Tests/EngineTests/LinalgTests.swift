@@ -23,6 +23,7 @@ final class LinalgTests: XCTestCase {
             a = mul(mul(h, a), h)
         }
         let got = try Linalg.symmetricEigenvalues(a, n: n)
+        XCTAssertEqual(got.count, n)
         for (g, e) in zip(got, lambda.sorted(by: >)) { XCTAssertEqual(g, e, accuracy: 1e-9) }
         // 2 × 2 closed form: [[2, 1], [1, 2]] → 3, 1.
         let two = try Linalg.symmetricEigenvalues([2, 1, 1, 2], n: 2)

@@ -1,4 +1,5 @@
 import Foundation
+import XCTest
 
 /// Programs of this package run as subprocesses by the tests (`tessera`, `TesseraMPICheck`, `mpirun`).
 public enum Subprocess {
@@ -45,20 +46,40 @@ public enum Subprocess {
         return p
     }
 
+    /// How long a program a test starts may run before it counts as hung (seconds).
+    public static let deadline = 600.0
+
+    /// Waits for `p` to end; one still running after `seconds` is killed (SIGKILL) and fails the test
+    /// with `label` (the command), instead of stalling the suite. Returns false when it was killed.
+    @discardableResult
+    public static func wait(_ p: Process, within seconds: Double = deadline, _ label: @autoclosure () -> String,
+                            file: StaticString = #filePath, line: UInt = #line) -> Bool {
+        let started = Date()
+        while p.isRunning && Date().timeIntervalSince(started) < seconds { usleep(20_000) }
+        guard p.isRunning else { p.waitUntilExit(); return true }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTFail("still running after \(Int(seconds)) s, killed: \(label())", file: file, line: line)
+        return false
+    }
+
     /// Runs `path args` to the end (see ``start(_:_:env:cwd:stdout:stderr:)``); output goes through
-    /// temporary files, so nothing needs draining while it runs. With `timeout`, a program still
-    /// running after that many seconds is killed (SIGKILL): the outcome then has `exited` false and
-    /// `timedOut` true.
+    /// temporary files, so nothing needs draining while it runs. A program still running after
+    /// `timeout` seconds is killed (SIGKILL): the outcome then has `exited` false and `timedOut` true,
+    /// and the test fails naming the command (unless `hangExpected`, for tests that check it themselves).
     public static func run(_ path: String, _ args: [String], env: [String: String] = [:], cwd: String? = nil,
-                           timeout: Double? = nil) throws -> Outcome {
+                           timeout: Double = deadline, hangExpected: Bool = false,
+                           file: StaticString = #filePath, line: UInt = #line) throws -> Outcome {
         let base = NSTemporaryDirectory() + "tessera-subprocess-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
         defer { for s in [".out", ".err"] { try? FileManager.default.removeItem(atPath: base + s) } }
         let started = Date()
         let p = try start(path, args, env: env, cwd: cwd, stdout: base + ".out", stderr: base + ".err")
         var timedOut = false
-        if let timeout {
-            while p.isRunning && Date().timeIntervalSince(started) < timeout { usleep(20_000) }
-            if p.isRunning { timedOut = true; kill(p.processIdentifier, SIGKILL) }
+        while p.isRunning && Date().timeIntervalSince(started) < timeout { usleep(20_000) }
+        if p.isRunning {
+            timedOut = true
+            kill(p.processIdentifier, SIGKILL)
+            if !hangExpected { XCTFail("still running after \(Int(timeout)) s, killed: \(([path] + args).joined(separator: " "))", file: file, line: line) }
         }
         p.waitUntilExit()
         func text(_ path: String) -> String { String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) }

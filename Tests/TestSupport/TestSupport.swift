@@ -141,3 +141,32 @@ public final class GEMMChoiceGuard: NSObject, XCTestObservation {
 /// smaller cases (op-table references below production size, one hostile value per option, three
 /// kills); the full tier (`bash scripts/test.sh`, CI) runs them all.
 public let quickTier = ProcessInfo.processInfo.environment["TESSERA_QUICK"] == "1"
+
+/// Runs `body` on a thread of its own and fails (instead of hanging the suite) unless it returns
+/// within `seconds`; the test goes on either way.
+public func assertFinishes(within seconds: Double, _ what: String, file: StaticString = #filePath, line: UInt = #line,
+                           _ body: @escaping @Sendable () throws -> Void) {
+    let done = DispatchSemaphore(value: 0)
+    let failure = LockedBox<String?>(nil)
+    let thread = Thread {
+        do { try body() } catch { failure.value = "\(error)" }
+        done.signal()
+    }
+    thread.start()
+    if done.wait(timeout: .now() + seconds) == .timedOut {
+        XCTFail("\(what): still running after \(seconds) s (a hang)", file: file, line: line)
+    } else if let message = failure.value {
+        XCTFail("\(what): \(message)", file: file, line: line)
+    }
+}
+
+/// A value shared between threads behind a lock.
+public final class LockedBox<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T
+    public init(_ value: T) { stored = value }
+    public var value: T {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
+    }
+}
