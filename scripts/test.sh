@@ -46,16 +46,16 @@ else
     echo "== swift test (OpenMP, ${TESSERA_THREADS:-all} threads)"
     phase omp 140 -- swift test --disable-swift-testing
     echo "== swift test, kernels built for AVX2 only (TESSERA_CPU=avx2)"
-    TESSERA_CPU=avx2 phase avx2 20 -- swift test --disable-swift-testing --scratch-path .build-avx2 --filter 'CKernelsTests'
+    TESSERA_CPU=avx2 phase avx2 22 -- swift test --disable-swift-testing --scratch-path .build-avx2 --filter 'CKernelsTests'
     echo "== swift test without OpenMP, kernels built for baseline x86-64 (TESSERA_NO_OPENMP=1 TESSERA_CPU=baseline)"
-    TESSERA_NO_OPENMP=1 TESSERA_CPU=baseline phase noomp 70 -- swift test --disable-swift-testing --scratch-path .build-noomp \
+    TESSERA_NO_OPENMP=1 TESSERA_CPU=baseline phase noomp 75 -- swift test --disable-swift-testing --scratch-path .build-noomp \
         --filter 'CKernelsTests|EngineTests|DataTests'
     echo "== swift test, kernels and engine under AddressSanitizer + UndefinedBehaviorSanitizer"
     # UBSan on the C code (-fno-sanitize-recover: a finding fails the run); Swift's own checks are on in
     # debug builds. Leak detection is off: at exit LeakSanitizer reports XCTest's registry of test cases
     # and runs, which are not Tessera's memory (docs/reliability.md).
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-        phase asan 45 -- swift test --disable-swift-testing --scratch-path .build-asan --sanitize=address \
+        phase asan 50 -- swift test --disable-swift-testing --scratch-path .build-asan --sanitize=address \
         -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined --filter 'CKernelsTests|EngineTests'
     if grep -qE "runtime error:|ERROR: AddressSanitizer" "$logs/asan.log"; then echo "sanitizer findings above"; status=1; fi
 fi

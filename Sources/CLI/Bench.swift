@@ -48,7 +48,7 @@ struct Bench: ParsableCommand {
         do { options = try Pretrain.parse(pretrainArguments) } catch {
             throw CLIError("after --: \(Pretrain.message(for: error)) (see 'tessera pretrain --help')")
         }
-        let workerCounts = try loaderWorkers.split(separator: ",").map { s in
+        let workerCounts = try loaderWorkers.split(separator: ",", omittingEmptySubsequences: false).map { s in
             guard let v = Int(s), (1...256).contains(v) else { throw CLIError("--loader-workers must be a list of counts 1…256, got '\(loaderWorkers)'") }
             return v
         }

@@ -188,7 +188,11 @@ struct Pretrain: ParsableCommand {
     func buildConfig(train: any ImageDataset) throws -> PretrainConfig {
         let uniform = train.uniformSize.flatMap { $0.height == $0.width ? $0.height : nil }
         let size = imageSize ?? uniform ?? 224
-        let patch = patchSize ?? (size <= 64 ? 4 : 16)
+        let defaultPatch = size <= 64 ? 4 : 16
+        guard patchSize != nil || size >= defaultPatch else {
+            throw CLIError("--image-size \(size) is smaller than the default patch size \(defaultPatch); raise --image-size or pass --patch-size (a divisor of \(size))")
+        }
+        let patch = patchSize ?? defaultPatch
         var mae = MAEConfig.named(model)!
         mae.encoder.imageSize = size
         mae.encoder.patchSize = patch

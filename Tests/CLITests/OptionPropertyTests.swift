@@ -27,6 +27,11 @@ final class OptionPropertyTests: XCTestCase {
         return result
     }
 
+    /// Options that take a name, a path or a list (every other option takes a number).
+    static let textOptions: Set<String> = ["--method", "--model", "--data", "--eval-data", "--run", "--interpolation", "--momentum-schedule",
+                                           "--sim-norm", "--pooling", "--few-shot", "--split", "--out", "--noise", "--save-noise",
+                                           "--loader-workers"]
+
     func testHostileValuesAtEveryOption() throws {
         let root = NSTemporaryDirectory() + "tessera-options-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
         try FileManager.default.createDirectory(atPath: root + "/inputs", withIntermediateDirectories: true)
@@ -80,9 +85,17 @@ final class OptionPropertyTests: XCTestCase {
                     let label = "tessera " + args.joined(separator: " ")
                     XCTAssertTrue(r.exited, "\(label): killed by signal \(r.status)\n\(r.stderr.suffix(1500))")
                     XCTAssertTrue([0, 1, 64].contains(r.status), "\(label): exit status \(r.status)\n\(r.stderr.suffix(1500))")
+                    // A numeric option refuses what is not a number, and every refusal of a numeric value
+                    // names the option (docs/reliability.md: "the message names the option, the range and
+                    // the value").
+                    let numeric = !Self.textOptions.contains(option)
+                    if numeric && ["nan", "inf", "-inf", "abc", ""].contains(value) {
+                        XCTAssertNotEqual(r.status, 0, "\(label): accepted a value that is not a finite number")
+                    }
                     if r.status != 0 {
                         let lines = r.stderr.split(separator: "\n").filter { !$0.hasPrefix("warning:") }
                         XCTAssertEqual(lines.count, 1, "\(label): not one line:\n\(r.stderr.suffix(1500))")
+                        if numeric { XCTAssertTrue(lines.first?.contains(option) ?? false, "\(label): the message does not name \(option): \(r.stderr)") }
                         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: cwd), [], "\(label): left files behind")
                     }
                     try? FileManager.default.removeItem(atPath: cwd)

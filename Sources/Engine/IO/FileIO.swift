@@ -117,6 +117,7 @@ public enum FileIO {
     /// directory, or be a regular file); anything else is refused with one line naming `path`. The
     /// commands check their outputs with it before they start work, so a refused output costs nothing.
     public static func outputTarget(_ path: String) throws -> String {
+        guard !path.isEmpty else { throw Error(message: "an output path is empty; give a file name") }
         var st = stat()
         guard lstat(path, &st) == 0 else {
             guard errno == ENOENT else { throw Error(message: "\(path): cannot write (\(String(cString: strerror(errno)))); choose another path") }

@@ -127,7 +127,8 @@ public final class Pretrainer {
         self.comm = communicator
         let trainSet = config.limit.map { train.prefix($0) } ?? train
         guard trainSet.count >= config.batchSize else {
-            throw TrainingError(description: "training set has \(trainSet.count) images, fewer than one batch of \(config.batchSize); lower --batch-size")
+            let limited = config.limit.map { " (--limit \($0))" } ?? ""
+            throw TrainingError(description: "training set has \(trainSet.count) images\(limited), fewer than one batch of \(config.batchSize); lower --batch-size\(limited.isEmpty ? "" : " or raise --limit")")
         }
         let W = communicator.size
         guard config.batchSize % W == 0 else {
