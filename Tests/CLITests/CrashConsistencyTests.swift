@@ -48,8 +48,14 @@ final class CrashConsistencyTests: XCTestCase {
                     XCTAssertEqual(p.terminationStatus, 0, "series \(series): the last resumed run failed")
                     break
                 }
-                let deadline = Date().addingTimeInterval(Double(rng.uniform(0.05, 1.5)))
-                while p.isRunning && Date() < deadline { usleep(2000) }
+                // Every other kill waits for a checkpoint write in flight (a temporary file in the
+                // folder) and strikes then; the others at a random moment.
+                let aimAtWrite = killed % 2 == 1
+                let deadline = Date().addingTimeInterval(aimAtWrite ? 30 : Double(rng.uniform(0.05, 1.5)))
+                while p.isRunning && Date() < deadline {
+                    if aimAtWrite, ((try? FileManager.default.contentsOfDirectory(atPath: run)) ?? []).contains(where: { $0.contains(".tmp-") }) { break }
+                    usleep(aimAtWrite ? 200 : 2000)
+                }
                 if p.isRunning {
                     kill(p.processIdentifier, SIGKILL)
                     p.waitUntilExit()
@@ -67,6 +73,14 @@ final class CrashConsistencyTests: XCTestCase {
             completedRuns += 1
             let names = try FileManager.default.contentsOfDirectory(atPath: run)
             XCTAssertFalse(names.contains { $0.contains(".tmp-") }, "temporary files left: \(names)")
+            // The metrics survive the kills whole: every line of the CSV has all its fields, and the
+            // JSON lines each parse.
+            let csv = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n")
+            XCTAssertEqual(csv.first, "kind,epoch,step,loss,lr,images_per_s,knn")
+            for line in csv { XCTAssertEqual(line.split(separator: ",", omittingEmptySubsequences: false).count, 7, "metrics.csv: '\(line)'") }
+            for line in try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n") {
+                XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(line.utf8)), "metrics.jsonl: '\(line)'")
+            }
             for (i, file) in ["last.safetensors", "last.train-state.safetensors"].enumerated() {
                 let got = try tensors(run + "/" + file)
                 XCTAssertEqual(Set(got.keys), Set(expected[i].keys), file)
@@ -77,6 +91,8 @@ final class CrashConsistencyTests: XCTestCase {
             }
         }
         print("crash consistency: \(killed) kills (\(duringWrites) during a checkpoint write), \(completedRuns) runs completed, all equal to the uninterrupted run")
+        // The kills that matter most are those inside a write: at least one of every two aimed at one.
+        XCTAssertGreaterThanOrEqual(duringWrites, max(1, kills / 4), "too few kills landed inside a checkpoint write")
     }
 
     /// A non-finite loss stops the run with one line naming the last good checkpoint, which is intact
