@@ -41,5 +41,22 @@ final class LinalgTests: XCTestCase {
         XCTAssertEqual(w.count, n)
         XCTAssertEqual(w.reduce(0, +), Double(n * (n + 1) / 2), accuracy: 1e-6 * Double(n * n))   // the trace
         XCTAssertTrue(zip(w, w.dropFirst()).allSatisfy { $0 >= $1 })
+        // Each value, independently of the solver: for a symmetric tridiagonal T, the number of
+        // eigenvalues below x is the number of negative pivots of T − xI (Sturm's count, one O(n)
+        // recurrence). The k-th largest value λ must have n − k − 1 eigenvalues below λ − ε and
+        // n − k below λ + ε.
+        func below(_ x: Double) -> Int {
+            var count = 0, d = 1.0
+            for i in 0..<n {
+                d = (Double(i + 1) - x) - (i == 0 ? 0 : 0.25 / d)
+                if d == 0 { d = -1e-300 }
+                if d < 0 { count += 1 }
+            }
+            return count
+        }
+        let eps = 1e-7
+        var wrong: [Int] = []
+        for (k, lambda) in w.enumerated() where below(lambda - eps) != n - k - 1 || below(lambda + eps) != n - k { wrong.append(k) }
+        XCTAssertEqual(wrong, [], "eigenvalues not within \(eps) of a true one (indices, largest first)")
     }
 }
