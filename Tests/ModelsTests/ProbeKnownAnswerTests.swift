@@ -41,6 +41,29 @@ final class ProbeKnownAnswerTests: XCTestCase {
         for (name, s) in scores { XCTAssertTrue((0.12...0.28).contains(s), "\(name) scored \(s) on shuffled labels") }
     }
 
+    /// The weighted kNN vote worked by hand, on unit vectors in the plane, the test point at angle 0
+    /// (label C) and the training points at angles (cosine similarity cos θ, weight exp(cos θ / 0.07)):
+    /// one A at 0.01 (1.60e6), seven C at 0.2 (8.43e6 together), nine B at 0.3 (7.61e6), three D at
+    /// 0.35 (2.02e6), and thirty D at 1.0, outside the 20 nearest. k = 20, T = 0.07 votes C; the nearest
+    /// neighbour alone is A; a plain majority of the 20 (or a flat temperature, T = 10: 1.1, 7.7, 9.9)
+    /// is B; all 50 with their weights is still C, while thirty more D votes outnumber everything.
+    /// So a wrong k, a missing or wrong weighting, or a wrong neighbour count each miss C.
+    func testWeightedKNNVoteWorkedByHand() {
+        func point(_ angle: Double) -> [Float] { [Float(cos(angle)), Float(sin(angle))] }
+        var values: [Float] = [], labels: [Int] = []
+        for (angle, label, count) in [(0.01, 0, 1), (0.2, 2, 7), (0.3, 1, 9), (0.35, 3, 3), (1.0, 3, 30)] {
+            for _ in 0..<count { values += point(angle); labels.append(label) }
+        }
+        let train = FeatureSet(values: values, count: labels.count, dim: 2, labels: labels, classCount: 4)
+        let test = FeatureSet(values: point(0), count: 1, dim: 2, labels: [2], classCount: 4)
+        XCTAssertEqual(Probes.knn(train: train, test: test), 1, "k = 20, T = 0.07 must vote C")
+        XCTAssertEqual(Probes.knn(train: train, test: test, k: 1), 0, "k = 1 must vote A")
+        XCTAssertEqual(Probes.knn(train: train, test: test, temperature: 10), 0, "a flat weighting must vote B")
+        XCTAssertEqual(Probes.knn(train: train, test: test, k: 50), 1, "all 50 weighted must still vote C")
+        XCTAssertEqual(Probes.knn(train: train, test: FeatureSet(values: point(0), count: 1, dim: 2, labels: [1], classCount: 4),
+                                  temperature: 10), 1, "a flat weighting votes B")
+    }
+
     /// A small labeled set (500 images) whose classes sit on 5 of 16 axes, the other 11 dimensions
     /// noise that standardization scales up: the linear probe must still train to convergence
     /// (30 epochs were 60 steps here: 77.6%; with its minimum of 2,000 steps 98.4%).
