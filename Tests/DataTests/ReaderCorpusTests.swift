@@ -8,7 +8,9 @@ import XCTest
 final class ReaderCorpusTests: XCTestCase {
     func corpus() throws -> [String] {
         let dir = try XCTUnwrap(Bundle.module.url(forResource: "Corpus", withExtension: nil)).path
-        return try FileManager.default.contentsOfDirectory(atPath: dir).sorted().filter { !$0.hasPrefix("fixture_") }.map { dir + "/" + $0 }
+        return try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+            .filter { !$0.hasPrefix("fixture_") && !$0.hasSuffix(".tar.idx") }   // not the index files the tar reader writes
+            .map { dir + "/" + $0 }
     }
 
     /// Reads a corpus file with the reader its name selects.
@@ -22,6 +24,9 @@ final class ReaderCorpusTests: XCTestCase {
             return "\(s.count)x\(s.heights[0])x\(s.widths[0])"
         } else if name.hasPrefix("npy_") {
             return "\(try NpyArray.read(path).shape)"
+        } else if name.hasPrefix("tar_") {
+            let t = try TarShards.index(path, channels: 1)
+            return "\(t.count) samples, labels \(t.labels ?? [])"
         } else {
             let img = try ImageSet.decodeImage(path, channels: 3)
             return "\(img.height)x\(img.width)"
@@ -50,6 +55,23 @@ final class ReaderCorpusTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(bad, 25)
+    }
+
+    /// Shards written by Python's `tarfile` in each of its formats (Tools/make_tar_fixtures.py): GNU
+    /// long names, PAX paths (non-ASCII too), a ustar prefix and Python's default. Each holds three
+    /// samples under long keys, labels 0, 1, 2, each image a 2x2 PNG of value 40 (label + 1).
+    func testShardsFromPythonsTarfileInEveryFormat() throws {
+        let dir = try XCTUnwrap(Bundle.module.url(forResource: "Corpus", withExtension: nil)).path
+        for (name, last) in [("gnu_longnames", "sample002"), ("pax_paths", "échantillon002"), ("ustar_prefix", "s2"), ("python_default", "n02")] {
+            let shards = try TarShards.index(dir + "/tar_valid_\(name).tar", channels: 1)
+            XCTAssertEqual(shards.count, 3, name)
+            XCTAssertEqual(shards.labels, [0, 1, 2], name)
+            XCTAssertTrue(shards.name(of: 2).hasSuffix("/" + last) || shards.name(of: 2).hasSuffix(":" + last), "\(name): \(shards.name(of: 2))")
+            if name != "python_default" {
+                XCTAssertTrue(shards.name(of: 0).contains("train/" + String(repeating: "very_long_folder_name_", count: 5)), "\(name): \(shards.name(of: 0))")
+            }
+            for i in 0..<3 { XCTAssertEqual(try shards.decoded(i).pixels, [UInt8](repeating: UInt8(40 * (i + 1)), count: 4), "\(name) image \(i)") }
+        }
     }
 
     func testValidContents() throws {
