@@ -1,0 +1,91 @@
+import Foundation
+import TesseraData
+import TesseraEngine
+import TestSupport
+import XCTest
+
+/// Behaviour the docs promise that no other test held to: `--resume` refuses every option that would
+/// change the saved run (docs/cli.md); `TESSERA_GEMM`'s choices and errors (docs/engine.md); a batch
+/// too large for the machine is refused before the run folder exists (docs/reliability.md).
+final class DocumentedBehaviourTests: XCTestCase {
+    let binary = Subprocess.product("tessera", besides: DocumentedBehaviourTests.self)
+
+    func tessera(_ args: [String], env: [String: String] = [:]) throws -> Subprocess.Outcome {
+        try Subprocess.run(binary, args, env: ["TESSERA_THREADS": "2"].merging(env) { $1 })
+    }
+
+    func scratch() throws -> String {
+        let d = NSTemporaryDirectory() + "tessera-documented-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
+        return d
+    }
+
+    func tinyData(_ dir: String) throws -> String {
+        var rng = TesseraRNG(seed: 11)
+        try FileIO.writeAtomically(NpyArray.serialize(floats: (0..<(32 * 16 * 16)).map { _ in rng.uniform() }, shape: [32, 16, 16]), to: dir + "/d.npy")
+        return dir + "/d.npy"
+    }
+
+    /// Only --epochs, --threads, --workers, --skip-unreadable and --evaluate apply to a resumed run;
+    /// every option that shapes it is refused in one line naming it, and the run is left as it was.
+    func testResumeRefusesEveryOptionThatWouldChangeTheRun() throws {
+        let dir = try scratch()
+        let run = dir + "/run"
+        let first = try tessera(["pretrain", "--data", try tinyData(dir), "--run", run, "--batch-size", "16", "--epochs", "1", "--depth", "1",
+                                 "--dim", "16", "--heads", "1", "--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "1"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let state = try Data(contentsOf: URL(fileURLWithPath: run + "/last.train-state.safetensors"))
+        for (option, value) in [("--depth", "2"), ("--blr", "1e-3"), ("--batch-size", "8"), ("--seed", "3"), ("--mask-ratio", "0.5"),
+                                ("--data", "fashion-mnist"), ("--weight-decay", "0.1"), ("--image-size", "32"), ("--accum", "2")] {
+            let r = try tessera(["pretrain", "--run", run, "--resume", "--epochs", "2", option, value])
+            XCTAssertEqual(r.status, 1, "\(option): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("\(option) cannot change a run being resumed"), "\(option): \(r.stderr)")
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: run + "/last.train-state.safetensors")), state)
+        let allowed = try tessera(["pretrain", "--run", run, "--resume", "--epochs", "2", "--threads", "1", "--workers", "1"])
+        XCTAssertEqual(allowed.status, 0, allowed.stderr)
+    }
+
+    /// TESSERA_GEMM: a name that is not a backend, and oneDNN where it cannot be loaded, are one line
+    /// each; auto runs Tessera's GEMM on AVX2 and AVX-512 CPUs without libdnnl, OpenBLAS on baseline
+    /// ones; openblas and tessera are taken as asked. The tool names the GEMM it runs.
+    func testGEMMChoiceAndItsErrors() throws {
+        let dir = try scratch()
+        let data = try tinyData(dir)
+        let bench = ["bench", "--rounds", "1", "--steps", "1", "--", "--data", data, "--batch-size", "8", "--depth", "1", "--dim", "16",
+                     "--heads", "1", "--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "1"]
+        let bogus = try tessera(bench, env: ["TESSERA_GEMM": "cublas"])
+        XCTAssertEqual(bogus.status, 1)
+        XCTAssertTrue(bogus.stderr.contains("TESSERA_GEMM=cublas is not a GEMM backend; use auto, openblas, onednn or tessera"), bogus.stderr)
+        let onednn = try tessera(bench, env: ["TESSERA_GEMM": "onednn"])
+        let libdnnlInstalled = try Subprocess.run("/bin/sh", ["-c", "ldconfig -p | grep -q libdnnl"]).status == 0
+        if libdnnlInstalled {
+            XCTAssertEqual(onednn.status, 0, onednn.stderr)
+        } else {
+            XCTAssertEqual(onednn.status, 1)
+            XCTAssertTrue(onednn.stderr.contains("TESSERA_GEMM=onednn but no libdnnl could be loaded"), onednn.stderr)
+        }
+        for (choice, name) in [("openblas", "OpenBLAS"), ("tessera", "Tessera GEMM")] {
+            let r = try tessera(bench, env: ["TESSERA_GEMM": choice])
+            XCTAssertEqual(r.status, 0, "\(choice): \(r.stderr)")
+            XCTAssertTrue(r.stdout.contains(name), "\(choice): \(r.stdout)")
+        }
+        if Runtime.gemm != .oneDNN {
+            let auto = try tessera(bench, env: ["TESSERA_GEMM": "auto"])
+            XCTAssertEqual(auto.status, 0, auto.stderr)
+            XCTAssertTrue(auto.stdout.contains(Runtime.cpuLevel == "baseline" ? "OpenBLAS" : "Tessera GEMM"), "auto on \(Runtime.cpuLevel): \(auto.stdout)")
+        }
+    }
+
+    /// A batch whose pixels alone would take more than half the machine's memory is refused in one
+    /// line, before the run folder exists.
+    func testABatchTooLargeForTheMachineIsRefusedUpFront() throws {
+        let dir = try scratch()
+        let r = try tessera(["pretrain", "--data", try tinyData(dir), "--run", dir + "/run", "--batch-size", "1048576", "--image-size", "4096",
+                             "--patch-size", "64", "--limit", "32"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("more than half of this machine's"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run"))
+    }
+}
