@@ -58,6 +58,17 @@ else
         phase asan 50 -- swift test --disable-swift-testing --scratch-path .build-asan --sanitize=address \
         -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined --filter 'CKernelsTests|EngineTests'
     if grep -qE "runtime error:|ERROR: AddressSanitizer" "$logs/asan.log"; then echo "sanitizer findings above"; status=1; fi
+    # oneDNN, which `auto` picks wherever libdnnl is installed: the GEMM tests of the first build again
+    # with Debian's libdnnl2 unpacked beside the build (not installed: every other phase keeps the
+    # default a machine without it has), oneDNN the process's GEMM, its reference test required.
+    echo "== swift test, GEMM tests on oneDNN (Debian's libdnnl2, unpacked into .build-onednn)"
+    if onednn_dir=$(unpack_onednn .build-onednn); then
+        LD_LIBRARY_PATH="$onednn_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" TESSERA_GEMM=onednn TESSERA_REQUIRE_ONEDNN=1 TESSERA_QUICK=1 \
+            phase onednn 15 -- swift test --disable-swift-testing --skip-build --filter 'KernelReferenceTests|OpTableTests|ThreadCountTests|MLPOpTests'
+    else
+        echo "phase onednn: libdnnl2 could not be downloaded (apt-get download libdnnl2); not run"
+        [ "${CI:-}" = "true" ] && status=1
+    fi
 fi
 
 # The count, from the test cases themselves: each "Test Case '…' passed|failed|skipped" line once.

@@ -66,6 +66,8 @@ final class KernelReferenceTests: XCTestCase {
     /// oneDNN is loaded at run time: skipped, saying so, where libdnnl is not installed.
     func testOneDNNGemmMatchesReference() throws {
         guard Runtime.withGEMM(.oneDNN, { gemmMatchesReference("oneDNN") }) != nil else {
+            // The test tier's oneDNN phase requires it (scripts/test.sh); elsewhere it is a visible skip.
+            if ProcessInfo.processInfo.environment["TESSERA_REQUIRE_ONEDNN"] == "1" { return XCTFail("no libdnnl could be loaded, but this phase requires it") }
             throw XCTSkip("oneDNN not tested: no libdnnl could be loaded (apt-get install libdnnl2)")
         }
     }
