@@ -48,6 +48,15 @@ final class OpTableTests: XCTestCase {
         print("op table runs on the \(level) kernels")
     }
 
+    /// Which variants this run covers, said where everyone reads it: the dispatched build on a CPU
+    /// without AVX-512 cannot run the AVX-512 clones (the AVX2 and baseline phases are forced by
+    /// TESSERA_CPU; AVX-512 can only come from the CPU), and the summary lists this skip with its reason.
+    func testTheAVX512VariantRanOrTheSkipSaysWhy() throws {
+        guard ProcessInfo.processInfo.environment["TESSERA_CPU"] == nil else { return }   // a forced variant: the test above checks it
+        try XCTSkipUnless(Runtime.cpuLevel == "avx512f", "this CPU (\(Runtime.cpuLevel)) has no AVX-512: the AVX-512 clones of the kernels were not tested in this run")
+        XCTAssertEqual(ck_clones_fuse_multiply_add(), 1)
+    }
+
     /// Gradient buffers for a case: a copy of `prior`, or `fill` everywhere (NaN: an overwriting
     /// kernel must write every element).
     func gradBuffers(_ c: OpCase, prior: [[Float]]?, fill: Float) -> [UnsafeMutablePointer<Float>] {
