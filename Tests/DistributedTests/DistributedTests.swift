@@ -211,17 +211,24 @@ final class DistributedTests: XCTestCase {
         }
         let kills = Int(ProcessInfo.processInfo.environment["TESSERA_MPI_CRASH_KILLS"] ?? "") ?? (quickTier ? 1 : 5)
         var rng = TesseraRNG(seed: 3)
-        var killed = 0
+        var killed = 0, duringWrites = 0
         let run = dir + "/crash"
+        func writing() -> Bool { ((try? FileManager.default.contentsOfDirectory(atPath: run)) ?? []).contains { $0.contains(".tmp-") } }
         while true {
             let resuming = FileManager.default.fileExists(atPath: run + "/last.train-state.safetensors")
             let p = try job(["pretrain", "--run", run] + (resuming ? ["--resume"] : options))
             if killed < kills {
-                // Wait until both ranks run, then a random moment of training.
-                let deadline = Date().addingTimeInterval(Double(rng.uniform(1.0, 3.0)))
-                while p.isRunning && Date() < deadline { usleep(5000) }
+                // Wait until both ranks run, then a random moment of training, or (the first kill, and
+                // every other one after it) the moment rank 0 has a checkpoint write in flight.
+                let aimAtWrite = killed % 2 == 0
+                let started = Date(), deadline = started.addingTimeInterval(aimAtWrite ? 30 : Double(rng.uniform(1.0, 3.0)))
+                while p.isRunning && Date() < deadline {
+                    if aimAtWrite, Date().timeIntervalSince(started) > 0.5, writing() { break }
+                    usleep(aimAtWrite ? 200 : 5000)
+                }
                 let ranks = children(of: p.processIdentifier)
                 if p.isRunning, !ranks.isEmpty {
+                    if writing() { duringWrites += 1 }
                     kill(ranks[rng.int(below: ranks.count)], SIGKILL)
                     let end = Date().addingTimeInterval(60)
                     while p.isRunning && Date() < end { usleep(10_000) }
@@ -241,9 +248,10 @@ final class DistributedTests: XCTestCase {
             return
         }
         XCTAssertGreaterThan(killed, 0, "no kill landed while the job trained")
+        XCTAssertGreaterThan(duringWrites, 0, "no kill landed while a checkpoint was being written")
         let names = try FileManager.default.contentsOfDirectory(atPath: run)
         XCTAssertFalse(names.contains { $0.contains(".tmp-") }, "temporary files left: \(names)")
-        print("2-process crash consistency: \(killed) kills, final checkpoint bit-identical")
+        print("2-process crash consistency: \(killed) kills (\(duringWrites) during a checkpoint write), final checkpoint bit-identical")
         for f in ["last.safetensors", "last.train-state.safetensors"] {
             XCTAssertEqual(bytes(dir + "/reference/" + f), bytes(run + "/" + f), "\(f) differs from the uninterrupted 2-process run after \(killed) kills")
         }
