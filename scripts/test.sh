@@ -97,8 +97,10 @@ for entry in "${phases[@]}"; do
         done
     fi
     echo "phase $name: $p passed, $x failed, $s skipped; slowest:"
-    grep -E "^Test Case '[^']+' passed \(" "$f" | sed -E "s/^Test Case '([^']+)' passed \(([0-9.]+) seconds\)/\2 \1/" \
-        | sort -rn | head -15 | awk '{printf "    %8.1f s  %s\n", $1, $2}'
+    # Sorted into a file first: `head` closing a pipe early would end this script (pipefail, SIGPIPE).
+    { grep -E "^Test Case '[^']+' passed \(" "$f" || true; } | sed -E "s/^Test Case '([^']+)' passed \(([0-9.]+) seconds\)/\2 \1/" \
+        | sort -rn > "$logs/$name.slowest"
+    head -15 "$logs/$name.slowest" | awk '{printf "    %8.1f s  %s\n", $1, $2}'
     grep -E ": Test skipped" "$f" | sed -E 's/^.*: ([A-Za-z0-9_.]+) : Test skipped - /    skipped: \1: /' || true
     passed=$((passed + p)) failed=$((failed + x)) skipped=$((skipped + s))
 done
