@@ -174,6 +174,51 @@ final class DistributedTests: XCTestCase {
         XCTAssertLessThan(killed.seconds, 60)
     }
 
+    /// A non-finite loss on one rank's share stops every rank at the same step (the loss is averaged
+    /// first), printed once, with the last good checkpoint intact; the job resumes from it.
+    func testNonFiniteLossUnderMPIStopsEveryRankOnce() throws {
+        let dir = try tempDir()
+        let tessera = product("tessera")
+        let run = "\(dir)/nan"
+        // 3 steps per epoch: step 5 is the second of epoch 2, after epoch 1's checkpoint.
+        let r = try launch(2, tessera, pretrain("mae", run: run, epochs: 2), env: ["TESSERA_INJECT_FAILURE": "1:5:nan"], timeout: 120)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertNotEqual(r.status, 124, "the job hung until the deadline")
+        let errors = r.stderr.split(separator: "\n").filter { $0.contains("loss is nan") }
+        XCTAssertEqual(errors.count, 1, "printed by one rank only: \(r.stderr)")
+        XCTAssertTrue(r.stderr.contains("loss is nan at epoch 2 step 5") && r.stderr.contains("(epoch 1, step 3; --resume continues from it)"), r.stderr)
+        XCTAssertEqual(try SafeTensors.read(run + "/last.train-state.safetensors").metadata["step"], "3")
+        assertSucceeded(try launch(2, tessera, ["pretrain", "--run", run, "--resume"]))
+    }
+
+    /// A rank that stops answering (SIGSTOP: alive, but silent) ends the job at the collective deadline
+    /// (`TESSERA_MPI_TIMEOUT`) with one line naming the collective, instead of hanging.
+    func testASilentRankEndsTheJobAtTheCollectiveDeadline() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else { throw XCTSkip("mpirun is not installed") }
+        let dir = try tempDir()
+        let err = dir + "/stderr"
+        let job = try Subprocess.start("/usr/bin/mpirun", Array(Self.mpirun(2).dropFirst()) + [product("tessera")]
+                                       + pretrain("mae", run: "\(dir)/silent", epochs: 200),
+                                       env: Self.openMPIEnvironment.merging(["TESSERA_MPI_TIMEOUT": "5"]) { $1 }, stderr: err)
+        // Once both ranks train (the first checkpoint exists), stop one of them.
+        let started = Date()
+        while job.isRunning && !FileManager.default.fileExists(atPath: "\(dir)/silent/last.safetensors") && Date().timeIntervalSince(started) < 120 {
+            usleep(50_000)
+        }
+        let ranks = children(of: job.processIdentifier)
+        XCTAssertEqual(ranks.count, 2, "the job's ranks")
+        guard job.isRunning, let silent = ranks.last else { return XCTFail("the job ended before a rank could be stopped") }
+        kill(silent, SIGSTOP)
+        let stopped = Date()
+        let ended = Subprocess.wait(job, within: 90, "a job with a stopped rank")
+        for rank in ranks { kill(rank, SIGKILL) }
+        XCTAssertTrue(ended, "the job did not end at the collective deadline")
+        XCTAssertLessThan(Date().timeIntervalSince(stopped), 60)
+        XCTAssertNotEqual(job.terminationStatus, 0)
+        let text = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
+        XCTAssertTrue(text.contains("no answer from the other ranks within 5 s"), text)
+    }
+
     /// A global batch that the processes cannot share equally is refused with one line.
     func testBatchMustDivideAmongProcesses() throws {
         let dir = try tempDir()
