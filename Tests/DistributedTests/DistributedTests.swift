@@ -219,6 +219,19 @@ final class DistributedTests: XCTestCase {
         XCTAssertTrue(text.contains("no answer from the other ranks within 5 s"), text)
     }
 
+    /// Processes whose parameters drift apart (one rank's nudged by 1e-3 before step 2) are caught by the
+    /// checksum compared at the save: the job stops with one line naming the rank, and no checkpoint
+    /// of the diverged state is written.
+    func testDivergedProcessesAreCaughtAtTheSave() throws {
+        let dir = try tempDir()
+        let run = "\(dir)/diverged"
+        let r = try launch(2, product("tessera"), pretrain("mae", run: run, epochs: 2), env: ["TESSERA_INJECT_FAILURE": "1:2:diverge"], timeout: 120)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertNotEqual(r.status, 124, "the job hung until the deadline")
+        XCTAssertTrue(r.stderr.contains("processes 1 hold different parameters than rank 0 at step 3"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run + "/last.train-state.safetensors"), "the diverged state was saved")
+    }
+
     /// A global batch that the processes cannot share equally is refused with one line.
     func testBatchMustDivideAmongProcesses() throws {
         let dir = try tempDir()

@@ -444,7 +444,9 @@ public final class Pretrainer {
                 defer { waitStart = Date() }
                 group.append(batch)
                 guard group.count == config.accumSteps else { continue }
-                if let f = injectedFailure, f.step == step + 1 { try f.trigger(on: group[0]) }
+                if let f = injectedFailure, f.step == step + 1 {
+                    if f.kind == .diverge { optimizer.arena.values.base[0] += 1e-3 } else { try f.trigger(on: group[0]) }
+                }
                 let r = try step(group)
                 group.removeAll()
                 meter.add(r); window.add(r)
@@ -528,13 +530,14 @@ public func loadWeights(_ file: SafeTensors.File, into module: Module, strict: B
     }
 }
 
-/// A failure staged on purpose: `TESSERA_INJECT_FAILURE=rank:step[:crash|:nan]` makes process `rank`
-/// fail when it is about to run optimizer step `step` (1-based): with an error; with `crash` by
+/// A failure staged on purpose: `TESSERA_INJECT_FAILURE=rank:step[:crash|:nan|:diverge]` makes process
+/// `rank` fail when it is about to run optimizer step `step` (1-based): with an error; with `crash` by
 /// killing itself (SIGKILL); with `nan` by giving the step a non-finite loss (one pixel of its batch
-/// set to NaN). Tests use it to check that a failing process ends the whole job, and that a
-/// non-finite loss stops the run with its last good checkpoint intact.
+/// set to NaN); with `diverge` by nudging one of its parameters, so that it no longer holds rank 0's
+/// bits. Tests use it to check that a failing process ends the whole job, that a non-finite loss stops
+/// the run with its last good checkpoint intact, and that diverged processes are caught at the save.
 public struct InjectedFailure: Sendable {
-    public enum Kind: String, Sendable { case error, crash, nan }
+    public enum Kind: String, Sendable { case error, crash, nan, diverge }
     public let step: Int
     public let kind: Kind
 
@@ -551,6 +554,7 @@ public struct InjectedFailure: Sendable {
         switch kind {
         case .crash: kill(getpid(), SIGKILL)
         case .nan: batch.viewImages[0].data[0] = .nan; return
+        case .diverge: return   // done by the trainer, which holds the parameters
         case .error: break
         }
         throw TrainingError(description: "injected failure before step \(step) (TESSERA_INJECT_FAILURE)")
