@@ -241,6 +241,11 @@ def sweep(s):
     os.mkfifo(d + "/src/b/zz.png")
     s.case("pretrain", 5, "a FIFO named .png in the image folder", ["pretrain", "--data", d + "/src", "--channels", "1", "--run", d + "/r"] + TINY,
            "refused", "zz.png", [d])
+    d = s.scratch("fifo-metrics")
+    os.makedirs(d + "/run")
+    os.mkfifo(d + "/run/metrics.csv")
+    s.case("pretrain", 5, "a FIFO as the run folder's metrics.csv", ["pretrain", "--data", npy(d, "t"), "--run", d + "/run"] + TINY,
+           "refused", "metrics.csv", [d])
     d = s.scratch("loops")
     folder(d + "/src", ["a", "b"])
     os.symlink(".", d + "/src/a/x"); os.symlink(".", d + "/src/a/y"); os.symlink("..", d + "/src/b/up")

@@ -221,6 +221,10 @@ final class HostileSweepTests: XCTestCase {
         XCTAssertEqual(mkfifo(dir + "/ck.safetensors", 0o644), 0)
         assertRefused(try tessera(["inspect", dir + "/ck.safetensors"], timeout: 60), mentions: "ck.safetensors")
         assertRefused(try tessera(["eval", dir + "/ck.safetensors"], timeout: 60), mentions: "ck.safetensors")
+        // A FIFO where the run folder keeps its metrics (read at start to drop a cut line, then appended to).
+        try FileManager.default.createDirectory(atPath: dir + "/fifo-run", withIntermediateDirectories: true)
+        XCTAssertEqual(mkfifo(dir + "/fifo-run/metrics.csv", 0o644), 0)
+        assertRefused(try tessera(["pretrain", "--data", try npy(dir, "t"), "--run", dir + "/fifo-run"] + tiny, timeout: 60), mentions: "metrics.csv")
 
         try folder(dir + "/loops", classes: ["a", "b"])
         for (link, to) in [("a/x", "."), ("a/y", "."), ("b/up", "..")] {

@@ -176,9 +176,16 @@ public enum FileIO {
 
     /// Appends a line to a file (metrics logs), creating it if needed.
     public static func appendLine(_ line: String, to path: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        // Non-blocking, not through a link, and only to a regular file: a FIFO or a device put in a run
+        // folder is refused in one line instead of blocking the run.
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { throw FileIO.Error(message: "\(path): cannot append (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            throw Error(message: "\(path): not a regular file (\(kind(st.st_mode))); remove it")
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         let bytes = Array((line + "\n").utf8)
         guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress!, bytes.count) }) == bytes.count else {
             let e = errno

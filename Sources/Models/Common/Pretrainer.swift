@@ -299,7 +299,9 @@ public final class Pretrainer {
             try? fm.removeItem(atPath: run.path + "/" + name)
         }
         for path in [run.metricsCSV, run.metricsJSONL] {
-            guard let bytes = fm.contents(atPath: path), let last = bytes.last, last != UInt8(ascii: "\n") else { continue }
+            guard fm.fileExists(atPath: path) else { continue }
+            let bytes = try FileIO.readAll(path, limit: 1 << 32)   // never blocks: a FIFO there is one line
+            guard let last = bytes.last, last != UInt8(ascii: "\n") else { continue }
             let keep = (bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 }) ?? 0
             try FileIO.writeAtomically(Array(bytes[0..<keep]), to: path)
         }
