@@ -80,7 +80,13 @@ public enum FileIO {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
         let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        // A new file of this process's own: never through a link or onto something already there (a
+        // leftover of a killed write, or a planted link, is removed first; unlink removes a link itself).
+        var fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        if fd < 0 && errno == EEXIST {
+            unlink(tmp)
+            fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        }
         guard fd >= 0 else { throw FileIO.Error(message: "\(path): cannot write (\(String(cString: strerror(errno)))); check that \(dir) exists and is writable") }
         var ok = false
         defer { if !ok { unlink(tmp) } }
