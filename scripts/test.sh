@@ -101,7 +101,7 @@ for entry in "${phases[@]}"; do
     { grep -E "^Test Case '[^']+' passed \(" "$f" || true; } | sed -E "s/^Test Case '([^']+)' passed \(([0-9.]+) seconds\)/\2 \1/" \
         | sort -rn > "$logs/$name.slowest"
     head -15 "$logs/$name.slowest" | awk '{printf "    %8.1f s  %s\n", $1, $2}'
-    grep -E ": Test skipped" "$f" | sed -E 's/^.*: ([A-Za-z0-9_.]+) : Test skipped - /    skipped: \1: /' || true
+    grep -E ": Test skipped" "$f" | sed -E 's/^.*: ([A-Za-z0-9_.]+) : Test skipped(: required [a-z]+ value but got [a-z]+)? - /    skipped: \1: /' || true
     passed=$((passed + p)) failed=$((failed + x)) skipped=$((skipped + s))
 done
 echo "tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
