@@ -161,21 +161,26 @@ struct Pretrain: ParsableCommand {
             if let other = given.first(where: { !allowed.contains($0) }) {
                 throw CLIError("\(other) cannot change a run being resumed (--resume continues \(runPath)'s saved configuration, see its config.json); drop \(other) or start a new --run")
             }
-            var saved: String?
+            var saved: String?, completing: String?
             if comm.isPrimary {
                 let file = try SafeTensors.read(folder.trainState("last"))   // what a resume reads (one atomic file)
                 guard let text = file.metadata["config"] else { throw CLIError("\(folder.trainState("last")) has no saved configuration; start a new run") }
                 // A resume that would train nothing is refused before it touches the folder.
                 let done = Int(file.metadata["epoch"] ?? "") ?? 0
                 let target = try epochs ?? PretrainConfig.decode(text).epochs
-                if target <= done {
+                // The model files are written after the train state: a kill inside the last save can
+                // leave them a save behind it. A finished run in that state is completed, not refused.
+                let behind = [folder.model("last"), folder.encoder("last")].contains { (try? SafeTensors.read($0))?.metadata["step"] != file.metadata["step"] }
+                if target <= done && !behind {
                     throw CLIError("\(runPath) has trained \(done) epoch\(done == 1 ? "" : "s") already\(epochs == nil ? ", all it was set to" : ""); pass --epochs above \(done) to train further")
                 }
                 saved = text
+                completing = target <= done ? "1" : "0"
             }
             var config = try PretrainConfig.decode(Processes.fromPrimary(saved))
-            if let epochs { config.epochs = epochs }
-            try execute(config, folder: folder, train: nil, claim: claim)
+            let completeOnly = Processes.fromPrimary(completing) == "1"
+            if let epochs, !completeOnly { config.epochs = epochs }
+            try execute(config, folder: folder, train: nil, claim: claim, completeOnly: completeOnly)
             return
         }
 
@@ -268,7 +273,8 @@ struct Pretrain: ParsableCommand {
     }
 
     /// Loads what `config` names, builds its method, resumes if asked, and trains.
-    func execute(_ config: PretrainConfig, folder: RunFolder, train loaded: (any ImageDataset)?, claim: RunClaim?) throws {
+    func execute(_ config: PretrainConfig, folder: RunFolder, train loaded: (any ImageDataset)?, claim: RunClaim?,
+                 completeOnly: Bool = false) throws {
         let comm = Processes.comm
         let channels = config.mae.encoder.channels
         let train = try loaded ?? loadData(config.data, split: .train, channels: channels, limit: config.limit)
@@ -303,6 +309,14 @@ struct Pretrain: ParsableCommand {
         trainer.claim = claim
         trainer.injectedFailure = InjectedFailure.fromEnvironment(rank: comm.rank)
         let say: (String) -> Void = comm.isPrimary ? { print($0) } : { _ in }
+        if completeOnly {   // a finished run whose last save was cut short: its model files from the train state
+            if comm.isPrimary {
+                try trainer.resume()
+                try trainer.saveCheckpoint(tag: "last", includeTrainState: false)
+            }
+            say("\(folder.path) had finished its \(trainer.epoch) epochs, but a kill cut its last save short: wrote \(folder.model("last")) and \(folder.encoder("last")) from its train state (step \(trainer.step))")
+            return
+        }
         if resume {
             if comm.isPrimary { try trainer.resume() }   // the others receive rank 0's state when training starts
             say("resumed \(folder.path) at epoch \(trainer.epoch), step \(trainer.step) (saved configuration; \(config.epochs) epochs)")

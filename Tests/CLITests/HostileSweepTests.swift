@@ -312,6 +312,27 @@ final class HostileSweepTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/last.train-state.safetensors"))
     }
 
+    /// A kill inside a finished run's last save, after its train state and before its model files
+    /// (found by the crash test's kills aimed at writes): `--resume` completes the save from the train
+    /// state instead of refusing a run that has trained all its epochs, or leaving the model a save behind.
+    func testAFinishedRunsCutLastSaveIsCompletedOnResume() throws {
+        let dir = try scratch()
+        let data = try npy(dir, "tiny")
+        let run = dir + "/run"
+        assertSucceeded(try tessera(["pretrain", "--data", data, "--run", run] + tiny))
+        let epochOne = try Data(contentsOf: URL(fileURLWithPath: run + "/last.safetensors"))
+        assertSucceeded(try tessera(["pretrain", "--run", run, "--resume", "--epochs", "2"]))
+        try epochOne.write(to: URL(fileURLWithPath: run + "/last.safetensors"))   // as if killed before the model file's rename
+        let r = try tessera(["pretrain", "--run", run, "--resume"])
+        assertSucceeded(r)
+        XCTAssertTrue(r.stdout.contains("cut its last save short"), r.stdout)
+        let state = try SafeTensors.read(run + "/last.train-state.safetensors"), model = try SafeTensors.read(run + "/last.safetensors")
+        XCTAssertEqual(model.metadata["step"], state.metadata["step"])
+        for (name, entry) in model.tensors { XCTAssertEqual(entry.floats(), state["model." + name]?.floats(), name) }
+        // Now complete: a resume with nothing to train is refused as before.
+        assertRefused(try tessera(["pretrain", "--run", run, "--resume"]), mentions: "--epochs")
+    }
+
     /// A checkpoint whose weights are not finite is evaluated with a warning that says so.
     func testNonFiniteWeightsAreSaid() throws {
         let dir = try scratch()
