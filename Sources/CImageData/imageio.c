@@ -219,18 +219,23 @@ static int png_decode_as_pil(uint8_t *dst, const uint8_t *src, size_t n, int64_t
     // Alpha, and the alpha libpng's expansions make of a tRNS chunk, dropped.
     if ((type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);
     if (wide_gray) png_set_swap(png);   // host order (little-endian) for the 16-bit reads below
+    // Gray wanted as RGB is replicated by libpng (PIL's L to RGB), so that every 8-bit case but color to
+    // gray decodes straight into dst; color to gray and 16-bit gray go through a buffer and a pass below.
+    if (gray && !wide_gray && channels == 3) { png_set_gray_to_rgb(png); gray = 0; }
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
     size_t row_bytes = png_get_rowbytes(png, info);
     int samples = gray ? 1 : 3, bytes = wide_gray ? 2 : 1;
     if (row_bytes != (size_t)width * (size_t)(samples * bytes)) { png_destroy_read_struct(&png, &info, NULL); return CK_IO_UNSUPPORTED; }
-    buffer = malloc(row_bytes * (size_t)height);
+    const int direct = samples == channels && !wide_gray;
+    if (!direct) buffer = malloc(row_bytes * (size_t)height);
     rows = malloc(sizeof(png_bytep) * (size_t)height);
-    if (!buffer || !rows) { png_destroy_read_struct(&png, &info, NULL); free(buffer); free(rows); return CK_IO_TOO_LARGE; }
-    for (int64_t y = 0; y < height; y++) rows[y] = buffer + (size_t)y * row_bytes;
+    if ((!direct && !buffer) || !rows) { png_destroy_read_struct(&png, &info, NULL); free(buffer); free(rows); return CK_IO_TOO_LARGE; }
+    for (int64_t y = 0; y < height; y++) rows[y] = (direct ? dst : buffer) + (size_t)y * row_bytes;
     png_read_image(png, rows);
     png_read_end(png, NULL);
     png_destroy_read_struct(&png, &info, NULL);
+    if (direct) { free(rows); return CK_IO_OK; }
     const size_t count = (size_t)width * (size_t)height;
     for (size_t i = 0; i < count; i++) {
         uint8_t *out = dst + i * (size_t)channels;

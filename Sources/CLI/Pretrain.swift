@@ -284,10 +284,7 @@ struct Pretrain: ParsableCommand {
         var evalSets: (any ImageDataset, any ImageDataset)?
         if config.knnEvery > 0 {
             let spec = config.evalData ?? config.data
-            let splits = config.evalData == nil
-                ? try EvaluationSplits(train: train, test: DataSource.hasTestSplit(spec) ? loadData(spec, split: .test, channels: channels) : train,
-                                       heldOut: DataSource.hasTestSplit(spec), what: spec)
-                : try EvaluationSplits.load(spec, channels: channels)
+            let splits = try EvaluationSplits.load(spec, channels: channels, train: config.evalData == nil ? train : nil)
             for set in [splits.train, splits.test] where set.channels != channels {
                 throw CLIError("--knn-every: \(spec) has \(set.channels)-channel images, but the run trains on \(channels)-channel images; pass --eval-data with \(channels)-channel images")
             }

@@ -193,7 +193,9 @@ struct LoadedCheckpoint {
             encoder = e
             model = nil
         }
-        if let bad = file.tensors.first(where: { $0.entry.floats()?.contains { !$0.isFinite } ?? false }) {
+        // Scanned in the loaded model, where the values already are (no copy of the file's tensors).
+        let loaded: Module = model ?? encoder
+        if let bad = loaded.stateDict().first(where: { t in UnsafeBufferPointer(start: t.tensor.data, count: t.tensor.count).contains { !$0.isFinite } }) {
             warning("\(path): tensor '\(bad.name)' holds NaN or infinite values, so what is computed from it means nothing; evaluate an earlier checkpoint of the run")
         }
     }

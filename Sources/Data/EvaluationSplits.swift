@@ -18,17 +18,13 @@ public struct EvaluationSplits {
     /// False when the test split is the training split itself.
     public let heldOut: Bool
 
-    /// The splits of `spec` (see ``DataSource/load(_:split:channels:limit:)``), labels required.
-    public static func load(_ spec: String, channels: Int?, limit: Int? = nil) throws -> EvaluationSplits {
-        let train = try DataSource.load(spec, split: .train, channels: channels, limit: limit)
+    /// The splits of `spec` (see ``DataSource/load(_:split:channels:limit:)``); `train`, when given, is
+    /// its training split already loaded (`pretrain --knn-every` on its own training data).
+    public static func load(_ spec: String, channels: Int?, limit: Int? = nil, train loaded: (any ImageDataset)? = nil) throws -> EvaluationSplits {
+        let train = try loaded ?? DataSource.load(spec, split: .train, channels: channels, limit: limit)
         guard DataSource.hasTestSplit(spec) else { return EvaluationSplits(train: train, test: train, heldOut: false) }
         let test = try DataSource.load(spec, split: .test, channels: channels ?? train.channels, limit: limit)
         return EvaluationSplits(train: train, test: try test.labeled(like: train, what: spec), heldOut: true)
-    }
-
-    /// Two given datasets as the splits (each fully labeled), the test split renumbered by class name.
-    public init(train: any ImageDataset, test: any ImageDataset, heldOut: Bool, what: String) throws {
-        self.init(train: train, test: try test.labeled(like: train, what: what), heldOut: heldOut)
     }
 
     init(train: any ImageDataset, test: any ImageDataset, heldOut: Bool) {

@@ -47,12 +47,7 @@ final class CLITests: XCTestCase {
         return Result(status: r.status, stdout: r.stdout, stderr: r.stderr)
     }
 
-    func tempDir() throws -> String {
-        let d = NSTemporaryDirectory() + "tessera-cli-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
-        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
-        return d
-    }
+    func tempDir() throws -> String { try scratchDirectory("cli") }
 
     /// A small labeled `.npy` dataset: 48 images 16×16, 3 classes (a bright band at different heights).
     func tinyData(_ dir: String) throws -> String {

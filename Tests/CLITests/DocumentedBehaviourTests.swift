@@ -14,12 +14,7 @@ final class DocumentedBehaviourTests: XCTestCase {
         try Subprocess.run(binary, args, env: ["TESSERA_THREADS": "2"].merging(env) { $1 })
     }
 
-    func scratch() throws -> String {
-        let d = NSTemporaryDirectory() + "tessera-documented-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
-        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
-        return d
-    }
+    func scratch() throws -> String { try scratchDirectory("documented") }
 
     func tinyData(_ dir: String) throws -> String {
         var rng = TesseraRNG(seed: 11)

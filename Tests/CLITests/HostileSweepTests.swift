@@ -30,12 +30,7 @@ final class HostileSweepTests: XCTestCase {
         XCTAssertTrue(r.exited && r.status == 0, "status \(r.status); stderr: \(r.stderr)", file: file, line: line)
     }
 
-    func scratch() throws -> String {
-        let d = NSTemporaryDirectory() + "tessera-sweep-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
-        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
-        return d
-    }
+    func scratch() throws -> String { try scratchDirectory("sweep") }
 
     /// Separable 16×16 images: class c has a bright band in rows 5c…5c+4.
     func bandImage(_ c: Int, _ i: Int, channels: Int = 1) -> [UInt8] {

@@ -170,3 +170,13 @@ public final class LockedBox<T>: @unchecked Sendable {
         set { lock.lock(); stored = newValue; lock.unlock() }
     }
 }
+
+extension XCTestCase {
+    /// A new empty folder under the system's temporary directory, removed when the test ends.
+    public func scratchDirectory(_ label: String) throws -> String {
+        let d = NSTemporaryDirectory() + "tessera-\(label)-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
+        return d
+    }
+}

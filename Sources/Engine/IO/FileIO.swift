@@ -216,8 +216,10 @@ public enum FileIO {
         guard access(p, W_OK) == 0 else { throw Error(message: "\(path): \(p) is not writable; choose a writable location") }
     }
 
-    /// Creates a directory (and parents) or fails with a one-line error.
-    public static func makeDirectory(_ path: String) throws {
+    /// Creates a directory (and parents) or fails with a one-line error; returns the directories it
+    /// created, outermost first (so a caller can take them back).
+    @discardableResult
+    public static func makeDirectory(_ path: String) throws -> [String] {
         // Each missing component with mkdir, so that the message is the system's reason.
         var missing: [String] = []
         var p = path
@@ -234,6 +236,7 @@ public enum FileIO {
             throw Error(message: "\(path): exists and is not a directory; choose another location")
         }
         guard access(path, W_OK) == 0 else { throw Error(message: "\(path): directory is not writable; choose a writable location") }
+        return missing.reversed()
     }
 
     /// An exclusive lock on a directory, held while this object lives (`flock` on `<dir>/.tessera.lock`,

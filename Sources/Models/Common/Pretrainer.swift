@@ -42,19 +42,10 @@ public final class RunClaim {
     private let existed: Set<String>
 
     public init(_ folder: RunFolder) throws {
-        var missing: [String] = []
-        var p = URL(fileURLWithPath: folder.path).standardizedFileURL.path
-        while !FileManager.default.fileExists(atPath: p) {
-            missing.append(p)
-            let parent = (p as NSString).deletingLastPathComponent
-            if parent == p || parent.isEmpty { break }
-            p = parent
-        }
-        try FileIO.makeDirectory(folder.path)
-        created = missing.reversed()
+        created = try FileIO.makeDirectory(folder.path)
         existed = Set((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])
         do { lock = try FileIO.DirectoryLock(folder.path, recordingHolder: false) } catch {
-            for dir in missing { rmdir(dir) }
+            for dir in created.reversed() { rmdir(dir) }
             throw error
         }
         self.folder = folder
@@ -446,9 +437,7 @@ public final class Pretrainer {
                 defer { waitStart = Date() }
                 group.append(batch)
                 guard group.count == config.accumSteps else { continue }
-                if let f = injectedFailure, f.step == step + 1 {
-                    if f.kind == .diverge { optimizer.arena.values.base[0] += 1e-3 } else { try f.trigger(on: group[0]) }
-                }
+                if let f = injectedFailure, f.step == step + 1 { try f.trigger(on: group[0], parameters: optimizer.arena.values.base) }
                 let r = try step(group)
                 group.removeAll()
                 meter.add(r); window.add(r)
@@ -551,12 +540,12 @@ public struct InjectedFailure: Sendable {
         return InjectedFailure(step: s, kind: parts.count > 2 ? Kind(rawValue: String(parts[2])) ?? .error : .error)
     }
 
-    /// Fails now, or poisons `batch` for `nan`.
-    func trigger(on batch: Batch) throws {
+    /// Fails now, poisons `batch` for `nan`, or nudges the first of the process's `parameters` for `diverge`.
+    func trigger(on batch: Batch, parameters: UnsafeMutablePointer<Float>) throws {
         switch kind {
         case .crash: kill(getpid(), SIGKILL)
         case .nan: batch.viewImages[0].data[0] = .nan; return
-        case .diverge: return   // done by the trainer, which holds the parameters
+        case .diverge: parameters[0] += 1e-3; return
         case .error: break
         }
         throw TrainingError(description: "injected failure before step \(step) (TESSERA_INJECT_FAILURE)")
