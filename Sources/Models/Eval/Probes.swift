@@ -82,13 +82,36 @@ public enum Probes {
         return FeatureSet(values: v, count: f.count, dim: f.dim, labels: f.labels, classCount: f.classCount)
     }
 
-    /// Multinomial logistic regression trained with AdamW on standardized features (the train set's
-    /// statistics), mini-batches of `batch` in a seeded order, cosine learning rate. Returns
-    /// (train accuracy, test accuracy).
-    public static func logisticRegression(train: FeatureSet, test: FeatureSet, epochs: Int, batch: Int, learningRate: Float,
-                                          weightDecay: Float, seed: UInt64, statisticsFrom: FeatureSet? = nil) -> (train: Float, test: Float) {
+    /// A trained linear classifier on standardized features: `logits = ((x - mean) / std) Wᵀ + b`.
+    struct LogisticModel {
+        /// `classCount × dim`, row-major; `bias` has `classCount` entries.
+        var weight: [Float], bias: [Float]
+        var statistics: (mean: [Float], std: [Float])
+
+        /// The fraction of `f`'s rows whose highest logit is their label (the first on ties).
+        func accuracy(_ f: FeatureSet) -> Float {
+            let x = standardized(f, statistics)
+            let logits = withNoGrad { x.tensor.linear(Tensor(weight, shape: [f.classCount, f.dim]), Tensor(bias, shape: [f.classCount])) }
+            let l = logits.data
+            var correct = 0
+            for i in 0..<f.count {
+                var best = 0
+                for c in 1..<f.classCount where l[i * f.classCount + c] > l[i * f.classCount + best] { best = c }
+                if best == f.labels[i] { correct += 1 }
+            }
+            return Float(correct) / Float(max(f.count, 1))
+        }
+    }
+
+    /// Multinomial logistic regression trained with AdamW (betas 0.9/0.999, eps 1e-8, decay on the
+    /// weight only) on standardized features (the statistics of `statisticsFrom`, else of `train`),
+    /// weight and bias starting at zero, mini-batches of `batch` in a seeded order, mean cross-entropy,
+    /// cosine learning rate from `learningRate` to 0 over all steps (`Tools/make_probe_fixture.py`
+    /// re-implements exactly this in numpy).
+    static func fitLogisticRegression(train: FeatureSet, epochs: Int, batch: Int, learningRate: Float,
+                                      weightDecay: Float, seed: UInt64, statisticsFrom: FeatureSet? = nil) -> LogisticModel {
         let st = statistics(statisticsFrom ?? train)
-        let tr = standardized(train, st), te = standardized(test, st)
+        let tr = standardized(train, st)
         var rng = TesseraRNG(seed: seed)
         let head = Linear(train.dim, train.classCount, rng: &rng)
         head.weight.fill(0)
@@ -109,27 +132,29 @@ public enum Probes {
                 it += 1
             }
         }
-        func accuracy(_ f: FeatureSet) -> Float {
-            let logits = withNoGrad { head(f.tensor) }
-            let l = logits.data
-            var correct = 0
-            for i in 0..<f.count {
-                var best = 0
-                for c in 1..<f.classCount where l[i * f.classCount + c] > l[i * f.classCount + best] { best = c }
-                if best == f.labels[i] { correct += 1 }
-            }
-            return Float(correct) / Float(max(f.count, 1))
-        }
-        return (accuracy(tr), accuracy(te))
+        return LogisticModel(weight: head.weight.array, bias: head.bias!.array, statistics: st)
+    }
+
+    /// ``fitLogisticRegression`` and its (train accuracy, test accuracy).
+    public static func logisticRegression(train: FeatureSet, test: FeatureSet, epochs: Int, batch: Int, learningRate: Float,
+                                          weightDecay: Float, seed: UInt64, statisticsFrom: FeatureSet? = nil) -> (train: Float, test: Float) {
+        let model = fitLogisticRegression(train: train, epochs: epochs, batch: batch, learningRate: learningRate,
+                                          weightDecay: weightDecay, seed: seed, statisticsFrom: statisticsFrom)
+        return (model.accuracy(train), model.accuracy(test))
     }
 
     /// Linear probe on cached features: logistic regression over the whole train set (standardized
     /// features, AdamW lr 1e-3, batch 256, no weight decay) for `epochs` epochs and at least
     /// ``minimumProbeSteps`` steps. Returns test accuracy.
     public static func linearProbe(train: FeatureSet, test: FeatureSet, epochs: Int = 30, seed: UInt64 = 0) -> Float {
+        fitLinearProbe(train: train, epochs: epochs, seed: seed).accuracy(test)
+    }
+
+    /// The linear probe's classifier (what ``linearProbe`` scores).
+    static func fitLinearProbe(train: FeatureSet, epochs: Int = 30, seed: UInt64 = 0) -> LogisticModel {
         let perEpoch = max(1, (train.count + 255) / 256)
         let e = max(epochs, (minimumProbeSteps + perEpoch - 1) / perEpoch)
-        return logisticRegression(train: train, test: test, epochs: e, batch: 256, learningRate: 1e-3, weightDecay: 0, seed: seed).test
+        return fitLogisticRegression(train: train, epochs: e, batch: 256, learningRate: 1e-3, weightDecay: 0, seed: seed)
     }
 
     /// The fewest optimizer steps of a linear probe: 30 epochs of a small labeled set are too few
@@ -152,12 +177,17 @@ public enum Probes {
                 for i in 0..<min(shots, ids.count) { ids.swapAt(i, i + rng.int(below: ids.count - i)) }
                 pick += ids.prefix(shots)
             }
-            let sub = train.subset(pick)
-            accs.append(logisticRegression(train: sub, test: test, epochs: 300, batch: sub.count, learningRate: 1e-2,
-                                           weightDecay: 0.05, seed: deriveSeed(seed, 8, UInt64(split)), statisticsFrom: train).test)
+            accs.append(fitFewShot(train.subset(pick), statisticsFrom: train, seed: deriveSeed(seed, 8, UInt64(split))).accuracy(test))
         }
         let mean = accs.reduce(0, +) / Float(accs.count)
         let std = (accs.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(max(accs.count - 1, 1))).squareRoot()
         return (mean, std)
+    }
+
+    /// One few-shot classifier: `picked` rows, full batch, 300 steps, lr 1e-2, weight decay 0.05,
+    /// standardized by the statistics of the whole labeled set.
+    static func fitFewShot(_ picked: FeatureSet, statisticsFrom all: FeatureSet, seed: UInt64) -> LogisticModel {
+        fitLogisticRegression(train: picked, epochs: 300, batch: picked.count, learningRate: 1e-2, weightDecay: 0.05,
+                              seed: seed, statisticsFrom: all)
     }
 }
