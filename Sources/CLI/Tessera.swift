@@ -37,8 +37,11 @@ enum Main {
         Runtime.restartWithTunedRuntimeIfNeeded()
         Runtime.lineBufferStandardOutput()   // progress lines reach a pipe or log file as they happen
         BufferPool.onAllocationFailure = { bytes in
-            FileHandle.standardError.write(Data(String(format: "error: out of memory: a tensor of %.1f GiB does not fit; lower --batch-size, the image size or the model size\n",
-                                                       Double(bytes) / 1073741824).utf8))
+            let message = String(format: "out of memory: a tensor of %.1f GiB does not fit; lower --batch-size, the image size or the model size",
+                                 Double(bytes) / 1073741824)
+            RunClaim.abandonEveryOpenClaim()   // a run that never saved leaves nothing behind
+            Processes.fail(message, onEveryProcess: false)   // in an MPI job: stops every process
+            FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
             exit(1)
         }
         do {

@@ -86,31 +86,54 @@ final class OpTableTests: XCTestCase {
     /// Kernel against reference, forward (every output) and backward in both modes of the contract.
     /// The quick tier leaves out the production shapes (their double-precision references are most of
     /// this test's time); the thread-count test below still runs them.
+    /// Prints, per row, how much of its bound the worst element used (`|kernel − reference|` over
+    /// `atol + rtol·|reference|`): the figures the rows' tolerances were sized from (a small factor
+    /// above the worst of the AVX-512, AVX2 and baseline phases, docs/reliability.md).
     func testKernelsMatchReferences() {
         var skipped = 0
-        defer { if skipped > 0 { print("quick tier: \(skipped) production-size op-table cases left to the full tier") } }
+        var usage: [(String, Float)] = []
+        defer {
+            if skipped > 0 { print("quick tier: \(skipped) production-size op-table cases left to the full tier") }
+            let rows = usage.map { "\($0.0) \(String(format: "%.2g", $0.1))" }.joined(separator: ", ")
+            print("op-table bound usage on the \(Runtime.cpuLevel) kernels, \(Runtime.threads) threads (worst error / bound): \(rows)")
+        }
         for op in opTable {
+            var used: Float = 0
+            func check(_ a: [Float], _ b: [Float], atol: Float, _ what: @autoclosure () -> String) {
+                assertClose(a, b, rtol: op.rtol, atol: atol, what())
+                used = max(used, boundUsage(a, b, rtol: op.rtol, atol: atol))
+            }
             for shape in op.shapes {
                 if quickTier, shape == op.production || shape.reduce(1, *) > 1 << 20 { skipped += 1; continue }
                 let c = op.make(shape)
                 let got = c.forward(.kernel, c.inputs), want = c.forward(.reference, c.inputs)
                 XCTAssertEqual(got.count, want.count, c.label)
                 for (i, (a, b)) in zip(got, want).enumerated() {
-                    assertClose(a, b, rtol: op.rtol, atol: op.atol, "\(op.name): \(c.label) forward output \(i)")
+                    check(a, b, atol: op.atol, "\(op.name): \(c.label) forward output \(i)")
                 }
                 guard c.backward != nil else { continue }
                 let dout = opRandom(want[0].count, seed: 99)
                 let ref = gradients(c, .reference, dout: dout)
                 for (k, (a, b)) in zip(gradients(c, .kernel, dout: dout), ref).enumerated() {
-                    assertClose(a, b, rtol: op.rtol, atol: op.atol, "\(op.name): \(c.label) gradient \(k) (overwrite)")
+                    check(a, b, atol: op.atol, "\(op.name): \(c.label) gradient \(k) (overwrite)")
                 }
                 let prior = c.differentiable.map { opRandom(c.inputs[$0].count, seed: 98) }
                 for (k, a) in gradients(c, .kernel, dout: dout, prior: prior).enumerated() {
-                    assertClose(a, zip(prior[k], ref[k]).map { $0 + $1 }, rtol: op.rtol, atol: op.atol + 1e-6,
-                                "\(op.name): \(c.label) gradient \(k) (accumulate)")
+                    check(a, zip(prior[k], ref[k]).map { $0 + $1 }, atol: op.atol + 1e-6, "\(op.name): \(c.label) gradient \(k) (accumulate)")
                 }
             }
+            if op.rtol > 0 || op.atol > 0 { usage.append((op.name, used)) }
         }
+    }
+
+    /// The largest `|a − b| / (atol + rtol·|b|)` (0 where both are equal; infinite for a NaN).
+    func boundUsage(_ a: [Float], _ b: [Float], rtol: Float, atol: Float) -> Float {
+        var worst: Float = 0
+        for (x, y) in zip(a, b) where x != y {
+            let u = abs(x - y) / (atol + rtol * abs(y))
+            worst = u.isNaN ? .infinity : max(worst, u)
+        }
+        return worst
     }
 
     /// Each backward against central differences of the reference forward, on the probe loss

@@ -83,4 +83,19 @@ final class DocumentedBehaviourTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("more than half of this machine's"), r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run"))
     }
+
+    /// Memory that runs out after the checks (here a 600 MB address-space limit and a model of width
+    /// 4096) ends the run with one line naming the fix and exit status 1, not a trap; and a run that
+    /// never saved leaves no folder behind, as any other failure before the first checkpoint.
+    func testMemoryThatRunsOutLaterEndsTheRunInOneLine() throws {
+        let dir = try scratch()
+        let args = ["pretrain", "--data", try tinyData(dir), "--run", dir + "/run", "--batch-size", "16", "--epochs", "1", "--depth", "1",
+                    "--dim", "4096", "--heads", "16", "--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "1"]
+        let r = try Subprocess.run("/bin/sh", ["-c", "ulimit -v 600000 && exec \"$0\" \"$@\"", binary] + args, env: ["TESSERA_THREADS": "2"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("error: out of memory: a tensor of "), r.stderr)
+        XCTAssertTrue(r.stderr.hasSuffix(" GiB does not fit; lower --batch-size, the image size or the model size\n"), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run"), "the run that never saved left its folder")
+    }
 }

@@ -49,6 +49,20 @@ public final class RunClaim {
             throw error
         }
         self.folder = folder
+        RunClaim.openLock.withLock { RunClaim.open[ObjectIdentifier(self)] = Weak(self) }
+    }
+
+    deinit { RunClaim.openLock.withLock { RunClaim.open[ObjectIdentifier(self)] = nil } }
+
+    private struct Weak { weak var claim: RunClaim?; init(_ c: RunClaim) { claim = c } }
+    private static let openLock = NSLock()
+    nonisolated(unsafe) private static var open: [ObjectIdentifier: Weak] = [:]
+
+    /// ``abandon()`` on every claim this process holds: for a process about to exit from a place no
+    /// error can be thrown through (memory that cannot be allocated, `BufferPool.onAllocationFailure`),
+    /// so that a run that never saved leaves nothing behind there either.
+    public static func abandonEveryOpenClaim() {
+        for claim in openLock.withLock({ open.values.compactMap(\.claim) }) { claim.abandon() }
     }
 
     /// Records this process in the lock file: once the command's checks under the lock have passed
