@@ -98,4 +98,23 @@ final class DocumentedBehaviourTests: XCTestCase {
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run"), "the run that never saved left its folder")
     }
+
+    /// The launcher is recognized from the environment it sets (docs/distributed.md): Open MPI's
+    /// `OMPI_COMM_WORLD_SIZE`, Hydra's and PMI's `PMI_SIZE`, PMIx's `PMIX_RANK` with SLURM's
+    /// `SLURM_NTASKS`; `TESSERA_MPI=0` ignores it, and `SLURM_NTASKS` alone (a batch script outside
+    /// `srun`) is no launcher. Seen through a command that must refuse to run as one of several
+    /// processes: recognized, it names the launcher; not, it goes on to the missing file.
+    func testTheLauncherIsRecognizedFromItsEnvironment() throws {
+        let cases: [([String: String], Bool)] = [
+            (["OMPI_COMM_WORLD_SIZE": "2"], true), (["PMI_SIZE": "3"], true), (["PMIX_RANK": "0", "SLURM_NTASKS": "2"], true),
+            (["SLURM_STEP_ID": "0", "SLURM_NTASKS": "4"], true), (["OMPI_COMM_WORLD_SIZE": "2", "TESSERA_MPI": "0"], false),
+            (["SLURM_NTASKS": "4"], false), (["OMPI_COMM_WORLD_SIZE": "1"], false), ([:], false),
+        ]
+        for (env, launched) in cases {
+            let r = try tessera(["inspect", "/nonexistent/model.safetensors"], env: env)
+            XCTAssertEqual(r.status, 1, "\(env): \(r.stderr)")
+            XCTAssertEqual(r.stderr.contains("started by an MPI launcher as one of"), launched, "\(env): \(r.stderr)")
+            XCTAssertEqual(r.stderr.contains("/nonexistent/model.safetensors"), !launched, "\(env): \(r.stderr)")
+        }
+    }
 }
