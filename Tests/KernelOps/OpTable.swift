@@ -4,6 +4,13 @@
 // the naive reference in Tests/CKernelsRef, and closures that run the kernel or the reference.
 // CKernelsTests drives the reference, finite-difference and 1-vs-N-threads tests from it, and
 // tessera-bench times its production shapes. A new kernel is a new row.
+//
+// Tolerances are sized to the kernel: OpTableTests.testKernelsMatchReferences prints each row's bound
+// usage (worst |kernel − reference| over its bound), and no row may leave more than about 10x unused
+// on any variant. Measured 2026-12-07 (AMD EPYC Zen 4) on the AVX-512, AVX2, baseline and sanitizer
+// builds (the largest of the four): gelu 0.065 → bound cut 3.3x, bias_gelu 0.029 → 5x, log_softmax
+// 0.052 → 3.3x, l2norm 0.031 → 5x, standardize 0.0022 → 100x, linear_tessera 0.043 → 5x, adamw 0.032 → 5x;
+// the others used 0.07-0.75 of theirs already (docs/reliability.md has the line).
 import CKernels
 import CKernelsRef
 import TesseraEngine
@@ -19,6 +26,13 @@ public typealias Forward = (_ impl: Impl, _ inputs: [[Float]]) -> [[Float]]
 public typealias Backward = (_ impl: Impl, _ inputs: [[Float]], _ dout: [Float], _ grads: [UnsafeMutablePointer<Float>],
                              _ accumulate: Int32) -> Void
 
+/// The reference at sampled entries of a case too large for the whole reference in the quick tier:
+/// given the kernel's outputs and gradients (overwrite mode, for `dout`), the reference on exact
+/// sub-problems (some rows of a product, some output columns of its weight gradient, some batch
+/// elements of attention) and the kernel's values at the same entries, as (what, kernel, reference).
+public typealias SampledReference = (_ inputs: [[Float]], _ outputs: [[Float]], _ grads: [[Float]], _ dout: [Float])
+    -> [(what: String, kernel: [Float], reference: [Float])]
+
 /// One row at one shape.
 public struct OpCase {
     public let label: String
@@ -29,12 +43,27 @@ public struct OpCase {
     public let backward: Backward?
     /// Whether central differences of the forward are a fair check here (no kink within the step).
     public let finiteDifferences: Bool
+    /// The reference at sampled entries (rows whose whole reference is a naive product).
+    public let sampled: SampledReference?
 
     public init(_ label: String, inputs: [[Float]], differentiable: [Int] = [], finiteDifferences: Bool = true,
-                forward: @escaping Forward, backward: Backward? = nil) {
+                forward: @escaping Forward, backward: Backward? = nil, sampled: SampledReference? = nil) {
         self.label = label; self.inputs = inputs; self.differentiable = differentiable
-        self.forward = forward; self.backward = backward; self.finiteDifferences = finiteDifferences
+        self.forward = forward; self.backward = backward; self.finiteDifferences = finiteDifferences; self.sampled = sampled
     }
+}
+
+/// Eight indices spread over 0..<n (first, last, and between), or all of them when n ≤ 8.
+public func sampleIndices(_ n: Int) -> [Int] {
+    n <= 8 ? Array(0..<n) : Array(Set((0..<8).map { $0 * (n - 1) / 7 } + [n / 2 + 1])).sorted()
+}
+
+/// Rows `rows` of a row-major matrix with row stride `ld`, `width` entries each.
+func pickRows(_ m: [Float], _ rows: [Int], ld: Int, width: Int) -> [Float] { rows.flatMap { m[($0 * ld)..<($0 * ld + width)] } }
+
+/// Columns `cols` of a row-major matrix of `rows` rows and row stride `ld`, as a `rows × cols.count` matrix.
+func pickColumns(_ m: [Float], _ cols: [Int], rows: Int, ld: Int) -> [Float] {
+    (0..<rows).flatMap { r in cols.map { m[r * ld + $0] } }
 }
 
 /// One kernel family.
@@ -106,7 +135,7 @@ public let opTable: [KernelOp] = activationRows + elementwiseRows + gatherRows +
     + normRows + patchRows + gemmRows + optimizerRows
 
 let activationRows: [KernelOp] = [
-    KernelOp("gelu", kernels: ["ck_gelu_forward", "ck_gelu_backward"], rtol: 1e-5, atol: 1e-6,
+    KernelOp("gelu", kernels: ["ck_gelu_forward", "ck_gelu_backward"], rtol: 3e-6, atol: 3e-7,
              shapes: [[1], [7], [33], [2053], [12800 * 192]], production: [12800 * 192]) { s in
         let N = s[0]
         let x = opRandom(N, seed: 1, -6, 6)
@@ -118,7 +147,7 @@ let activationRows: [KernelOp] = [
             if impl == .kernel { ck_gelu_backward(g(gr[0], acc), dout, v[0], i64(N)) } else { ref_gelu_backward(gr[0], dout, v[0], i64(N)) }
         })
     },
-    KernelOp("bias_gelu", kernels: ["ck_bias_gelu_forward"], rtol: 1e-5, atol: 1e-6,
+    KernelOp("bias_gelu", kernels: ["ck_bias_gelu_forward"], rtol: 2e-6, atol: 2e-7,
              shapes: [[1, 1], [3, 17], [5, 768], [12800, 768]], production: [12800, 768]) { s in
         let R = s[0], C = s[1]
         let x = opRandom(R * C, seed: 2, -4, 4), b = opRandom(C, seed: 3)
@@ -359,7 +388,7 @@ let softmaxRows: [KernelOp] = [
         rowwiseCase("softmax", R: s[0], C: s[1], seed: 30, forward: ck_softmax_forward, backward: ck_softmax_backward,
                     reference: ref_softmax, referenceBackward: ref_softmax_backward)
     },
-    KernelOp("log_softmax", kernels: ["ck_log_softmax_forward", "ck_log_softmax_backward"], rtol: 1e-5, atol: 1e-5,
+    KernelOp("log_softmax", kernels: ["ck_log_softmax_forward", "ck_log_softmax_backward"], rtol: 3e-6, atol: 3e-6,
              shapes: [[1, 1], [3, 7], [5, 257], [2, 1024], [256, 1024]], production: [256, 1024]) { s in
         rowwiseCase("log_softmax", R: s[0], C: s[1], seed: 31, forward: ck_log_softmax_forward, backward: ck_log_softmax_backward,
                     reference: ref_log_softmax, referenceBackward: ref_log_softmax_backward)
@@ -404,6 +433,16 @@ let attentionRows: [KernelOp] = [
                 ck_attention_forward(&out, &lse, v[0], &scratch, i64(B), i64(N), i64(H), i64(D), scale)
                 ck_attention_backward(g(gr[0], acc), dout, v[0], lse, &scratch, i64(B), i64(N), i64(H), i64(D), scale)
             } else { ref_attention_backward(gr[0], dout, v[0], i64(B), i64(N), i64(H), i64(D), scale) }
+        }, sampled: { v, out, grads, dout in   // batch elements are independent: the reference on some alone
+            let block = N * 3 * H * D, outBlock = N * H * D
+            return sampleIndices(B).flatMap { b -> [(what: String, kernel: [Float], reference: [Float])] in
+                let qkv = Array(v[0][(b * block)..<((b + 1) * block)]), d = Array(dout[(b * outBlock)..<((b + 1) * outBlock)])
+                var o = zeros(outBlock), dq = zeros(block)
+                ref_attention_forward(&o, qkv, 1, i64(N), i64(H), i64(D), scale)
+                ref_attention_backward(&dq, d, qkv, 1, i64(N), i64(H), i64(D), scale)
+                return [("batch element \(b) output", Array(out[0][(b * outBlock)..<((b + 1) * outBlock)]), o),
+                        ("batch element \(b) gradient", Array(grads[0][(b * block)..<((b + 1) * block)]), dq)]
+            }
         })
     },
 ]
@@ -508,7 +547,7 @@ let normRows: [KernelOp] = [
             } else { ref_batchnorm_backward(gr[0], gr[1], gr[2], dout, v[0], v[1], nil, nil, i64(R), i64(C), 1e-5, 1) }
         })
     },
-    KernelOp("l2norm", kernels: ["ck_l2norm_forward", "ck_l2norm_backward"], rtol: 1e-5, atol: 1e-6,
+    KernelOp("l2norm", kernels: ["ck_l2norm_forward", "ck_l2norm_backward"], rtol: 2e-6, atol: 2e-7,
              shapes: [[1, 1, 0], [3, 7, 0], [5, 256, 0], [4, 9, 1], [4096, 256, 0]], production: [4096, 256, 0]) { s in
         let R = s[0], C = s[1], zeroRow = s[2] == 1
         var x = opRandom(R * C, seed: 48, -2, 2)
@@ -528,7 +567,7 @@ let normRows: [KernelOp] = [
             } else { ref_l2norm_backward(gr[0], dout, v[0], i64(R), i64(C), 1e-6) }
         })
     },
-    KernelOp("standardize", kernels: ["ck_standardize_forward", "ck_standardize_backward"], rtol: 1e-4, atol: 1e-4,
+    KernelOp("standardize", kernels: ["ck_standardize_forward", "ck_standardize_backward"], rtol: 1e-6, atol: 1e-6,
              shapes: [[1, 2], [3, 7], [17, 64], [5, 193], [12544, 16]], production: [12544, 16]) { s in
         let R = s[0], C = s[1]
         return OpCase("standardize [\(R), \(C)]", inputs: [opRandom(R * C, seed: 49, -3, 5)], differentiable: [0], forward: { impl, v in
@@ -593,6 +632,12 @@ func gemmCase(_ s: [Int], name: String, run: @escaping (Int32, Int32, Int64, Int
             ref_sgemm(ta, tb, i64(M), i64(N), i64(K), alpha, v[0], i64(lda), v[1], i64(ldb), beta, &c, i64(ldc))
         }
         return [c]
+    }, sampled: { v, out, _, _ in   // rows of C: the same rows of A (columns of Aᵀ) against all of B
+        let rows = sampleIndices(M), m = rows.count
+        let aRows = ta == 0 ? pickRows(v[0], rows, ld: lda, width: K) : pickColumns(v[0], rows, rows: K, ld: lda)
+        var c = pickRows(v[2], rows, ld: ldc, width: N)
+        ref_sgemm(ta, tb, i64(m), i64(N), i64(K), alpha, aRows, i64(ta == 0 ? K : m), v[1], i64(ldb), beta, &c, i64(N))
+        return [("rows \(rows) of C", pickRows(out[0], rows, ld: ldc, width: N), c)]
     })
 }
 
@@ -644,7 +689,31 @@ func linearCase(_ s: [Int], tesseraGEMM: Bool) -> OpCase {
             } else { out = sum }
         }
         return gelu == 1 ? [out, pre] : [out]
-    }, backward: backward)
+    }, backward: backward, sampled: { v, out, grads, dout in
+        // Some rows of the output and of dx (the same rows of x and dout), and some output columns of
+        // dweight and dbias (sums over every row, of the same columns of dout).
+        let rows = sampleIndices(R), cols = sampleIndices(Dout), r = rows.count, o = cols.count
+        let x = pickRows(v[0], rows, ld: Din, width: Din)
+        var sum = zeros(r * Dout), y = zeros(r * Dout), pre = zeros(r * Dout)
+        ref_sgemm(0, 1, i64(r), i64(Dout), i64(Din), 1, x, i64(Din), v[1], i64(Din), 0, &sum, i64(Dout))
+        if gelu == 1 { ref_bias_gelu(&y, &pre, sum, hasBias ? v[2] : nil, i64(r), i64(Dout)) } else if hasBias {
+            ref_bias_add(&y, sum, v[2], i64(r), i64(Dout))
+        } else { y = sum }
+        var checks = [("rows \(rows) of the output", pickRows(out[0], rows, ld: Dout, width: Dout), y)]
+        if gelu == 1 { checks.append(("rows \(rows) of the pre-activation", pickRows(out[1], rows, ld: Dout, width: Dout), pre)) }
+        guard !grads.isEmpty else { return checks }
+        var dx = zeros(r * Din), dw = zeros(o * Din), db = zeros(o)
+        ref_sgemm(0, 0, i64(r), i64(Din), i64(Dout), 1, pickRows(dout, rows, ld: Dout, width: Dout), i64(Dout), v[1], i64(Din), 0, &dx, i64(Din))
+        let doutColumns = pickColumns(dout, cols, rows: R, ld: Dout)
+        ref_sgemm(1, 0, i64(o), i64(Din), i64(R), 1, doutColumns, i64(o), v[0], i64(Din), 0, &dw, i64(Din))
+        checks.append(("rows \(rows) of dx", pickRows(grads[0], rows, ld: Din, width: Din), dx))
+        checks.append(("rows \(cols) of dweight", pickRows(grads[1], cols, ld: Din, width: Din), dw))
+        if hasBias {
+            ref_bias_add_backward(nil, &db, doutColumns, i64(R), i64(o))
+            checks.append(("entries \(cols) of dbias", cols.map { grads[2][$0] }, db))
+        }
+        return checks
+    })
 }
 
 let linearShapes: [[Int]] = [[1, 1, 1, 1, 0], [7, 5, 33, 1, 1], [30, 17, 70, 0, 1], [30, 17, 70, 1, 0], [9, 1100, 40, 1, 1],
@@ -657,7 +726,7 @@ let gemmRows: [KernelOp] = [
              shapes: linearShapes, production: [12800, 192, 768, 1, 1]) { s in linearCase(s, tesseraGEMM: false) },
     // The same kernel on Tessera's GEMM: the bias and GELU epilogue inside the product, all K blocks
     // summed first (Din = 1,100 crosses the K block); the same bits at any thread count.
-    KernelOp("linear_tessera", kernels: ["ck_linear_forward", "ck_linear_backward"], rtol: 1e-4, atol: 1e-3, shapes: linearShapes,
+    KernelOp("linear_tessera", kernels: ["ck_linear_forward", "ck_linear_backward"], rtol: 2e-5, atol: 2e-4, shapes: linearShapes,
              production: [12800, 192, 768, 1, 1]) { s in linearCase(s, tesseraGEMM: true) },
     // Tessera's own GEMM: tiles of 14 (AVX-512), 6 (AVX2, by halves of 16 columns) or 4 rows and 32
     // columns, K in one pass up to 1,024 and in blocks of 256 beyond (the 1,100 and 1,300 shapes cross
@@ -674,7 +743,7 @@ let gemmRows: [KernelOp] = [
 ]
 
 let optimizerRows: [KernelOp] = [
-    KernelOp("adamw", kernels: ["ck_adamw_step"], rtol: 1e-5, atol: 1e-6, shapes: [[1, 0], [7, 3], [5000, 4000], [300_000, 200_000]],
+    KernelOp("adamw", kernels: ["ck_adamw_step"], rtol: 2e-6, atol: 2e-7, shapes: [[1, 0], [7, 3], [5000, 4000], [300_000, 200_000]],
              production: [5_500_000, 5_000_000]) { s in
         let N = s[0], Nd = s[1]
         return OpCase("adamw [\(N)] decay \(Nd)", inputs: [opRandom(N, seed: 70)] + (1...3).map { opRandom(N, seed: UInt64(71 + $0)) },
