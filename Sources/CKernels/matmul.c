@@ -20,6 +20,9 @@
 #include "ck_internal.h"
 #include "ck_gemm.h"
 #include "ck_runtime.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #define MR 14          // rows of C per AVX-512 tile
 #define MR_AVX2 6      // rows of C per AVX2 tile (of STRIP columns)
@@ -320,8 +323,17 @@ void ck_matmul(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float 
     ck_matmul_epilogue(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
 }
 
+// The precision of this GEMM's products (ck_gemm_set_precision): fp32, or bf16 operands (below).
+static int gemm_precision = CK_PRECISION_FP32;
+void ck_gemm_set_precision(int precision) { gemm_precision = precision == CK_PRECISION_BF16 ? CK_PRECISION_BF16 : CK_PRECISION_FP32; }
+int ck_gemm_precision(void) { return gemm_precision; }
+
+static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep);
+
 void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
+    if (gemm_precision == CK_PRECISION_BF16) { matmul_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep); return; }
     const ck_level level = ck_cpu_level_id();
     if (level == CK_LEVEL_AVX2) { matmul_avx2(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep); return; }
     const int64_t mr = level == CK_LEVEL_AVX512 ? MR : MR_PORTABLE, tiles = (M + mr - 1) / mr;
@@ -370,6 +382,219 @@ void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                     if (level == CK_LEVEL_AVX512)
                         tile_avx512(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc, trans_a && i0 + 16 <= lda);
                     else tile_portable(rows, kc, a, a_rs, a_ks, panel, b_ks, c, ldc, cols, alpha, b, sum, sum_acc);
+                    if (ep && ep->bias && k0 + kc == K) bias_epilogue(c, ldc, rows, cols, ep->bias + j0);   // on the final sums
+                }
+            }
+        }
+    }
+}
+
+// ---- bf16 products (the precision setting, ck_gemm_set_precision) ----
+//
+// C = alpha · op(A) · op(B) + beta · C as above, but the operands rounded to bf16 while they are
+// packed, their products summed in fp32: what `vdpbf16ps` computes, at twice the fp32 FMA rate on
+// AMD Zen 4/5. One definition of the arithmetic, which every path below and the reference in
+// Tests/CKernelsRef follow bit for bit:
+//   * rounding: fp32 → bf16 to nearest even, fp32 denormals read as ±0, NaN kept (quiet) — what
+//     `vcvtne2ps2bf16` does (checked on Zen 4 over 128M random values);
+//   * sums: op(A)'s row and op(B)'s column in pairs of k (k0 + 2q, k0 + 2q + 1, a zero past K); per
+//     pair, acc ← acc + a[odd]·b[odd], then acc ← acc + a[even]·b[even], each rounded to nearest even
+//     (a bf16 × bf16 product is exact in fp32), denormal sums flushed to ±0 and a denormal acc read as
+//     ±0 — the documented `vdpbf16ps` (Intel SDM), matched by Zen 4 on 32M random lanes;
+//   * the same K blocks (k_block), the same per-block store (alpha · acc + beta · C) and epilogues as
+//     the fp32 tiles; bias-gradient row sums in fp32 from the unrounded op(A), in k order (the fp32
+//     path's bits).
+// So the AVX512-BF16 tile and the portable one (any CPU: a slow emulation, for --precision bf16
+// where the instruction is missing and for tests) give the same bits, at any thread count.
+
+// The bf16 bits of x (in the low 16 bits), by the rule above.
+CK_ALWAYS_INLINE uint32_t bf16_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) == 0) u &= 0x80000000u;                       // denormal → ±0
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;     // NaN, quiet
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+// One pair of a row or column: k = 2q (low half, "even") and 2q + 1 (high half, "odd").
+CK_ALWAYS_INLINE uint32_t bf16_pair(float even, float odd) { return bf16_bits(even) | (bf16_bits(odd) << 16); }
+
+#define KP_MAX ((KC_MAX + 1) / 2)   // pairs per K block at most
+
+// A row of a tile's sums stored as the fp32 tiles store theirs (store_row), from memory: vectors do
+// not cross the call into a function compiled for another instruction set.
+CK_ALWAYS_INLINE void store_row_floats(float *restrict c, const float *acc, int64_t cols, float alpha, float beta) {
+    store_row(c, ck_vload(acc), ck_vload(acc + 16), cols, alpha, beta);
+}
+
+// The NR columns of op(B) from n0 over rows k0 ..< k0 + kc as pairs: bp[q·NR + j] = (op(B)[k0 + 2q][n0 + j],
+// op(B)[k0 + 2q + 1][n0 + j]), zeros past K and past N.
+static void pack_pairs_b(uint32_t *restrict bp, const float *restrict B, int64_t ldb, int trans_b, int64_t k0, int64_t kc,
+                         int64_t n0, int64_t N) {
+    const int64_t nr = ck_min64(NR, N - n0), kp = (kc + 1) / 2;
+    for (int64_t q = 0; q < kp; q++) {
+        const int64_t k = k0 + 2 * q, has_odd = 2 * q + 1 < kc;
+        uint32_t *dst = bp + q * NR;
+        if (!trans_b) {
+            const float *even = B + k * ldb + n0, *odd = has_odd ? even + ldb : NULL;
+            for (int64_t j = 0; j < nr; j++) dst[j] = bf16_pair(even[j], odd ? odd[j] : 0.0f);
+        } else {
+            for (int64_t j = 0; j < nr; j++) {
+                const float *col = B + (n0 + j) * ldb + k;
+                dst[j] = bf16_pair(col[0], has_odd ? col[1] : 0.0f);
+            }
+        }
+        for (int64_t j = nr; j < NR; j++) dst[j] = 0;
+    }
+}
+
+// Rows i0 ..< i0 + rows of op(A) over k0 ..< k0 + kc as pairs: ap[q·MR + r], zeros past K and in the
+// rows past `rows`.
+static void pack_pairs_a(uint32_t *restrict ap, const float *restrict A, int64_t lda, int trans_a, int64_t k0, int64_t kc,
+                         int64_t i0, int64_t rows) {
+    const int64_t kp = (kc + 1) / 2;
+    for (int64_t q = 0; q < kp; q++) {
+        const int64_t k = k0 + 2 * q, has_odd = 2 * q + 1 < kc;
+        uint32_t *dst = ap + q * MR;
+        if (trans_a) {   // op(A)[i][k] = A[k][i]: the tile's values at k are adjacent
+            const float *even = A + k * lda + i0, *odd = has_odd ? even + lda : NULL;
+            for (int64_t r = 0; r < rows; r++) dst[r] = bf16_pair(even[r], odd ? odd[r] : 0.0f);
+        } else {
+            for (int64_t r = 0; r < rows; r++) {
+                const float *row = A + (i0 + r) * lda + k;
+                dst[r] = bf16_pair(row[0], has_odd ? row[1] : 0.0f);
+            }
+        }
+        for (int64_t r = rows; r < MR; r++) dst[r] = 0;
+    }
+}
+
+// Row sums of op(A)'s rows i0 ..< i0 + rows over k0 ..< k0 + kc, unrounded, in k order (the fp32 tiles'
+// bias-gradient sums), put into rowsum by the gradient contract.
+static void row_sums_fp32(float *restrict rowsum, int accumulate, const float *restrict A, int64_t lda, int trans_a, int64_t k0,
+                          int64_t kc, int64_t i0, int64_t rows) {
+    float sums[MR] = {0};
+    for (int64_t k = k0; k < k0 + kc; k++)
+        for (int64_t r = 0; r < rows; r++) sums[r] += trans_a ? A[k * lda + i0 + r] : A[(i0 + r) * lda + k];
+    for (int64_t r = 0; r < rows; r++) CK_PUT(accumulate, rowsum[r], sums[r]);
+}
+
+// The AVX512-BF16 tile: ROWS ≤ MR rows × 32 columns in 2·ROWS accumulators, one `vdpbf16ps` per row and
+// half-panel per pair of k.
+#define BF16_TILE(n)                                                                                                   \
+    case n: {                                                                                                          \
+        __m512 acc0[n], acc1[n];                                                                                       \
+        for (int r = 0; r < n; r++) { acc0[r] = _mm512_setzero_ps(); acc1[r] = _mm512_setzero_ps(); }                  \
+        for (int64_t q = 0; q < kp; q++) {                                                                             \
+            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + q * NR), b1 = (__m512bh)_mm512_loadu_si512(bp + q * NR + 16); \
+            _Pragma("clang loop unroll(full)") for (int r = 0; r < n; r++) {                                           \
+                const __m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[q * MR + r]);                                   \
+                acc0[r] = _mm512_dpbf16_ps(acc0[r], a, b0);                                                            \
+                acc1[r] = _mm512_dpbf16_ps(acc1[r], a, b1);                                                            \
+            }                                                                                                          \
+        }                                                                                                              \
+        for (int r = 0; r < n; r++) {                                                                                  \
+            float out[NR];                                                                                             \
+            _mm512_storeu_ps(out, acc0[r]); _mm512_storeu_ps(out + 16, acc1[r]);                                       \
+            store_row_floats(c + r * ldc, out, cols, alpha, beta);                                                     \
+        }                                                                                                              \
+        break;                                                                                                         \
+    }
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bf16"))) static void tile_bf16_avx512(int64_t rows, int64_t kp, const uint32_t *ap,
+                                                                          const uint32_t *bp, float *c, int64_t ldc, int64_t cols,
+                                                                          float alpha, float beta) {
+    switch (rows) {
+        BF16_TILE(1) BF16_TILE(2) BF16_TILE(3) BF16_TILE(4) BF16_TILE(5) BF16_TILE(6) BF16_TILE(7)
+        BF16_TILE(8) BF16_TILE(9) BF16_TILE(10) BF16_TILE(11) BF16_TILE(12) BF16_TILE(13) BF16_TILE(14)
+        default: break;
+    }
+}
+#else
+static void tile_bf16_avx512(int64_t rows, int64_t kp, const uint32_t *ap, const uint32_t *bp, float *c, int64_t ldc, int64_t cols,
+                             float alpha, float beta) {}
+#endif
+
+// The bf16 value of the low (even) or high (odd) half of a pair, as the instruction reads it.
+CK_ALWAYS_INLINE float bf16_half(uint32_t pair, int odd) {
+    const uint32_t u = odd ? pair & 0xffff0000u : pair << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+CK_ALWAYS_INLINE float flush_denormal(float x) { return fabsf(x) < 0x1p-126f ? copysignf(0.0f, x) : x; }
+
+// The portable tile: the same sums, one lane at a time (CPUs without AVX512-BF16; tests).
+CK_CLONES static void tile_bf16_portable(int64_t rows, int64_t kp, const uint32_t *ap, const uint32_t *bp, float *c, int64_t ldc,
+                                         int64_t cols, float alpha, float beta) {
+    for (int64_t r = 0; r < rows; r++) {
+        float out[NR];
+        for (int j = 0; j < NR; j++) {
+            float acc = 0.0f;
+            for (int64_t q = 0; q < kp; q++) {
+                const uint32_t a = ap[q * MR + r], b = bp[q * NR + j];
+                acc = flush_denormal(acc + bf16_half(a, 1) * bf16_half(b, 1));
+                acc = flush_denormal(acc + bf16_half(a, 0) * bf16_half(b, 0));
+            }
+            out[j] = acc;
+        }
+        store_row_floats(c + r * ldc, out, cols, alpha, beta);
+    }
+}
+
+static int cpu_has_avx512_bf16(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
+// Which bf16 tile runs: the AVX512-BF16 one where the CPU has it (and the kernels are not a TESSERA_CPU
+// build for a lower level, whose tests then run the portable tile), else the portable one.
+static int bf16_tile_is_avx512(void) {
+    static int cached = -1;
+    if (cached < 0) cached = ck_cpu_level_id() == CK_LEVEL_AVX512 && cpu_has_avx512_bf16();
+    return cached;
+}
+
+const char *ck_matmul_bf16_tile_name(void) { return bf16_tile_is_avx512() ? "AVX512-BF16 14x32" : "portable bf16 14x32"; }
+
+// The driver: the fp32 driver's blocking (K blocks by k_block, N in blocks of whole panels within the
+// packing budget, items tile- or panel-major), B's panels packed as pairs by all threads per block,
+// each thread packing the row tile of op(A) its item needs (once per tile in tile-major order).
+static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
+    const int fast = bf16_tile_is_avx512();
+    const int64_t tiles = (M + MR - 1) / MR, kc_max = k_block(K), kp_max = (kc_max + 1) / 2;
+    const int panel_major = M < N;
+    const int64_t fit = PACK_MAX_FLOATS / (NR * kp_max);
+    const int64_t nc_max = ck_min64((N + NR - 1) / NR, fit > 0 ? fit : 1) * NR;
+    uint32_t *const bp = (uint32_t *)pack_buffer;   // nc_max · kp_max ≤ PACK_MAX_FLOATS words
+    for (int64_t n0 = 0; n0 < N; n0 += nc_max) {
+        const int64_t nc = ck_min64(nc_max, N - n0), panels = (nc + NR - 1) / NR;
+        for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
+            const int64_t kc = ck_min64(kc_max, K - k0), kp = (kc + 1) / 2;
+            #pragma omp parallel if (M * N * K >= 64 * CK_PAR_MIN)
+            {
+                #pragma omp for schedule(static)
+                for (int64_t p = 0; p < panels; p++) pack_pairs_b(bp + p * NR * kp, B, ldb, trans_b, k0, kc, n0 + p * NR, N);
+                uint32_t ap[KP_MAX * MR] __attribute__((aligned(64)));   // this thread's row tile of op(A), as pairs
+                int64_t packed = -1;
+                #pragma omp for schedule(static)
+                for (int64_t item = 0; item < tiles * panels; item++) {
+                    const int64_t t = panel_major ? item % tiles : item / panels, p = panel_major ? item / tiles : item % panels;
+                    const int64_t i0 = t * MR, j0 = n0 + p * NR;
+                    const int64_t rows = ck_min64(MR, M - i0), cols = ck_min64(NR, N - j0);
+                    if (packed != t) { pack_pairs_a(ap, A, lda, trans_a, k0, kc, i0, rows); packed = t; }
+                    float *c = C + i0 * ldc + j0;
+                    const float b = k0 == 0 ? beta : 1.0f;   // later K blocks add to the first block's result
+                    if (fast) tile_bf16_avx512(rows, kp, ap, bp + p * NR * kp, c, ldc, cols, alpha, b);
+                    else tile_bf16_portable(rows, kp, ap, bp + p * NR * kp, c, ldc, cols, alpha, b);
+                    if (ep && ep->row_sums.data && j0 == 0)   // op(A)'s row sums, once per tile and K block
+                        row_sums_fp32(ep->row_sums.data + i0, k0 == 0 ? ep->row_sums.accumulate : 1, A, lda, trans_a, k0, kc, i0, rows);
                     if (ep && ep->bias && k0 + kc == K) bias_epilogue(c, ldc, rows, cols, ep->bias + j0);   // on the final sums
                 }
             }

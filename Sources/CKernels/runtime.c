@@ -70,3 +70,31 @@ void ck_keep_freed_memory(void) {
 
 #include <stdio.h>
 void ck_stdout_line_buffered(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
+
+// What the CPU offers for bf16 products (ck_gemm.h), from CPUID alone so the choice is the same on every
+// run: vendor, the AVX512-BF16 bit (leaf 7 subleaf 1, EAX bit 5) and the AMX bits (leaf 7, EDX bits 22
+// AMX-BF16 and 24 AMX-TILE) with the OS saving the tile state (XCR0 bits 17-18). AVX512-BF16 runs at
+// twice the fp32 FMA rate on AMD (Zen 4 and later, the only AMD cores that have it) and at half of it on
+// Intel cores without AMX (performance.md).
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+int ck_cpu_bf16_products(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d) || a < 7) return 0;
+    const int amd = b == 0x68747541u;   // "AuthenticAMD"
+    __cpuid_count(7, 0, a, b, c, d);
+    const int amx = (d >> 22 & 1) && (d >> 24 & 1);
+    __cpuid_count(7, 1, a, b, c, d);
+    const int avx512_bf16 = (a >> 5) & 1;
+    __cpuid(1, a, b, c, d);
+    const int osxsave = (c >> 27) & 1;
+    uint32_t xcr0 = 0;
+    if (osxsave) { uint32_t hi; __asm__ volatile("xgetbv" : "=a"(xcr0), "=d"(hi) : "c"(0)); }
+    if (amx && (xcr0 & 0x60000u) == 0x60000u) return 2;
+    const int zmm_state = (xcr0 & 0xe6u) == 0xe6u;   // the OS saves the AVX-512 registers
+    if (!avx512_bf16 || !zmm_state) return 0;
+    return amd ? 1 : -1;
+}
+#else
+int ck_cpu_bf16_products(void) { return 0; }
+#endif

@@ -1,4 +1,5 @@
 #include "CKernelsRef.h"
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -553,5 +554,44 @@ void ref_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, con
             for (int64_t k = 0; k < K; k++)
                 acc += (double)(ta ? a[k * lda + i] : a[i * lda + k]) * (tb ? b[j * ldb + k] : b[k * ldb + j]);
             c[i * ldc + j] = (float)(alpha * acc + (beta == 0 ? 0 : (double)beta * c[i * ldc + j]));
+        }
+}
+
+// The bf16 product, written from its definition (Sources/CKernels/matmul.c, "bf16 products"), not from
+// the kernels: operands rounded to bf16 (nearest even, fp32 denormals as zero, NaN quiet), per pair of k
+// the odd product then the even one added in fp32 with a denormal flush, K in the kernels' blocks (all of
+// K up to 1,024, else blocks of 256), each block's sum stored as alpha · sum + beta · C (one rounding:
+// the kernels' fused multiply-add), later blocks with beta 1.
+static float ref_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) == 0) u &= 0x80000000u;
+    if ((u & 0x7fffffffu) > 0x7f800000u) u = (u | 0x00400000u) & 0xffff0000u;
+    else u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+static float ref_flush(float x) { return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x; }
+
+void ref_sgemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *a, int64_t lda,
+                    const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    const int64_t block = K <= 1024 ? K : 256;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            float *out = &c[i * ldc + j];
+            for (int64_t k0 = 0; k0 < K; k0 += block) {
+                const int64_t k1 = k0 + block < K ? k0 + block : K;
+                float acc = 0.0f;
+                for (int64_t k = k0; k < k1; k += 2) {
+                    for (int64_t kk = k + 1; kk >= k; kk--) {   // odd first, then even
+                        const float x = kk < k1 ? ref_bf16(ta ? a[kk * lda + i] : a[i * lda + kk]) : 0.0f;
+                        const float y = kk < k1 ? ref_bf16(tb ? b[j * ldb + kk] : b[kk * ldb + j]) : 0.0f;
+                        volatile float product = x * y;   // exact; the sum below is its own rounding
+                        acc = ref_flush(acc + product);
+                    }
+                }
+                const float scale = k0 == 0 ? beta : 1.0f;
+                *out = scale == 0.0f ? alpha * acc : fmaf(scale, *out, alpha * acc);
+            }
         }
 }

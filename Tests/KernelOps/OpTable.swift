@@ -103,6 +103,7 @@ public let notKernels: [String: String] = [
     "ck_flop_counter_read": "benchmark accounting", "ck_fma_peak_run": "benchmark (the FMA peak loop)", "ck_flop_counter_reset": "benchmark accounting",
     "ck_gemm_profile": "benchmark accounting", "ck_gemm_profile_count": "benchmark accounting", "ck_gemm_profile_row": "benchmark accounting",
     "ck_attention_scratch_floats": "scratch size (exercised by the attention row)",
+    "ck_matmul_bf16_tile_name": "GEMM query (which bf16 tile runs)", "ck_cpu_bf16_products": "runtime query (CPUID)",
     "ck_sum_squares_scratch": "scratch size (exercised by the sum_squares row)",
 ]
 
@@ -617,26 +618,33 @@ let patchRows: [KernelOp] = [
     },
 ]
 
-/// A GEMM case: `run` is the kernel side (ck_sgemm on the selected backend, or ck_matmul).
-func gemmCase(_ s: [Int], name: String, run: @escaping (Int32, Int32, Int64, Int64, Int64, Float, UnsafePointer<Float>?, Int64,
-                                                        UnsafePointer<Float>?, Int64, Float, UnsafeMutablePointer<Float>?, Int64) -> Void) -> OpCase {
+typealias GEMMCall = (Int32, Int32, Int64, Int64, Int64, Float, UnsafePointer<Float>?, Int64, UnsafePointer<Float>?, Int64, Float,
+                      UnsafeMutablePointer<Float>?, Int64) -> Void
+
+/// A GEMM case: `run` is the kernel side (ck_sgemm on the selected backend, or ck_matmul), `reference`
+/// the reference (ref_sgemm, in double). `tiny`: A's entries about 1e-19 and B's 1e-20, so products
+/// are about 1e-39 (fp32 denormals) and some operands fall below bf16's normal range.
+func gemmCase(_ s: [Int], name: String, tiny: Bool = false, run: @escaping GEMMCall, reference: @escaping GEMMCall = ref_sgemm) -> OpCase {
     let M = s[0], N = s[1], K = s[2], ta = Int32(s[3]), tb = Int32(s[4])
     let big = M * N * K > 1 << 20
     let lda = (ta == 0 ? K : M) + (big ? 0 : 2), ldb = (tb == 0 ? N : K) + (big ? 0 : 1), ldc = N + (big ? 0 : 3)
     let alpha: Float = big ? 1 : 0.5, beta: Float = big ? 0 : 2
-    let a = opRandom((ta == 0 ? M : K) * lda, seed: 60), b = opRandom((tb == 0 ? K : N) * ldb, seed: 61)
-    let c0 = opRandom(M * ldc, seed: 62)
+    var a = opRandom((ta == 0 ? M : K) * lda, seed: 60), b = opRandom((tb == 0 ? K : N) * ldb, seed: 61)
+    var c0 = opRandom(M * ldc, seed: 62)
+    if tiny {
+        a = a.map { $0 * 1e-19 }; b = b.map { $0 * 1e-20 }; c0 = c0.map { $0 * 1e-38 }
+    }
     return OpCase("\(name) \(ta)\(tb) M\(M) N\(N) K\(K)", inputs: [a, b, c0], forward: { impl, v in
         var c = v[2]
         if impl == .kernel { run(ta, tb, i64(M), i64(N), i64(K), alpha, v[0], i64(lda), v[1], i64(ldb), beta, &c, i64(ldc)) } else {
-            ref_sgemm(ta, tb, i64(M), i64(N), i64(K), alpha, v[0], i64(lda), v[1], i64(ldb), beta, &c, i64(ldc))
+            reference(ta, tb, i64(M), i64(N), i64(K), alpha, v[0], i64(lda), v[1], i64(ldb), beta, &c, i64(ldc))
         }
         return [c]
     }, sampled: { v, out, _, _ in   // rows of C: the same rows of A (columns of Aᵀ) against all of B
         let rows = sampleIndices(M), m = rows.count
         let aRows = ta == 0 ? pickRows(v[0], rows, ld: lda, width: K) : pickColumns(v[0], rows, rows: K, ld: lda)
         var c = pickRows(v[2], rows, ld: ldc, width: N)
-        ref_sgemm(ta, tb, i64(m), i64(N), i64(K), alpha, aRows, i64(ta == 0 ? K : m), v[1], i64(ldb), beta, &c, i64(N))
+        reference(ta, tb, i64(m), i64(N), i64(K), alpha, aRows, i64(ta == 0 ? K : m), v[1], i64(ldb), beta, &c, i64(N))
         return [("rows \(rows) of C", pickRows(out[0], rows, ld: ldc, width: N), c)]
     })
 }
@@ -734,6 +742,20 @@ let gemmRows: [KernelOp] = [
     // of 256 crosses it); the same bits at any thread count.
     KernelOp("matmul", kernels: ["ck_matmul"], rtol: 1e-4, atol: 1e-4, shapes: gemmShapes, production: [12800, 576, 192, 0, 1]) { s in
         gemmCase(s, name: "matmul", run: ck_matmul)
+    },
+    // Tessera's GEMM in bf16 (ck_gemm_set_precision): exactly the bits of the definition
+    // (ref_sgemm_bf16), on the AVX512-BF16 tile where the CPU has it, else on the portable tile. Beside
+    // the fp32 shapes: odd K (a last pair with a zero), K = 1,025 (a last block of one), and a case of
+    // tiny values whose products and sums are fp32 denormals (flushed) or underflow the bf16 rounding.
+    KernelOp("matmul_bf16", kernels: ["ck_gemm_set_precision", "ck_gemm_precision"], rtol: 0, atol: 0,
+             shapes: gemmShapes + [[9, 40, 1025, 0, 1], [15, 33, 31, 1, 0], [15, 64, 63, 0, 0], [14, 32, 2, 0, 1, 1], [30, 70, 41, 1, 1, 1]],
+             production: [12800, 576, 192, 0, 1]) { s in
+        gemmCase(s, name: "matmul_bf16", tiny: s.count > 5, run: { ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc in
+            let saved = ck_gemm_precision()
+            ck_gemm_set_precision(Int32(CK_PRECISION_BF16))
+            ck_matmul(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc)
+            ck_gemm_set_precision(saved)
+        }, reference: ref_sgemm_bf16)
     },
     // The linked BLAS (or oneDNN) through ck_sgemm: to rounding across thread counts.
     KernelOp("sgemm", kernels: ["ck_sgemm"], rtol: 1e-4, atol: 1e-4, threadExact: false, shapes: Array(gemmShapes.prefix(10)),

@@ -37,6 +37,19 @@ enum { CK_GEMM_OPENBLAS = 0, CK_GEMM_ONEDNN = 1, CK_GEMM_TESSERA = 2 };
 int ck_gemm_choice(void);
 /// Selects a GEMM by ck_gemm_choice's value; -1 (nothing changed) for oneDNN when it cannot be loaded.
 int ck_gemm_choose(int choice);
+/// The precision of Tessera's GEMM (ck_matmul and, when it is the GEMM in use, ck_sgemm and the Linear
+/// kernels): fp32, or bf16 operands (rounded to nearest even while packed) with fp32 sums, bit for bit
+/// what `vdpbf16ps` computes (matmul.c states the rule; the AVX512-BF16 tile where the CPU has it, a
+/// portable tile with the same bits elsewhere). The other backends are fp32 only.
+enum { CK_PRECISION_FP32 = 0, CK_PRECISION_BF16 = 1 };
+void ck_gemm_set_precision(int precision);
+int ck_gemm_precision(void);
+/// The bf16 tile that runs here: "AVX512-BF16 14x32" or "portable bf16 14x32".
+const char *ck_matmul_bf16_tile_name(void);
+/// What the CPU offers for bf16 products, from CPUID: 2 for AMX (tiles and the kernel's permission to
+/// use them), 1 for AVX512-BF16 on a CPU that runs it at twice its fp32 FMA rate (AMD Zen 4 and later),
+/// -1 for AVX512-BF16 at a lower rate (Intel without AMX), 0 for none.
+int ck_cpu_bf16_products(void);
 /// Name and configuration of the GEMM in use, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX".
 const char *ck_gemm_backend(void);
 // The BLAS's CPU kernel family (OpenBLAS core name, e.g. "Prescott", "SkylakeX").

@@ -72,3 +72,7 @@ double ref_sum_squares(const float *g, int64_t N);
 /// C[M, N] = alpha · op(A) · op(B) + beta · C with row strides (beta = 0: C is not read).
 void ref_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *a, int64_t lda,
                const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/// The same product in bf16: operands rounded to bf16, pairs of k summed in fp32 as `vdpbf16ps` does,
+/// in the kernels' K blocks (the definition in Sources/CKernels/matmul.c): the kernels' exact bits.
+void ref_sgemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *a, int64_t lda,
+                    const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
