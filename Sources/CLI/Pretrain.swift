@@ -67,6 +67,8 @@ struct Pretrain: ParsableCommand {
     var simNorm: String?
     @Option(parsing: .unconditional, help: "SIM: UniGrad's weight on the correlation term, given at width 768 and scaled by 768 / width (default \(SIMOptions().negWeight)).")
     var negWeight: Float?
+    @Option(help: "Precision of the matrix products: auto (bf16 where this CPU multiplies bf16 faster than fp32, AMD Zen 4 and later; fp32 elsewhere), fp32, or bf16 (bf16 operands, fp32 sums; everything else stays fp32). Recorded in the run; --resume keeps it unless given.")
+    var precision: String?
     @Flag(help: "After training, run 'tessera eval' on the last checkpoint.") var evaluate = false
     @OptionGroup var runtime: RuntimeOptions
 
@@ -77,6 +79,10 @@ struct Pretrain: ParsableCommand {
         }
         guard MAEConfig.named(model) != nil else { throw CLIError("unknown --model '\(model)'; choose one of \(MAEConfig.names.joined(separator: ", "))") }
         guard Interpolation(rawValue: interpolation) != nil else { throw CLIError("--interpolation must be bicubic or bilinear") }
+        if let precision {
+            guard ["auto", "fp32", "bf16"].contains(precision.lowercased()) else { throw CLIError("--precision must be auto, fp32 or bf16, got '\(precision)'") }
+            if precision.lowercased() == "bf16" { do { _ = try Runtime.compute(for: .bf16) } catch { throw CLIError("--precision bf16: \(error)") } }
+        }
         // Sizes: up to what a CPU run can hold (a ViT of more than 4096 tokens per image, or wider
         // than 4096, is not something these kernels train).
         try Check.integer("--image-size", imageSize, ConfigLimits.imageSize)
@@ -155,7 +161,7 @@ struct Pretrain: ParsableCommand {
 
         if resume {
             // The saved configuration is the run's: an option that would change it is refused, not ignored.
-            let allowed: Set<String> = ["--run", "--resume", "--epochs", "--threads", "--workers", "--skip-unreadable", "--evaluate"]
+            let allowed: Set<String> = ["--run", "--resume", "--epochs", "--threads", "--workers", "--skip-unreadable", "--evaluate", "--precision"]
             let given = CommandLine.arguments.drop(while: { $0 != "pretrain" }).dropFirst()
                 .filter { $0.hasPrefix("--") }.map { String($0.split(separator: "=", maxSplits: 1)[0]) }
             if let other = given.first(where: { !allowed.contains($0) }) {
@@ -180,6 +186,7 @@ struct Pretrain: ParsableCommand {
             var config = try PretrainConfig.decode(Processes.fromPrimary(saved))
             let completeOnly = Processes.fromPrimary(completing) == "1"
             if let epochs, !completeOnly { config.epochs = epochs }
+            if precision != nil { config.precision = try resolvedPrecision() }
             try execute(config, folder: folder, train: nil, claim: claim, completeOnly: completeOnly)
             return
         }
@@ -187,6 +194,14 @@ struct Pretrain: ParsableCommand {
         let train = try loadData(data, split: .train, channels: channels, limit: limit)
         let config = try buildConfig(train: train)
         try execute(config, folder: folder, train: train, claim: claim)
+    }
+
+    /// `--precision` as the run records it: auto resolved for this CPU (``Runtime/autoPrecision``).
+    func resolvedPrecision() throws -> Runtime.Precision {
+        switch (precision ?? "auto").lowercased() {
+        case "auto": return Runtime.autoPrecision
+        case let p: return Runtime.Precision(rawValue: p)!   // validated: fp32 or bf16
+        }
     }
 
     /// The run's configuration from these options and the training set (its image size and channels).
@@ -266,6 +281,7 @@ struct Pretrain: ParsableCommand {
         config.limit = limit
         config.fullDecode = fullDecode ? true : nil
         config.logEvery = logEvery
+        config.precision = try resolvedPrecision()
         // Sizes that only together can be wrong (divisibility, patches per image, kept patches): the
         // same checks every configuration read from a file passes.
         do { try config.validate() } catch let e as FileIO.Error { throw CLIError(e.message) }
@@ -320,7 +336,13 @@ struct Pretrain: ParsableCommand {
         }
         let e = config.mae.encoder
         say("model: \(trainee.reportedModel.parameterCount) parameters (encoder \(e.dim)/\(e.depth)/\(e.heads), \(trainee.partsSummary)), patch \(e.patchSize) on \(e.imageSize)x\(e.imageSize)x\(e.channels)")
-        say("BLAS: \(Runtime.gemmBackend)" + (comm.size > 1 ? "; MPI: \(comm.size) processes (\(MPICommunicator.libraryVersion))" : ""))
+        let compute: Runtime.Compute
+        do { compute = try Runtime.compute(for: config.precision ?? .fp32) } catch { throw CLIError("the run's products are in \(config.precision?.rawValue ?? "fp32"): \(error)") }
+        Runtime.setCompute(compute)   // the process's, for all it runs (the trainer scopes it again)
+        if compute.precision == .bf16, Runtime.bf16Offer != .fullRate, comm.isPrimary {
+            warning("bf16 products on this CPU run \(Runtime.bf16Tile), slower than fp32 here; --precision auto picks fp32")
+        }
+        say("BLAS: \(Runtime.computeDescription)" + (comm.size > 1 ? "; MPI: \(comm.size) processes (\(MPICommunicator.libraryVersion))" : ""))
         try trainer.train()
         say("checkpoints: \(folder.model("last")) (reported model), \(folder.encoder("last")) (encoder only)")
         if evaluate && comm.isPrimary {

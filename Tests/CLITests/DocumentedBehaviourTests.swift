@@ -117,4 +117,46 @@ final class DocumentedBehaviourTests: XCTestCase {
             XCTAssertEqual(r.stderr.contains("/nonexistent/model.safetensors"), !launched, "\(env): \(r.stderr)")
         }
     }
+
+    /// `--precision` (docs/cli.md): recorded in config.json and the checkpoints, kept by `--resume`
+    /// unless given, the products' precision named in the log; a resumed bf16 run ends with the bits
+    /// of the uninterrupted one; bad values and bf16 on another backend refused in one line before
+    /// anything is written; `auto` is bf16 exactly where the CPU multiplies bf16 at twice fp32's rate.
+    func testPrecisionIsRecordedKeptOnResumeAndRefusedWhereItCannotRun() throws {
+        let dir = try scratch(), data = try tinyData(dir)
+        let small = ["--data", data, "--batch-size", "16", "--depth", "1", "--dim", "32", "--heads", "2", "--decoder-dim", "32",
+                     "--decoder-depth", "1", "--decoder-heads", "2"]
+        func config(_ run: String) throws -> String { try String(contentsOfFile: run + "/config.json", encoding: .utf8) }
+        let whole = try tessera(["pretrain", "--run", dir + "/whole", "--epochs", "2", "--precision", "bf16"] + small)
+        XCTAssertEqual(whole.status, 0, whole.stderr)
+        XCTAssertTrue(whole.stdout.contains("; products in bf16 ("), whole.stdout)
+        XCTAssertTrue(try config(dir + "/whole").contains("\"precision\" : \"bf16\""))
+        XCTAssertEqual(try SafeTensors.read(dir + "/whole/last.safetensors").metadata["config"].map { $0.contains("\"precision\" : \"bf16\"") }, true)
+
+        let cut = try tessera(["pretrain", "--run", dir + "/cut", "--epochs", "1", "--precision", "bf16"] + small)
+        XCTAssertEqual(cut.status, 0, cut.stderr)
+        let resumed = try tessera(["pretrain", "--run", dir + "/cut", "--resume", "--epochs", "2"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("; products in bf16 ("), "resume keeps the recorded precision: \(resumed.stdout)")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/cut/last.safetensors")),
+                       try Data(contentsOf: URL(fileURLWithPath: dir + "/whole/last.safetensors")), "a resumed bf16 run must end with the uninterrupted run's bits")
+        let told = try tessera(["pretrain", "--run", dir + "/cut", "--resume", "--epochs", "3", "--precision", "fp32"])
+        XCTAssertEqual(told.status, 0, told.stderr)
+        XCTAssertTrue(told.stdout.contains("; products in fp32"), told.stdout)
+        XCTAssertTrue(try config(dir + "/cut").contains("\"precision\" : \"fp32\""))
+
+        let auto = try tessera(["pretrain", "--run", dir + "/auto", "--epochs", "1"] + small)
+        XCTAssertEqual(auto.status, 0, auto.stderr)
+        let expected = Runtime.bf16Offer == .fullRate && ProcessInfo.processInfo.environment["TESSERA_GEMM"].map { ["auto", "tessera"].contains($0) } ?? true
+        XCTAssertTrue(try config(dir + "/auto").contains("\"precision\" : \"\(expected ? "bf16" : "fp32")\""), "auto on \(Runtime.bf16Offer)")
+
+        for (args, env, message) in [(["--precision", "fp16"], [String: String](), "--precision must be auto, fp32 or bf16, got 'fp16'"),
+                                     (["--precision", "bf16"], ["TESSERA_GEMM": "openblas"], "bf16 products run on Tessera's GEMM, but TESSERA_GEMM=openblas")] {
+            let r = try tessera(["pretrain", "--run", dir + "/refused", "--epochs", "1"] + small + args, env: env)
+            XCTAssertEqual(r.status, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains(message), r.stderr)
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/refused"))
+        }
+    }
 }

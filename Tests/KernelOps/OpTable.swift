@@ -751,10 +751,7 @@ let gemmRows: [KernelOp] = [
              shapes: gemmShapes + [[9, 40, 1025, 0, 1], [15, 33, 31, 1, 0], [15, 64, 63, 0, 0], [14, 32, 2, 0, 1, 1], [30, 70, 41, 1, 1, 1]],
              production: [12800, 576, 192, 0, 1]) { s in
         gemmCase(s, name: "matmul_bf16", tiny: s.count > 5, run: { ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc in
-            let saved = ck_gemm_precision()
-            ck_gemm_set_precision(Int32(CK_PRECISION_BF16))
-            ck_matmul(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc)
-            ck_gemm_set_precision(saved)
+            _ = Runtime.withCompute(.init(gemm: .tessera, precision: .bf16)) { ck_matmul(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc) }
         }, reference: ref_sgemm_bf16)
     },
     // The linked BLAS (or oneDNN) through ck_sgemm: to rounding across thread counts.

@@ -6,6 +6,7 @@ import XCTest
 
 /// A tiny ViT encoder with a linear head, trained on one fixed batch.
 final class ViTTrainingTests: XCTestCase {
+    override class func setUp() { GEMMChoiceGuard.install() }
     let config = ViTConfig(imageSize: 8, patchSize: 4, channels: 1, dim: 16, depth: 2, heads: 2)
 
     /// Trains `steps` AdamW steps on a fixed batch and returns the losses and final parameters.
@@ -59,5 +60,18 @@ final class ViTTrainingTests: XCTestCase {
         let two = withThreads(2) { train(seed: 3, steps: 5, mask: true) }
         assertBitIdentical(one.losses, two.losses, "losses at 1 vs 2 threads")
         assertBitIdentical(one.params, two.params, "parameters at 1 vs 2 threads")
+    }
+
+    /// Products in bf16 (Tessera's GEMM): the same bits at 1 and 2 threads, and a training that differs
+    /// from fp32's only by bf16's rounding (so bf16 was in effect, and it trains the same).
+    func testBF16ProductsAgreeAcrossThreadsAndStayNearFP32() throws {
+        let bf16 = Runtime.Compute(gemm: .tessera, precision: .bf16)
+        let one = try XCTUnwrap(Runtime.withCompute(bf16) { withThreads(1) { train(seed: 3, steps: 5, mask: true) } })
+        let two = try XCTUnwrap(Runtime.withCompute(bf16) { withThreads(2) { train(seed: 3, steps: 5, mask: true) } })
+        assertBitIdentical(one.losses, two.losses, "bf16 losses at 1 vs 2 threads")
+        assertBitIdentical(one.params, two.params, "bf16 parameters at 1 vs 2 threads")
+        let fp32 = try XCTUnwrap(Runtime.withCompute(.init(gemm: .tessera, precision: .fp32)) { train(seed: 3, steps: 5, mask: true) })
+        XCTAssertNotEqual(one.losses, fp32.losses, "bf16 products must round their operands")
+        assertClose(one.losses, fp32.losses, rtol: 2e-2, atol: 0, "bf16 against fp32 losses")
     }
 }

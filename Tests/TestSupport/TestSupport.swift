@@ -108,9 +108,10 @@ public func withThreads<T>(_ n: Int, _ body: () throws -> T) rethrows -> T {
     return try body()
 }
 
-/// Fails a test that starts with the process on another GEMM backend than the one `TESSERA_GEMM`
-/// chose at start-up: a test before it changed the backend and did not put it back (a test that needs
-/// another backend takes it for its own scope, with `Runtime.withGEMM`). The failure names the test
+/// Fails a test that starts with the process on another compute than the one it started with (the
+/// backend `TESSERA_GEMM` chose, products in fp32): a test before it changed the backend or the
+/// precision and did not put it back (a test that needs another takes it for its own scope, with
+/// `Runtime.withCompute` or `Runtime.withGEMM`). The failure names the test
 /// that ran last; the default is then restored, so one leak fails one test, not every later one.
 /// Installed once per test process by the classes that change backends (their `class func setUp`).
 public final class GEMMChoiceGuard: NSObject, XCTestObservation {
@@ -126,9 +127,9 @@ public final class GEMMChoiceGuard: NSObject, XCTestObservation {
     }
 
     func check(_ testCase: XCTestCase?) {
-        let now = Runtime.gemm, want = Runtime.defaultGEMM
+        let now = Runtime.compute, want = Runtime.defaultCompute
         guard now != want else { return }
-        let message = "the process is on the \(now) GEMM, not its default \(want): a test before this one (last: \(previous)) changed it without restoring it; use Runtime.withGEMM"
+        let message = "the process computes with \(now), not its default \(want): a test before this one (last: \(previous)) changed it without restoring it; use Runtime.withCompute"
         if let testCase { testCase.recordFailure(withDescription: message, inFile: #filePath, atLine: #line, expected: true) } else { XCTFail(message) }
         Runtime.restoreDefaultGEMM()
     }

@@ -50,8 +50,115 @@ public enum Runtime {
         return try body()
     }
 
-    /// Puts `ck_sgemm` back on ``defaultGEMM``.
-    public static func restoreDefaultGEMM() { _ = ck_gemm_choose(defaultGEMM.rawValue) }
+    /// Puts `ck_sgemm` back on ``defaultGEMM`` (and the products in fp32, ``defaultCompute``).
+    public static func restoreDefaultGEMM() { _ = setCompute(defaultCompute) }
+
+    // MARK: Precision
+
+    /// The precision of the matrix products: fp32, or bf16 operands with fp32 sums (Tessera's GEMM
+    /// only; the rule is in Sources/CKernels/matmul.c). Everything else — LayerNorm, softmax, the
+    /// losses, the optimizer and its state, the master weights — stays fp32 either way.
+    public enum Precision: String, Codable, Sendable, CaseIterable {
+        case fp32, bf16
+    }
+
+    /// What a process computes its products with: the GEMM backend and the precision, one value, set
+    /// for the process (``setCompute(_:)``) or for a scope (``withCompute(_:_:)``). bf16 runs on
+    /// Tessera's GEMM only.
+    public struct Compute: Equatable, Sendable, CustomStringConvertible {
+        public var gemm: GEMMBackend
+        public var precision: Precision
+        public init(gemm: GEMMBackend, precision: Precision) { self.gemm = gemm; self.precision = precision }
+        public var description: String { "\(gemm) \(precision.rawValue)" }
+    }
+
+    /// The backend and precision in use.
+    public static var compute: Compute {
+        Compute(gemm: gemm, precision: ck_gemm_precision() == Int32(CK_PRECISION_BF16) ? .bf16 : .fp32)
+    }
+
+    /// What the engine started with: ``defaultGEMM`` in fp32.
+    public static var defaultCompute: Compute { Compute(gemm: defaultGEMM, precision: .fp32) }
+
+    /// Makes `choice` the process's compute. False (nothing changed) when it cannot be had: oneDNN not
+    /// installed, or bf16 on another backend than Tessera's GEMM. From one thread, with no product running.
+    @discardableResult
+    public static func setCompute(_ choice: Compute) -> Bool {
+        ensureConfigured()
+        guard choice.precision == .fp32 || choice.gemm == .tessera else { return false }
+        guard ck_gemm_choose(choice.gemm.rawValue) == 0 else { return false }
+        ck_gemm_set_precision(choice.precision == .bf16 ? Int32(CK_PRECISION_BF16) : Int32(CK_PRECISION_FP32))
+        return true
+    }
+
+    /// Runs `body` with `choice` as the compute, then puts the previous one back (however `body` ends).
+    /// Returns nil without running `body` when `choice` cannot be had (``setCompute(_:)``).
+    public static func withCompute<T>(_ choice: Compute, _ body: () throws -> T) rethrows -> T? {
+        let before = compute
+        guard setCompute(choice) else { return nil }
+        defer { setCompute(before) }
+        return try body()
+    }
+
+    /// What this CPU offers for bf16 products, from CPUID (never from a timing, so the choice is the
+    /// same on every run).
+    public enum BF16Offer: Sendable {
+        /// No bf16 product instructions: bf16 runs the portable tile, an emulation far slower than fp32.
+        case none
+        /// AVX512-BF16 at twice the fp32 FMA rate (AMD Zen 4 and later).
+        case fullRate
+        /// AVX512-BF16 at half the fp32 FMA rate (Intel without AMX): fp32 is faster.
+        case halfRate
+        /// AMX tiles, granted by the kernel. Tessera has no AMX tile yet: its bf16 products would run
+        /// the AVX512-BF16 tile at half the fp32 rate, so `auto` stays fp32 there.
+        case amx
+    }
+
+    /// This CPU's ``BF16Offer``.
+    public static var bf16Offer: BF16Offer {
+        switch ck_cpu_bf16_products() {
+        case 1: .fullRate
+        case -1: .halfRate
+        case 2: .amx
+        default: .none
+        }
+    }
+
+    /// The bf16 tile this process's bf16 products run on ("AVX512-BF16 14x32", "portable bf16 14x32").
+    public static var bf16Tile: String { String(cString: ck_matmul_bf16_tile_name()) }
+
+    /// The precision `auto` means here: bf16 where the CPU multiplies bf16 faster than fp32
+    /// (``BF16Offer/fullRate``) and the products may run on Tessera's GEMM (`TESSERA_GEMM` unset, `auto`
+    /// or `tessera`), fp32 elsewhere.
+    public static var autoPrecision: Precision {
+        ensureConfigured()
+        let request = (ProcessInfo.processInfo.environment["TESSERA_GEMM"] ?? "auto").lowercased()
+        return bf16Offer == .fullRate && ["auto", "", "tessera"].contains(request) ? .bf16 : .fp32
+    }
+
+    /// The compute for `precision`: fp32 on the current backend, or bf16 on Tessera's GEMM. Throws a
+    /// one-line message when bf16 is asked for while `TESSERA_GEMM` names another backend.
+    public static func compute(for precision: Precision) throws -> Compute {
+        ensureConfigured()
+        guard precision == .bf16 else { return Compute(gemm: gemm, precision: .fp32) }
+        let request = (ProcessInfo.processInfo.environment["TESSERA_GEMM"] ?? "auto").lowercased()
+        guard ["auto", "", "tessera"].contains(request) else {
+            throw PrecisionError("bf16 products run on Tessera's GEMM, but TESSERA_GEMM=\(request); unset it or use --precision fp32")
+        }
+        return Compute(gemm: .tessera, precision: .bf16)
+    }
+
+    /// A precision that cannot be had here, in one line.
+    public struct PrecisionError: Error, CustomStringConvertible {
+        public let description: String
+        public init(_ d: String) { description = d }
+    }
+
+    /// The products' backend and precision in one line, for the run's log and `tessera bench`:
+    /// ``gemmBackend``, then "; products in bf16 (AVX512-BF16 14x32)" or "; products in fp32".
+    public static var computeDescription: String {
+        gemmBackend + (compute.precision == .bf16 ? "; products in bf16 (\(bf16Tile))" : "; products in fp32")
+    }
 
     /// Why the `TESSERA_GEMM` request could not be met (nil when it was); the engine then uses OpenBLAS.
     /// The `tessera` tool reports it as an error instead of running.

@@ -46,6 +46,9 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     /// Decode every JPEG whole at full size (torchvision's way) instead of reduced in the DCT domain
     /// and cropped to what the views need (``Loader/reducedDecoding``); nil means false.
     public var fullDecode: Bool?
+    /// The precision of the matrix products (nil, as in configurations written before it existed:
+    /// fp32). bf16 rounds the products' operands to bf16 and sums in fp32; all else stays fp32.
+    public var precision: Runtime.Precision?
 
     /// A configuration for `method` with its recipe (optimizer) and its default options.
     public init(method: MethodKind = .mae, mae: MAEConfig, augmentation: Augmentation) {

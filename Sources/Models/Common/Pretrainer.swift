@@ -262,11 +262,12 @@ public final class Pretrainer {
         }
         if let c = model.metadata["config"] {
             let saved = try PretrainConfig.decode(c)
-            // More epochs may be asked for on resume (the remaining schedule then stretches), and the
-            // logging, saving and monitoring cadence may change; everything that shapes the run must match.
+            // More epochs may be asked for on resume (the remaining schedule then stretches), the
+            // logging, saving and monitoring cadence may change, and so may the products' precision
+            // (a choice of arithmetic, not of the run); everything that shapes the run must match.
             func shape(_ c: PretrainConfig) -> PretrainConfig {
                 var c = c
-                c.epochs = 0; c.logEvery = 0; c.saveEvery = 0; c.knnEvery = 0; c.evalData = nil
+                c.epochs = 0; c.logEvery = 0; c.saveEvery = 0; c.knnEvery = 0; c.evalData = nil; c.precision = nil
                 return c
             }
             guard shape(saved) == shape(config) else {
@@ -413,9 +414,16 @@ public final class Pretrainer {
     }
 
     /// Trains from the current epoch to `config.epochs` (or only until `stopAfter` epochs are done,
-    /// as if the process were stopped there). Returns the mean loss of the last epoch.
+    /// as if the process were stopped there), its products in `config.precision` (the process's
+    /// compute is put back on return). Returns the mean loss of the last epoch.
     @discardableResult
     public func train(stopAfter: Int? = nil) throws -> Double {
+        let choice: Runtime.Compute
+        do { choice = try Runtime.compute(for: config.precision ?? .fp32) } catch { throw TrainingError(description: "\(error)") }
+        return try Runtime.withCompute(choice) { try trainLoop(stopAfter: stopAfter) } ?? .nan
+    }
+
+    private func trainLoop(stopAfter: Int?) throws -> Double {
         let primary = comm.isPrimary
         // One writer per run folder: a claim given before (the CLI's) is kept; one taken here is held
         // until training returns.
