@@ -240,6 +240,29 @@ if wanted("gemm") {
         }
     }
 
+    // Tessera's GEMM in bf16 against the `vdpbf16ps` peak (12 independent chains per thread, timed in the
+    // same round) and against itself in fp32.
+    if ck_bf16_peak_run(1) > 0 {
+        print("\n## bf16 products: Tessera's ck_matmul in bf16 (\(Runtime.bf16Tile)) against the vdpbf16ps peak and against fp32 ck_matmul\n")
+        print("| shape (M×K · K×N) | what | bf16 GFLOP/s | share of the bf16 peak | fp32 GFLOP/s | bf16 / fp32 |")
+        print("|---|---|---|---|---|---|")
+        let iterations: Int64 = 2_000_000
+        var flops: UInt64 = 0
+        let peak = { flops = ck_bf16_peak_run(iterations) }
+        let tPeak = median((0..<rounds).map { _ in secondsPerCall(peak) })
+        print("| peak | \(Runtime.threads) threads × 12 vdpbf16ps chains | \(f1(Double(flops) / tPeak / 1e9)) | 1.00 | | |")
+        for (M, K, N, what, ta, tb) in quick ? Array(shapes.prefix(2)) : shapes {
+            let a = buffer(M * K, 4), b = buffer(K * N, 5), c = buffer(M * N, 6)
+            let lda = Int64(ta == 0 ? K : M), ldb = Int64(tb == 0 ? N : K)
+            let fp32 = { ck_matmul(ta, tb, Int64(M), Int64(N), Int64(K), 1, a, lda, b, ldb, 0, c, Int64(N)) }
+            let bf16 = { _ = Runtime.withCompute(.init(gemm: .tessera, precision: .bf16), fp32) }
+            let (tp, tb16, _) = abCompare(peak, bf16)
+            let (_, _, ratio) = abCompare(fp32, bf16)
+            let g = 2.0 * Double(M * K * N) / tb16 / 1e9
+            print("| \(M)×\(K) · \(K)×\(N) | \(what) | \(f1(g)) | \(f2(g / (Double(flops) / tp / 1e9))) | \(f1(g * ratio)) | \(f2(1 / ratio)) |")
+        }
+    }
+
     // The Linear layer's epilogues on Tessera's GEMM: the fused call against the product alone, and
     // against the product followed by the separate pass the BLAS path runs.
     ck_gemm_use_tessera(1)

@@ -201,6 +201,41 @@ static float fma_chains(int64_t iterations, float seed, int *lanes) {
 
 static volatile float fma_sink;   // keeps the chains' results observable
 
+// The bf16 peak: twelve independent chains of `vdpbf16ps` (16 lanes, two products each: 64 FLOPs per
+// instruction), as the FMA chains above. 0 where the CPU has no AVX512-BF16.
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx512f,avx512bf16"))) static float bf16_chains(int64_t iterations) {
+    __m512 acc[12];
+    const __m512bh x = (__m512bh)_mm512_set1_epi32(0x3f803f80), y = (__m512bh)_mm512_set1_epi32(0x33803380);   // (1, 1), (6e-8, 6e-8)
+    for (int j = 0; j < 12; j++) acc[j] = _mm512_set1_ps((float)j);
+    for (int64_t i = 0; i < iterations; i++) {
+        _Pragma("clang loop unroll(full)") for (int j = 0; j < 12; j++) acc[j] = _mm512_dpbf16_ps(acc[j], x, y);
+    }
+    __m512 s = acc[0];
+    for (int j = 1; j < 12; j++) s = _mm512_add_ps(s, acc[j]);
+    return _mm512_reduce_add_ps(s);
+}
+#endif
+
+uint64_t ck_bf16_peak_run(int64_t iterations) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512bf16")) return 0;
+    uint64_t flops = 0;
+    float sum = 0.0f;
+    #pragma omp parallel reduction(+ : flops, sum)
+    {
+        sum += bf16_chains(iterations);
+        flops += (uint64_t)iterations * 12 * 64;
+    }
+    fma_sink = sum;
+    return flops;
+#else
+    return 0;
+#endif
+}
+
 uint64_t ck_fma_peak_run(int64_t iterations) {
     uint64_t flops = 0;
     float sum = 0.0f;

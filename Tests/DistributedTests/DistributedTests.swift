@@ -35,11 +35,15 @@ final class DistributedTests: XCTestCase {
         return d
     }
 
-    /// A tiny run of `method`: 24 Fashion-MNIST images, global batch 8, 3 steps per epoch.
-    func pretrain(_ method: String, run: String, epochs: Int = 1, extra: [String] = []) -> [String] {
+    /// A tiny run of `method`: 24 Fashion-MNIST images, global batch 8, 3 steps per epoch, products in
+    /// `precision`. fp32 by default: the tests comparing W processes with one bound the difference of
+    /// two summation orders by fp32's rounding. In bf16 that difference (1e-7 relative after a step)
+    /// flips the bf16 rounding of a few operands in the next step, each by bf16's step of 2⁻⁸
+    /// (measured: first moments 7e-5 to 2e-3 apart after 3 steps) — the run still trains the same.
+    func pretrain(_ method: String, run: String, epochs: Int = 1, precision: String = "fp32", extra: [String] = []) -> [String] {
         var a = ["pretrain", "--method", method, "--run", run, "--depth", "2", "--dim", "32", "--heads", "2", "--decoder-dim", "32",
                  "--decoder-depth", "1", "--decoder-heads", "2", "--limit", "24", "--batch-size", "8", "--epochs", "\(epochs)",
-                 "--warmup-epochs", "0", "--blr", "0.01", "--log-every", "1", "--seed", "11"]
+                 "--warmup-epochs", "0", "--blr", "0.01", "--log-every", "1", "--seed", "11", "--precision", precision]
         if method == "msn" { a += ["--focal-views", "2", "--prototypes", "16", "--head-hidden", "32"] }
         return a + extra
     }
@@ -126,6 +130,12 @@ final class DistributedTests: XCTestCase {
             XCTAssertEqual(meta["world_size"], "2")
             XCTAssertEqual(meta["samples"], "24")
         }
+        // Products in bf16: two identical 2-process runs still write the same bytes.
+        for run in ["bf16", "bf16b"] { assertSucceeded(try launch(2, tessera, pretrain("mae", run: "\(dir)/\(run)", precision: "bf16"))) }
+        for f in ["last.safetensors", "last.train-state.safetensors"] {
+            XCTAssertEqual(bytes("\(dir)/bf16/\(f)"), bytes("\(dir)/bf16b/\(f)"), "bf16: two 2-process runs differ in \(f)")
+        }
+        XCTAssertTrue(try String(contentsOfFile: dir + "/bf16/config.json", encoding: .utf8).contains("\"precision\" : \"bf16\""))
     }
 
     /// A run saved by 2 processes resumes with 1, and one saved by 1 resumes with 2; both end where

@@ -58,6 +58,9 @@ const char *ck_gemm_core_name(void);
 // returns the floating-point operations done (time the call for GFLOP/s). `tessera bench` reports
 // the model's FLOP rate as a share of it.
 uint64_t ck_fma_peak_run(int64_t iterations);
+// The bf16 peak: every thread runs `iterations` rounds of 12 independent `vdpbf16ps` (64 FLOPs each);
+// returns the FLOPs done, or 0 on a CPU without AVX512-BF16.
+uint64_t ck_bf16_peak_run(int64_t iterations);
 // Matrix-product FLOP counter: ck_sgemm adds 2·M·N·K per call, fused attention its QKᵀ/PV products
 // (forward 4·B·H·N²·D, backward 10·B·H·N²·D). Not thread-safe: call from the thread that runs ops.
 uint64_t ck_flop_counter_read(void);
