@@ -58,16 +58,18 @@ final class ReaderCorpusTests: XCTestCase {
     }
 
     /// Shards written by Python's `tarfile` in each of its formats (Tools/make_tar_fixtures.py): GNU
-    /// long names, PAX paths (non-ASCII too), a ustar prefix and Python's default. Each holds three
-    /// samples under long keys, labels 0, 1, 2, each image a 2x2 PNG of value 40 (label + 1).
+    /// long names, PAX paths (non-ASCII too), a ustar prefix, Python's default, and that one with every
+    /// size field in base-256 (GNU's form past 8 GiB). Each holds three samples under long keys,
+    /// labels 0, 1, 2, each image a 2x2 PNG of value 40 (label + 1).
     func testShardsFromPythonsTarfileInEveryFormat() throws {
         let dir = try XCTUnwrap(Bundle.module.url(forResource: "Corpus", withExtension: nil)).path
-        for (name, last) in [("gnu_longnames", "sample002"), ("pax_paths", "échantillon002"), ("ustar_prefix", "s2"), ("python_default", "n02")] {
+        for (name, last) in [("gnu_longnames", "sample002"), ("pax_paths", "échantillon002"), ("ustar_prefix", "s2"), ("python_default", "n02"),
+                           ("base256_sizes", "n02")] {
             let shards = try TarShards.index(dir + "/tar_valid_\(name).tar", channels: 1)
             XCTAssertEqual(shards.count, 3, name)
             XCTAssertEqual(shards.labels, [0, 1, 2], name)
             XCTAssertTrue(shards.name(of: 2).hasSuffix("/" + last) || shards.name(of: 2).hasSuffix(":" + last), "\(name): \(shards.name(of: 2))")
-            if name != "python_default" {
+            if !["python_default", "base256_sizes"].contains(name) {
                 XCTAssertTrue(shards.name(of: 0).contains("train/" + String(repeating: "very_long_folder_name_", count: 5)), "\(name): \(shards.name(of: 0))")
             }
             for i in 0..<3 { XCTAssertEqual(try shards.decoded(i).pixels, [UInt8](repeating: UInt8(40 * (i + 1)), count: 4), "\(name) image \(i)") }
