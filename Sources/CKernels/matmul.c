@@ -427,18 +427,48 @@ CK_ALWAYS_INLINE void store_row_floats(float *restrict c, const float *acc, int6
     store_row(c, ck_vload(acc), ck_vload(acc + 16), cols, alpha, beta);
 }
 
+// n pairs from two rows: dst[j] = (even[j], odd[j]) as bf16, the odd row absent past K (zeros).
+// The AVX512-BF16 conversion (`vcvtne2ps2bf16`, then one permute that interleaves the two halves) where
+// the CPU has it, 16 pairs per step; bf16_pair elsewhere: the same bits (the rule above).
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static void pairs_avx512(uint32_t *restrict dst, const float *restrict even,
+                                                                               const float *restrict odd, int64_t n) {
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                                23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m512 e = _mm512_loadu_ps(even + j), o = odd ? _mm512_loadu_ps(odd + j) : _mm512_setzero_ps();
+        _mm512_storeu_si512(dst + j, _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(o, e)));
+    }
+    if (j < n) {   // the last 1-15 pairs, masked (a tile of 14 rows is all tail)
+        const __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+        const __m512 e = _mm512_maskz_loadu_ps(m, even + j), o = odd ? _mm512_maskz_loadu_ps(m, odd + j) : _mm512_setzero_ps();
+        _mm512_mask_storeu_epi32(dst + j, m, _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(o, e)));
+    }
+}
+__attribute__((target("avx512f,avx512bf16"))) static inline void pack_row_avx512(uint32_t *restrict dst, const float *restrict x) {
+    _mm512_storeu_si512(dst, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x)));
+}
+#endif
+static void pairs(uint32_t *restrict dst, const float *restrict even, const float *restrict odd, int64_t n, int fast) {
+#if defined(__x86_64__)
+    if (fast) { pairs_avx512(dst, even, odd, n); return; }
+#endif
+    for (int64_t j = 0; j < n; j++) dst[j] = bf16_pair(even[j], odd ? odd[j] : 0.0f);
+}
+
 // The NR columns of op(B) from n0 over rows k0 ..< k0 + kc as pairs: bp[q·NR + j] = (op(B)[k0 + 2q][n0 + j],
 // op(B)[k0 + 2q + 1][n0 + j]), zeros past K and past N.
 static void pack_pairs_b(uint32_t *restrict bp, const float *restrict B, int64_t ldb, int trans_b, int64_t k0, int64_t kc,
-                         int64_t n0, int64_t N) {
+                         int64_t n0, int64_t N, int fast) {
     const int64_t nr = ck_min64(NR, N - n0), kp = (kc + 1) / 2;
     for (int64_t q = 0; q < kp; q++) {
         const int64_t k = k0 + 2 * q, has_odd = 2 * q + 1 < kc;
         uint32_t *dst = bp + q * NR;
-        if (!trans_b) {
-            const float *even = B + k * ldb + n0, *odd = has_odd ? even + ldb : NULL;
-            for (int64_t j = 0; j < nr; j++) dst[j] = bf16_pair(even[j], odd ? odd[j] : 0.0f);
-        } else {
+        if (!trans_b) {   // op(B)'s rows are B's: two rows, converted together
+            const float *even = B + k * ldb + n0;
+            pairs(dst, even, has_odd ? even + ldb : NULL, nr, fast);
+        } else {          // op(B)'s columns are B's rows (the forward's weights, small): one value at a time
             for (int64_t j = 0; j < nr; j++) {
                 const float *col = B + (n0 + j) * ldb + k;
                 dst[j] = bf16_pair(col[0], has_odd ? col[1] : 0.0f);
@@ -448,24 +478,31 @@ static void pack_pairs_b(uint32_t *restrict bp, const float *restrict B, int64_t
     }
 }
 
-// Rows i0 ..< i0 + rows of op(A) over k0 ..< k0 + kc as pairs: ap[q·MR + r], zeros past K and in the
-// rows past `rows`.
+// op(A)'s rows i0 ..< i0 + rows over k0 ..< k0 + kc as pairs, for the tile to read pair q of row r at
+// ap[r·a_rs + q·a_qs]. op(A) = Aᵀ (the weight gradients): the rows' values at k are adjacent in A, so
+// each pair of A's rows is converted together, ap[q·width + r] (a_rs = 1, a_qs = width ≥ rows). op(A) =
+// A: a row's pairs are adjacent in A, so each row is converted as it lies, ap[r·kp + q] (a_rs = kp,
+// a_qs = 1). Zeros past K.
 static void pack_pairs_a(uint32_t *restrict ap, const float *restrict A, int64_t lda, int trans_a, int64_t k0, int64_t kc,
-                         int64_t i0, int64_t rows) {
+                         int64_t i0, int64_t rows, int64_t width, int fast) {
     const int64_t kp = (kc + 1) / 2;
-    for (int64_t q = 0; q < kp; q++) {
-        const int64_t k = k0 + 2 * q, has_odd = 2 * q + 1 < kc;
-        uint32_t *dst = ap + q * MR;
-        if (trans_a) {   // op(A)[i][k] = A[k][i]: the tile's values at k are adjacent
-            const float *even = A + k * lda + i0, *odd = has_odd ? even + lda : NULL;
-            for (int64_t r = 0; r < rows; r++) dst[r] = bf16_pair(even[r], odd ? odd[r] : 0.0f);
-        } else {
-            for (int64_t r = 0; r < rows; r++) {
-                const float *row = A + (i0 + r) * lda + k;
-                dst[r] = bf16_pair(row[0], has_odd ? row[1] : 0.0f);
-            }
+    if (trans_a) {
+        for (int64_t q = 0; q < kp; q++) {
+            const float *even = A + (k0 + 2 * q) * lda + i0;
+            pairs(ap + q * width, even, 2 * q + 1 < kc ? even + lda : NULL, rows, fast);
         }
-        for (int64_t r = rows; r < MR; r++) dst[r] = 0;
+        return;
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = A + (i0 + r) * lda + k0;
+        uint32_t *dst = ap + r * kp;
+        int64_t q = 0;
+#if defined(__x86_64__)
+        if (fast) {   // 32 consecutive floats are 16 pairs in order: one conversion, no permute
+            for (; 2 * q + 32 <= kc; q += 16) pack_row_avx512(dst + q, row + 2 * q);
+        }
+#endif
+        for (; q < kp; q++) dst[q] = bf16_pair(row[2 * q], 2 * q + 1 < kc ? row[2 * q + 1] : 0.0f);
     }
 }
 
@@ -488,7 +525,7 @@ static void row_sums_fp32(float *restrict rowsum, int accumulate, const float *r
         for (int64_t q = 0; q < kp; q++) {                                                                             \
             const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + q * NR), b1 = (__m512bh)_mm512_loadu_si512(bp + q * NR + 16); \
             _Pragma("clang loop unroll(full)") for (int r = 0; r < n; r++) {                                           \
-                const __m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[q * MR + r]);                                   \
+                const __m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[r * a_rs + q * a_qs]);                          \
                 acc0[r] = _mm512_dpbf16_ps(acc0[r], a, b0);                                                            \
                 acc1[r] = _mm512_dpbf16_ps(acc1[r], a, b1);                                                            \
             }                                                                                                          \
@@ -502,9 +539,9 @@ static void row_sums_fp32(float *restrict rowsum, int accumulate, const float *r
     }
 
 #if defined(__x86_64__)
-__attribute__((target("avx512f,avx512bf16"))) static void tile_bf16_avx512(int64_t rows, int64_t kp, const uint32_t *ap,
-                                                                          const uint32_t *bp, float *c, int64_t ldc, int64_t cols,
-                                                                          float alpha, float beta) {
+__attribute__((target("avx512f,avx512bf16"))) static void tile_bf16_avx512(int64_t rows, int64_t kp, const uint32_t *ap, int64_t a_rs,
+                                                                          int64_t a_qs, const uint32_t *bp, float *c, int64_t ldc,
+                                                                          int64_t cols, float alpha, float beta) {
     switch (rows) {
         BF16_TILE(1) BF16_TILE(2) BF16_TILE(3) BF16_TILE(4) BF16_TILE(5) BF16_TILE(6) BF16_TILE(7)
         BF16_TILE(8) BF16_TILE(9) BF16_TILE(10) BF16_TILE(11) BF16_TILE(12) BF16_TILE(13) BF16_TILE(14)
@@ -512,8 +549,8 @@ __attribute__((target("avx512f,avx512bf16"))) static void tile_bf16_avx512(int64
     }
 }
 #else
-static void tile_bf16_avx512(int64_t rows, int64_t kp, const uint32_t *ap, const uint32_t *bp, float *c, int64_t ldc, int64_t cols,
-                             float alpha, float beta) {}
+static void tile_bf16_avx512(int64_t rows, int64_t kp, const uint32_t *ap, int64_t a_rs, int64_t a_qs, const uint32_t *bp, float *c,
+                             int64_t ldc, int64_t cols, float alpha, float beta) {}
 #endif
 
 // The bf16 value of the low (even) or high (odd) half of a pair, as the instruction reads it.
@@ -526,14 +563,14 @@ CK_ALWAYS_INLINE float bf16_half(uint32_t pair, int odd) {
 CK_ALWAYS_INLINE float flush_denormal(float x) { return fabsf(x) < 0x1p-126f ? copysignf(0.0f, x) : x; }
 
 // The portable tile: the same sums, one lane at a time (CPUs without AVX512-BF16; tests).
-CK_CLONES static void tile_bf16_portable(int64_t rows, int64_t kp, const uint32_t *ap, const uint32_t *bp, float *c, int64_t ldc,
-                                         int64_t cols, float alpha, float beta) {
+CK_CLONES static void tile_bf16_portable(int64_t rows, int64_t kp, const uint32_t *ap, int64_t a_rs, int64_t a_qs, const uint32_t *bp,
+                                         float *c, int64_t ldc, int64_t cols, float alpha, float beta) {
     for (int64_t r = 0; r < rows; r++) {
         float out[NR];
         for (int j = 0; j < NR; j++) {
             float acc = 0.0f;
             for (int64_t q = 0; q < kp; q++) {
-                const uint32_t a = ap[q * MR + r], b = bp[q * NR + j];
+                const uint32_t a = ap[r * a_rs + q * a_qs], b = bp[q * NR + j];
                 acc = flush_denormal(acc + bf16_half(a, 1) * bf16_half(b, 1));
                 acc = flush_denormal(acc + bf16_half(a, 0) * bf16_half(b, 0));
             }
@@ -563,8 +600,14 @@ static int bf16_tile_is_avx512(void) {
 const char *ck_matmul_bf16_tile_name(void) { return bf16_tile_is_avx512() ? "AVX512-BF16 14x32" : "portable bf16 14x32"; }
 
 // The driver: the fp32 driver's blocking (K blocks by k_block, N in blocks of whole panels within the
-// packing budget, items tile- or panel-major), B's panels packed as pairs by all threads per block,
-// each thread packing the row tile of op(A) its item needs (once per tile in tile-major order).
+// packing budget, items tile- or panel-major). B's panels are packed as pairs by all threads per block;
+// so is all of op(A)'s block when it fits PACK_A_WORDS (the weight gradients, whose op(A) has a few
+// hundred rows), else each thread packs the row tile its item needs, once per tile in tile-major order
+// (the forward and input-gradient products, thousands of rows). Measured on Zen 4 before the shared
+// packing: the panel-major weight gradients spent 45% of their time repacking their tiles.
+#define PACK_A_WORDS (128 * 1024)   // 512 KB
+static uint32_t pack_a_buffer[PACK_A_WORDS] __attribute__((aligned(64)));
+
 static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
     const int fast = bf16_tile_is_avx512();
@@ -572,6 +615,7 @@ static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
     const int panel_major = M < N;
     const int64_t fit = PACK_MAX_FLOATS / (NR * kp_max);
     const int64_t nc_max = ck_min64((N + NR - 1) / NR, fit > 0 ? fit : 1) * NR;
+    const int shared_a = M * kp_max <= PACK_A_WORDS;
     uint32_t *const bp = (uint32_t *)pack_buffer;   // nc_max · kp_max ≤ PACK_MAX_FLOATS words
     for (int64_t n0 = 0; n0 < N; n0 += nc_max) {
         const int64_t nc = ck_min64(nc_max, N - n0), panels = (nc + NR - 1) / NR;
@@ -579,20 +623,44 @@ static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
             const int64_t kc = ck_min64(kc_max, K - k0), kp = (kc + 1) / 2;
             #pragma omp parallel if (M * N * K >= 64 * CK_PAR_MIN)
             {
-                #pragma omp for schedule(static)
-                for (int64_t p = 0; p < panels; p++) pack_pairs_b(bp + p * NR * kp, B, ldb, trans_b, k0, kc, n0 + p * NR, N);
-                uint32_t ap[KP_MAX * MR] __attribute__((aligned(64)));   // this thread's row tile of op(A), as pairs
+                #pragma omp for schedule(static) nowait
+                for (int64_t p = 0; p < panels; p++) pack_pairs_b(bp + p * NR * kp, B, ldb, trans_b, k0, kc, n0 + p * NR, N, fast);
+                if (shared_a && trans_a) {   // the whole block of op(A) = Aᵀ: by pairs of A's rows, each pair whole
+                    #pragma omp for schedule(static)
+                    for (int64_t q = 0; q < kp; q++) {
+                        const float *even = A + (k0 + 2 * q) * lda;
+                        pairs(pack_a_buffer + q * M, even, 2 * q + 1 < kc ? even + lda : NULL, M, fast);
+                    }
+                } else if (shared_a) {       // of op(A) = A: by tiles of rows
+                    #pragma omp for schedule(static)
+                    for (int64_t t = 0; t < tiles; t++) {
+                        const int64_t i0 = t * MR, rows = ck_min64(MR, M - i0);
+                        pack_pairs_a(pack_a_buffer + i0 * kp, A, lda, 0, k0, kc, i0, rows, M, fast);
+                    }
+                } else {
+                    #pragma omp barrier
+                }
+                uint32_t own[KP_MAX * MR] __attribute__((aligned(64)));   // this thread's row tile of op(A), as pairs
                 int64_t packed = -1;
                 #pragma omp for schedule(static)
                 for (int64_t item = 0; item < tiles * panels; item++) {
                     const int64_t t = panel_major ? item % tiles : item / panels, p = panel_major ? item / tiles : item % panels;
                     const int64_t i0 = t * MR, j0 = n0 + p * NR;
                     const int64_t rows = ck_min64(MR, M - i0), cols = ck_min64(NR, N - j0);
-                    if (packed != t) { pack_pairs_a(ap, A, lda, trans_a, k0, kc, i0, rows); packed = t; }
+                    const uint32_t *ap;
+                    int64_t a_rs, a_qs;
+                    if (shared_a) {
+                        ap = trans_a ? pack_a_buffer + i0 : pack_a_buffer + i0 * kp;
+                        a_rs = trans_a ? 1 : kp; a_qs = trans_a ? M : 1;
+                    } else {
+                        if (packed != t) { pack_pairs_a(own, A, lda, trans_a, k0, kc, i0, rows, MR, fast); packed = t; }
+                        ap = own;
+                        a_rs = trans_a ? 1 : kp; a_qs = trans_a ? MR : 1;
+                    }
                     float *c = C + i0 * ldc + j0;
                     const float b = k0 == 0 ? beta : 1.0f;   // later K blocks add to the first block's result
-                    if (fast) tile_bf16_avx512(rows, kp, ap, bp + p * NR * kp, c, ldc, cols, alpha, b);
-                    else tile_bf16_portable(rows, kp, ap, bp + p * NR * kp, c, ldc, cols, alpha, b);
+                    if (fast) tile_bf16_avx512(rows, kp, ap, a_rs, a_qs, bp + p * NR * kp, c, ldc, cols, alpha, b);
+                    else tile_bf16_portable(rows, kp, ap, a_rs, a_qs, bp + p * NR * kp, c, ldc, cols, alpha, b);
                     if (ep && ep->row_sums.data && j0 == 0)   // op(A)'s row sums, once per tile and K block
                         row_sums_fp32(ep->row_sums.data + i0, k0 == 0 ? ep->row_sums.accumulate : 1, A, lda, trans_a, k0, kc, i0, rows);
                     if (ep && ep->bias && k0 + kc == K) bias_epilogue(c, ldc, rows, cols, ep->bias + j0);   // on the final sums

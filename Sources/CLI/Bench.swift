@@ -65,6 +65,8 @@ struct Bench: ParsableCommand {
             set = ImageSet(uniform: px, count: n, height: imageSize, width: imageSize, channels: channels, labels: nil)
         }
         let config = try options.buildConfig(train: set)
+        // The products in the configuration's precision (--precision after --; auto resolved for this CPU).
+        do { Runtime.setCompute(try Runtime.compute(for: config.precision ?? .fp32)) } catch { throw CLIError("--precision: \(error)") }
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tessera-bench-\(getpid())").path
         let comm = Processes.comm
         let trainer = try Pretrainer(config: config, method: config.method.make(config), train: set, evalSets: nil, runFolder: scratch,
@@ -85,10 +87,11 @@ struct Bench: ParsableCommand {
         let e = config.mae.encoder
         print("tessera bench: \(config.method) \(config.model) (encoder \(e.dim)/\(e.depth)/\(e.heads), patch \(e.patchSize) on \(e.imageSize)x\(e.imageSize)x\(e.channels)), batch \(config.batchSize) x \(config.accumSteps), \(Runtime.threads) threads"
               + (comm.size > 1 ? " in each of \(comm.size) processes (\(config.batchSize / comm.size) images each)" : ""))
-        print("BLAS: \(Runtime.gemmBackend); \(rounds) rounds of \(steps) steps, alternating with a 2048³ sgemm")
+        print("BLAS: \(Runtime.computeDescription); \(rounds) rounds of \(steps) steps, alternating with a 2048³ sgemm")
         try trainStep()   // warm up: allocations, BLAS buffers
         _ = Runtime.sgemmRate()
-        var stepTimes: [Double] = [], flops: [Double] = [], rates: [Double] = [], peaks: [Double] = []
+        var stepTimes: [Double] = [], flops: [Double] = [], rates: [Double] = [], peaks: [Double] = [], bf16Peaks: [Double] = []
+        let bf16 = Runtime.compute.precision == .bf16
         var faults: [Double] = [], commShares: [Double] = []
         var shapes: [String: Runtime.GEMMShape] = [:], shapeOrder: [String] = []
         for r in 0..<rounds {
@@ -109,19 +112,23 @@ struct Bench: ParsableCommand {
             flops.append(Double(Runtime.matmulFlops) / Double(steps))
             rates.append(Runtime.sgemmRate())
             peaks.append(Runtime.fmaPeak())
+            if bf16, let p = Runtime.bf16Peak() { bf16Peaks.append(p) }
             print(String(format: "round %d: %.1f ms/step, %.0f images/s, %.0f minor faults/step, sgemm %.1f GFLOP/s, FMA peak %.1f GFLOP/s", r + 1, dt * 1e3,
                          Double(config.effectiveBatch) / dt, faults.last!, rates.last!, peaks.last!)
+                  + (bf16Peaks.count == r + 1 ? String(format: ", bf16 peak %.1f GFLOP/s", bf16Peaks.last!) : "")
                   + (comm.size > 1 ? String(format: ", gradient averaging %.1f%% of the step", commShares.last! * 100) : ""))
         }
         let t = median(stepTimes), f = median(flops), sg = median(rates), peak = median(peaks)
         let modelRate = f / t / 1e9
         print(String(format: "median: %.1f ms/step, %.0f images/s, %.2f GFLOP per step (matrix products), %.1f GFLOP/s = %.0f%% of the sgemm rate (%.1f GFLOP/s) = %.0f%% of the FMA peak (%.1f GFLOP/s)",
-                     t * 1e3, Double(config.effectiveBatch) / t, f / 1e9, modelRate, 100 * modelRate / sg, sg, 100 * modelRate / peak, peak))
+                     t * 1e3, Double(config.effectiveBatch) / t, f / 1e9, modelRate, 100 * modelRate / sg, sg, 100 * modelRate / peak, peak)
+              + (bf16Peaks.isEmpty ? "" : String(format: " = %.0f%% of the bf16 peak (%.1f GFLOP/s; products in bf16)", 100 * modelRate / median(bf16Peaks), median(bf16Peaks))))
         if comm.size > 1 {
             print(String(format: "data parallel: %d processes, gradient averaging (fixed-order sum of %d values) %.1f%% of the step (median)",
                          comm.size, trainer.optimizer.arena.count, median(commShares) * 100))
         }
-        printShapeTable(shapeOrder.map { shapes[$0]! }, steps: rounds * steps, stepSeconds: t, peak: peak)
+        printShapeTable(shapeOrder.map { shapes[$0]! }, steps: rounds * steps, stepSeconds: t, peak: bf16Peaks.isEmpty ? peak : median(bf16Peaks),
+                        peakName: bf16Peaks.isEmpty ? "FMA" : "bf16")
         let pool = BufferPool.shared.highWater
         print(String(format: "memory: peak RSS %.0f MiB, %.0f minor page faults per step (median); tensor buffers of 64 KiB and more: at most %.0f MiB in use at once, %.0f MiB held (in use plus kept for reuse)",
                      Double(ResourceUsage.now().peakResidentBytes) / 1048576, median(faults), Double(pool.live) / 1048576, Double(pool.held) / 1048576))
@@ -177,10 +184,12 @@ struct Bench: ParsableCommand {
     }
 
     /// The step's matrix products by shape, the most time first: C[M, N] = op(A)[M, K] · op(B)[K, N]
-    /// (ᵀ: read transposed), per step, with the rate as a share of the FMA peak.
-    private func printShapeTable(_ rows: [Runtime.GEMMShape], steps: Int, stepSeconds: Double, peak: Double) {
+    /// (ᵀ: read transposed), per step, with the rate as a share of the FMA peak (the bf16 peak when the
+    /// products are in bf16).
+    private func printShapeTable(_ rows: [Runtime.GEMMShape], steps: Int, stepSeconds: Double, peak: Double, peakName: String) {
         let total = rows.reduce(0) { $0 + $1.seconds }
-        print(String(format: "GEMMs by shape (per step; %.0f%% of the step's time, profiled with a clock read around each product):", 100 * total / Double(steps) / stepSeconds))
+        print(String(format: "GEMMs by shape (per step; %.0f%% of the step's time, profiled with a clock read around each product; %%peak of the %@ peak):",
+                     100 * total / Double(steps) / stepSeconds, peakName))
         print("       M      N      K  A B  op                   calls   ms/step   GFLOP/s  %peak  %step  backend")
         for g in rows.sorted(by: { $0.seconds > $1.seconds }) {
             let rate = g.seconds > 0 ? g.flops / g.seconds / 1e9 : 0

@@ -310,6 +310,20 @@ extension Runtime {
         }
     }
 
+    /// The bf16 peak in GFLOP/s: every thread runs 12 independent chains of `vdpbf16ps` (64 FLOPs each)
+    /// for about `seconds`. Nil on a CPU without AVX512-BF16.
+    public static func bf16Peak(seconds: Double = 0.2) -> Double? {
+        guard ck_bf16_peak_run(1000) > 0 else { return nil }   // also wakes the threads
+        var iterations: Int64 = 1 << 20
+        while true {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let flops = ck_bf16_peak_run(iterations)
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+            if dt >= seconds || iterations >= 1 << 34 { return Double(flops) / dt / 1e9 }
+            iterations *= 2
+        }
+    }
+
     /// GFLOP/s of one `n × n × n` single-precision product `A·Bᵀ` on the current GEMM backend and
     /// thread count: the machine's reference rate for the share a training step reaches.
     public static func sgemmRate(size n: Int = 2048) -> Double {
