@@ -300,24 +300,23 @@ extension Runtime {
     /// AVX2, 4 on baseline) for about `seconds` (a ceiling no real kernel reaches).
     public static func fmaPeak(seconds: Double = 0.2) -> Double {
         _ = ck_fma_peak_run(1000)   // wake the threads
-        var iterations: Int64 = 1 << 20
-        while true {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            let flops = ck_fma_peak_run(iterations)
-            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
-            if dt >= seconds || iterations >= 1 << 34 { return Double(flops) / dt / 1e9 }
-            iterations *= 2
-        }
+        return peakRate(seconds: seconds, ck_fma_peak_run)
     }
 
     /// The bf16 peak in GFLOP/s: every thread runs 12 independent chains of `vdpbf16ps` (64 FLOPs each)
     /// for about `seconds`. Nil on a CPU without AVX512-BF16.
     public static func bf16Peak(seconds: Double = 0.2) -> Double? {
         guard ck_bf16_peak_run(1000) > 0 else { return nil }   // also wakes the threads
+        return peakRate(seconds: seconds, ck_bf16_peak_run)
+    }
+
+    /// GFLOP/s of a peak loop (`run(iterations)` returns the FLOPs done), doubling the iterations until
+    /// one run takes `seconds`.
+    private static func peakRate(seconds: Double, _ run: (Int64) -> UInt64) -> Double {
         var iterations: Int64 = 1 << 20
         while true {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let flops = ck_bf16_peak_run(iterations)
+            let flops = run(iterations)
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
             if dt >= seconds || iterations >= 1 << 34 { return Double(flops) / dt / 1e9 }
             iterations *= 2
