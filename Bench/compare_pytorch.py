@@ -1,5 +1,7 @@
-"""Tessera vs PyTorch (eager, torch.compile and torch.compile(mode="max-autotune")) on the same training step
-(MAE, MSN or SIM), same machine, same thread count. Each round runs every side once, each in its own
+"""Tessera vs PyTorch (eager, torch.compile, torch.compile(mode="max-autotune"), and bf16 autocast eager and
+compiled — the one line a PyTorch user adds for bf16; where the CPU multiplies bf16 slowly that side
+simply loses) on the same training step (MAE, MSN or SIM), same machine, same thread count. Tessera
+runs its default, --precision auto. Each round runs every side once, each in its own
 process, in an order that rotates from round to round; a side's figure is its median ms/step over
 --steps timed steps (after warm-up). Per round the ratio is Tessera's images/s over the fastest
 PyTorch side's; the summary gives medians. max-autotune benchmarks GEMM candidates while it
@@ -46,6 +48,7 @@ p.add_argument("--onednn", action="store_true",
 p.add_argument("--no-openblas", action="store_true", help="skip the Tessera side on OpenBLAS (TESSERA_GEMM=openblas)")
 p.add_argument("--no-compile", action="store_true", help="skip the torch.compile side")
 p.add_argument("--no-max-autotune", action="store_true", help="skip the torch.compile(mode=\"max-autotune\") side")
+p.add_argument("--no-bf16", action="store_true", help="skip PyTorch's bf16 autocast sides (eager and compiled)")
 p.add_argument("--autotune-timeout", type=float, default=1800,
                help="seconds a max-autotune process may take, compilation included (default 1800)")
 a = p.parse_args()
@@ -105,10 +108,11 @@ def tessera_side(cfg, env, gemm):
 def torch_side(cfg, mode, env):
     """One PyTorch process; None when a max-autotune one does not finish (the reason printed)."""
     method, model, size, ch, patch, batch = CONFIGS[cfg]
+    base = mode.removesuffix("-bf16")
     cmd = [a.python, os.path.join(HERE, "pytorch_step.py"), "--method", method, "--model", model, "--image-size", str(size),
            "--channels", str(ch), "--patch-size", str(patch), "--batch-size", str(batch),
-           "--threads", str(a.threads), "--steps", str(a.steps), "--mode", mode,
-           "--warmup", "2" if mode == "eager" else "3"]
+           "--threads", str(a.threads), "--steps", str(a.steps), "--mode", base,
+           "--warmup", "2" if base == "eager" else "3"] + (["--bf16"] if mode.endswith("-bf16") else [])
     autotune = mode == "max-autotune"
     try:
         out, rss = run(cmd, env, timeout=a.autotune_timeout if autotune else None, may_fail=autotune)
@@ -123,12 +127,25 @@ def torch_side(cfg, mode, env):
 
 
 env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
-TORCH_SIDES = ["eager"] + ([] if a.no_compile else ["compile"]) + ([] if a.no_max_autotune else ["max-autotune"])
+TORCH_SIDES = (["eager"] + ([] if a.no_compile else ["compile"]) + ([] if a.no_max_autotune else ["max-autotune"])
+               + ([] if a.no_bf16 else ["eager-bf16"] + ([] if a.no_compile else ["compile-bf16"])))
 sides = (["tessera"] + ([] if a.no_openblas else ["tessera-openblas"]) + (["tessera-onednn"] if a.onednn else [])
          + TORCH_SIDES)
 # side → TESSERA_GEMM: Tessera's own GEMM, the linked OpenBLAS, the optional oneDNN
 TESSERA_SIDES = {"tessera": "tessera", "tessera-openblas": "openblas", "tessera-onednn": "onednn"}
-print(f"compare_pytorch: {a.threads} threads, {a.rounds} rounds, {a.steps} timed steps per side per round")
+def cpu():
+    """The CPU's model name and the flags that decide the products' speed (lscpu's, Linux)."""
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return "unknown CPU"
+    name = re.search(r"model name\s*:\s*(.*)", text)
+    flags = set((re.search(r"flags\s*:\s*(.*)", text) or re.search("(.*)", "")).group(1).split())
+    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return f"{name.group(1).strip() if name else 'unknown CPU'} ({' '.join(wanted) or 'no AVX2'})"
+
+
+print(f"compare_pytorch: {cpu()}; {a.threads} threads, {a.rounds} rounds, {a.steps} timed steps per side per round")
 rows = []
 for cfg in a.configs.split(","):
     if cfg not in CONFIGS:
@@ -165,11 +182,14 @@ def torch_cell(med, s):
     return f"{med[s]:.1f}" if s in med else "—"
 
 
+print(f"\nCPU: {cpu()}")
 print("\n| configuration | Tessera GEMM | Tessera img/s | PyTorch eager | PyTorch compile | PyTorch max-autotune "
-      "| ratio (median of rounds) | Tessera FLOP/s share of the FMA peak | peak RSS Tessera / PyTorch (MiB) |")
-print("|---|---|---|---|---|---|---|---|---|")
+      "| PyTorch bf16 autocast eager | PyTorch bf16 autocast compile "
+      "| ratio to the fastest PyTorch side (median of rounds) | Tessera FLOP/s share of the FMA peak | peak RSS Tessera / PyTorch (MiB) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for t, method, model, patch, size, ch, batch, med, ratio, share, trss, torch_rss in rows:
     build = {"tessera": "Tessera's own", "tessera-openblas": "OpenBLAS", "tessera-onednn": "oneDNN"}[t]
     print(f"| {method.upper()} {model}/{patch}, {size}×{size}×{ch}, batch {batch} | {build} | {med[t]:.1f} | "
           f"{torch_cell(med, 'eager')} | {torch_cell(med, 'compile')} | {torch_cell(med, 'max-autotune')} | "
+          f"{torch_cell(med, 'eager-bf16')} | {torch_cell(med, 'compile-bf16')} | "
           f"{ratio:.2f}x | {share}% | {trss:.0f} / {torch_rss:.0f} ({trss / torch_rss:.2f}) |")

@@ -50,6 +50,8 @@ p.add_argument("--threads", type=int, required=True)
 p.add_argument("--steps", type=int, default=5)
 p.add_argument("--warmup", type=int, default=2)
 p.add_argument("--mode", choices=["eager", "compile", "max-autotune"], default="eager")
+p.add_argument("--bf16", action="store_true",
+               help="the forward under torch.autocast(\"cpu\", dtype=torch.bfloat16), the one line a PyTorch user adds for bf16")
 a = p.parse_args()
 
 torch.set_num_threads(a.threads)
@@ -57,10 +59,17 @@ torch.manual_seed(0)
 
 
 def compiled(fn):
-    """fn as --mode runs it: itself (eager), torch.compile(fn), or torch.compile(fn, mode="max-autotune")."""
-    if a.mode == "eager":
+    """fn as --mode runs it: itself (eager), torch.compile(fn), or torch.compile(fn, mode="max-autotune");
+    with --bf16, called under bf16 autocast (the backward then follows the forward's dtypes)."""
+    if a.mode != "eager":
+        fn = torch.compile(fn, mode="max-autotune" if a.mode == "max-autotune" else None)
+    if not a.bf16:
         return fn
-    return torch.compile(fn, mode="max-autotune" if a.mode == "max-autotune" else None)
+
+    def autocast(*args, **kwargs):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return fn(*args, **kwargs)
+    return autocast
 
 
 SIZES = {"vit-tiny": (192, 12, 3), "vit-small": (384, 12, 6), "vit-base": (768, 12, 12)}
@@ -282,4 +291,4 @@ for _ in range(a.steps):
     times.append(time.perf_counter() - t0)
 times.sort()
 med = times[len(times) // 2] if len(times) % 2 else 0.5 * (times[len(times) // 2 - 1] + times[len(times) // 2])
-print(json.dumps({"method": a.method, "mode": a.mode, "ms_per_step": med * 1e3, "images_per_s": a.batch_size / med, "steps": a.steps}))
+print(json.dumps({"method": a.method, "mode": a.mode + ("-bf16" if a.bf16 else ""), "ms_per_step": med * 1e3, "images_per_s": a.batch_size / med, "steps": a.steps}))

@@ -508,11 +508,19 @@ static void pack_pairs_a(uint32_t *restrict ap, const float *restrict A, int64_t
 
 // Row sums of op(A)'s rows i0 ..< i0 + rows over k0 ..< k0 + kc, unrounded, in k order (the fp32 tiles'
 // bias-gradient sums), put into rowsum by the gradient contract.
-static void row_sums_fp32(float *restrict rowsum, int accumulate, const float *restrict A, int64_t lda, int trans_a, int64_t k0,
-                          int64_t kc, int64_t i0, int64_t rows) {
+CK_CLONES static void row_sums_fp32(float *restrict rowsum, int accumulate, const float *restrict A, int64_t lda, int trans_a, int64_t k0,
+                                    int64_t kc, int64_t i0, int64_t rows) {
     float sums[MR] = {0};
-    for (int64_t k = k0; k < k0 + kc; k++)
-        for (int64_t r = 0; r < rows; r++) sums[r] += trans_a ? A[k * lda + i0 + r] : A[(i0 + r) * lda + k];
+    if (trans_a) {   // the rows' values at k are adjacent: one vector add per k, each lane in k order
+        for (int64_t k = k0; k < k0 + kc; k++) {
+            const float *a = A + k * lda + i0;
+            #pragma omp simd
+            for (int64_t r = 0; r < rows; r++) sums[r] += a[r];
+        }
+    } else {
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t k = k0; k < k0 + kc; k++) sums[r] += A[(i0 + r) * lda + k];
+    }
     for (int64_t r = 0; r < rows; r++) CK_PUT(accumulate, rowsum[r], sums[r]);
 }
 
@@ -640,6 +648,12 @@ static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                 } else {
                     #pragma omp barrier
                 }
+                if (shared_a && ep && ep->row_sums.data) {   // op(A)'s row sums (the bias gradient), spread over the threads
+                    #pragma omp for schedule(static) nowait
+                    for (int64_t t = 0; t < tiles; t++)
+                        row_sums_fp32(ep->row_sums.data + t * MR, k0 == 0 ? ep->row_sums.accumulate : 1, A, lda, trans_a, k0, kc, t * MR,
+                                      ck_min64(MR, M - t * MR));
+                }
                 uint32_t own[KP_MAX * MR] __attribute__((aligned(64)));   // this thread's row tile of op(A), as pairs
                 int64_t packed = -1;
                 #pragma omp for schedule(static)
@@ -661,7 +675,7 @@ static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                     const float b = k0 == 0 ? beta : 1.0f;   // later K blocks add to the first block's result
                     if (fast) tile_bf16_avx512(rows, kp, ap, a_rs, a_qs, bp + p * NR * kp, c, ldc, cols, alpha, b);
                     else tile_bf16_portable(rows, kp, ap, a_rs, a_qs, bp + p * NR * kp, c, ldc, cols, alpha, b);
-                    if (ep && ep->row_sums.data && j0 == 0)   // op(A)'s row sums, once per tile and K block
+                    if (!shared_a && ep && ep->row_sums.data && j0 == 0)   // op(A)'s row sums, once per tile and K block
                         row_sums_fp32(ep->row_sums.data + i0, k0 == 0 ? ep->row_sums.accumulate : 1, A, lda, trans_a, k0, kc, i0, rows);
                     if (ep && ep->bias && k0 + kc == K) bias_epilogue(c, ldc, rows, cols, ep->bias + j0);   // on the final sums
                 }

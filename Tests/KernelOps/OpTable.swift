@@ -659,13 +659,15 @@ let gemmShapes: [[Int]] = [[1, 1, 1, 0, 0], [5, 3, 7, 0, 0], [5, 3, 7, 1, 0], [5
 /// (separate bias, GELU and bias-gradient passes) or on Tessera's GEMM (the bias as the forward's
 /// epilogue, the GELU a pass of its own, the bias gradient summed by the weight-gradient product's
 /// tiles; shapes with Dout < Din run that product panel-major).
-func linearCase(_ s: [Int], tesseraGEMM: Bool) -> OpCase {
+func linearCase(_ s: [Int], tesseraGEMM: Bool, bf16: Bool = false) -> OpCase {
     let R = s[0], Din = s[1], Dout = s[2], hasBias = s[3] == 1, gelu = Int32(s[4])
     let inputs = [opRandom(R * Din, seed: 63), opRandom(Dout * Din, seed: 64, -0.2, 0.2)] + (hasBias ? [opRandom(Dout, seed: 65)] : [])
-    /// Runs `body` with ck_sgemm routed to Tessera's GEMM or to the linked BLAS, as the row asks.
+    /// Runs `body` with ck_sgemm routed to Tessera's GEMM (in bf16 when asked) or to the linked BLAS, as the row asks.
     func onBackend(_ body: () -> Void) {
-        _ = Runtime.withGEMM(tesseraGEMM ? .tessera : .openBLAS, body)
+        _ = Runtime.withCompute(.init(gemm: tesseraGEMM ? .tessera : .openBLAS, precision: bf16 ? .bf16 : .fp32), body)
     }
+    let product: GEMMCall   // the products' reference
+    if bf16 { product = ref_sgemm_bf16 } else { product = ref_sgemm }
     // The backward (dx, dweight, dbias) is checked where the first output is the product itself.
     let backward: Backward? = gelu == 1 ? nil : { impl, v, dout, gr, acc in
         if impl == .kernel {
@@ -674,8 +676,8 @@ func linearCase(_ s: [Int], tesseraGEMM: Bool) -> OpCase {
                                    i64(R), i64(Din), i64(Dout))
             }
         } else {
-            ref_sgemm(0, 0, i64(R), i64(Din), i64(Dout), 1, dout, i64(Dout), v[1], i64(Din), 0, gr[0], i64(Din))
-            ref_sgemm(1, 0, i64(Dout), i64(Din), i64(R), 1, dout, i64(Dout), v[0], i64(Din), 0, gr[1], i64(Din))
+            product(0, 0, i64(R), i64(Din), i64(Dout), 1, dout, i64(Dout), v[1], i64(Din), 0, gr[0], i64(Din))
+            product(1, 0, i64(Dout), i64(Din), i64(R), 1, dout, i64(Dout), v[0], i64(Din), 0, gr[1], i64(Din))
             if hasBias { ref_bias_add_backward(nil, gr[2], dout, i64(R), i64(Dout)) }
         }
     }
@@ -691,7 +693,7 @@ func linearCase(_ s: [Int], tesseraGEMM: Bool) -> OpCase {
             }
         } else {
             var sum = zeros(R * Dout)
-            ref_sgemm(0, 1, i64(R), i64(Dout), i64(Din), 1, v[0], i64(Din), v[1], i64(Din), 0, &sum, i64(Dout))
+            product(0, 1, i64(R), i64(Dout), i64(Din), 1, v[0], i64(Din), v[1], i64(Din), 0, &sum, i64(Dout))
             if gelu == 1 { ref_bias_gelu(&out, &pre, sum, bias, i64(R), i64(Dout)) } else if let bias {
                 ref_bias_add(&out, sum, bias, i64(R), i64(Dout))
             } else { out = sum }
@@ -703,7 +705,7 @@ func linearCase(_ s: [Int], tesseraGEMM: Bool) -> OpCase {
         let rows = sampleIndices(R), cols = sampleIndices(Dout), r = rows.count, o = cols.count
         let x = pickRows(v[0], rows, ld: Din, width: Din)
         var sum = zeros(r * Dout), y = zeros(r * Dout), pre = zeros(r * Dout)
-        ref_sgemm(0, 1, i64(r), i64(Dout), i64(Din), 1, x, i64(Din), v[1], i64(Din), 0, &sum, i64(Dout))
+        product(0, 1, i64(r), i64(Dout), i64(Din), 1, x, i64(Din), v[1], i64(Din), 0, &sum, i64(Dout))
         if gelu == 1 { ref_bias_gelu(&y, &pre, sum, hasBias ? v[2] : nil, i64(r), i64(Dout)) } else if hasBias {
             ref_bias_add(&y, sum, v[2], i64(r), i64(Dout))
         } else { y = sum }
@@ -711,9 +713,9 @@ func linearCase(_ s: [Int], tesseraGEMM: Bool) -> OpCase {
         if gelu == 1 { checks.append(("rows \(rows) of the pre-activation", pickRows(out[1], rows, ld: Dout, width: Dout), pre)) }
         guard !grads.isEmpty else { return checks }
         var dx = zeros(r * Din), dw = zeros(o * Din), db = zeros(o)
-        ref_sgemm(0, 0, i64(r), i64(Din), i64(Dout), 1, pickRows(dout, rows, ld: Dout, width: Dout), i64(Dout), v[1], i64(Din), 0, &dx, i64(Din))
+        product(0, 0, i64(r), i64(Din), i64(Dout), 1, pickRows(dout, rows, ld: Dout, width: Dout), i64(Dout), v[1], i64(Din), 0, &dx, i64(Din))
         let doutColumns = pickColumns(dout, cols, rows: R, ld: Dout)
-        ref_sgemm(1, 0, i64(o), i64(Din), i64(R), 1, doutColumns, i64(o), v[0], i64(Din), 0, &dw, i64(Din))
+        product(1, 0, i64(o), i64(Din), i64(R), 1, doutColumns, i64(o), v[0], i64(Din), 0, &dw, i64(Din))
         checks.append(("rows \(rows) of dx", pickRows(grads[0], rows, ld: Din, width: Din), dx))
         checks.append(("rows \(cols) of dweight", pickRows(grads[1], cols, ld: Din, width: Din), dw))
         if hasBias {
@@ -736,6 +738,11 @@ let gemmRows: [KernelOp] = [
     // summed first (Din = 1,100 crosses the K block); the same bits at any thread count.
     KernelOp("linear_tessera", kernels: ["ck_linear_forward", "ck_linear_backward"], rtol: 2e-5, atol: 2e-4, shapes: linearShapes,
              production: [12800, 192, 768, 1, 1]) { s in linearCase(s, tesseraGEMM: true) },
+    // The Linear layer in bf16 (--precision bf16): its products exactly the bf16 product's (the
+    // matmul_bf16 row), the bias and GELU epilogues and the bias gradient's fp32 row sums around them.
+    KernelOp("linear_bf16", kernels: ["ck_linear_forward", "ck_linear_backward"], rtol: 2e-5, atol: 2e-4,
+             shapes: linearShapes + [[1100, 20, 1200, 1, 0]],   // op(A) of the weight gradient too large to share: packed per tile
+             production: [12800, 192, 768, 1, 1]) { s in linearCase(s, tesseraGEMM: true, bf16: true) },
     // Tessera's own GEMM: tiles of 14 (AVX-512), 6 (AVX2, by halves of 16 columns) or 4 rows and 32
     // columns, K in one pass up to 1,024 and in blocks of 256 beyond (the 1,100 and 1,300 shapes cross
     // it), N in blocks of whole panels when the packed panels would pass 640 KB (N = 700 with K blocks
