@@ -225,18 +225,23 @@ if wanted("gemm") {
         (128, 12800, 512, "MAE decoder fc2 weight grad (Tᵀ·N)", 1, 0),
         (2048, 2048, 2048, "square (the reference shape)", 0, 0),
     ]
+    // Each shape's two calls on operands allocated once, for this table and the bf16 one below.
+    struct ProductCase { let label: String; let flops: Double; let sgemm: () -> Void; let matmul: () -> Void }
+    let cases = (quick ? Array(shapes.prefix(2)) : shapes).map { M, K, N, what, ta, tb in
+        let a = buffer(M * K, 4), b = buffer(K * N, 5), c = buffer(M * N, 6)
+        let lda = Int64(ta == 0 ? K : M), ldb = Int64(tb == 0 ? N : K)
+        return ProductCase(label: "\(M)×\(K) · \(K)×\(N) | \(what)", flops: 2.0 * Double(M * K * N),
+                           sgemm: { ck_sgemm(ta, tb, Int64(M), Int64(N), Int64(K), 1, a, lda, b, ldb, 0, c, Int64(N)) },
+                           matmul: { ck_matmul(ta, tb, Int64(M), Int64(N), Int64(K), 1, a, lda, b, ldb, 0, c, Int64(N)) })
+    }
     do {
         let tPeak = median((0..<rounds).map { _ in secondsPerCall(peakRun) })
         print("| 2048×2048 · 2048×2048 | peak reference | \(f1(peakFlops / tPeak / 1e9)) | 1.00 | | |")
-        for (M, K, N, what, ta, tb) in quick ? Array(shapes.prefix(2)) : shapes {
-            let a = buffer(M * K, 4), b = buffer(K * N, 5), c = buffer(M * N, 6)
-            let lda = Int64(ta == 0 ? K : M), ldb = Int64(tb == 0 ? N : K)
-            let run = { ck_sgemm(ta, tb, Int64(M), Int64(N), Int64(K), 1, a, lda, b, ldb, 0, c, Int64(N)) }
-            let own = { ck_matmul(ta, tb, Int64(M), Int64(N), Int64(K), 1, a, lda, b, ldb, 0, c, Int64(N)) }
-            let (tp, ts, _) = abCompare(peakRun, run)
-            let (_, to, speedup) = abCompare(run, own)
-            let g = 2.0 * Double(M * K * N) / ts / 1e9, go = 2.0 * Double(M * K * N) / to / 1e9
-            print("| \(M)×\(K) · \(K)×\(N) | \(what) | \(f1(g)) | \(f2(g / (peakFlops / tp / 1e9))) | \(f1(go)) | \(f2(1 / speedup)) |")
+        for p in cases {
+            let (tp, ts, _) = abCompare(peakRun, p.sgemm)
+            let (_, to, speedup) = abCompare(p.sgemm, p.matmul)
+            let g = p.flops / ts / 1e9, go = p.flops / to / 1e9
+            print("| \(p.label) | \(f1(g)) | \(f2(g / (peakFlops / tp / 1e9))) | \(f1(go)) | \(f2(1 / speedup)) |")
         }
     }
 
@@ -251,15 +256,12 @@ if wanted("gemm") {
         let peak = { flops = ck_bf16_peak_run(iterations) }
         let tPeak = median((0..<rounds).map { _ in secondsPerCall(peak) })
         print("| peak | \(Runtime.threads) threads × 12 vdpbf16ps chains | \(f1(Double(flops) / tPeak / 1e9)) | 1.00 | | |")
-        for (M, K, N, what, ta, tb) in quick ? Array(shapes.prefix(2)) : shapes {
-            let a = buffer(M * K, 4), b = buffer(K * N, 5), c = buffer(M * N, 6)
-            let lda = Int64(ta == 0 ? K : M), ldb = Int64(tb == 0 ? N : K)
-            let fp32 = { ck_matmul(ta, tb, Int64(M), Int64(N), Int64(K), 1, a, lda, b, ldb, 0, c, Int64(N)) }
-            let bf16 = { _ = Runtime.withCompute(.init(gemm: .tessera, precision: .bf16), fp32) }
+        for p in cases {
+            let bf16 = { _ = Runtime.withCompute(.init(gemm: .tessera, precision: .bf16), p.matmul) }
             let (tp, tb16, _) = abCompare(peak, bf16)
-            let (_, _, ratio) = abCompare(fp32, bf16)
-            let g = 2.0 * Double(M * K * N) / tb16 / 1e9
-            print("| \(M)×\(K) · \(K)×\(N) | \(what) | \(f1(g)) | \(f2(g / (Double(flops) / tp / 1e9))) | \(f1(g * ratio)) | \(f2(1 / ratio)) |")
+            let (_, _, ratio) = abCompare(p.matmul, bf16)
+            let g = p.flops / tb16 / 1e9
+            print("| \(p.label) | \(f1(g)) | \(f2(g / (Double(flops) / tp / 1e9))) | \(f1(g * ratio)) | \(f2(1 / ratio)) |")
         }
     }
 

@@ -109,6 +109,7 @@ void ck_flop_counter_add(uint64_t flops);
 // picks a hand-written variant by it (the GEMM's tile, the FMA peak's chains).
 typedef enum { CK_LEVEL_BASELINE = 0, CK_LEVEL_AVX2 = 1, CK_LEVEL_AVX512 = 2 } ck_level;
 ck_level ck_cpu_level_id(void);
+int ck_cpu_has_avx512_bf16(void);   // AVX512-BF16 usable (CPUID and XCR0; runtime.c): the bf16 tile and peak loop
 const char *ck_matmul_tile_name(void);   // which tile ck_matmul runs: "AVX-512 14x32", "AVX2 6x16" or "portable 4x32"
 // A Linear layer's epilogue, applied by ck_matmul_epilogue to each finished tile of C: bias[N] added
 // (if non-null). row_sums (if its data is non-null): the sums of op(A)'s rows over k, written under

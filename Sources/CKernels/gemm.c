@@ -219,9 +219,8 @@ __attribute__((target("avx512f,avx512bf16"))) static float bf16_chains(int64_t i
 #endif
 
 uint64_t ck_bf16_peak_run(int64_t iterations) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512bf16")) return 0;
+#if defined(__x86_64__)
+    if (!ck_cpu_has_avx512_bf16()) return 0;
     uint64_t flops = 0;
     float sum = 0.0f;
     #pragma omp parallel reduction(+ : flops, sum)

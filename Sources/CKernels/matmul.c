@@ -607,20 +607,11 @@ CK_CLONES static void tile_bf16_portable(int64_t rows, int64_t kp, const uint32_
     }
 }
 
-static int cpu_has_avx512_bf16(void) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
-#else
-    return 0;
-#endif
-}
-
 // Which bf16 tile runs: the AVX512-BF16 one where the CPU has it (and the kernels are not a TESSERA_CPU
 // build for a lower level, whose tests then run the portable tile), else the portable one.
 static int bf16_tile_is_avx512(void) {
     static int cached = -1;
-    if (cached < 0) cached = ck_cpu_level_id() == CK_LEVEL_AVX512 && cpu_has_avx512_bf16();
+    if (cached < 0) cached = ck_cpu_level_id() == CK_LEVEL_AVX512 && ck_cpu_has_avx512_bf16();
     return cached;
 }
 

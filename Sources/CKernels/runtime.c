@@ -78,23 +78,39 @@ void ck_stdout_line_buffered(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 // Intel cores without AMX (performance.md).
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
-int ck_cpu_bf16_products(void) {
+// The CPUID facts above, read once: vendor, AVX512-BF16 with the OS saving the AVX-512 registers
+// (XCR0 bits 1-2 and 5-7), AMX with the OS saving the tile state.
+typedef struct { int amd, avx512_bf16, amx; } bf16_facts;
+static bf16_facts read_bf16_facts(void) {
+    bf16_facts f = {0, 0, 0};
     unsigned a, b, c, d;
-    if (!__get_cpuid(0, &a, &b, &c, &d) || a < 7) return 0;
-    const int amd = b == 0x68747541u;   // "AuthenticAMD"
+    if (!__get_cpuid(0, &a, &b, &c, &d) || a < 7) return f;
+    f.amd = b == 0x68747541u;   // "AuthenticAMD"
     __cpuid_count(7, 0, a, b, c, d);
     const int amx = (d >> 22 & 1) && (d >> 24 & 1);
     __cpuid_count(7, 1, a, b, c, d);
     const int avx512_bf16 = (a >> 5) & 1;
     __cpuid(1, a, b, c, d);
-    const int osxsave = (c >> 27) & 1;
     uint32_t xcr0 = 0;
-    if (osxsave) { uint32_t hi; __asm__ volatile("xgetbv" : "=a"(xcr0), "=d"(hi) : "c"(0)); }
-    if (amx && (xcr0 & 0x60000u) == 0x60000u) return 2;
-    const int zmm_state = (xcr0 & 0xe6u) == 0xe6u;   // the OS saves the AVX-512 registers
-    if (!avx512_bf16 || !zmm_state) return 0;
-    return amd ? 1 : -1;
+    if ((c >> 27) & 1) { uint32_t hi; __asm__ volatile("xgetbv" : "=a"(xcr0), "=d"(hi) : "c"(0)); }   // OSXSAVE
+    f.avx512_bf16 = avx512_bf16 && (xcr0 & 0xe6u) == 0xe6u;
+    f.amx = amx && (xcr0 & 0x60000u) == 0x60000u;
+    return f;
+}
+static bf16_facts bf16_cpu(void) {
+    static int read = 0;
+    static bf16_facts facts;
+    if (!read) { facts = read_bf16_facts(); read = 1; }
+    return facts;
+}
+int ck_cpu_has_avx512_bf16(void) { return bf16_cpu().avx512_bf16; }
+int ck_cpu_bf16_products(void) {
+    const bf16_facts f = bf16_cpu();
+    if (f.amx) return 2;
+    if (!f.avx512_bf16) return 0;
+    return f.amd ? 1 : -1;
 }
 #else
+int ck_cpu_has_avx512_bf16(void) { return 0; }
 int ck_cpu_bf16_products(void) { return 0; }
 #endif

@@ -338,11 +338,14 @@ struct Pretrain: ParsableCommand {
         say("model: \(trainee.reportedModel.parameterCount) parameters (encoder \(e.dim)/\(e.depth)/\(e.heads), \(trainee.partsSummary)), patch \(e.patchSize) on \(e.imageSize)x\(e.imageSize)x\(e.channels)")
         let compute: Runtime.Compute
         do { compute = try Runtime.compute(for: config.precision ?? .fp32) } catch { throw CLIError("the run's products are in \(config.precision?.rawValue ?? "fp32"): \(error)") }
-        Runtime.setCompute(compute)   // the process's, for all it runs (the trainer scopes it again)
         if compute.precision == .bf16, Runtime.bf16Offer != .fullRate, comm.isPrimary {
             warning("bf16 products on this CPU run \(Runtime.bf16Tile), slower than fp32 here; --precision auto picks fp32")
         }
-        say("BLAS: \(Runtime.computeDescription)" + (comm.size > 1 ? "; MPI: \(comm.size) processes (\(MPICommunicator.libraryVersion))" : ""))
+        // The training's compute, named; the trainer takes it for its own scope (--evaluate after it
+        // then runs in fp32, as `tessera eval` does).
+        _ = Runtime.withCompute(compute) {
+            say("BLAS: \(Runtime.computeDescription)" + (comm.size > 1 ? "; MPI: \(comm.size) processes (\(MPICommunicator.libraryVersion))" : ""))
+        }
         try trainer.train()
         say("checkpoints: \(folder.model("last")) (reported model), \(folder.encoder("last")) (encoder only)")
         if evaluate && comm.isPrimary {

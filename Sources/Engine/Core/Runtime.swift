@@ -131,19 +131,20 @@ public enum Runtime {
     /// (``BF16Offer/fullRate``) and the products may run on Tessera's GEMM (`TESSERA_GEMM` unset, `auto`
     /// or `tessera`), fp32 elsewhere.
     public static var autoPrecision: Precision {
-        ensureConfigured()
-        let request = (ProcessInfo.processInfo.environment["TESSERA_GEMM"] ?? "auto").lowercased()
-        return bf16Offer == .fullRate && ["auto", "", "tessera"].contains(request) ? .bf16 : .fp32
+        bf16Offer == .fullRate && gemmRequestAllowsTessera ? .bf16 : .fp32
     }
+
+    /// Whether `TESSERA_GEMM` leaves the products to Tessera's GEMM: unset, `auto` or `tessera`.
+    private static var gemmRequestAllowsTessera: Bool { ensureConfigured(); return ["auto", "", "tessera"].contains(gemmRequest) }
+    nonisolated(unsafe) private static var gemmRequest = "auto"
 
     /// The compute for `precision`: fp32 on the current backend, or bf16 on Tessera's GEMM. Throws a
     /// one-line message when bf16 is asked for while `TESSERA_GEMM` names another backend.
     public static func compute(for precision: Precision) throws -> Compute {
         ensureConfigured()
         guard precision == .bf16 else { return Compute(gemm: gemm, precision: .fp32) }
-        let request = (ProcessInfo.processInfo.environment["TESSERA_GEMM"] ?? "auto").lowercased()
-        guard ["auto", "", "tessera"].contains(request) else {
-            throw PrecisionError("bf16 products run on Tessera's GEMM, but TESSERA_GEMM=\(request); unset it or use --precision fp32")
+        guard gemmRequestAllowsTessera else {
+            throw PrecisionError("bf16 products run on Tessera's GEMM, but TESSERA_GEMM=\(gemmRequest); unset it or use --precision fp32")
         }
         return Compute(gemm: .tessera, precision: .bf16)
     }
@@ -166,7 +167,8 @@ public enum Runtime {
     nonisolated(unsafe) private static var gemmError: String?
 
     private static func selectGEMM(_ request: String?) {
-        switch (request ?? "auto").lowercased() {
+        gemmRequest = (request ?? "auto").lowercased()
+        switch gemmRequest {
         case "auto", "":
             // oneDNN when installed; otherwise Tessera's GEMM where it was measured against OpenBLAS
             // (AVX-512: 1.07-1.45x on nine training shapes, 0.72-0.98x on a tenth; AVX2, an AMD EPYC:

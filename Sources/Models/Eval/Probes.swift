@@ -135,14 +135,6 @@ public enum Probes {
         return LogisticModel(weight: head.weight.array, bias: head.bias!.array, statistics: st)
     }
 
-    /// ``fitLogisticRegression`` and its (train accuracy, test accuracy).
-    public static func logisticRegression(train: FeatureSet, test: FeatureSet, epochs: Int, batch: Int, learningRate: Float,
-                                          weightDecay: Float, seed: UInt64, statisticsFrom: FeatureSet? = nil) -> (train: Float, test: Float) {
-        let model = fitLogisticRegression(train: train, epochs: epochs, batch: batch, learningRate: learningRate,
-                                          weightDecay: weightDecay, seed: seed, statisticsFrom: statisticsFrom)
-        return (model.accuracy(train), model.accuracy(test))
-    }
-
     /// Linear probe on cached features: logistic regression over the whole train set (standardized
     /// features, AdamW lr 1e-3, batch 256, no weight decay) for `epochs` epochs and at least
     /// ``minimumProbeSteps`` steps. Returns test accuracy.
