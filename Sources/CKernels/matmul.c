@@ -629,6 +629,23 @@ const char *ck_matmul_bf16_tile_name(void) { return bf16_tile_is_avx512() ? "AVX
 // stays with one thread, as do the row sums of each tile. Measured on Zen 4: before the shared packing
 // the panel-major weight gradients spent 45% of their time repacking their tiles; with a parallel region
 // and three synchronizations per K block, 7-10% waiting (K = 17920: 70 blocks).
+// The share [lo, hi) of n items that thread `tid` of `threads` packs: contiguous, the first n % threads
+// one longer. The packing loops use it (rather than `omp for`) so that a thread knows, while it
+// computes one block, which rows of the next it will pack, and prefetches them (below).
+static inline void share(int64_t n, int tid, int threads, int64_t *lo, int64_t *hi) {
+    const int64_t base = n / threads, extra = n % threads;
+    *lo = tid * base + ck_min64(tid, extra);
+    *hi = *lo + base + (tid < extra);
+}
+
+// Part `part` of `parts` of the cache lines of rows [r0, r0 + rows) × columns [c0, c0 + cols) of a
+// row-major matrix, prefetched into L2.
+static inline void prefetch_part(const float *x, int64_t ld, int64_t r0, int64_t rows, int64_t c0, int64_t cols, int64_t part, int64_t parts) {
+    const int64_t per_row = (cols + 15) / 16, lines = rows * per_row;
+    for (int64_t l = part * lines / parts; l < (part + 1) * lines / parts; l++)
+        __builtin_prefetch(x + (r0 + l / per_row) * ld + c0 + l % per_row * 16, 0, 2);
+}
+
 #define PACK_A_WORDS (128 * 1024)   // 512 KB
 static uint32_t pairs_b[2][PACK_MAX_FLOATS] __attribute__((aligned(64)));
 static uint32_t pairs_a[2][PACK_A_WORDS] __attribute__((aligned(64)));
@@ -646,16 +663,18 @@ static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
     #pragma omp parallel if (M * N * K >= 64 * CK_PAR_MIN)
     {
         uint32_t own[KP_MAX * MR] __attribute__((aligned(64)));   // this thread's row tile of op(A), as pairs
+        const int tid = omp_get_thread_num(), threads = omp_get_num_threads();
         for (int64_t blk = 0; blk < blocks; blk++) {
             const int64_t n0 = blk / k_blocks * nc_max, k0 = blk % k_blocks * kc_max;
             const int64_t nc = ck_min64(nc_max, N - n0), panels = (nc + NR - 1) / NR;
             const int64_t kc = ck_min64(kc_max, K - k0), kp = (kc + 1) / 2;
             uint32_t *const bp = pairs_b[blk & 1], *const pa = pairs_a[blk & 1];
-            #pragma omp for schedule(static) nowait
-            for (int64_t p = 0; p < panels; p++) pack_pairs_b(bp + p * NR * kp, B, ldb, trans_b, k0, kc, n0 + p * NR, N, fast);
+            int64_t lo, hi;
+            share(panels, tid, threads, &lo, &hi);
+            for (int64_t p = lo; p < hi; p++) pack_pairs_b(bp + p * NR * kp, B, ldb, trans_b, k0, kc, n0 + p * NR, N, fast);
             if (shared_a && trans_a) {   // the whole block of op(A) = Aᵀ: by pairs of A's rows, each pair whole
-                #pragma omp for schedule(static) nowait
-                for (int64_t q = 0; q < kp; q++) {
+                share(kp, tid, threads, &lo, &hi);
+                for (int64_t q = lo; q < hi; q++) {
                     const float *even = A + (k0 + 2 * q) * lda;
                     pairs(pa + q * M, even, 2 * q + 1 < kc ? even + lda : NULL, M, fast);
                 }
@@ -674,8 +693,28 @@ static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
             }
             #pragma omp barrier
             int64_t packed = -1;
+            // While computing, the next block's rows this thread will pack are prefetched, a part per item
+            // (the weight gradients: both operands K-major, read from memory once; their packing waited on
+            // memory). Measured on Zen 4, 2 threads, alternating: 7-9% faster on the three weight-gradient
+            // shapes of the MAE/SIM step (295 → 321 GFLOP/s at K = 17,920).
+            const int prefetch = shared_a && trans_a && !trans_b && blk + 1 < blocks;
+            int64_t nq_lo = 0, nq_hi = 0, np_lo = 0, np_hi = 0, nk0 = 0, nn0 = 0, nkc = 0, nnc = 0, mine = 0, done = 0;
+            if (prefetch) {
+                nn0 = (blk + 1) / k_blocks * nc_max; nk0 = (blk + 1) % k_blocks * kc_max;
+                nkc = ck_min64(kc_max, K - nk0); nnc = ck_min64(nc_max, N - nn0);
+                share((nkc + 1) / 2, tid, threads, &nq_lo, &nq_hi);
+                share((nnc + NR - 1) / NR, tid, threads, &np_lo, &np_hi);
+                int64_t ilo, ihi;
+                share(tiles * panels, tid, threads, &ilo, &ihi);
+                mine = ihi - ilo;
+            }
             #pragma omp for schedule(static) nowait
             for (int64_t item = 0; item < tiles * panels; item++) {
+                if (prefetch) {
+                    prefetch_part(A, lda, nk0 + 2 * nq_lo, ck_min64(2 * nq_hi, nkc) - 2 * nq_lo, 0, M, done, mine);
+                    prefetch_part(B, ldb, nk0, nkc, nn0 + np_lo * NR, ck_min64(np_hi * NR, nnc) - np_lo * NR, done, mine);
+                    done++;
+                }
                 const int64_t t = panel_major ? item % tiles : item / panels, p = panel_major ? item / tiles : item % panels;
                 const int64_t i0 = t * MR, j0 = n0 + p * NR;
                 const int64_t rows = ck_min64(MR, M - i0), cols = ck_min64(NR, N - j0);
