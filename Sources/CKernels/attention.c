@@ -258,13 +258,6 @@ CK_ALWAYS_INLINE void prefetch_rows_for_write(float *p, int64_t ld, int64_t rows
 // Up to 7 · 16384 floats (448 KiB) requested ahead, well inside L2 next to the current head's data.
 static inline int prefetch_next_head(int64_t N, int64_t D) { return N * D <= 16384; }
 
-static inline int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 // One head: q, k, v are [N, D] with row stride ld (inside the packed qkv); o is [N, D] with row
 // stride ldo (inside out); lse is [N].
@@ -362,7 +355,7 @@ void ck_attention_forward(float *out, float *lse, const float *qkv, float *scrat
             for (int t = 0; t < 3; t++) prefetch_rows_for_read(qkv + b1 * N * ld + t * H * D + h1 * D, ld, N, D);
         }
         (short_path ? head_forward_short : head_forward)(out + b * N * H * D + h * D, lse + bh * N, q, q + H * D,
-                     q + 2 * H * D, ld, H * D, scratch + thread_id() * per_thread, N, D, scale);
+                     q + 2 * H * D, ld, H * D, scratch + ck_thread_id() * per_thread, N, D, scale);
     }
 }
 
@@ -516,7 +509,7 @@ void ck_attention_backward(ck_grad g, const float *dout, const float *qkv, const
             }
             prefetch_rows_for_read(dout + b1 * N * H * D + h1 * D, H * D, N, D);
         }
-        float *s = scratch + thread_id() * per_thread;
+        float *s = scratch + ck_thread_id() * per_thread;
         const float *dob = dout + b * N * H * D + h * D, *lseb = lse + bh * N;
         if (short_path)
             head_backward_short(dq, dq + H * D, dq + 2 * H * D, accumulate, q, q + H * D, q + 2 * H * D, dob, lseb, ld, H * D, s, N, D, scale);

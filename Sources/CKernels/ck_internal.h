@@ -17,6 +17,23 @@ void omp_set_num_threads(int);
 #  endif
 #endif
 
+// The calling thread's number in the enclosing parallel region and the region's thread count (0 and 1
+// outside one, and in builds without OpenMP).
+static inline int ck_thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+static inline int ck_thread_count(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 // Below this many elements of work a kernel runs on the calling thread: a parallel region costs a
 // few microseconds to open, more than the whole loop on small tensors.
 #define CK_PAR_MIN 16384

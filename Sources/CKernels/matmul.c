@@ -663,7 +663,7 @@ static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
     #pragma omp parallel if (M * N * K >= 64 * CK_PAR_MIN)
     {
         uint32_t own[KP_MAX * MR] __attribute__((aligned(64)));   // this thread's row tile of op(A), as pairs
-        const int tid = omp_get_thread_num(), threads = omp_get_num_threads();
+        const int tid = ck_thread_id(), threads = ck_thread_count();
         for (int64_t blk = 0; blk < blocks; blk++) {
             const int64_t n0 = blk / k_blocks * nc_max, k0 = blk % k_blocks * kc_max;
             const int64_t nc = ck_min64(nc_max, N - n0), panels = (nc + NR - 1) / NR;
