@@ -457,25 +457,36 @@ static void pairs(uint32_t *restrict dst, const float *restrict even, const floa
     for (int64_t j = 0; j < n; j++) dst[j] = bf16_pair(even[j], odd ? odd[j] : 0.0f);
 }
 
+// The (kc + 1) / 2 pairs of kc values lying along k (a zero after an odd last one): dst[q] = (x[2q], x[2q + 1]).
+static void row_pairs(uint32_t *restrict dst, const float *restrict x, int64_t kc, int fast) {
+    int64_t q = 0;
+#if defined(__x86_64__)
+    if (fast) {   // 32 consecutive floats are 16 pairs in order: one conversion, no permute
+        for (; 2 * q + 32 <= kc; q += 16) pack_row_avx512(dst + q, x + 2 * q);
+    }
+#endif
+    for (; q < (kc + 1) / 2; q++) dst[q] = bf16_pair(x[2 * q], 2 * q + 1 < kc ? x[2 * q + 1] : 0.0f);
+}
+
 // The NR columns of op(B) from n0 over rows k0 ..< k0 + kc as pairs: bp[q·NR + j] = (op(B)[k0 + 2q][n0 + j],
 // op(B)[k0 + 2q + 1][n0 + j]), zeros past K and past N.
 static void pack_pairs_b(uint32_t *restrict bp, const float *restrict B, int64_t ldb, int trans_b, int64_t k0, int64_t kc,
                          int64_t n0, int64_t N, int fast) {
     const int64_t nr = ck_min64(NR, N - n0), kp = (kc + 1) / 2;
-    for (int64_t q = 0; q < kp; q++) {
-        const int64_t k = k0 + 2 * q, has_odd = 2 * q + 1 < kc;
-        uint32_t *dst = bp + q * NR;
-        if (!trans_b) {   // op(B)'s rows are B's: two rows, converted together
-            const float *even = B + k * ldb + n0;
-            pairs(dst, even, has_odd ? even + ldb : NULL, nr, fast);
-        } else {          // op(B)'s columns are B's rows (the forward's weights, small): one value at a time
-            for (int64_t j = 0; j < nr; j++) {
-                const float *col = B + (n0 + j) * ldb + k;
-                dst[j] = bf16_pair(col[0], has_odd ? col[1] : 0.0f);
-            }
+    if (trans_b) {   // op(B)'s columns are B's rows (the forward's weights): each converted as it lies, then
+        uint32_t row[KP_MAX];   // spread down its column of the panel
+        for (int64_t j = 0; j < nr; j++) {
+            row_pairs(row, B + (n0 + j) * ldb + k0, kc, fast);
+            for (int64_t q = 0; q < kp; q++) bp[q * NR + j] = row[q];
         }
-        for (int64_t j = nr; j < NR; j++) dst[j] = 0;
+    } else {         // op(B)'s rows are B's: two rows, converted together
+        for (int64_t q = 0; q < kp; q++) {
+            const float *even = B + (k0 + 2 * q) * ldb + n0;
+            pairs(bp + q * NR, even, 2 * q + 1 < kc ? even + ldb : NULL, nr, fast);
+        }
     }
+    for (int64_t q = 0; nr < NR && q < kp; q++)
+        for (int64_t j = nr; j < NR; j++) bp[q * NR + j] = 0;
 }
 
 // op(A)'s rows i0 ..< i0 + rows over k0 ..< k0 + kc as pairs, for the tile to read pair q of row r at
@@ -493,17 +504,7 @@ static void pack_pairs_a(uint32_t *restrict ap, const float *restrict A, int64_t
         }
         return;
     }
-    for (int64_t r = 0; r < rows; r++) {
-        const float *row = A + (i0 + r) * lda + k0;
-        uint32_t *dst = ap + r * kp;
-        int64_t q = 0;
-#if defined(__x86_64__)
-        if (fast) {   // 32 consecutive floats are 16 pairs in order: one conversion, no permute
-            for (; 2 * q + 32 <= kc; q += 16) pack_row_avx512(dst + q, row + 2 * q);
-        }
-#endif
-        for (; q < kp; q++) dst[q] = bf16_pair(row[2 * q], 2 * q + 1 < kc ? row[2 * q + 1] : 0.0f);
-    }
+    for (int64_t r = 0; r < rows; r++) row_pairs(ap + r * kp, A + (i0 + r) * lda + k0, kc, fast);
 }
 
 // Row sums of op(A)'s rows i0 ..< i0 + rows over k0 ..< k0 + kc, unrounded, in k order (the fp32 tiles'
@@ -617,21 +618,10 @@ static int bf16_tile_is_avx512(void) {
 
 const char *ck_matmul_bf16_tile_name(void) { return bf16_tile_is_avx512() ? "AVX512-BF16 14x32" : "portable bf16 14x32"; }
 
-// The driver: the fp32 driver's blocking (K blocks by k_block, N in blocks of whole panels within the
-// packing budget, items tile- or panel-major), in one parallel region per product. B's panels are
-// packed as pairs by all threads per block; so is all of op(A)'s block when it fits PACK_A_WORDS (the
-// weight gradients, whose op(A) has a few hundred rows), else each thread packs the row tile its item
-// needs, once per tile in tile-major order (the forward and input-gradient products, thousands of
-// rows). Blocks alternate between two sets of buffers, so one barrier per block suffices: a thread
-// packs block b + 1 while others may still compute block b, from the other set, which every thread
-// finished reading before the barrier of block b. The items of every block of a pass over N go to the
-// threads in the same static order (one trip count), so each tile of C, its K blocks added in order,
-// stays with one thread, as do the row sums of each tile. Measured on Zen 4: before the shared packing
-// the panel-major weight gradients spent 45% of their time repacking their tiles; with a parallel region
-// and three synchronizations per K block, 7-10% waiting (K = 17920: 70 blocks).
-// The share [lo, hi) of n items that thread `tid` of `threads` packs: contiguous, the first n % threads
-// one longer. The packing loops use it (rather than `omp for`) so that a thread knows, while it
-// computes one block, which rows of the next it will pack, and prefetches them (below).
+// The share [lo, hi) of n items that thread `tid` of `threads` takes: contiguous, the first n % threads
+// one longer. Every loop of the bf16 driver's parallel region is divided by it, so which thread does what
+// is a function of the trip count alone: a thread knows while computing one block which rows of the next
+// it will pack, and each tile of C goes to the same thread in every K block.
 static inline void share(int64_t n, int tid, int threads, int64_t *lo, int64_t *hi) {
     const int64_t base = n / threads, extra = n % threads;
     *lo = tid * base + ck_min64(tid, extra);
@@ -640,26 +630,50 @@ static inline void share(int64_t n, int tid, int threads, int64_t *lo, int64_t *
 
 // Part `part` of `parts` of the cache lines of rows [r0, r0 + rows) × columns [c0, c0 + cols) of a
 // row-major matrix, prefetched into L2.
-static inline void prefetch_part(const float *x, int64_t ld, int64_t r0, int64_t rows, int64_t c0, int64_t cols, int64_t part, int64_t parts) {
+static inline void prefetch_part(const float *x, int64_t ld, int64_t r0, int64_t rows, int64_t c0, int64_t cols, int64_t part,
+                                 int64_t parts) {
     const int64_t per_row = (cols + 15) / 16, lines = rows * per_row;
     for (int64_t l = part * lines / parts; l < (part + 1) * lines / parts; l++)
         __builtin_prefetch(x + (r0 + l / per_row) * ld + c0 + l % per_row * 16, 0, 2);
 }
 
-#define PACK_A_WORDS (128 * 1024)   // 512 KB
+// Two sets of pair buffers, which blocks alternate between (below).
+#define PACK_A_WORDS (128 * 1024)   // op(A)'s shared block: 512 KB
 static uint32_t pairs_b[2][PACK_MAX_FLOATS] __attribute__((aligned(64)));
 static uint32_t pairs_a[2][PACK_A_WORDS] __attribute__((aligned(64)));
 
+// The driver: the fp32 driver's blocking (K blocks by k_block, N in blocks of whole panels within the
+// packing budget), in one parallel region per product, every loop divided by `share`.
+//   * B's panels are packed as pairs by all threads per block; so is all of op(A)'s block when it fits
+//     PACK_A_WORDS (the weight gradients, whose op(A) has a few hundred rows). Otherwise each thread
+//     packs the row tile its item needs, and items go tile-major so that happens once per tile and block.
+//   * Blocks alternate between the two sets of buffers, so one barrier per block suffices: a thread packs
+//     block b + 1 while others may still compute block b from the other set, which every thread finished
+//     reading before the barrier of block b.
+//   * The weight gradients prefetch the next block's op(B) rows while computing (below).
+// Measured on Zen 4 (2 threads, perf on the product alone): repacking row tiles per item cost the
+// panel-major weight gradients 45% of their time before op(A) was shared; a region with three
+// synchronizations per K block showed 7% spinning in libomp at K = 17,920, which with one barrier
+// became waiting in the packing (the rows come from memory) at no change in speed.
 static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
     const int fast = bf16_tile_is_avx512();
     const int64_t tiles = (M + MR - 1) / MR, kc_max = k_block(K), kp_max = (kc_max + 1) / 2;
-    const int panel_major = M < N;
     const int64_t fit = PACK_MAX_FLOATS / (NR * kp_max);
     const int64_t nc_max = ck_min64((N + NR - 1) / NR, fit > 0 ? fit : 1) * NR;   // nc_max · kp_max ≤ PACK_MAX_FLOATS words
     const int shared_a = M * kp_max <= PACK_A_WORDS;
+    // Panel-major only when op(A) is shared: a thread packs its own row tile whenever its item changes
+    // tile, so without sharing the items go tile-major and each tile is packed once per block (panel-major,
+    // 800 × 3072 · K 768 packed every tile 96 times: 16-21% of its time in pack_row_avx512).
+    const int panel_major = shared_a && M < N;
     const int64_t k_blocks = (K + kc_max - 1) / kc_max, blocks = (N + nc_max - 1) / nc_max * k_blocks;
     const int sums = ep && ep->row_sums.data;
+    // While computing the second half of its items, a thread prefetches the rows of op(B) = B it will pack
+    // for the next block (the weight gradients: B read from memory once, its packing waiting on memory).
+    // Measured on Zen 4, 2 threads, 7-11 alternating rounds (medians): +6-13% on the products whose B is
+    // the wide operand (192×768 and 128×512 · K 12,800), -2% (noise) on 768×192 · 12,800; prefetching
+    // op(A)'s rows too cost that product 8% (its packed op(A), read in strided tiles, lost L2 to them).
+    const int prefetch_b = shared_a && trans_a && !trans_b;
     #pragma omp parallel if (M * N * K >= 64 * CK_PAR_MIN)
     {
         uint32_t own[KP_MAX * MR] __attribute__((aligned(64)));   // this thread's row tile of op(A), as pairs
@@ -679,41 +693,29 @@ static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                     pairs(pa + q * M, even, 2 * q + 1 < kc ? even + lda : NULL, M, fast);
                 }
             } else if (shared_a) {       // of op(A) = A: by tiles of rows
-                #pragma omp for schedule(static) nowait
-                for (int64_t t = 0; t < tiles; t++) {
-                    const int64_t i0 = t * MR, rows = ck_min64(MR, M - i0);
-                    pack_pairs_a(pa + i0 * kp, A, lda, 0, k0, kc, i0, rows, M, fast);
-                }
+                share(tiles, tid, threads, &lo, &hi);
+                for (int64_t t = lo; t < hi; t++) pack_pairs_a(pa + t * MR * kp, A, lda, 0, k0, kc, t * MR, ck_min64(MR, M - t * MR), M, fast);
             }
             if (shared_a && sums && n0 == 0) {   // op(A)'s row sums (the bias gradient), spread over the threads
-                #pragma omp for schedule(static) nowait
-                for (int64_t t = 0; t < tiles; t++)
+                share(tiles, tid, threads, &lo, &hi);
+                for (int64_t t = lo; t < hi; t++)
                     row_sums_fp32(ep->row_sums.data + t * MR, k0 == 0 ? ep->row_sums.accumulate : 1, A, lda, trans_a, k0, kc, t * MR,
                                   ck_min64(MR, M - t * MR));
             }
             #pragma omp barrier
-            int64_t packed = -1;
-            // While computing the second half of its items, a thread prefetches the rows of op(B) = B it will
-            // pack for the next block (the weight gradients: B read from memory once, its packing waiting on
-            // memory). Measured on Zen 4, 2 threads, 11 alternating rounds (medians): +13-15% on the products
-            // whose B is the wide operand (192×768 · K 5,376 and 12,800), ±1% on 768×192 · 12,800; prefetching
-            // op(A)'s rows too cost that product 8% (its packed op(A), read in strided tiles, lost L2 to them),
-            // and prefetching from the first item gained nothing over the second half.
-            const int prefetch = shared_a && trans_a && !trans_b && blk + 1 < blocks;
-            int64_t nk0 = 0, nkc = 0, nc0 = 0, ncols = 0, half = 0, parts = 0, seen = 0;
-            if (prefetch) {
+            int64_t nk0 = 0, nkc = 0, nc0 = 0, ncols = 0;   // this thread's rows of the next block's op(B)
+            if (prefetch_b && blk + 1 < blocks) {
                 const int64_t nn0 = (blk + 1) / k_blocks * nc_max, nnc = ck_min64(nc_max, N - nn0);
-                int64_t plo, phi, ilo, ihi;
+                int64_t plo, phi;
                 share((nnc + NR - 1) / NR, tid, threads, &plo, &phi);
-                share(tiles * panels, tid, threads, &ilo, &ihi);
                 nk0 = (blk + 1) % k_blocks * kc_max; nkc = ck_min64(kc_max, K - nk0);
                 nc0 = nn0 + plo * NR; ncols = ck_min64(phi * NR, nnc) - plo * NR;
-                half = (ihi - ilo) / 2; parts = ihi - ilo - half;
             }
-            #pragma omp for schedule(static) nowait
-            for (int64_t item = 0; item < tiles * panels; item++) {
-                if (prefetch && ncols > 0 && seen >= half) prefetch_part(B, ldb, nk0, nkc, nc0, ncols, seen - half, parts);
-                seen++;
+            share(tiles * panels, tid, threads, &lo, &hi);
+            const int64_t half = lo + (hi - lo) / 2;
+            int64_t packed = -1;
+            for (int64_t item = lo; item < hi; item++) {
+                if (ncols > 0 && item >= half) prefetch_part(B, ldb, nk0, nkc, nc0, ncols, item - half, hi - half);
                 const int64_t t = panel_major ? item % tiles : item / panels, p = panel_major ? item / tiles : item % panels;
                 const int64_t i0 = t * MR, j0 = n0 + p * NR;
                 const int64_t rows = ck_min64(MR, M - i0), cols = ck_min64(NR, N - j0);
