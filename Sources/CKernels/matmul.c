@@ -36,7 +36,7 @@
 // this rule is part of the result's bits: every driver and tile uses it (and the fma-chain test).
 static inline int64_t k_block(int64_t K) { return K <= KC_MAX ? K : KC_BLOCK; }
 #define PREFETCH_K 16  // k steps the tile prefetches ahead
-#define PACK_MAX_FLOATS (160 * 1024)   // packed B per pass ≤ 640 KB (L2 is 2 MB): N goes in blocks beyond
+#define PACK_MAX_FLOATS (160 * 1024)   // packed B per pass ≤ 640 KB (L2: 1 MB per core on Zen 4, 2 MB on Sapphire Rapids); N in blocks beyond it
 #define AVX2_A_FLOATS (24 * 1024)       // its packed block of op(A) rows per thread: ≤ 96 KB, kept in L2
 
 // The packed panels of one pass: at most PACK_MAX_FLOATS (nc·kc is capped to it below), so a static
@@ -628,13 +628,11 @@ static inline void share(int64_t n, int tid, int threads, int64_t *lo, int64_t *
     *hi = *lo + base + (tid < extra);
 }
 
-// Part `part` of `parts` of the cache lines of rows [r0, r0 + rows) × columns [c0, c0 + cols) of a
-// row-major matrix, prefetched into L2.
+// Part `part` of `parts` of rows [r0, r0 + rows) × columns [c0, c0 + cols) of a row-major matrix, by whole
+// rows, asked into L2.
 static inline void prefetch_part(const float *x, int64_t ld, int64_t r0, int64_t rows, int64_t c0, int64_t cols, int64_t part,
                                  int64_t parts) {
-    const int64_t per_row = (cols + 15) / 16, lines = rows * per_row;
-    for (int64_t l = part * lines / parts; l < (part + 1) * lines / parts; l++)
-        __builtin_prefetch(x + (r0 + l / per_row) * ld + c0 + l % per_row * 16, 0, 2);
+    for (int64_t r = r0 + part * rows / parts; r < r0 + (part + 1) * rows / parts; r++) ck_prefetch_l2(x + r * ld + c0, cols);
 }
 
 // Two sets of pair buffers, which blocks alternate between (below).
