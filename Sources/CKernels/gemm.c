@@ -45,6 +45,7 @@ void ck_flop_counter_reset(void) { flop_counter = 0; }
 static int profiling = 0;
 static ck_gemm_shape_stat profile_rows[PROFILE_ROWS];
 static int64_t profile_used = 0;
+static double profile_seconds = 0;   // all rows' seconds: the products' time since profiling started
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -54,8 +55,9 @@ static double now_seconds(void) {
 
 void ck_gemm_profile(int on) {
     profiling = on != 0;
-    if (on) profile_used = 0;
+    if (on) { profile_used = 0; profile_seconds = 0; }
 }
+double ck_gemm_profile_seconds(void) { return profile_seconds; }
 int64_t ck_gemm_profile_count(void) { return profile_used; }
 ck_gemm_shape_stat ck_gemm_profile_row(int64_t i) {
     return (i >= 0 && i < profile_used) ? profile_rows[i] : (ck_gemm_shape_stat){0};
@@ -68,6 +70,7 @@ static void product_end(double t0, int trans_a, int trans_b, int64_t M, int64_t 
     flop_counter += 2 * (uint64_t)M * (uint64_t)N * (uint64_t)K;
     if (!profiling) return;
     const double dt = now_seconds() - t0;
+    profile_seconds += dt;
     const char *backend = tessera_gemm ? "tessera" : onednn_sgemm ? "onednn" : "openblas";
     for (int64_t i = 0; i < profile_used; i++) {
         ck_gemm_shape_stat *r = &profile_rows[i];

@@ -94,13 +94,28 @@ struct Bench: ParsableCommand {
         let bf16 = Runtime.compute.precision == .bf16
         var faults: [Double] = [], commShares: [Double] = []
         var shapes: [String: Runtime.GEMMShape] = [:], shapeOrder: [String] = []
+        var outside: [String: StepProfile.Row] = [:], outsideOrder: [String] = []
+        var ompRegions = 0, ompBarriers = 0, ompWait = 0.0
+        let counting = Runtime.openMPCounts != nil
         for r in 0..<rounds {
             Runtime.resetMatmulFlops()
             let f0 = ResourceUsage.now().minorFaults, c0 = trainer.reductionSeconds
             Runtime.profileGEMMs(true)
+            let omp0 = Runtime.openMPCounts
+            StepProfile.start()
             let t0 = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<steps { try trainStep() }
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 / Double(steps)
+            for row in StepProfile.stop() {
+                if var old = outside[row.name] {
+                    old.forwardSeconds += row.forwardSeconds; old.backwardSeconds += row.backwardSeconds
+                    old.productSeconds += row.productSeconds; old.calls += row.calls
+                    outside[row.name] = old
+                } else { outside[row.name] = row; outsideOrder.append(row.name) }
+            }
+            if let a = omp0, let b = Runtime.openMPCounts {
+                ompRegions += b.regions - a.regions; ompBarriers += b.barriers - a.barriers; ompWait += b.waitSeconds - a.waitSeconds
+            }
             Runtime.profileGEMMs(false)
             for g in Runtime.gemmProfile {
                 let key = "\(g.M)x\(g.N)x\(g.K) \(g.transA) \(g.transB) \(g.op) \(g.backend)"
@@ -129,6 +144,15 @@ struct Bench: ParsableCommand {
         }
         printShapeTable(shapeOrder.map { shapes[$0]! }, steps: rounds * steps, stepSeconds: t, peak: bf16Peaks.isEmpty ? peak : median(bf16Peaks),
                         peakName: bf16Peaks.isEmpty ? "FMA" : "bf16")
+        printOutsideTable(outsideOrder.map { outside[$0]! }, steps: rounds * steps, stepSeconds: t)
+        let n = Double(rounds * steps)
+        if counting {
+            print(String(format: "OpenMP (counted by its runtime): %.0f parallel regions and %.0f barriers per step; threads waited in barriers %.1f ms per step, all %d threads together (%.1f%% of their time)",
+                         Double(ompRegions) / n, Double(ompBarriers) / n, 1e3 * ompWait / n, Runtime.threads,
+                         100 * ompWait / n / (t * Double(Runtime.threads))))
+        } else {
+            print("OpenMP: regions and barriers not counted (the runtime counts them in a process started with TESSERA_OMP_COUNTS=1, which tessera bench sets unless TESSERA_BLAS_AUTOTUNE=0)")
+        }
         let pool = BufferPool.shared.highWater
         print(String(format: "memory: peak RSS %.0f MiB, %.0f minor page faults per step (median); tensor buffers of 64 KiB and more: at most %.0f MiB in use at once, %.0f MiB held (in use plus kept for reuse)",
                      Double(ResourceUsage.now().peakResidentBytes) / 1048576, median(faults), Double(pool.live) / 1048576, Double(pool.held) / 1048576))
@@ -180,6 +204,26 @@ struct Bench: ParsableCommand {
         for (i, w) in workerCounts.enumerated() {
             let r = median(rates[i])
             print(String(format: "  %2d worker%@ %8.1f images/s  (%.1f per worker)", w, w == 1 ? " " : "s", r, r / Double(w)))
+        }
+    }
+
+    /// The step's time outside its matrix products, by op (forward and backward) and by the step's
+    /// other parts, the most time first (StepProfile: clock reads as each op ends, products subtracted).
+    private func printOutsideTable(_ rows: [StepProfile.Row], steps: Int, stepSeconds: Double) {
+        let n = Double(steps)
+        let products = rows.first { $0.name == "matrix products" }?.seconds ?? 0
+        let total = rows.reduce(0) { $0 + $1.seconds }
+        let rest = rows.filter { $0.name != "matrix products" && $0.seconds / n >= 5e-6 }.sorted { $0.seconds > $1.seconds }
+        print(String(format: "outside the products (per step: %.2f ms = %.1f%% of the step; the products %.2f ms = %.1f%%; clock reads as each op ends, its products subtracted; an op's forward holds the Swift since the op before it):",
+                     1e3 * (total - products) / n, 100 * (total - products) / n / stepSeconds, 1e3 * products / n, 100 * products / n / stepSeconds))
+        // What the fused ops hold besides their products.
+        let holds = ["normMLP": " (LayerNorm, biases, GELU)", "mlp": " (biases, GELU)", "normLinear": " (LayerNorm, bias)",
+                     "linear": " (bias)", "fusedAttention": " (QKᵀ, softmax, PV per head)"]
+        print("  op or part of the step                       forward ms  backward ms   total ms  %step")
+        for r in rest {
+            let fwd = r.forwardSeconds / n, bwd = r.backwardSeconds / n
+            let name = (r.name + (holds[r.name] ?? "")).padding(toLength: 44, withPad: " ", startingAt: 0)
+            print("  " + name + String(format: " %10.2f %12.2f %10.2f %5.1f%%", 1e3 * fwd, 1e3 * bwd, 1e3 * (fwd + bwd), 100 * (fwd + bwd) / stepSeconds))
         }
     }
 

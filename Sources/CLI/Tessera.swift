@@ -34,7 +34,8 @@ struct CLIError: Error, CustomStringConvertible {
 @main
 enum Main {
     static func main() {
-        Runtime.restartWithTunedRuntimeIfNeeded()
+        // `tessera bench` also has the OpenMP runtime count its regions and barriers.
+        Runtime.restartWithTunedRuntimeIfNeeded(countingParallelRegions: CommandLine.arguments.dropFirst().first == "bench")
         Runtime.lineBufferStandardOutput()   // progress lines reach a pipe or log file as they happen
         BufferPool.onAllocationFailure = { bytes in
             let message = String(format: "out of memory: a tensor of %.1f GiB does not fit; lower --batch-size, the image size or the model size",

@@ -227,4 +227,46 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("median:") && r.stdout.contains("of the sgemm rate"), r.stdout)
         assertOneLineError(try tessera(["bench", "--", "--method", "nope"]), mentions: "--method")
     }
+
+    /// The step outside its products: the rows add up to the step (products included), name the ops
+    /// and the step's parts, and the OpenMP runtime's own counts of regions and barriers are there.
+    func testBenchSplitsTheStepOutsideTheProducts() throws {
+        let r = try tessera(["bench", "--rounds", "1", "--steps", "2", "--image-size", "16", "--threads", "2", "--", "--depth", "1", "--dim", "32",
+                             "--heads", "2", "--decoder-dim", "16", "--decoder-heads", "2", "--batch-size", "8"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        func number(_ line: String, after label: String) -> Double? {
+            guard let range = line.range(of: label) else { return nil }
+            return Double(line[range.upperBound...].prefix { $0.isNumber || $0 == "." })
+        }
+        let median = try XCTUnwrap(lines.first { $0.hasPrefix("median:") }.flatMap { number($0, after: "median: ") }, r.stdout)
+        let header = try XCTUnwrap(lines.first { $0.hasPrefix("outside the products") }, r.stdout)
+        let outside = try XCTUnwrap(number(header, after: "per step: "), header)
+        let products = try XCTUnwrap(number(header, after: "; the products "), header)
+        XCTAssertEqual(outside + products, median, accuracy: 0.01 * median + 0.2, header)   // one timeline, no gaps
+        XCTAssertGreaterThan(outside, 0, header)
+        let start = try XCTUnwrap(lines.firstIndex(of: header))
+        let rows = lines[(start + 2)...].prefix { $0.hasPrefix("  ") }
+        for name in ["fusedAttention", "normMLP", "AdamW"] {
+            XCTAssertTrue(rows.contains { $0.hasPrefix("  " + name) }, "no row \(name) in\n\(rows.joined(separator: "\n"))")
+        }
+        // Each row's total is its forward plus its backward; the rows (and the products) add up to the step.
+        var sum = products
+        for row in rows {
+            let f = row.split(separator: " ").suffix(4).compactMap { Double($0.replacingOccurrences(of: "%", with: "")) }
+            XCTAssertEqual(f.count, 4, row)
+            XCTAssertEqual(f[0] + f[1], f[2], accuracy: 0.011, row)
+            sum += f[2]
+        }
+        XCTAssertEqual(sum, median, accuracy: 0.02 * median + 0.5, r.stdout)
+        let omp = try XCTUnwrap(lines.first { $0.hasPrefix("OpenMP") }, r.stdout)
+        if Runtime.hasOpenMP {
+            let regions = try XCTUnwrap(number(omp, after: "runtime): "), omp)
+            let barriers = try XCTUnwrap(number(omp, after: "regions and "), omp)
+            XCTAssertGreaterThan(regions, 0, omp)
+            XCTAssertGreaterThan(barriers, 0, omp)   // a region run by one thread (its `if` false) waits in none
+        } else {
+            XCTAssertTrue(omp.contains("not counted"), omp)
+        }
+    }
 }

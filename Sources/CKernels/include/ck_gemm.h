@@ -82,3 +82,6 @@ void ck_gemm_profile(int on);
 /// The number of rows recorded, and row i (0 ≤ i < count).
 int64_t ck_gemm_profile_count(void);
 ck_gemm_shape_stat ck_gemm_profile_row(int64_t i);
+/// The seconds of every product recorded since the profile started (shapes past the table's size
+/// included): read before and after a stretch of work, the time its products took.
+double ck_gemm_profile_seconds(void);

@@ -18,3 +18,14 @@ int ck_clones_fuse_multiply_add(void);
 void ck_keep_freed_memory(void);
 // Make stdout line-buffered (progress lines reach pipes and log files as they are printed).
 void ck_stdout_line_buffered(void);
+
+/// OpenMP accounting (omp_counts.c), for `tessera bench`: parallel regions opened, barriers passed
+/// (each counted once, by thread 0 of its region) and the seconds all threads together spent waiting in
+/// barriers, since the process started. Counted by the OpenMP runtime through its tools interface, in a
+/// process started with TESSERA_OMP_COUNTS=1 only; ck_omp_counts_available() says whether it is.
+typedef struct {
+    uint64_t regions, barriers;
+    double wait_seconds;
+} ck_omp_counts;
+int ck_omp_counts_available(void);
+ck_omp_counts ck_omp_counts_read(void);

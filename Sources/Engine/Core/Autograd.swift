@@ -48,6 +48,7 @@ extension Tensor {
     @discardableResult
     func recorded(_ name: String, _ inputs: [Tensor],
                   _ backward: @escaping (UnsafeMutablePointer<Float>) -> Void) -> Tensor {
+        if StepProfile.isOn { StepProfile.lap(name) }   // the op's forward has just ended
         guard GradMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else { return self }
         requiresGrad = true
         node = Node(name: name, inputs: inputs, backward: backward)
@@ -91,7 +92,11 @@ extension Tensor {
             guard let t = order[i] else { continue }
             order[i] = nil
             guard let node = t.node else { continue }
-            if let g = t.grad { node.backward(g.data) }
+            if let g = t.grad {
+                if StepProfile.isOn { StepProfile.lap("autograd walk", backward: true) }
+                node.backward(g.data)
+                if StepProfile.isOn { StepProfile.lap(node.name, backward: true) }
+            }
             t.node = nil   // retain_graph = false: release saved tensors now
             if t !== self { t.grad = nil }
         }

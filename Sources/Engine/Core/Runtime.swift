@@ -235,9 +235,13 @@ public enum Runtime {
     ///   alternates GEMMs and kernels). With these both go to sleep (almost) at once (training-step
     ///   measurements in the README, "Two thread pools, one set of cores").
     ///
+    /// - `TESSERA_OMP_COUNTS=1` with `countingParallelRegions` (`tessera bench`): the OpenMP runtime then
+    ///   counts parallel regions, barriers and barrier waits (``openMPCounts``); its tool attaches only
+    ///   when the runtime starts.
+    ///
     /// Missing variables are set and the current program re-executed with the same arguments;
     /// variables the user set are left alone, and `TESSERA_BLAS_AUTOTUNE=0` opts out of all of this.
-    public static func restartWithTunedRuntimeIfNeeded() {
+    public static func restartWithTunedRuntimeIfNeeded(countingParallelRegions: Bool = false) {
         let env = ProcessInfo.processInfo.environment
         guard env["TESSERA_BLAS_AUTOTUNE"] != "0" else { return }
         var wanted: [(String, String)] = []
@@ -250,6 +254,7 @@ public enum Runtime {
         }
         if env["OPENBLAS_THREAD_TIMEOUT"] == nil { wanted.append(("OPENBLAS_THREAD_TIMEOUT", "4")) }
         if env["KMP_BLOCKTIME"] == nil { wanted.append(("KMP_BLOCKTIME", "1")) }
+        if countingParallelRegions && env["TESSERA_OMP_COUNTS"] == nil { wanted.append(("TESSERA_OMP_COUNTS", "1")) }
         guard !wanted.isEmpty else { return }
         for (name, value) in wanted { setenv(name, value, 1) }
         let args = CommandLine.arguments
@@ -295,6 +300,22 @@ extension Runtime {
                              op: String(cString: r.op), backend: String(cString: r.backend),
                              calls: Int(r.calls), seconds: r.seconds)
         }
+    }
+
+    /// OpenMP's work since the process started, as its runtime counts it (ck_omp_counts).
+    public struct OpenMPCounts: Sendable {
+        /// Parallel regions opened, and barriers passed (each once, however many threads pass it).
+        public var regions: Int, barriers: Int
+        /// Seconds spent waiting in barriers, all threads together.
+        public var waitSeconds: Double
+    }
+
+    /// The counts so far, or nil in a process whose OpenMP runtime does not count (started without
+    /// `TESSERA_OMP_COUNTS=1`: see ``restartWithTunedRuntimeIfNeeded(countingParallelRegions:)``).
+    public static var openMPCounts: OpenMPCounts? {
+        guard ck_omp_counts_available() != 0 else { return nil }
+        let c = ck_omp_counts_read()
+        return OpenMPCounts(regions: Int(c.regions), barriers: Int(c.barriers), waitSeconds: c.wait_seconds)
     }
 
     /// GFLOP/s of this machine's multiply-add units at the current thread count: every thread runs

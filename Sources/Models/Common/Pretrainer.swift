@@ -342,7 +342,9 @@ public final class Pretrainer {
             optimizer.weightDecay = Float(Schedule.cosine(progress: Double(step) / Double(max(totalSteps, 1)),
                                                           from: Double(config.weightDecay), to: Double(end)))
         }
+        StepProfile.lap("schedules")
         optimizer.zeroGrad()
+        StepProfile.lap("zero gradients")
         var report = StepReport(losses: [], metrics: [], images: 0)
         for (micro, batch) in microBatches.enumerated() {
             var rng = TesseraRNG(seed: deriveSeed(config.seed, 100, UInt64(step * config.accumSteps + micro)))
@@ -364,11 +366,16 @@ public final class Pretrainer {
             report.metrics = zip(metrics, global.dropFirst()).map { ($0.0, $1) }
             report.images += batch.indices.count * comm.size
         }
+        StepProfile.lap("autograd walk", backward: true)
         averageGradientsOverProcesses()
+        StepProfile.lap("gradient averaging")
         if let clip = config.clipGrad { optimizer.arena.clipGradients(maxNorm: clip) }
+        StepProfile.lap("gradient clipping")
         optimizer.update()
+        StepProfile.lap("AdamW")
         step += 1
         method.afterUpdate(step: step, totalSteps: totalSteps)
+        StepProfile.lap("after the update (EMA teachers)")
         return report
     }
 
