@@ -13,9 +13,14 @@
 // and probs_x_rows for every product but the scores.
 // Vectors are clang/GCC vector extensions of 16 floats, so the same source becomes AVX-512, two
 // AVX2 halves or four SSE quarters under CK_CLONES' runtime dispatch.
+// With the products in bf16 (ck_gemm_set_precision), the long path runs head_forward_bf16 and
+// head_backward_bf16 instead: the same blocking, three bf16 micro-kernels (see "bf16 products" below).
 #include "ck_internal.h"
 #include "ck_attention.h"
 #include "ck_gemm.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #define MR 6                // query rows per register block
 #define QB 48               // query rows per backward block (a multiple of MR)
@@ -238,11 +243,14 @@ CK_ALWAYS_INLINE void pack_transposed(float *restrict dst, const float *restrict
 }
 
 // Scratch per thread (backward, the larger): Kt, Vt [D, Np]; Qp, dOp, Kp [N, Dp]; dKp, dVp [Np, Dp];
-// P, dS [QB, Np]. The forward's layout (Kt, Vp, S [MR, Np]) fits inside it.
+// P, dS [QB, Np]. The forward's layout (Kt, Vp, S [MR, Np]) fits inside it. The bf16 path's may be
+// larger (bf16_scratch_floats): the size is the larger of the two.
+static int64_t bf16_scratch_floats(int64_t N, int64_t D);
 int64_t ck_attention_scratch_floats(int64_t N, int64_t D) {
     const int64_t Np = round_up(N, CK_VW), Dp = round_up(D, CK_VW);
     const int64_t n = 2 * D * Np + 3 * N * Dp + 2 * Np * Dp + 2 * QB * Np;
-    return round_up(n, CK_CACHE_LINE_F32);
+    const int64_t bf16 = bf16_scratch_floats(N, D);   // the bf16 path's (below): either may run
+    return round_up(n > bf16 ? n : bf16, CK_CACHE_LINE_F32);
 }
 
 // A head's rows are 256-byte pieces a whole token apart, more streams than the hardware prefetcher
@@ -340,12 +348,337 @@ CK_CLONES static void head_forward_short(float *o, float *restrict lse, const fl
     }
 }
 
+// ---- bf16 products (--precision bf16: ck_gemm_set_precision) ----
+//
+// With the products in bf16, the long path's seven products take bf16 operands and sum them in fp32
+// by matmul.c's rule (the summed index in pairs, the even index in the low half; per pair the odd
+// halves' product added first, each sum flushed: `vdpbf16ps`, or the portable emulation with the same
+// bits): the scores QKᵀ and dP = dO Vᵀ over pairs of the head dimension, O = PV and dQ = dS K over pairs
+// of keys, dV = Pᵀ dO and dK = dSᵀ Q over pairs of query rows. The softmax and its log-sum-exp, dS, the
+// scale and the dK/dV accumulators stay fp32. Short sequences (N ≤ 16) keep the fp32 path: their
+// products are a few hundred multiply-adds per head. Operands are rounded to bf16 as they are packed
+// (K, V, Q, dO per head; P and dS per block of query rows); each (b, h) is still one thread's work, so
+// the bits do not depend on the thread count.
+
+typedef uint32_t ck_vu16 __attribute__((vector_size(64)));   // 16 pairs
+CK_ALWAYS_INLINE ck_vu16 ck_vload_pairs(const uint32_t *p) { ck_vu16 v; memcpy(&v, p, sizeof v); return v; }
+
+// A lane-wise dot step: acc + the products of a (one pair, broadcast) and b's pairs.
+typedef ck_vf16 (*dp_step)(ck_vf16 acc, uint32_t a, ck_vu16 b);
+
+// |x| < 2⁻¹²⁶ → ±0 in every lane (ck_flush_denormal, vectorized: a zero exponent field).
+CK_ALWAYS_INLINE ck_vf16 flush_denormals(ck_vf16 x) {
+    const ck_vu16 u = (ck_vu16)x;
+    const ck_vu16 tiny = (ck_vu16)((u & 0x7f800000u) == 0);
+    return (ck_vf16)(u & ~(tiny & 0x7fffffffu));
+}
+
+// The emulation, lane by lane as the portable GEMM tile computes it.
+CK_ALWAYS_INLINE ck_vf16 dp_emulated(ck_vf16 acc, uint32_t a, ck_vu16 b) {
+    const float a_odd = ck_bf16_half(a, 1), a_even = ck_bf16_half(a, 0);
+    const ck_vf16 b_odd = (ck_vf16)(b & 0xffff0000u), b_even = (ck_vf16)(b << 16);
+    acc = flush_denormals(acc + a_odd * b_odd);
+    return flush_denormals(acc + a_even * b_even);
+}
+#if defined(__x86_64__)
+static inline __attribute__((always_inline, target("avx512f,avx512bf16"))) ck_vf16 dp_instruction(ck_vf16 acc, uint32_t a, ck_vu16 b) {
+    return (ck_vf16)_mm512_dpbf16_ps((__m512)acc, (__m512bh)_mm512_set1_epi32((int)a), (__m512bh)b);
+}
+#endif
+
+// The three products, each written once and inlined into an instruction and an emulation variant
+// (the dp step a constant there), with the row count MRC and the vector count NVC constants.
+//
+// c[r·ldc + j] = alpha · Σ_{p<Dq} a_r[p] · bt[p·Np + j] for r < MRC, j < Np (a multiple of 16): a_r pairs
+// along the head dimension, bt the other operand transposed and paired the same way (the scores).
+CK_ALWAYS_INLINE void scores_bf16(float *c, int64_t ldc, const uint32_t *const a[MR], const uint32_t *bt, int64_t Np, int64_t Dq,
+                                  float alpha, const int MRC, dp_step dp) {
+    int64_t j = 0;
+    for (; j + 2 * CK_VW <= Np; j += 2 * CK_VW) {
+        ck_vf16 acc[MR][2];
+        for (int r = 0; r < MRC; r++) acc[r][0] = acc[r][1] = (ck_vf16){0};
+        for (int64_t p = 0; p < Dq; p++) {
+            const ck_vu16 b0 = ck_vload_pairs(bt + p * Np + j), b1 = ck_vload_pairs(bt + p * Np + j + CK_VW);
+            for (int r = 0; r < MRC; r++) { acc[r][0] = dp(acc[r][0], a[r][p], b0); acc[r][1] = dp(acc[r][1], a[r][p], b1); }
+        }
+        for (int r = 0; r < MRC; r++) { ck_vstore(c + r * ldc + j, alpha * acc[r][0]); ck_vstore(c + r * ldc + j + CK_VW, alpha * acc[r][1]); }
+    }
+    if (j < Np) {
+        ck_vf16 acc[MR];
+        for (int r = 0; r < MRC; r++) acc[r] = (ck_vf16){0};
+        for (int64_t p = 0; p < Dq; p++) {
+            const ck_vu16 b0 = ck_vload_pairs(bt + p * Np + j);
+            for (int r = 0; r < MRC; r++) acc[r] = dp(acc[r], a[r][p], b0);
+        }
+        for (int r = 0; r < MRC; r++) ck_vstore(c + r * ldc + j, alpha * acc[r]);
+    }
+}
+
+// o[0..n) (=|+=) x's first n lanes (all 16 when n ≥ 16).
+CK_ALWAYS_INLINE void store_part(float *o, ck_vf16 x, int64_t n, int accumulate) {
+    if (n >= CK_VW) { ck_vstore(o, accumulate ? ck_vload(o) + x : x); return; }
+    float t[CK_VW];
+    ck_vstore(t, x);
+    for (int64_t d = 0; d < n; d++) o[d] = accumulate ? o[d] + t[d] : t[d];
+}
+
+// out_r[d0 + d] (=|+=) Σ_{q<Nq} p[r·ldp + q] · b[q·ldb + d0 + d] for r < MRC, d < width ≤ NVC·16: p pairs
+// along the keys, b pairs of rows (O = PV, dQ = dS K).
+CK_ALWAYS_INLINE void probs_bf16(float *const out[MR], int accumulate, const uint32_t *p, int64_t ldp, const uint32_t *b,
+                                 int64_t ldb, int64_t Nq, int64_t d0, int64_t width, const int MRC, const int NVC, dp_step dp) {
+    ck_vf16 acc[MR][MAXNV];
+    for (int r = 0; r < MRC; r++) for (int v = 0; v < NVC; v++) acc[r][v] = (ck_vf16){0};
+    for (int64_t q = 0; q < Nq; q++) {
+        ck_vu16 bv[MAXNV];
+        for (int v = 0; v < NVC; v++) bv[v] = ck_vload_pairs(b + q * ldb + d0 + v * CK_VW);
+        for (int r = 0; r < MRC; r++) {
+            const uint32_t x = p[r * ldp + q];
+            for (int v = 0; v < NVC; v++) acc[r][v] = dp(acc[r][v], x, bv[v]);
+        }
+    }
+    for (int r = 0; r < MRC; r++)
+        for (int v = 0; v < NVC; v++) store_part(out[r] + d0 + v * CK_VW, acc[r][v], width - v * CK_VW, accumulate);
+}
+
+// y[(j + c)·Dp + d0 + d] (=|+=) Σ_{q<R2} pp[q·ldpp + j + c] · a[q·Dp + d0 + d], four columns j + c at a
+// time: pp pairs of rows of P or dS (zero columns from N up to a multiple of 16), a pairs of rows of dO
+// or Q (dV = Pᵀ dO, dK = dSᵀ Q).
+CK_ALWAYS_INLINE void probs_t_bf16(float *y, int overwrite, const uint32_t *pp, int64_t ldpp, const uint32_t *a, int64_t Dp,
+                                   int64_t R2, int64_t N, int64_t d0, const int NVC, dp_step dp) {
+    for (int64_t j = 0; j < N; j += 4) {
+        ck_vf16 acc[4][MAXNV];
+        for (int c = 0; c < 4; c++) for (int v = 0; v < NVC; v++) acc[c][v] = (ck_vf16){0};
+        for (int64_t q = 0; q < R2; q++) {
+            ck_vu16 av[MAXNV];
+            for (int v = 0; v < NVC; v++) av[v] = ck_vload_pairs(a + q * Dp + d0 + v * CK_VW);
+            const uint32_t *pq = pp + q * ldpp + j;
+            for (int c = 0; c < 4; c++) { const uint32_t x = pq[c]; for (int v = 0; v < NVC; v++) acc[c][v] = dp(acc[c][v], x, av[v]); }
+        }
+        for (int c = 0; c < 4; c++)
+            for (int v = 0; v < NVC; v++) {
+                float *yp = y + (j + c) * Dp + d0 + v * CK_VW;
+                ck_vstore(yp, overwrite ? acc[c][v] : ck_vload(yp) + acc[c][v]);
+            }
+    }
+}
+
+// The products of one variant (VARIANT: instruction or emulated), the row and vector counts made constants.
+#define SCORES_BF16(mr) scores_bf16(c, ldc, a, bt, Np, Dq, alpha, mr, dp)
+#define PROBS_BF16(mr) switch (nv) {                                                              \
+    case 4: probs_bf16(out, accumulate, p, ldp, b, ldb, Nq, d0, width, mr, 4, dp); break;       \
+    case 3: probs_bf16(out, accumulate, p, ldp, b, ldb, Nq, d0, width, mr, 3, dp); break;       \
+    case 2: probs_bf16(out, accumulate, p, ldp, b, ldb, Nq, d0, width, mr, 2, dp); break;       \
+    default: probs_bf16(out, accumulate, p, ldp, b, ldb, Nq, d0, width, mr, 1, dp); break; }
+#define PROBS_T_BF16(nvc) probs_t_bf16(y, overwrite, pp, ldpp, a, Dp, R2, N, d0, nvc, dp)
+#define DEFINE_BF16_PRODUCTS(VARIANT, ATTRIBUTES, DP)                                                                        \
+    ATTRIBUTES static void scores_##VARIANT(float *c, int64_t ldc, const uint32_t *const a[MR], const uint32_t *bt,         \
+                                            int64_t Np, int64_t Dq, float alpha, int64_t rb) {                              \
+        const dp_step dp = DP;                                                                                              \
+        ROW_BLOCK(rb, SCORES_BF16)                                                                                          \
+    }                                                                                                                       \
+    ATTRIBUTES static void probs_##VARIANT(float *const out[MR], int accumulate, const uint32_t *p, int64_t ldp,            \
+                                           const uint32_t *b, int64_t ldb, int64_t Nq, int64_t D, int64_t rb) {             \
+        const dp_step dp = DP;                                                                                              \
+        for (int64_t d0 = 0; d0 < D; d0 += MAXNV * CK_VW) {                                                                 \
+            const int64_t width = ck_min64(MAXNV * CK_VW, D - d0);                                                          \
+            const int nv = (int)((width + CK_VW - 1) / CK_VW);                                                              \
+            ROW_BLOCK(rb, PROBS_BF16)                                                                                       \
+        }                                                                                                                   \
+    }                                                                                                                       \
+    ATTRIBUTES static void probs_t_##VARIANT(float *y, int overwrite, const uint32_t *pp, int64_t ldpp, const uint32_t *a,  \
+                                             int64_t Dp, int64_t R2, int64_t N) {                                           \
+        const dp_step dp = DP;                                                                                              \
+        for (int64_t d0 = 0; d0 < Dp; d0 += MAXNV * CK_VW) {                                                                \
+            switch (ck_min64(MAXNV * CK_VW, Dp - d0) / CK_VW) {                                                             \
+                case 4: PROBS_T_BF16(4); break; case 3: PROBS_T_BF16(3); break;                                             \
+                case 2: PROBS_T_BF16(2); break; default: PROBS_T_BF16(1); break;                                            \
+            }                                                                                                               \
+        }                                                                                                                   \
+    }
+
+DEFINE_BF16_PRODUCTS(emulated, CK_CLONES, dp_emulated)
+#if defined(__x86_64__)
+DEFINE_BF16_PRODUCTS(instruction, __attribute__((target("avx512f,avx512bf16"))), dp_instruction)
+#endif
+
+typedef struct {
+    void (*scores)(float *, int64_t, const uint32_t *const[MR], const uint32_t *, int64_t, int64_t, float, int64_t);
+    void (*probs)(float *const[MR], int, const uint32_t *, int64_t, const uint32_t *, int64_t, int64_t, int64_t, int64_t);
+    void (*probs_t)(float *, int, const uint32_t *, int64_t, const uint32_t *, int64_t, int64_t, int64_t);
+} bf16_products;
+
+// The instructions where the CPU has them (ck_bf16_instructions), else the emulation: the same bits.
+static const bf16_products *bf16_products_here(void) {
+    static const bf16_products emulated = {scores_emulated, probs_emulated, probs_t_emulated};
+#if defined(__x86_64__)
+    static const bf16_products instruction = {scores_instruction, probs_instruction, probs_t_instruction};
+    if (ck_bf16_instructions()) return &instruction;
+#endif
+    return &emulated;
+}
+
+// ---- bf16 packing: fp32 → pairs (ck_bf16_pair), zeros past N rows and D columns ----
+
+typedef uint16_t ck_vh32 __attribute__((vector_size(64)));   // 32 bf16 values
+
+// ck_bf16_bits of 16 lanes (in each lane's low 16 bits), the same bits.
+CK_ALWAYS_INLINE ck_vu16 bf16_bits16(ck_vf16 x) {
+    ck_vu16 u = (ck_vu16)x;
+    u &= ~((ck_vu16)((u & 0x7f800000u) == 0) & 0x7fffffffu);        // denormal → ±0
+    const ck_vu16 nan = (ck_vu16)((u & 0x7fffffffu) > 0x7f800000u);
+    return (nan & ((u >> 16) | 0x40u)) | (~nan & ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16));
+}
+// 16 pairs from two rows: (even[j], odd[j]).
+CK_ALWAYS_INLINE ck_vu16 pairs16(ck_vf16 even, ck_vf16 odd) { return bf16_bits16(even) | (bf16_bits16(odd) << 16); }
+// 16 pairs along a row from its 32 values x[0..32): the low halves of both conversions, in order.
+CK_ALWAYS_INLINE ck_vu16 row_pairs16(ck_vf16 lo, ck_vf16 hi) {
+    const ck_vh32 a = (ck_vh32)bf16_bits16(lo), b = (ck_vh32)bf16_bits16(hi);
+    return (ck_vu16)__builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40,
+                                            42, 44, 46, 48, 50, 52, 54, 56, 58, 60, 62);
+}
+CK_ALWAYS_INLINE void ck_vstore_pairs(uint32_t *p, ck_vu16 v) { memcpy(p, &v, sizeof v); }
+
+// dst[q·ldd + d] = (src[2q][d], src[2q + 1][d]) for q < R2, d < width: pairs of rows, the missing odd
+// row and columns d ≥ D zero.
+CK_ALWAYS_INLINE void pack_pairs_of_rows(uint32_t *restrict dst, int64_t ldd, const float *restrict src, int64_t ld, int64_t rows,
+                                        int64_t R2, int64_t D, int64_t width) {
+    for (int64_t q = 0; q < R2; q++) {
+        const float *even = src + 2 * q * ld, *odd = src + (2 * q + 1) * ld;
+        const int has_even = 2 * q < rows, has_odd = 2 * q + 1 < rows;
+        int64_t d = 0;
+        if (has_even)
+            for (; d + CK_VW <= D; d += CK_VW)
+                ck_vstore_pairs(dst + q * ldd + d, pairs16(ck_vload(even + d), has_odd ? ck_vload(odd + d) : (ck_vf16){0}));
+        for (; d < width; d++)
+            dst[q * ldd + d] = ck_bf16_pair(has_even && d < D ? even[d] : 0.0f, has_odd && d < D ? odd[d] : 0.0f);
+    }
+}
+
+// dst[p·Np + j] = (src[j][2p], src[j][2p + 1]) for p < Dp/2, j < Np: the operand transposed, paired along
+// the head dimension. t is fp32 scratch [D, Np] for the transposition.
+CK_ALWAYS_INLINE void pack_pairs_transposed(uint32_t *restrict dst, float *restrict t, const float *restrict src, int64_t ld,
+                                           int64_t N, int64_t Np, int64_t D, int64_t Dp) {
+    pack_transposed(t, src, ld, N, Np, D);
+    pack_pairs_of_rows(dst, Np, t, Np, D, Dp / 2, Np, Np);
+}
+
+// dst[r·Dq + p] = (src[r][2p], src[r][2p + 1]) for r < rows, p < Dq: rows paired along themselves, zero
+// from D on.
+CK_ALWAYS_INLINE void pack_row_pairs(uint32_t *restrict dst, int64_t Dq, const float *restrict src, int64_t ld, int64_t rows,
+                                    int64_t D) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = src + r * ld;
+        int64_t p = 0;
+        for (; 2 * p + 2 * CK_VW <= D; p += CK_VW) ck_vstore_pairs(dst + r * Dq + p, row_pairs16(ck_vload(x + 2 * p), ck_vload(x + 2 * p + CK_VW)));
+        for (; p < Dq; p++) dst[r * Dq + p] = ck_bf16_pair(2 * p < D ? x[2 * p] : 0.0f, 2 * p + 1 < D ? x[2 * p + 1] : 0.0f);
+    }
+}
+
+// Scratch of the bf16 path, in floats (uint32 words counted the same), backward (the larger):
+// t [Dp, Np]; Kt, Vt pairs [Dp/2, Np]; Q, dO row pairs [N, Dp/2]; K pairs of rows [Np/2, Dp];
+// dK, dV accumulators [Np, Dp]; P, dS [QB, Np]; dS row pairs [QB, Np/2]; P, dS pairs of rows [QB/2, Np];
+// dO, Q pairs of rows [QB/2, Dp]. The forward's layout fits inside it.
+static int64_t bf16_scratch_floats(int64_t N, int64_t D) {
+    const int64_t Np = round_up(N, CK_VW), Dp = round_up(D, CK_VW), Dq = Dp / 2, Nq = Np / 2;
+    return Dp * Np + 2 * Dq * Np + 2 * N * Dq + Nq * Dp + 2 * Np * Dp + 2 * QB * Np + QB * Nq + 2 * (QB / 2) * Np + 2 * (QB / 2) * Dp;
+}
+
+// One head's forward in bf16 (head_forward's order: a register block of query rows at a time).
+CK_CLONES static void head_forward_bf16(float *o, float *restrict lse, const float *q, const float *k, const float *v, int64_t ld,
+                                        int64_t ldo, float *restrict scratch, int64_t N, int64_t D, float scale,
+                                        const bf16_products *ops) {
+    const int64_t Np = round_up(N, CK_VW), Dp = round_up(D, CK_VW), Dq = Dp / 2, Nq = Np / 2;
+    float *t = scratch;                                       // [Dp, Np] fp32, for the transposition
+    uint32_t *kt = (uint32_t *)(t + Dp * Np);                 // [Dq, Np]
+    uint32_t *vp = kt + Dq * Np;                              // [Nq, Dp]
+    uint32_t *qp = vp + Nq * Dp;                              // [MR, Dq] the block's query rows
+    uint32_t *pp = qp + MR * Dq;                              // [MR, Nq] the block's probabilities
+    float *s = (float *)(pp + MR * Nq);                       // [MR, Np] scores, then probabilities
+    pack_pairs_transposed(kt, t, k, ld, N, Np, D, Dp);
+    pack_pairs_of_rows(vp, Dp, v, ld, N, Nq, D, Dp);
+    float pad[CK_VW];
+    padding_mask(pad, N, Np);
+    for (int64_t i0 = 0, blk = 0, rb; i0 < N; i0 += rb, blk++) {
+        rb = row_block_size(N, blk);
+        const uint32_t *qr[MR];
+        float *orow[MR];
+        pack_row_pairs(qp, Dq, q + i0 * ld, ld, rb, D);
+        for (int r = 0; r < rb; r++) { qr[r] = qp + r * Dq; orow[r] = o + (i0 + r) * ldo; }
+        ops->scores(s, Np, qr, kt, Np, Dq, scale, rb);                          // s_rj = scale · q_r·k_j
+        for (int r = 0; r < rb; r++) lse[i0 + r] = softmax_scores_row(s + r * Np, Np, pad);
+        pack_row_pairs(pp, Nq, s, Np, rb, Np);
+        ops->probs(orow, 0, pp, Nq, vp, Dp, Nq, D, rb);                        // o_r = Σ_j p_rj v_j
+    }
+}
+
+// One head's backward in bf16 (head_backward's order: blocks of QB query rows).
+CK_CLONES static void head_backward_bf16(float *dq, float *dk, float *dv, int accumulate, const float *q, const float *k,
+                                         const float *v, const float *dout, const float *lse, int64_t ld, int64_t ldo,
+                                         float *restrict scratch, int64_t N, int64_t D, float scale, const bf16_products *ops) {
+    const int64_t Np = round_up(N, CK_VW), Dp = round_up(D, CK_VW), Dq = Dp / 2, Nq = Np / 2;
+    float *t = scratch;                                       // [Dp, Np] fp32, for the transpositions
+    uint32_t *kt = (uint32_t *)(t + Dp * Np), *vt = kt + Dq * Np;   // [Dq, Np] each
+    uint32_t *qp = vt + Dq * Np, *gp = qp + N * Dq;           // [N, Dq] each (g = dO)
+    uint32_t *kr = gp + N * Dq;                               // [Nq, Dp]
+    float *dkp = (float *)(kr + Nq * Dp), *dvp = dkp + Np * Dp;   // [Np, Dp] each
+    float *p = dvp + Np * Dp, *ds = p + QB * Np;              // [QB, Np] each
+    uint32_t *dsp = (uint32_t *)(ds + QB * Np);               // [QB, Nq] dS paired along the keys
+    uint32_t *pt = dsp + QB * Nq, *dst = pt + (QB / 2) * Np;  // [QB/2, Np] P, dS pairs of rows
+    uint32_t *gr = dst + (QB / 2) * Np, *qr2 = gr + (QB / 2) * Dp;   // [QB/2, Dp] dO, Q pairs of rows
+    pack_pairs_transposed(kt, t, k, ld, N, Np, D, Dp);
+    pack_pairs_transposed(vt, t, v, ld, N, Np, D, Dp);
+    pack_row_pairs(qp, Dq, q, ld, N, D);
+    pack_row_pairs(gp, Dq, dout, ldo, N, D);
+    pack_pairs_of_rows(kr, Dp, k, ld, N, Nq, D, Dp);
+    float pad[CK_VW];
+    padding_mask(pad, N, Np);
+    for (int64_t i0 = 0; i0 < N; i0 += QB) {
+        const int64_t qb = ck_min64(QB, N - i0), R2 = (qb + 1) / 2;
+        for (int64_t r0 = 0, blk = 0, rb; r0 < qb; r0 += rb, blk++) {   // P (before the exp) and dP
+            rb = row_block_size(qb, blk);
+            const uint32_t *qrow[MR], *grow[MR];
+            for (int r = 0; r < rb; r++) { qrow[r] = qp + (i0 + r0 + r) * Dq; grow[r] = gp + (i0 + r0 + r) * Dq; }
+            ops->scores(p + r0 * Np, Np, qrow, kt, Np, Dq, scale, rb);
+            ops->scores(ds + r0 * Np, Np, grow, vt, Np, Dq, 1.0f, rb);
+        }
+        for (int64_t r = 0; r < qb; r++) {   // P = exp(S − lse), dS = scale · P ⊙ (dP − Di), as head_backward
+            const float li = lse[i0 + r];
+            float *pr = p + r * Np, *dsr = ds + r * Np;
+            mask_padding(pr, Np, pad);
+            float Di = 0.0f;
+            #pragma omp simd reduction(+:Di)
+            CK_WHOLE_VECTORS
+            for (int64_t j = 0; j < Np; j++) { pr[j] = ck_exp(pr[j] - li); Di += pr[j] * dsr[j]; }
+            #pragma omp simd
+            CK_WHOLE_VECTORS
+            for (int64_t j = 0; j < Np; j++) dsr[j] = scale * pr[j] * (dsr[j] - Di);
+        }
+        pack_row_pairs(dsp, Nq, ds, Np, qb, Np);
+        for (int64_t r0 = 0, blk = 0, rb; r0 < qb; r0 += rb, blk++) {   // dQ_r (+)= Σ_j dS_rj k_j
+            rb = row_block_size(qb, blk);
+            float *dqr[MR];
+            for (int r = 0; r < rb; r++) dqr[r] = dq + (i0 + r0 + r) * ld;
+            ops->probs(dqr, accumulate, dsp + r0 * Nq, Nq, kr, Dp, Nq, D, rb);
+        }
+        // dV_j += Σ_r P_rj dO_r, dK_j += Σ_r dS_rj q_r over the block's rows, in pairs of rows.
+        pack_pairs_of_rows(pt, Np, p, Np, qb, R2, Np, Np);
+        pack_pairs_of_rows(dst, Np, ds, Np, qb, R2, Np, Np);
+        pack_pairs_of_rows(gr, Dp, dout + i0 * ldo, ldo, qb, R2, D, Dp);
+        pack_pairs_of_rows(qr2, Dp, q + i0 * ld, ld, qb, R2, D, Dp);
+        ops->probs_t(dvp, i0 == 0, pt, Np, gr, Dp, R2, N);
+        ops->probs_t(dkp, i0 == 0, dst, Np, qr2, Dp, R2, N);
+    }
+    unpack_rows(dk, ld, dkp, Dp, N, D, accumulate);
+    unpack_rows(dv, ld, dvp, Dp, N, D, accumulate);
+}
+
 void ck_attention_forward(float *out, float *lse, const float *qkv, float *scratch,
                           int64_t B, int64_t N, int64_t H, int64_t D, float scale) {
     const int64_t ld = 3 * H * D;              // row stride of q, k and v inside qkv
     const int64_t per_thread = ck_attention_scratch_floats(N, D);
     ck_flop_counter_add(4 * (uint64_t)(B * H * N) * (uint64_t)(N * D));
     const int prefetch = prefetch_next_head(N, D), short_path = short_sequence(N, D);
+    const bf16_products *bf16 = ck_gemm_precision() == CK_PRECISION_BF16 && !short_path ? bf16_products_here() : NULL;
     #pragma omp parallel for schedule(static) if (B * H * N * N * D >= CK_PAR_MIN)
     for (int64_t bh = 0; bh < B * H; bh++) {
         const int64_t b = bh / H, h = bh % H;
@@ -354,8 +687,9 @@ void ck_attention_forward(float *out, float *lse, const float *qkv, float *scrat
             const int64_t b1 = (bh + 1) / H, h1 = (bh + 1) % H;
             for (int t = 0; t < 3; t++) prefetch_rows_for_read(qkv + b1 * N * ld + t * H * D + h1 * D, ld, N, D);
         }
-        (short_path ? head_forward_short : head_forward)(out + b * N * H * D + h * D, lse + bh * N, q, q + H * D,
-                     q + 2 * H * D, ld, H * D, scratch + ck_thread_id() * per_thread, N, D, scale);
+        float *o = out + b * N * H * D + h * D, *s = scratch + ck_thread_id() * per_thread;
+        if (bf16) head_forward_bf16(o, lse + bh * N, q, q + H * D, q + 2 * H * D, ld, H * D, s, N, D, scale, bf16);
+        else (short_path ? head_forward_short : head_forward)(o, lse + bh * N, q, q + H * D, q + 2 * H * D, ld, H * D, s, N, D, scale);
     }
 }
 
@@ -495,6 +829,7 @@ void ck_attention_backward(ck_grad g, const float *dout, const float *qkv, const
     const int64_t per_thread = ck_attention_scratch_floats(N, D);
     ck_flop_counter_add(10 * (uint64_t)(B * H * N) * (uint64_t)(N * D));
     const int prefetch = prefetch_next_head(N, D), short_path = short_sequence(N, D);
+    const bf16_products *bf16 = ck_gemm_precision() == CK_PRECISION_BF16 && !short_path ? bf16_products_here() : NULL;
     // Each (b, h) owns its own slices of dq, dk and dv, so threads never write the same element.
     #pragma omp parallel for schedule(static) if (B * H * N * N * D >= CK_PAR_MIN)
     for (int64_t bh = 0; bh < B * H; bh++) {
@@ -511,7 +846,9 @@ void ck_attention_backward(ck_grad g, const float *dout, const float *qkv, const
         }
         float *s = scratch + ck_thread_id() * per_thread;
         const float *dob = dout + b * N * H * D + h * D, *lseb = lse + bh * N;
-        if (short_path)
+        if (bf16)
+            head_backward_bf16(dq, dq + H * D, dq + 2 * H * D, accumulate, q, q + H * D, q + 2 * H * D, dob, lseb, ld, H * D, s, N, D, scale, bf16);
+        else if (short_path)
             head_backward_short(dq, dq + H * D, dq + 2 * H * D, accumulate, q, q + H * D, q + 2 * H * D, dob, lseb, ld, H * D, s, N, D, scale);
         else
             head_backward(dq, dq + H * D, dq + 2 * H * D, accumulate, q, q + H * D, q + 2 * H * D, dob, lseb, ld, H * D, s, N, D, scale);

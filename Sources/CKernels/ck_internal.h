@@ -127,6 +127,8 @@ void ck_flop_counter_add(uint64_t flops);
 typedef enum { CK_LEVEL_BASELINE = 0, CK_LEVEL_AVX2 = 1, CK_LEVEL_AVX512 = 2 } ck_level;
 ck_level ck_cpu_level_id(void);
 int ck_cpu_has_avx512_bf16(void);   // AVX512-BF16 usable (CPUID and XCR0; runtime.c): the bf16 tile and peak loop
+// 1: the bf16 products run on AVX512-BF16 instructions; 0: on their portable emulation, the same bits (matmul.c).
+int ck_bf16_instructions(void);
 const char *ck_matmul_tile_name(void);   // which tile ck_matmul runs: "AVX-512 14x32", "AVX2 6x16" or "portable 4x32"
 // A Linear layer's epilogue, applied by ck_matmul_epilogue to each finished tile of C: bias[N] added
 // (if non-null). row_sums (if its data is non-null): the sums of op(A)'s rows over k, written under
@@ -227,3 +229,26 @@ static inline float ck_normal_cdf_given_exp(float x, float exp_minus_half_x2) {
 }
 
 static inline float ck_normal_cdf(float x) { return ck_normal_cdf_given_exp(x, ck_exp(-0.5f * x * x)); }
+
+// ---- bf16 operands (the bf16 products of matmul.c and attention.c; the rule is stated in matmul.c) ----
+
+// The bf16 bits of x (in the low 16 bits): to nearest even, fp32 denormals read as ±0, NaN kept (quiet).
+CK_ALWAYS_INLINE uint32_t ck_bf16_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) == 0) u &= 0x80000000u;                       // denormal → ±0
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;     // NaN, quiet
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+// One pair along the summed index: k = 2q in the low half ("even"), 2q + 1 in the high half ("odd").
+CK_ALWAYS_INLINE uint32_t ck_bf16_pair(float even, float odd) { return ck_bf16_bits(even) | (ck_bf16_bits(odd) << 16); }
+
+// The bf16 value of the low (even) or high (odd) half of a pair, as `vdpbf16ps` reads it.
+CK_ALWAYS_INLINE float ck_bf16_half(uint32_t pair, int odd) {
+    const uint32_t u = odd ? pair & 0xffff0000u : pair << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+CK_ALWAYS_INLINE float ck_flush_denormal(float x) { return fabsf(x) < 0x1p-126f ? copysignf(0.0f, x) : x; }

@@ -407,18 +407,6 @@ void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
 // So the AVX512-BF16 tile and the portable one (any CPU: a slow emulation, for --precision bf16
 // where the instruction is missing and for tests) give the same bits, at any thread count.
 
-// The bf16 bits of x (in the low 16 bits), by the rule above.
-CK_ALWAYS_INLINE uint32_t bf16_bits(float x) {
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    if ((u & 0x7f800000u) == 0) u &= 0x80000000u;                       // denormal → ±0
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;     // NaN, quiet
-    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-}
-
-// One pair of a row or column: k = 2q (low half, "even") and 2q + 1 (high half, "odd").
-CK_ALWAYS_INLINE uint32_t bf16_pair(float even, float odd) { return bf16_bits(even) | (bf16_bits(odd) << 16); }
-
 #define KP_MAX ((KC_MAX + 1) / 2)   // pairs per K block at most
 
 // A row of a tile's sums stored as the fp32 tiles store theirs (store_row), from memory: vectors do
@@ -454,7 +442,7 @@ static void pairs(uint32_t *restrict dst, const float *restrict even, const floa
 #if defined(__x86_64__)
     if (fast) { pairs_avx512(dst, even, odd, n); return; }
 #endif
-    for (int64_t j = 0; j < n; j++) dst[j] = bf16_pair(even[j], odd ? odd[j] : 0.0f);
+    for (int64_t j = 0; j < n; j++) dst[j] = ck_bf16_pair(even[j], odd ? odd[j] : 0.0f);
 }
 
 // The (kc + 1) / 2 pairs of kc values lying along k (a zero after an odd last one): dst[q] = (x[2q], x[2q + 1]).
@@ -465,7 +453,7 @@ static void row_pairs(uint32_t *restrict dst, const float *restrict x, int64_t k
         for (; 2 * q + 32 <= kc; q += 16) pack_row_avx512(dst + q, x + 2 * q);
     }
 #endif
-    for (; q < (kc + 1) / 2; q++) dst[q] = bf16_pair(x[2 * q], 2 * q + 1 < kc ? x[2 * q + 1] : 0.0f);
+    for (; q < (kc + 1) / 2; q++) dst[q] = ck_bf16_pair(x[2 * q], 2 * q + 1 < kc ? x[2 * q + 1] : 0.0f);
 }
 
 // The NR columns of op(B) from n0 over rows k0 ..< k0 + kc as pairs: bp[q·NR + j] = (op(B)[k0 + 2q][n0 + j],
@@ -581,15 +569,6 @@ static void tile_bf16_avx512(int64_t rows, int64_t kp, const uint32_t *ap, int64
                              int64_t ldc, int64_t cols, float alpha, float beta) {}
 #endif
 
-// The bf16 value of the low (even) or high (odd) half of a pair, as the instruction reads it.
-CK_ALWAYS_INLINE float bf16_half(uint32_t pair, int odd) {
-    const uint32_t u = odd ? pair & 0xffff0000u : pair << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-CK_ALWAYS_INLINE float flush_denormal(float x) { return fabsf(x) < 0x1p-126f ? copysignf(0.0f, x) : x; }
-
 // The portable tile: the same sums, one lane at a time (CPUs without AVX512-BF16; tests).
 CK_CLONES static void tile_bf16_portable(int64_t rows, int64_t kp, const uint32_t *ap, int64_t a_rs, int64_t a_qs, const uint32_t *bp,
                                          float *c, int64_t ldc, int64_t cols, float alpha, float beta) {
@@ -599,8 +578,8 @@ CK_CLONES static void tile_bf16_portable(int64_t rows, int64_t kp, const uint32_
             float acc = 0.0f;
             for (int64_t q = 0; q < kp; q++) {
                 const uint32_t a = ap[r * a_rs + q * a_qs], b = bp[q * NR + j];
-                acc = flush_denormal(acc + bf16_half(a, 1) * bf16_half(b, 1));
-                acc = flush_denormal(acc + bf16_half(a, 0) * bf16_half(b, 0));
+                acc = ck_flush_denormal(acc + ck_bf16_half(a, 1) * ck_bf16_half(b, 1));
+                acc = ck_flush_denormal(acc + ck_bf16_half(a, 0) * ck_bf16_half(b, 0));
             }
             out[j] = acc;
         }
@@ -608,15 +587,15 @@ CK_CLONES static void tile_bf16_portable(int64_t rows, int64_t kp, const uint32_
     }
 }
 
-// Which bf16 tile runs: the AVX512-BF16 one where the CPU has it (and the kernels are not a TESSERA_CPU
-// build for a lower level, whose tests then run the portable tile), else the portable one.
-static int bf16_tile_is_avx512(void) {
+// Which bf16 kernels run (ck_internal.h): the AVX512-BF16 ones where the CPU has it (and the kernels are
+// not a TESSERA_CPU build for a lower level, whose tests then run the portable ones), else the portable ones.
+int ck_bf16_instructions(void) {
     static int cached = -1;
     if (cached < 0) cached = ck_cpu_level_id() == CK_LEVEL_AVX512 && ck_cpu_has_avx512_bf16();
     return cached;
 }
 
-const char *ck_matmul_bf16_tile_name(void) { return bf16_tile_is_avx512() ? "AVX512-BF16 14x32" : "portable bf16 14x32"; }
+const char *ck_matmul_bf16_tile_name(void) { return ck_bf16_instructions() ? "AVX512-BF16 14x32" : "portable bf16 14x32"; }
 
 // The share [lo, hi) of n items that thread `tid` of `threads` takes: contiguous, the first n % threads
 // one longer. Every loop of the bf16 driver's parallel region is divided by it, so which thread does what
@@ -655,7 +634,7 @@ static uint32_t pairs_a[2][PACK_A_WORDS] __attribute__((aligned(64)));
 // became waiting in the packing (the rows come from memory) at no change in speed.
 static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
-    const int fast = bf16_tile_is_avx512();
+    const int fast = ck_bf16_instructions();
     const int64_t tiles = (M + MR - 1) / MR, kc_max = k_block(K), kp_max = (kc_max + 1) / 2;
     const int64_t fit = PACK_MAX_FLOATS / (NR * kp_max);
     const int64_t nc_max = ck_min64((N + NR - 1) / NR, fit > 0 ? fit : 1) * NR;   // nc_max · kp_max ≤ PACK_MAX_FLOATS words

@@ -144,7 +144,7 @@ struct Bench: ParsableCommand {
         }
         printShapeTable(shapeOrder.map { shapes[$0]! }, steps: rounds * steps, stepSeconds: t, peak: bf16Peaks.isEmpty ? peak : median(bf16Peaks),
                         peakName: bf16Peaks.isEmpty ? "FMA" : "bf16")
-        printOutsideTable(outsideOrder.map { outside[$0]! }, steps: rounds * steps, stepSeconds: t)
+        printOutsideTable(outsideOrder.map { outside[$0]! }, steps: rounds * steps)
         let n = Double(rounds * steps)
         if counting {
             print(String(format: "OpenMP (counted by its runtime): %.0f parallel regions and %.0f barriers per step; threads waited in barriers %.1f ms per step, all %d threads together (%.1f%% of their time)",
@@ -209,13 +209,14 @@ struct Bench: ParsableCommand {
 
     /// The step's time outside its matrix products, by op (forward and backward) and by the step's
     /// other parts, the most time first (StepProfile: clock reads as each op ends, products subtracted).
-    private func printOutsideTable(_ rows: [StepProfile.Row], steps: Int, stepSeconds: Double) {
+    /// Means over all profiled steps, so the rows add up to the mean step.
+    private func printOutsideTable(_ rows: [StepProfile.Row], steps: Int) {
         let n = Double(steps)
         let products = rows.first { $0.name == "matrix products" }?.seconds ?? 0
-        let total = rows.reduce(0) { $0 + $1.seconds }
+        let total = rows.reduce(0) { $0 + $1.seconds }, stepSeconds = total / n
         let rest = rows.filter { $0.name != "matrix products" && $0.seconds / n >= 5e-6 }.sorted { $0.seconds > $1.seconds }
-        print(String(format: "outside the products (per step: %.2f ms = %.1f%% of the step; the products %.2f ms = %.1f%%; clock reads as each op ends, its products subtracted; an op's forward holds the Swift since the op before it):",
-                     1e3 * (total - products) / n, 100 * (total - products) / n / stepSeconds, 1e3 * products / n, 100 * products / n / stepSeconds))
+        print(String(format: "outside the products (per step, the mean of %d: %.2f ms = %.1f%% of the step; the products %.2f ms = %.1f%%; clock reads as each op ends, its products subtracted; an op's forward holds the Swift since the op before it):",
+                     steps, 1e3 * (total - products) / n, 100 * (total - products) / total, 1e3 * products / n, 100 * products / total))
         // What the fused ops hold besides their products.
         let holds = ["normMLP": " (LayerNorm, biases, GELU)", "mlp": " (biases, GELU)", "normLinear": " (LayerNorm, bias)",
                      "linear": " (bias)", "fusedAttention": " (QKᵀ, softmax, PV per head)"]

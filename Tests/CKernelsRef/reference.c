@@ -96,74 +96,98 @@ void ref_cross_entropy(float *loss, const float *logits, const float *target, in
 
 #define QKV(b, n, t, h, d) qkv[((((b) * N + (n)) * 3 + (t)) * H + (h)) * D + (d)]
 
-void ref_attention_forward(float *out, const float *qkv, int64_t B, int64_t N, int64_t H, int64_t D, float scale) {
+// The attention of the two functions below, with its products' operands rounded to bf16 when bf16 is 1
+// (the kernels' bf16 path: Q, K, V, dO, the probabilities P and dS = scale · P ⊙ (dP − rowsum(P ⊙ dP))
+// rounded where they enter a product; sums in double).
+static float ref_bf16(float x);
+static double attention_operand(double x, int bf16) { return bf16 ? ref_bf16((float)x) : x; }
+
+static void attention_forward(float *out, const float *qkv, int64_t B, int64_t N, int64_t H, int64_t D, float scale, int bf16) {
     double *p = malloc(sizeof(double) * N);
+#define X(b, n, t, h, d) attention_operand(QKV(b, n, t, h, d), bf16)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
             for (int64_t i = 0; i < N; i++) {
                 double m = -INFINITY, s = 0;
                 for (int64_t j = 0; j < N; j++) {
                     double acc = 0;
-                    for (int64_t d = 0; d < D; d++) acc += (double)QKV(b, i, 0, h, d) * QKV(b, j, 1, h, d);
+                    for (int64_t d = 0; d < D; d++) acc += X(b, i, 0, h, d) * X(b, j, 1, h, d);
                     p[j] = acc * scale;
                     if (p[j] > m) m = p[j];
                 }
                 for (int64_t j = 0; j < N; j++) { p[j] = exp(p[j] - m); s += p[j]; }
                 for (int64_t d = 0; d < D; d++) {
                     double acc = 0;
-                    for (int64_t j = 0; j < N; j++) acc += p[j] / s * QKV(b, j, 2, h, d);
+                    for (int64_t j = 0; j < N; j++) acc += attention_operand(p[j] / s, bf16) * X(b, j, 2, h, d);
                     out[(b * N + i) * H * D + h * D + d] = (float)acc;
                 }
             }
     free(p);
 }
 
-void ref_attention_backward(float *dqkv, const float *dout, const float *qkv, int64_t B, int64_t N, int64_t H,
-                            int64_t D, float scale) {
+static void attention_backward(float *dqkv, const float *dout, const float *qkv, int64_t B, int64_t N, int64_t H,
+                               int64_t D, float scale, int bf16) {
     double *P = malloc(sizeof(double) * N * N), *dP = malloc(sizeof(double) * N * N);
     memset(dqkv, 0, sizeof(float) * B * N * 3 * H * D);
 #define DQKV(b, n, t, h, d) dqkv[((((b) * N + (n)) * 3 + (t)) * H + (h)) * D + (d)]
-#define DO(b, n, h, d) dout[((b) * N + (n)) * H * D + (h) * D + (d)]
+#define DO(b, n, h, d) attention_operand(dout[((b) * N + (n)) * H * D + (h) * D + (d)], bf16)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++) {
             for (int64_t i = 0; i < N; i++) {
                 double m = -INFINITY, s = 0;
                 for (int64_t j = 0; j < N; j++) {
                     double acc = 0;
-                    for (int64_t d = 0; d < D; d++) acc += (double)QKV(b, i, 0, h, d) * QKV(b, j, 1, h, d);
+                    for (int64_t d = 0; d < D; d++) acc += X(b, i, 0, h, d) * X(b, j, 1, h, d);
                     P[i * N + j] = acc * scale; if (P[i * N + j] > m) m = P[i * N + j];
                 }
                 for (int64_t j = 0; j < N; j++) { P[i * N + j] = exp(P[i * N + j] - m); s += P[i * N + j]; }
                 for (int64_t j = 0; j < N; j++) P[i * N + j] /= s;
             }
-            // dV = Pᵀ dO ; dP = dO Vᵀ ; dS = P ⊙ (dP − rowsum(P ⊙ dP)) ; dQ = scale dS K ; dK = scale dSᵀ Q
+            // dV = Pᵀ dO ; dP = dO Vᵀ ; dS = scale · P ⊙ (dP − rowsum(P ⊙ dP)) ; dQ = dS K ; dK = dSᵀ Q
             for (int64_t j = 0; j < N; j++)
                 for (int64_t d = 0; d < D; d++) {
                     double acc = 0;
-                    for (int64_t i = 0; i < N; i++) acc += P[i * N + j] * DO(b, i, h, d);
+                    for (int64_t i = 0; i < N; i++) acc += attention_operand(P[i * N + j], bf16) * DO(b, i, h, d);
                     DQKV(b, j, 2, h, d) = (float)acc;
                 }
             for (int64_t i = 0; i < N; i++) {
                 double rs = 0;
                 for (int64_t j = 0; j < N; j++) {
                     double acc = 0;
-                    for (int64_t d = 0; d < D; d++) acc += (double)DO(b, i, h, d) * QKV(b, j, 2, h, d);
+                    for (int64_t d = 0; d < D; d++) acc += DO(b, i, h, d) * X(b, j, 2, h, d);
                     dP[i * N + j] = acc; rs += P[i * N + j] * acc;
                 }
-                for (int64_t j = 0; j < N; j++) dP[i * N + j] = P[i * N + j] * (dP[i * N + j] - rs);
+                for (int64_t j = 0; j < N; j++) dP[i * N + j] = attention_operand(scale * P[i * N + j] * (dP[i * N + j] - rs), bf16);
             }
             for (int64_t i = 0; i < N; i++)
                 for (int64_t d = 0; d < D; d++) {
                     double aq = 0, ak = 0;
                     for (int64_t j = 0; j < N; j++) {
-                        aq += dP[i * N + j] * QKV(b, j, 1, h, d);
-                        ak += dP[j * N + i] * QKV(b, j, 0, h, d);
+                        aq += dP[i * N + j] * X(b, j, 1, h, d);
+                        ak += dP[j * N + i] * X(b, j, 0, h, d);
                     }
-                    DQKV(b, i, 0, h, d) = (float)(scale * aq);
-                    DQKV(b, i, 1, h, d) = (float)(scale * ak);
+                    DQKV(b, i, 0, h, d) = (float)aq;
+                    DQKV(b, i, 1, h, d) = (float)ak;
                 }
         }
+#undef X
+#undef DO
     free(P); free(dP);
+}
+
+void ref_attention_forward(float *out, const float *qkv, int64_t B, int64_t N, int64_t H, int64_t D, float scale) {
+    attention_forward(out, qkv, B, N, H, D, scale, 0);
+}
+void ref_attention_backward(float *dqkv, const float *dout, const float *qkv, int64_t B, int64_t N, int64_t H, int64_t D,
+                            float scale) {
+    attention_backward(dqkv, dout, qkv, B, N, H, D, scale, 0);
+}
+void ref_attention_forward_bf16(float *out, const float *qkv, int64_t B, int64_t N, int64_t H, int64_t D, float scale) {
+    attention_forward(out, qkv, B, N, H, D, scale, 1);
+}
+void ref_attention_backward_bf16(float *dqkv, const float *dout, const float *qkv, int64_t B, int64_t N, int64_t H, int64_t D,
+                                 float scale) {
+    attention_backward(dqkv, dout, qkv, B, N, H, D, scale, 1);
 }
 
 // Normalizes `groups` groups of `n` values (element k of group g at x[g·gs + k·es]) with biased

@@ -241,7 +241,7 @@ final class CLITests: XCTestCase {
         }
         let median = try XCTUnwrap(lines.first { $0.hasPrefix("median:") }.flatMap { number($0, after: "median: ") }, r.stdout)
         let header = try XCTUnwrap(lines.first { $0.hasPrefix("outside the products") }, r.stdout)
-        let outside = try XCTUnwrap(number(header, after: "per step: "), header)
+        let outside = try XCTUnwrap(number(header, after: "the mean of 2: "), header)
         let products = try XCTUnwrap(number(header, after: "; the products "), header)
         XCTAssertEqual(outside + products, median, accuracy: 0.01 * median + 0.2, header)   // one timeline, no gaps
         XCTAssertGreaterThan(outside, 0, header)

@@ -10,6 +10,8 @@
 // No [B, H, N, N] buffer is ever kept: the backward recomputes P = exp(scale · Q Kᵀ − lse).
 // Parallel over B·H. Per-thread scratch is caller-owned: ck_attention_scratch_floats(N, D) floats for
 // each of ck_get_num_threads() threads, contiguous.
+// Under ck_gemm_set_precision(CK_PRECISION_BF16) the products of sequences longer than 16 take bf16
+// operands with fp32 sums, by the GEMM's bf16 rule (attention.c); the softmax and its gradient stay fp32.
 
 /// Floats of scratch one thread needs for sequence length N and head dim D.
 int64_t ck_attention_scratch_floats(int64_t N, int64_t D);

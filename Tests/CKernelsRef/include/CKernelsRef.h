@@ -18,6 +18,11 @@ void ref_attention_forward(float *out, const float *qkv, int64_t B, int64_t N, i
 /// dqkv is overwritten (not accumulated).
 void ref_attention_backward(float *dqkv, const float *dout, const float *qkv, int64_t B, int64_t N, int64_t H,
                             int64_t D, float scale);
+/// The attention with its products in bf16 (the kernels' bf16 path, ck_gemm_set_precision): Q, K, V,
+/// dO, the probabilities and dS rounded to bf16 where they enter a product, sums in double.
+void ref_attention_forward_bf16(float *out, const float *qkv, int64_t B, int64_t N, int64_t H, int64_t D, float scale);
+void ref_attention_backward_bf16(float *dqkv, const float *dout, const float *qkv, int64_t B, int64_t N, int64_t H, int64_t D,
+                                 float scale);
 void ref_layernorm(float *out, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps);
 void ref_batchnorm_train(float *out, const float *x, const float *w, const float *b, int64_t R, int64_t C, float eps);
 void ref_l2norm(float *out, const float *x, int64_t R, int64_t C, float eps);
