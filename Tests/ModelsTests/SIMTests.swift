@@ -15,6 +15,24 @@ final class SIMTests: XCTestCase {
         return SIM(ViTConfig(imageSize: 8, patchSize: 4, channels: 1, dim: 8, depth: 1, heads: 2), options: o, rng: &rng)
     }
 
+    /// The sin-cos table from its formula, bit for bit, for coordinates that repeat (a grid's rows and
+    /// columns, computed once per distinct value) and ones that do not (±0 apart).
+    func testSinCosRowFirstIsItsFormulaBitForBit() {
+        let ys: [Float] = [0, 0, 1.5, -2.25, 1.5, -0.0, 3.75, 0.1], xs: [Float] = [-1, 2.5, 2.5, -1, 0.3, -0.0, 0, 0.1]
+        let dim = 16, K = dim / 4
+        let table = sinCosRowFirst(rows: ys, cols: xs, dim: dim)
+        for n in 0..<ys.count {
+            for k in 0..<K {
+                let w = 1.0 / Foundation.pow(10000.0, Double(k) / Double(K))
+                let a = Double(ys[n]) * w, b = Double(xs[n]) * w
+                let expected = [Float(Foundation.sin(a)), Float(Foundation.cos(a)), Float(Foundation.sin(b)), Float(Foundation.cos(b))]
+                for (q, e) in expected.enumerated() {
+                    XCTAssertEqual(table[n * dim + q * K + k].bitPattern, e.bitPattern, "row \(n), part \(q), frequency \(k)")
+                }
+            }
+        }
+    }
+
     /// The official relative-position formulas against ground-truth geometry: the centre of each
     /// view-2 patch mapped back to the source image and into view-1 patch-index coordinates.
     func testRelativePositionsMatchCropGeometryWithFlips() {
