@@ -198,6 +198,25 @@ CK_ALWAYS_INLINE float softmax_scores_row(float *sr, int64_t Np, const float pad
     return m + ck_log(l);   // l ≥ 1: the maximum's own term is exp(0)
 }
 
+// For rows r < rows of scores p [·, Np] (before the exp) and dP ds [·, Np]: P = exp(S − lse_r) in place,
+// then dS = scale · P ⊙ (dP − Di) over ds with Di = Σ_j P_rj dP_rj (= rowsum(dO ⊙ O), but from the row
+// already in scratch instead of reading O back from memory); zero for j ≥ N.
+CK_ALWAYS_INLINE void softmax_gradient_rows(float *p, float *ds, const float *lse, int64_t rows, int64_t Np, const float pad[CK_VW],
+                                            float scale) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float li = lse[r];
+        float *pr = p + r * Np, *dsr = ds + r * Np;
+        mask_padding(pr, Np, pad);   // exp gives exactly 0 there
+        float Di = 0.0f;
+        #pragma omp simd reduction(+:Di)
+        CK_WHOLE_VECTORS
+        for (int64_t j = 0; j < Np; j++) { pr[j] = ck_exp(pr[j] - li); Di += pr[j] * dsr[j]; }
+        #pragma omp simd
+        CK_WHOLE_VECTORS
+        for (int64_t j = 0; j < Np; j++) dsr[j] = scale * pr[j] * (dsr[j] - Di);
+    }
+}
+
 // In-register transpose of a 16×16 block held as 16 row vectors, in four butterfly stages: stage b
 // swaps element (i, k) with (i^b, k^b) wherever bit b of i and k differ; after b = 8, 4, 2, 1 every
 // (i, k) has moved to (k, i). Each step is one two-input shuffle (vpermt2ps on AVX-512).
@@ -641,18 +660,7 @@ CK_CLONES static void head_backward_bf16(float *dq, float *dk, float *dv, int ac
             ops->scores(p + r0 * Np, Np, qrow, kt, Np, Dq, scale, rb);
             ops->scores(ds + r0 * Np, Np, grow, vt, Np, Dq, 1.0f, rb);
         }
-        for (int64_t r = 0; r < qb; r++) {   // P = exp(S − lse), dS = scale · P ⊙ (dP − Di), as head_backward
-            const float li = lse[i0 + r];
-            float *pr = p + r * Np, *dsr = ds + r * Np;
-            mask_padding(pr, Np, pad);
-            float Di = 0.0f;
-            #pragma omp simd reduction(+:Di)
-            CK_WHOLE_VECTORS
-            for (int64_t j = 0; j < Np; j++) { pr[j] = ck_exp(pr[j] - li); Di += pr[j] * dsr[j]; }
-            #pragma omp simd
-            CK_WHOLE_VECTORS
-            for (int64_t j = 0; j < Np; j++) dsr[j] = scale * pr[j] * (dsr[j] - Di);
-        }
+        softmax_gradient_rows(p, ds, lse + i0, qb, Np, pad, scale);
         pack_row_pairs(dsp, Nq, ds, Np, qb, Np);
         for (int64_t r0 = 0, blk = 0, rb; r0 < qb; r0 += rb, blk++) {   // dQ_r (+)= Σ_j dS_rj k_j
             rb = row_block_size(qb, blk);
@@ -736,20 +744,7 @@ CK_CLONES static void head_backward(float *dq, float *dk, float *dv, int accumul
             ROW_BLOCK(rb, SCORES)
 #undef SCORES
         }
-        // dS = scale · P ⊙ (dP − Di) with Di = Σ_j P_ij dP_ij (= rowsum(dO ⊙ O), but from the row
-        // already in scratch instead of reading O back from memory); zero for j ≥ N.
-        for (int64_t r = 0; r < qb; r++) {
-            const float li = lse[i0 + r];
-            float *pr = p + r * Np, *dsr = ds + r * Np;
-            mask_padding(pr, Np, pad);   // exp gives exactly 0 there
-            float Di = 0.0f;
-            #pragma omp simd reduction(+:Di)
-            CK_WHOLE_VECTORS
-            for (int64_t j = 0; j < Np; j++) { pr[j] = ck_exp(pr[j] - li); Di += pr[j] * dsr[j]; }
-            #pragma omp simd
-            CK_WHOLE_VECTORS
-            for (int64_t j = 0; j < Np; j++) dsr[j] = scale * pr[j] * (dsr[j] - Di);
-        }
+        softmax_gradient_rows(p, ds, lse + i0, qb, Np, pad, scale);
         // dQ_r (+)= Σ_j dS_rj k_j, a register block of rows at a time.
         for (int64_t r0 = 0, blk = 0, rb; r0 < qb; r0 += rb, blk++) {
             rb = row_block_size(qb, blk);
