@@ -81,6 +81,14 @@ CK_ALWAYS_INLINE void probs_x_rows_nv(ck_vf16 acc[MR][MAXNV], const float *p, in
     }
 }
 
+// o[0..n) (=|+=) x's first n lanes (all 16 when n ≥ 16): a row's last vector may be partial.
+CK_ALWAYS_INLINE void store_part(float *o, ck_vf16 x, int64_t n, int accumulate) {
+    if (n >= CK_VW) { ck_vstore(o, accumulate ? ck_vload(o) + x : x); return; }
+    float t[CK_VW];
+    ck_vstore(t, x);
+    for (int64_t d = 0; d < n; d++) o[d] = accumulate ? o[d] + t[d] : t[d];
+}
+
 // out_r[0..D) (=|+=) Σ_j p[r·ldp + j·ldj] · b[j, 0..D) for r < mr ≤ MR; b has rows of whole vectors
 // (packed to Dp, or read in place when D = Dp).
 CK_ALWAYS_INLINE void probs_x_rows(float *const out[MR], int accumulate, const float *p, int64_t ldp, int64_t ldj,
@@ -95,14 +103,7 @@ CK_ALWAYS_INLINE void probs_x_rows(float *const out[MR], int accumulate, const f
             default: probs_x_rows_nv(acc, p, ldp, ldj, b + d0, ldb, N, 1, mr); break;
         }
         for (int r = 0; r < mr; r++)
-            for (int64_t v = 0; v * CK_VW < width; v++) {
-                float *o = out[r] + d0 + v * CK_VW;
-                const ck_vf16 x = acc[r][v];
-                if (width - v * CK_VW >= CK_VW) { ck_vstore(o, accumulate ? ck_vload(o) + x : x); continue; }
-                float t[CK_VW];   // the last, partial vector
-                ck_vstore(t, x);
-                for (int64_t d = 0; d < width - v * CK_VW; d++) o[d] = accumulate ? o[d] + t[d] : t[d];
-            }
+            for (int64_t v = 0; v * CK_VW < width; v++) store_part(out[r] + d0 + v * CK_VW, acc[r][v], width - v * CK_VW, accumulate);
     }
 }
 
@@ -433,14 +434,6 @@ CK_ALWAYS_INLINE void scores_bf16(float *c, int64_t ldc, const uint32_t *const a
     }
 }
 
-// o[0..n) (=|+=) x's first n lanes (all 16 when n ≥ 16).
-CK_ALWAYS_INLINE void store_part(float *o, ck_vf16 x, int64_t n, int accumulate) {
-    if (n >= CK_VW) { ck_vstore(o, accumulate ? ck_vload(o) + x : x); return; }
-    float t[CK_VW];
-    ck_vstore(t, x);
-    for (int64_t d = 0; d < n; d++) o[d] = accumulate ? o[d] + t[d] : t[d];
-}
-
 // out_r[d0 + d] (=|+=) Σ_{q<Nq} p[r·ldp + q] · b[q·ldb + d0 + d] for r < MRC, d < width ≤ NVC·16: p pairs
 // along the keys, b pairs of rows (O = PV, dQ = dS K).
 CK_ALWAYS_INLINE void probs_bf16(float *const out[MR], int accumulate, const uint32_t *p, int64_t ldp, const uint32_t *b,
@@ -521,6 +514,7 @@ DEFINE_BF16_PRODUCTS(instruction, __attribute__((target("avx512f,avx512bf16"))),
 #endif
 
 typedef struct {
+    int instructions;   // 1: `vdpbf16ps` and `vcvtne2ps2bf16` (ck_bf16_instructions); 0: their emulation
     void (*scores)(float *, int64_t, const uint32_t *const[MR], const uint32_t *, int64_t, int64_t, float, int64_t);
     void (*probs)(float *const[MR], int, const uint32_t *, int64_t, const uint32_t *, int64_t, int64_t, int64_t, int64_t);
     void (*probs_t)(float *, int, const uint32_t *, int64_t, const uint32_t *, int64_t, int64_t, int64_t);
@@ -528,68 +522,44 @@ typedef struct {
 
 // The instructions where the CPU has them (ck_bf16_instructions), else the emulation: the same bits.
 static const bf16_products *bf16_products_here(void) {
-    static const bf16_products emulated = {scores_emulated, probs_emulated, probs_t_emulated};
+    static const bf16_products emulated = {0, scores_emulated, probs_emulated, probs_t_emulated};
 #if defined(__x86_64__)
-    static const bf16_products instruction = {scores_instruction, probs_instruction, probs_t_instruction};
+    static const bf16_products instruction = {1, scores_instruction, probs_instruction, probs_t_instruction};
     if (ck_bf16_instructions()) return &instruction;
 #endif
     return &emulated;
 }
 
-// ---- bf16 packing: fp32 → pairs (ck_bf16_pair), zeros past N rows and D columns ----
-
-typedef uint16_t ck_vh32 __attribute__((vector_size(64)));   // 32 bf16 values
-
-// ck_bf16_bits of 16 lanes (in each lane's low 16 bits), the same bits.
-CK_ALWAYS_INLINE ck_vu16 bf16_bits16(ck_vf16 x) {
-    ck_vu16 u = (ck_vu16)x;
-    u &= ~((ck_vu16)((u & 0x7f800000u) == 0) & 0x7fffffffu);        // denormal → ±0
-    const ck_vu16 nan = (ck_vu16)((u & 0x7fffffffu) > 0x7f800000u);
-    return (nan & ((u >> 16) | 0x40u)) | (~nan & ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16));
-}
-// 16 pairs from two rows: (even[j], odd[j]).
-CK_ALWAYS_INLINE ck_vu16 pairs16(ck_vf16 even, ck_vf16 odd) { return bf16_bits16(even) | (bf16_bits16(odd) << 16); }
-// 16 pairs along a row from its 32 values x[0..32): the low halves of both conversions, in order.
-CK_ALWAYS_INLINE ck_vu16 row_pairs16(ck_vf16 lo, ck_vf16 hi) {
-    const ck_vh32 a = (ck_vh32)bf16_bits16(lo), b = (ck_vh32)bf16_bits16(hi);
-    return (ck_vu16)__builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40,
-                                            42, 44, 46, 48, 50, 52, 54, 56, 58, 60, 62);
-}
-CK_ALWAYS_INLINE void ck_vstore_pairs(uint32_t *p, ck_vu16 v) { memcpy(p, &v, sizeof v); }
+// ---- bf16 packing: fp32 → pairs (matmul.c's ck_bf16_pairs, ck_bf16_row_pairs), zeros past N rows and D columns ----
 
 // dst[q·ldd + d] = (src[2q][d], src[2q + 1][d]) for q < R2, d < width: pairs of rows, the missing odd
 // row and columns d ≥ D zero.
 CK_ALWAYS_INLINE void pack_pairs_of_rows(uint32_t *restrict dst, int64_t ldd, const float *restrict src, int64_t ld, int64_t rows,
-                                        int64_t R2, int64_t D, int64_t width) {
+                                        int64_t R2, int64_t D, int64_t width, int fast) {
     for (int64_t q = 0; q < R2; q++) {
-        const float *even = src + 2 * q * ld, *odd = src + (2 * q + 1) * ld;
-        const int has_even = 2 * q < rows, has_odd = 2 * q + 1 < rows;
-        int64_t d = 0;
-        if (has_even)
-            for (; d + CK_VW <= D; d += CK_VW)
-                ck_vstore_pairs(dst + q * ldd + d, pairs16(ck_vload(even + d), has_odd ? ck_vload(odd + d) : (ck_vf16){0}));
-        for (; d < width; d++)
-            dst[q * ldd + d] = ck_bf16_pair(has_even && d < D ? even[d] : 0.0f, has_odd && d < D ? odd[d] : 0.0f);
+        uint32_t *row = dst + q * ldd;
+        const int64_t filled = 2 * q < rows ? D : 0;
+        if (filled) ck_bf16_pairs(row, src + 2 * q * ld, 2 * q + 1 < rows ? src + (2 * q + 1) * ld : NULL, D, fast);
+        memset(row + filled, 0, sizeof *row * (size_t)(width - filled));
     }
 }
 
 // dst[p·Np + j] = (src[j][2p], src[j][2p + 1]) for p < Dp/2, j < Np: the operand transposed, paired along
 // the head dimension. t is fp32 scratch [D, Np] for the transposition.
 CK_ALWAYS_INLINE void pack_pairs_transposed(uint32_t *restrict dst, float *restrict t, const float *restrict src, int64_t ld,
-                                           int64_t N, int64_t Np, int64_t D, int64_t Dp) {
+                                           int64_t N, int64_t Np, int64_t D, int64_t Dp, int fast) {
     pack_transposed(t, src, ld, N, Np, D);
-    pack_pairs_of_rows(dst, Np, t, Np, D, Dp / 2, Np, Np);
+    pack_pairs_of_rows(dst, Np, t, Np, D, Dp / 2, Np, Np, fast);
 }
 
 // dst[r·Dq + p] = (src[r][2p], src[r][2p + 1]) for r < rows, p < Dq: rows paired along themselves, zero
 // from D on.
 CK_ALWAYS_INLINE void pack_row_pairs(uint32_t *restrict dst, int64_t Dq, const float *restrict src, int64_t ld, int64_t rows,
-                                    int64_t D) {
+                                    int64_t D, int fast) {
+    const int64_t filled = (D + 1) / 2;
     for (int64_t r = 0; r < rows; r++) {
-        const float *x = src + r * ld;
-        int64_t p = 0;
-        for (; 2 * p + 2 * CK_VW <= D; p += CK_VW) ck_vstore_pairs(dst + r * Dq + p, row_pairs16(ck_vload(x + 2 * p), ck_vload(x + 2 * p + CK_VW)));
-        for (; p < Dq; p++) dst[r * Dq + p] = ck_bf16_pair(2 * p < D ? x[2 * p] : 0.0f, 2 * p + 1 < D ? x[2 * p + 1] : 0.0f);
+        ck_bf16_row_pairs(dst + r * Dq, src + r * ld, D, fast);
+        memset(dst + r * Dq + filled, 0, sizeof *dst * (size_t)(Dq - filled));
     }
 }
 
@@ -607,25 +577,26 @@ CK_CLONES static void head_forward_bf16(float *o, float *restrict lse, const flo
                                         int64_t ldo, float *restrict scratch, int64_t N, int64_t D, float scale,
                                         const bf16_products *ops) {
     const int64_t Np = round_up(N, CK_VW), Dp = round_up(D, CK_VW), Dq = Dp / 2, Nq = Np / 2;
+    const int fast = ops->instructions;
     float *t = scratch;                                       // [Dp, Np] fp32, for the transposition
     uint32_t *kt = (uint32_t *)(t + Dp * Np);                 // [Dq, Np]
     uint32_t *vp = kt + Dq * Np;                              // [Nq, Dp]
     uint32_t *qp = vp + Nq * Dp;                              // [MR, Dq] the block's query rows
     uint32_t *pp = qp + MR * Dq;                              // [MR, Nq] the block's probabilities
     float *s = (float *)(pp + MR * Nq);                       // [MR, Np] scores, then probabilities
-    pack_pairs_transposed(kt, t, k, ld, N, Np, D, Dp);
-    pack_pairs_of_rows(vp, Dp, v, ld, N, Nq, D, Dp);
+    pack_pairs_transposed(kt, t, k, ld, N, Np, D, Dp, fast);
+    pack_pairs_of_rows(vp, Dp, v, ld, N, Nq, D, Dp, fast);
     float pad[CK_VW];
     padding_mask(pad, N, Np);
     for (int64_t i0 = 0, blk = 0, rb; i0 < N; i0 += rb, blk++) {
         rb = row_block_size(N, blk);
         const uint32_t *qr[MR];
         float *orow[MR];
-        pack_row_pairs(qp, Dq, q + i0 * ld, ld, rb, D);
+        pack_row_pairs(qp, Dq, q + i0 * ld, ld, rb, D, fast);
         for (int r = 0; r < rb; r++) { qr[r] = qp + r * Dq; orow[r] = o + (i0 + r) * ldo; }
         ops->scores(s, Np, qr, kt, Np, Dq, scale, rb);                          // s_rj = scale · q_r·k_j
         for (int r = 0; r < rb; r++) lse[i0 + r] = softmax_scores_row(s + r * Np, Np, pad);
-        pack_row_pairs(pp, Nq, s, Np, rb, Np);
+        pack_row_pairs(pp, Nq, s, Np, rb, Np, fast);
         ops->probs(orow, 0, pp, Nq, vp, Dp, Nq, D, rb);                        // o_r = Σ_j p_rj v_j
     }
 }
@@ -635,6 +606,7 @@ CK_CLONES static void head_backward_bf16(float *dq, float *dk, float *dv, int ac
                                          const float *v, const float *dout, const float *lse, int64_t ld, int64_t ldo,
                                          float *restrict scratch, int64_t N, int64_t D, float scale, const bf16_products *ops) {
     const int64_t Np = round_up(N, CK_VW), Dp = round_up(D, CK_VW), Dq = Dp / 2, Nq = Np / 2;
+    const int fast = ops->instructions;
     float *t = scratch;                                       // [Dp, Np] fp32, for the transpositions
     uint32_t *kt = (uint32_t *)(t + Dp * Np), *vt = kt + Dq * Np;   // [Dq, Np] each
     uint32_t *qp = vt + Dq * Np, *gp = qp + N * Dq;           // [N, Dq] each (g = dO)
@@ -644,11 +616,11 @@ CK_CLONES static void head_backward_bf16(float *dq, float *dk, float *dv, int ac
     uint32_t *dsp = (uint32_t *)(ds + QB * Np);               // [QB, Nq] dS paired along the keys
     uint32_t *pt = dsp + QB * Nq, *dst = pt + (QB / 2) * Np;  // [QB/2, Np] P, dS pairs of rows
     uint32_t *gr = dst + (QB / 2) * Np, *qr2 = gr + (QB / 2) * Dp;   // [QB/2, Dp] dO, Q pairs of rows
-    pack_pairs_transposed(kt, t, k, ld, N, Np, D, Dp);
-    pack_pairs_transposed(vt, t, v, ld, N, Np, D, Dp);
-    pack_row_pairs(qp, Dq, q, ld, N, D);
-    pack_row_pairs(gp, Dq, dout, ldo, N, D);
-    pack_pairs_of_rows(kr, Dp, k, ld, N, Nq, D, Dp);
+    pack_pairs_transposed(kt, t, k, ld, N, Np, D, Dp, fast);
+    pack_pairs_transposed(vt, t, v, ld, N, Np, D, Dp, fast);
+    pack_row_pairs(qp, Dq, q, ld, N, D, fast);
+    pack_row_pairs(gp, Dq, dout, ldo, N, D, fast);
+    pack_pairs_of_rows(kr, Dp, k, ld, N, Nq, D, Dp, fast);
     float pad[CK_VW];
     padding_mask(pad, N, Np);
     for (int64_t i0 = 0; i0 < N; i0 += QB) {
@@ -661,7 +633,7 @@ CK_CLONES static void head_backward_bf16(float *dq, float *dk, float *dv, int ac
             ops->scores(ds + r0 * Np, Np, grow, vt, Np, Dq, 1.0f, rb);
         }
         softmax_gradient_rows(p, ds, lse + i0, qb, Np, pad, scale);
-        pack_row_pairs(dsp, Nq, ds, Np, qb, Np);
+        pack_row_pairs(dsp, Nq, ds, Np, qb, Np, fast);
         for (int64_t r0 = 0, blk = 0, rb; r0 < qb; r0 += rb, blk++) {   // dQ_r (+)= Σ_j dS_rj k_j
             rb = row_block_size(qb, blk);
             float *dqr[MR];
@@ -669,10 +641,10 @@ CK_CLONES static void head_backward_bf16(float *dq, float *dk, float *dv, int ac
             ops->probs(dqr, accumulate, dsp + r0 * Nq, Nq, kr, Dp, Nq, D, rb);
         }
         // dV_j += Σ_r P_rj dO_r, dK_j += Σ_r dS_rj q_r over the block's rows, in pairs of rows.
-        pack_pairs_of_rows(pt, Np, p, Np, qb, R2, Np, Np);
-        pack_pairs_of_rows(dst, Np, ds, Np, qb, R2, Np, Np);
-        pack_pairs_of_rows(gr, Dp, dout + i0 * ldo, ldo, qb, R2, D, Dp);
-        pack_pairs_of_rows(qr2, Dp, q + i0 * ld, ld, qb, R2, D, Dp);
+        pack_pairs_of_rows(pt, Np, p, Np, qb, R2, Np, Np, fast);
+        pack_pairs_of_rows(dst, Np, ds, Np, qb, R2, Np, Np, fast);
+        pack_pairs_of_rows(gr, Dp, dout + i0 * ldo, ldo, qb, R2, D, Dp, fast);
+        pack_pairs_of_rows(qr2, Dp, q + i0 * ld, ld, qb, R2, D, Dp, fast);
         ops->probs_t(dvp, i0 == 0, pt, Np, gr, Dp, R2, N);
         ops->probs_t(dkp, i0 == 0, dst, Np, qr2, Dp, R2, N);
     }

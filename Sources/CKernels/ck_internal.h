@@ -252,3 +252,9 @@ CK_ALWAYS_INLINE float ck_bf16_half(uint32_t pair, int odd) {
     return f;
 }
 CK_ALWAYS_INLINE float ck_flush_denormal(float x) { return fabsf(x) < 0x1p-126f ? copysignf(0.0f, x) : x; }
+
+// fp32 → bf16 pairs, by the rule above (matmul.c; `vcvtne2ps2bf16` where fast = ck_bf16_instructions()):
+// n pairs from two rows, dst[j] = (even[j], odd[j]) (odd null: zeros), and the (n + 1) / 2 pairs of n
+// values along a row, dst[q] = (x[2q], x[2q + 1]) (a zero after an odd last one).
+void ck_bf16_pairs(uint32_t *restrict dst, const float *restrict even, const float *restrict odd, int64_t n, int fast);
+void ck_bf16_row_pairs(uint32_t *restrict dst, const float *restrict x, int64_t n, int fast);

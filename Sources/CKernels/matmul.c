@@ -415,9 +415,10 @@ CK_ALWAYS_INLINE void store_row_floats(float *restrict c, const float *acc, int6
     store_row(c, ck_vload(acc), ck_vload(acc + 16), cols, alpha, beta);
 }
 
-// n pairs from two rows: dst[j] = (even[j], odd[j]) as bf16, the odd row absent past K (zeros).
-// The AVX512-BF16 conversion (`vcvtne2ps2bf16`, then one permute that interleaves the two halves) where
-// the CPU has it, 16 pairs per step; bf16_pair elsewhere: the same bits (the rule above).
+// The two conversions of fp32 values into bf16 pairs (declared in ck_internal.h; attention.c packs its
+// operands with them too). ck_bf16_pairs: n pairs from two rows, dst[j] = (even[j], odd[j]), odd null
+// for a missing row (zeros). The AVX512-BF16 conversion (`vcvtne2ps2bf16`, then one permute that interleaves the two halves) where
+// the CPU has it, 16 pairs per step; ck_bf16_pair elsewhere: the same bits (the rule above).
 #if defined(__x86_64__)
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void pairs_avx512(uint32_t *restrict dst, const float *restrict even,
                                                                                const float *restrict odd, int64_t n) {
@@ -438,15 +439,16 @@ __attribute__((target("avx512f,avx512bf16"))) static inline void pack_row_avx512
     _mm512_storeu_si512(dst, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x)));
 }
 #endif
-static void pairs(uint32_t *restrict dst, const float *restrict even, const float *restrict odd, int64_t n, int fast) {
+void ck_bf16_pairs(uint32_t *restrict dst, const float *restrict even, const float *restrict odd, int64_t n, int fast) {
 #if defined(__x86_64__)
     if (fast) { pairs_avx512(dst, even, odd, n); return; }
 #endif
     for (int64_t j = 0; j < n; j++) dst[j] = ck_bf16_pair(even[j], odd ? odd[j] : 0.0f);
 }
 
-// The (kc + 1) / 2 pairs of kc values lying along k (a zero after an odd last one): dst[q] = (x[2q], x[2q + 1]).
-static void row_pairs(uint32_t *restrict dst, const float *restrict x, int64_t kc, int fast) {
+// ck_bf16_row_pairs: the (kc + 1) / 2 pairs of kc values lying along a row (a zero after an odd last
+// one): dst[q] = (x[2q], x[2q + 1]).
+void ck_bf16_row_pairs(uint32_t *restrict dst, const float *restrict x, int64_t kc, int fast) {
     int64_t q = 0;
 #if defined(__x86_64__)
     if (fast) {   // 32 consecutive floats are 16 pairs in order: one conversion, no permute
@@ -464,13 +466,13 @@ static void pack_pairs_b(uint32_t *restrict bp, const float *restrict B, int64_t
     if (trans_b) {   // op(B)'s columns are B's rows (the forward's weights): each converted as it lies, then
         uint32_t row[KP_MAX];   // spread down its column of the panel
         for (int64_t j = 0; j < nr; j++) {
-            row_pairs(row, B + (n0 + j) * ldb + k0, kc, fast);
+            ck_bf16_row_pairs(row, B + (n0 + j) * ldb + k0, kc, fast);
             for (int64_t q = 0; q < kp; q++) bp[q * NR + j] = row[q];
         }
     } else {         // op(B)'s rows are B's: two rows, converted together
         for (int64_t q = 0; q < kp; q++) {
             const float *even = B + (k0 + 2 * q) * ldb + n0;
-            pairs(bp + q * NR, even, 2 * q + 1 < kc ? even + ldb : NULL, nr, fast);
+            ck_bf16_pairs(bp + q * NR, even, 2 * q + 1 < kc ? even + ldb : NULL, nr, fast);
         }
     }
     for (int64_t q = 0; nr < NR && q < kp; q++)
@@ -488,11 +490,11 @@ static void pack_pairs_a(uint32_t *restrict ap, const float *restrict A, int64_t
     if (trans_a) {
         for (int64_t q = 0; q < kp; q++) {
             const float *even = A + (k0 + 2 * q) * lda + i0;
-            pairs(ap + q * width, even, 2 * q + 1 < kc ? even + lda : NULL, rows, fast);
+            ck_bf16_pairs(ap + q * width, even, 2 * q + 1 < kc ? even + lda : NULL, rows, fast);
         }
         return;
     }
-    for (int64_t r = 0; r < rows; r++) row_pairs(ap + r * kp, A + (i0 + r) * lda + k0, kc, fast);
+    for (int64_t r = 0; r < rows; r++) ck_bf16_row_pairs(ap + r * kp, A + (i0 + r) * lda + k0, kc, fast);
 }
 
 // Row sums of op(A)'s rows i0 ..< i0 + rows over k0 ..< k0 + kc, unrounded, in k order (the fp32 tiles'
@@ -667,7 +669,7 @@ static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                 share(kp, tid, threads, &lo, &hi);
                 for (int64_t q = lo; q < hi; q++) {
                     const float *even = A + (k0 + 2 * q) * lda;
-                    pairs(pa + q * M, even, 2 * q + 1 < kc ? even + lda : NULL, M, fast);
+                    ck_bf16_pairs(pa + q * M, even, 2 * q + 1 < kc ? even + lda : NULL, M, fast);
                 }
             } else if (shared_a) {       // of op(A) = A: by tiles of rows
                 share(tiles, tid, threads, &lo, &hi);
