@@ -212,9 +212,9 @@ struct Bench: ParsableCommand {
     /// Means over all profiled steps, so the rows add up to the mean step.
     private func printOutsideTable(_ rows: [StepProfile.Row], steps: Int) {
         let n = Double(steps)
-        let products = rows.first { $0.name == "matrix products" }?.seconds ?? 0
-        let total = rows.reduce(0) { $0 + $1.seconds }, stepSeconds = total / n
-        let rest = rows.filter { $0.name != "matrix products" && $0.seconds / n >= 5e-6 }.sorted { $0.seconds > $1.seconds }
+        let products = rows.reduce(0) { $0 + $1.productSeconds }
+        let total = products + rows.reduce(0) { $0 + $1.seconds }, stepSeconds = total / n
+        let rest = rows.filter { $0.seconds / n >= 5e-6 }.sorted { $0.seconds > $1.seconds }
         print(String(format: "outside the products (per step, the mean of %d: %.2f ms = %.1f%% of the step; the products %.2f ms = %.1f%%; clock reads as each op ends, its products subtracted; an op's forward holds the Swift since the op before it):",
                      steps, 1e3 * (total - products) / n, 100 * (total - products) / total, 1e3 * products / n, 100 * products / total))
         // What the fused ops hold besides their products.

@@ -11,8 +11,8 @@ import Dispatch
 /// goes to "autograd walk", and the steps' other parts mark their own intervals (``lap(_:)``:
 /// gradient averaging, clipping, AdamW, the EMA teachers). The products inside each interval
 /// (the GEMM profile's clock reads, ``Runtime/profileGEMMs(_:)``, which must be on) are subtracted
-/// from it and summed in a row of their own; fused attention, whose products are in its kernel, is
-/// one op. So the rows add up to the profiled time.
+/// from it and kept beside it (``Row/productSeconds``); fused attention, whose products are in its
+/// kernel, is one op. So the rows' seconds and product seconds add up to the profiled time.
 ///
 /// Off (the default) it costs one branch per op. Drive it from the thread that runs ops.
 public enum StepProfile {
@@ -43,12 +43,11 @@ public enum StepProfile {
     }
 
     /// Ends the timeline (the time since the last mark goes to "other") and returns the rows in
-    /// first-recorded order; the products' row, "matrix products", comes first.
+    /// first-recorded order.
     public static func stop() -> [Row] {
         lap("other")
         isOn = false
-        let products = rows.values.reduce(0) { $0 + $1.productSeconds }
-        return [Row(name: "matrix products", forwardSeconds: products, calls: 0)] + order.map { rows[$0]! }
+        return order.map { rows[$0]! }
     }
 
     /// Gives the time since the last mark to `name`, as its forward or backward.
@@ -57,10 +56,12 @@ public enum StepProfile {
         let now = DispatchTime.now().uptimeNanoseconds, products = ck_gemm_profile_seconds()
         let inProducts = products - productMark
         let outside = max(0, Double(now - mark) * 1e-9 - inProducts)
-        if rows[name] == nil { rows[name] = Row(name: name); order.append(name) }
-        if backward { rows[name]!.backwardSeconds += outside } else { rows[name]!.forwardSeconds += outside }
-        rows[name]!.productSeconds += inProducts
-        rows[name]!.calls += 1
+        if rows[name] == nil { order.append(name) }
+        var row = rows[name] ?? Row(name: name)
+        if backward { row.backwardSeconds += outside } else { row.forwardSeconds += outside }
+        row.productSeconds += inProducts
+        row.calls += 1
+        rows[name] = row
         mark = now
         productMark = products
     }
