@@ -425,9 +425,11 @@ let attentionRows: [KernelOp] = [
     // the reference with the same operands rounded (sums in double), the difference is fp32's order of
     // summation and the rare probability whose fp32 value differs in the last bit across a bf16
     // rounding boundary: one bf16 step of a probability near 0.3 (2⁻⁹) times a value near 2 moves an
-    // output by 4e-3 (measured 2026-12-07: 1 element of 614,400 off by 1.4e-3 at N = 50). Query blocks
-    // of 48 rows: N = 97 ends on an odd block of one row.
-    KernelOp("attention_bf16", kernels: ["ck_attention_forward", "ck_attention_backward"], rtol: 1e-2, atol: 5e-3,
+    // output by up to 4e-3; measured 2026-12-07 the worst is 1 element of 614,400 off by 1.4e-3 at N = 50
+    // (the rounding rule makes these bits the same on every CPU). The bound is sized so that the fp32
+    // path run against this reference fails clearly (measured: usage 2.9 and 17 failing cases with the
+    // bf16 path switched off, in the quick tier; 0.53 with it on, quick and full). Query blocks of 48 rows: N = 97 ends on an odd block of one row.
+    KernelOp("attention_bf16", kernels: ["ck_attention_forward", "ck_attention_backward"], rtol: 5e-3, atol: 2.5e-3,
              shapes: [[1, 1, 1, 1], [2, 2, 3, 5], [1, 17, 1, 64], [1, 50, 2, 17], [1, 257, 2, 16], [2, 49, 4, 32], [1, 97, 1, 33],
                       [1, 100, 2, 80], [64, 50, 3, 64]],
              production: [256, 50, 3, 64]) { s in attentionCase(s, bf16: true) },
