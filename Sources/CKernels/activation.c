@@ -6,21 +6,66 @@
 #define CK_INV_SQRT_2PI 0.39894228040143267794f
 #define CK_CHUNK 2048   // elements per parallel work item
 
-CK_CLONES static void gelu_chunk(float *restrict out, const float *restrict x, int64_t n) {
+// gelu(x) for n values in a row: the arithmetic of every GELU here (the passes below, and the bf16
+// GEMM's packing of gelu(pre) as an operand, ck_gelu_linear_forward), so they all give the same bits.
+CK_CLONES void ck_gelu_values(float *restrict out, const float *restrict x, int64_t n) {
     #pragma omp simd
     CK_INTERLEAVE4
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * ck_normal_cdf(x[i]);
 }
 
-// d/dx [x Φ(x)] = Φ(x) + x φ(x), φ(x) = exp(−x²/2) / √(2π).
-CK_CLONES static void gelu_backward_chunk(float *restrict dx, const float *restrict dout, const float *restrict x, int64_t n,
-                                          int accumulate) {
+// The slope d/dx [x Φ(x)] = Φ(x) + x φ(x), φ(x) = exp(−x²/2) / √(2π), with one exp for both Φ and φ.
+static inline float gelu_slope(float v) {
+    const float e = ck_exp(-0.5f * v * v);
+    return ck_normal_cdf_given_exp(v, e) + v * CK_INV_SQRT_2PI * e;
+}
+
+// dx (=|+=) dout · gelu'(x); dx may be dout itself (the backward in place).
+CK_CLONES static void gelu_backward_chunk(float *dx, const float *dout, const float *restrict x, int64_t n, int accumulate) {
     #pragma omp simd
     CK_INTERLEAVE4
     for (int64_t i = 0; i < n; i++) {
-        const float v = x[i], e = ck_exp(-0.5f * v * v);   // one exp for both Φ and φ
-        const float d = dout[i] * (ck_normal_cdf_given_exp(v, e) + v * CK_INV_SQRT_2PI * e);
+        const float d = dout[i] * gelu_slope(x[i]);
         dx[i] = accumulate ? dx[i] + d : d;
+    }
+}
+
+// dx (=|+=) dout · gelu'(x) and g ← bf16(gelu(x)), from one exp and erfc per value (the arithmetic of
+// gelu_backward_chunk and of ck_gelu_values rounded by ck_bf16_bits); dx may be dout itself.
+CK_CLONES static void gelu_backward_bf16_chunk(float *dx, const float *dout, const float *restrict x, uint16_t *restrict g, int64_t n,
+                                               int accumulate) {
+    #pragma omp simd
+    CK_INTERLEAVE4
+    for (int64_t i = 0; i < n; i++) {
+        const float xi = x[i], e = ck_exp(-0.5f * xi * xi), cdf = ck_normal_cdf_given_exp(xi, e);
+        g[i] = (uint16_t)ck_bf16_bits(xi * cdf);
+        const float slope = cdf + xi * CK_INV_SQRT_2PI * e;   // gelu_slope's arithmetic
+        const float d = dout[i] * slope;
+        dx[i] = accumulate ? dx[i] + d : d;
+    }
+}
+
+void ck_gelu_backward_bf16(ck_grad dx, const float *dout, const float *x, uint16_t *g, int64_t N) {
+    const int64_t nchunk = (N + CK_CHUNK - 1) / CK_CHUNK;
+    #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
+    for (int64_t c = 0; c < nchunk; c++) {
+        int64_t i0 = c * CK_CHUNK;
+        gelu_backward_bf16_chunk(dx.data + i0, dout + i0, x + i0, g + i0, ck_min64(CK_CHUNK, N - i0), dx.accumulate);
+    }
+}
+
+CK_CLONES static void gelu_bf16_chunk(uint16_t *restrict g, const float *restrict x, int64_t n) {
+    #pragma omp simd
+    CK_INTERLEAVE4
+    for (int64_t i = 0; i < n; i++) g[i] = (uint16_t)ck_bf16_bits(x[i] * ck_normal_cdf(x[i]));
+}
+
+void ck_gelu_bf16(uint16_t *g, const float *x, int64_t N) {
+    const int64_t nchunk = (N + CK_CHUNK - 1) / CK_CHUNK;
+    #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
+    for (int64_t c = 0; c < nchunk; c++) {
+        int64_t i0 = c * CK_CHUNK;
+        gelu_bf16_chunk(g + i0, x + i0, ck_min64(CK_CHUNK, N - i0));
     }
 }
 
@@ -29,7 +74,7 @@ void ck_gelu_forward(float *out, const float *x, int64_t N) {
     #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
     for (int64_t c = 0; c < nchunk; c++) {
         int64_t i0 = c * CK_CHUNK;
-        gelu_chunk(out + i0, x + i0, ck_min64(CK_CHUNK, N - i0));
+        ck_gelu_values(out + i0, x + i0, ck_min64(CK_CHUNK, N - i0));
     }
 }
 

@@ -3,6 +3,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "ck_grad.h"
 
@@ -132,9 +134,32 @@ int ck_bf16_instructions(void);
 const char *ck_matmul_tile_name(void);   // which tile ck_matmul runs: "AVX-512 14x32", "AVX2 6x16" or "portable 4x32"
 // A Linear layer's epilogue, applied by ck_matmul_epilogue to each finished tile of C: bias[N] added
 // (if non-null). row_sums (if its data is non-null): the sums of op(A)'s rows over k, written under
-// the gradient contract (the bias gradient of a weight-gradient product). (GELU is not an epilogue:
-// in the tile it measured 1.14-1.34x slower than a separate pass; docs/benchmarks.md.)
-typedef struct { const float *bias; ck_grad row_sums; } ck_linear_epilogue;
+// the gradient contract (the bias gradient of a weight-gradient product). (The fp32 tiles take no GELU:
+// there it measured 1.14-1.34x slower than a separate pass; docs/benchmarks.md.)
+// The bf16 driver only (ck_gelu_linear_forward/backward; the other drivers abort on them), for an MLP's
+// GELU, whose activation then never exists in fp32 memory:
+//   * gelu_a: op(A) = gelu(A) (A not transposed), computed while packing, before the rounding to bf16;
+//   * b_bf16 (non-null): op(B) = B given as bf16 values (not transposed, row stride ldb), paired without
+//     rounding; the float B is not read.
+typedef struct {
+    const float *bias;
+    ck_grad row_sums;
+    int gelu_a;
+    const uint16_t *b_bf16;
+} ck_linear_epilogue;
+// A broken internal contract (a kernel called as no caller in this library calls it): the message, then
+// abort. Not for input checks, which the Swift callers make before any kernel runs.
+static inline __attribute__((cold, noreturn)) void ck_fatal(const char *message) {
+    fprintf(stderr, "CKernels: %s\n", message);
+    abort();
+}
+// The GELU's arithmetic for the bf16 MLP (activation.c), the bits of ck_gelu_forward and ck_gelu_backward
+// (the bf16 values rounded by ck_bf16_bits): gelu(x) of n values in a row; g ← bf16(gelu(x)) (parallel);
+// dx (=|+=) dout · gelu'(x) with g ← bf16(gelu(x)), from one exp and erfc per value (parallel; dx.data
+// may be dout).
+void ck_gelu_values(float *restrict out, const float *restrict x, int64_t n);
+void ck_gelu_bf16(uint16_t *g, const float *x, int64_t n);
+void ck_gelu_backward_bf16(ck_grad dx, const float *dout, const float *x, uint16_t *g, int64_t n);
 void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep);
 

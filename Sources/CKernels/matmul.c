@@ -334,6 +334,7 @@ static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
 void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {
     if (gemm_precision == CK_PRECISION_BF16) { matmul_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep); return; }
+    if (ep && (ep->gelu_a || ep->b_bf16)) ck_fatal("matmul: GELU and bf16 operands are the bf16 driver's only");
     const ck_level level = ck_cpu_level_id();
     if (level == CK_LEVEL_AVX2) { matmul_avx2(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep); return; }
     const int64_t mr = level == CK_LEVEL_AVX512 ? MR : MR_PORTABLE, tiles = (M + mr - 1) / mr;
@@ -484,9 +485,18 @@ static void pack_pairs_b(uint32_t *restrict bp, const float *restrict B, int64_t
 // each pair of A's rows is converted together, ap[q·width + r] (a_rs = 1, a_qs = width ≥ rows). op(A) =
 // A: a row's pairs are adjacent in A, so each row is converted as it lies, ap[r·kp + q] (a_rs = kp,
 // a_qs = 1). Zeros past K.
+// With gelu (op(A) = A only), each row's values go through the GELU first: op(A) = gelu(A).
 static void pack_pairs_a(uint32_t *restrict ap, const float *restrict A, int64_t lda, int trans_a, int64_t k0, int64_t kc,
-                         int64_t i0, int64_t rows, int64_t width, int fast) {
+                         int64_t i0, int64_t rows, int64_t width, int gelu, int fast) {
     const int64_t kp = (kc + 1) / 2;
+    if (gelu) {
+        float row[KC_MAX];
+        for (int64_t r = 0; r < rows; r++) {
+            ck_gelu_values(row, A + (i0 + r) * lda + k0, kc);
+            ck_bf16_row_pairs(ap + r * kp, row, kc, fast);
+        }
+        return;
+    }
     if (trans_a) {
         for (int64_t q = 0; q < kp; q++) {
             const float *even = A + (k0 + 2 * q) * lda + i0;
@@ -495,6 +505,24 @@ static void pack_pairs_a(uint32_t *restrict ap, const float *restrict A, int64_t
         return;
     }
     for (int64_t r = 0; r < rows; r++) ck_bf16_row_pairs(ap + r * kp, A + (i0 + r) * lda + k0, kc, fast);
+}
+
+// The NR columns from n0 over rows k0 ..< k0 + kc of op(B) = B given as bf16 values (row stride ldb), as
+// pack_pairs_b lays them out: the two rows' values side by side, nothing to round.
+static void pack_pairs_b_bf16(uint32_t *restrict bp, const uint16_t *restrict B, int64_t ldb, int64_t k0, int64_t kc, int64_t n0,
+                              int64_t N) {
+    const int64_t nr = ck_min64(NR, N - n0), kp = (kc + 1) / 2;
+    for (int64_t q = 0; q < kp; q++) {
+        const uint16_t *even = B + (k0 + 2 * q) * ldb + n0, *odd = 2 * q + 1 < kc ? even + ldb : NULL;
+        uint32_t *restrict dst = bp + q * NR;
+        if (odd) {
+            #pragma omp simd
+            for (int64_t j = 0; j < nr; j++) dst[j] = (uint32_t)even[j] | (uint32_t)odd[j] << 16;
+        } else {
+            for (int64_t j = 0; j < nr; j++) dst[j] = even[j];
+        }
+        for (int64_t j = nr; j < NR; j++) dst[j] = 0;
+    }
 }
 
 // Row sums of op(A)'s rows i0 ..< i0 + rows over k0 ..< k0 + kc, unrounded, in k order (the fp32 tiles'
@@ -609,11 +637,12 @@ static inline void share(int64_t n, int tid, int threads, int64_t *lo, int64_t *
     *hi = *lo + base + (tid < extra);
 }
 
-// Part `part` of `parts` of rows [r0, r0 + rows) × columns [c0, c0 + cols) of a row-major matrix, by whole
-// rows, asked into L2.
-static inline void prefetch_part(const float *x, int64_t ld, int64_t r0, int64_t rows, int64_t c0, int64_t cols, int64_t part,
-                                 int64_t parts) {
-    for (int64_t r = r0 + part * rows / parts; r < r0 + (part + 1) * rows / parts; r++) ck_prefetch_l2(x + r * ld + c0, cols);
+// Part `part` of `parts` of rows [r0, r0 + rows) × columns [c0, c0 + cols) of a row-major matrix of
+// `size`-byte elements, by whole rows, asked into L2.
+static inline void prefetch_part(const void *x, int64_t size, int64_t ld, int64_t r0, int64_t rows, int64_t c0, int64_t cols,
+                                 int64_t part, int64_t parts) {
+    for (int64_t r = r0 + part * rows / parts; r < r0 + (part + 1) * rows / parts; r++)
+        ck_prefetch_l2((const float *)((const char *)x + (r * ld + c0) * size), cols * size / (int64_t)sizeof(float));
 }
 
 // Two sets of pair buffers, which blocks alternate between (below).
@@ -653,6 +682,9 @@ static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
     // the wide operand (192×768 and 128×512 · K 12,800), -2% (noise) on 768×192 · 12,800; prefetching
     // op(A)'s rows too cost that product 8% (its packed op(A), read in strided tiles, lost L2 to them).
     const int prefetch_b = shared_a && trans_a && !trans_b;
+    const int gelu_a = ep && ep->gelu_a;
+    const uint16_t *const b_bf16 = ep ? ep->b_bf16 : NULL;
+    if ((gelu_a && (trans_a || sums)) || (b_bf16 && trans_b)) ck_fatal("matmul: a GELU or bf16 operand must not be transposed or row-summed");
     #pragma omp parallel if (M * N * K >= 64 * CK_PAR_MIN)
     {
         uint32_t own[KP_MAX * MR] __attribute__((aligned(64)));   // this thread's row tile of op(A), as pairs
@@ -664,7 +696,10 @@ static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
             uint32_t *const bp = pairs_b[blk & 1], *const pa = pairs_a[blk & 1];
             int64_t lo, hi;
             share(panels, tid, threads, &lo, &hi);
-            for (int64_t p = lo; p < hi; p++) pack_pairs_b(bp + p * NR * kp, B, ldb, trans_b, k0, kc, n0 + p * NR, N, fast);
+            for (int64_t p = lo; p < hi; p++) {
+                if (b_bf16) pack_pairs_b_bf16(bp + p * NR * kp, b_bf16, ldb, k0, kc, n0 + p * NR, N);
+                else pack_pairs_b(bp + p * NR * kp, B, ldb, trans_b, k0, kc, n0 + p * NR, N, fast);
+            }
             if (shared_a && trans_a) {   // the whole block of op(A) = Aᵀ: by pairs of A's rows, each pair whole
                 share(kp, tid, threads, &lo, &hi);
                 for (int64_t q = lo; q < hi; q++) {
@@ -673,7 +708,8 @@ static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                 }
             } else if (shared_a) {       // of op(A) = A: by tiles of rows
                 share(tiles, tid, threads, &lo, &hi);
-                for (int64_t t = lo; t < hi; t++) pack_pairs_a(pa + t * MR * kp, A, lda, 0, k0, kc, t * MR, ck_min64(MR, M - t * MR), M, fast);
+                for (int64_t t = lo; t < hi; t++)
+                    pack_pairs_a(pa + t * MR * kp, A, lda, 0, k0, kc, t * MR, ck_min64(MR, M - t * MR), M, gelu_a, fast);
             }
             if (shared_a && sums && n0 == 0) {   // op(A)'s row sums (the bias gradient), spread over the threads
                 share(tiles, tid, threads, &lo, &hi);
@@ -694,7 +730,10 @@ static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
             const int64_t half = lo + (hi - lo) / 2;
             int64_t packed = -1;
             for (int64_t item = lo; item < hi; item++) {
-                if (ncols > 0 && item >= half) prefetch_part(B, ldb, nk0, nkc, nc0, ncols, item - half, hi - half);
+                if (ncols > 0 && item >= half) {
+                    if (b_bf16) prefetch_part(b_bf16, sizeof *b_bf16, ldb, nk0, nkc, nc0, ncols, item - half, hi - half);
+                    else prefetch_part(B, sizeof *B, ldb, nk0, nkc, nc0, ncols, item - half, hi - half);
+                }
                 const int64_t t = panel_major ? item % tiles : item / panels, p = panel_major ? item / tiles : item % panels;
                 const int64_t i0 = t * MR, j0 = n0 + p * NR;
                 const int64_t rows = ck_min64(MR, M - i0), cols = ck_min64(NR, N - j0);
@@ -704,7 +743,7 @@ static void matmul_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                     ap = trans_a ? pa + i0 : pa + i0 * kp;
                     a_rs = trans_a ? 1 : kp; a_qs = trans_a ? M : 1;
                 } else {
-                    if (packed != t) { pack_pairs_a(own, A, lda, trans_a, k0, kc, i0, rows, MR, fast); packed = t; }
+                    if (packed != t) { pack_pairs_a(own, A, lda, trans_a, k0, kc, i0, rows, MR, gelu_a, fast); packed = t; }
                     ap = own;
                     a_rs = trans_a ? 1 : kp; a_qs = trans_a ? MR : 1;
                 }

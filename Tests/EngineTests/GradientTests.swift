@@ -134,22 +134,33 @@ final class GradientTests: XCTestCase {
 }
 
 /// The fused MLP op is the two-op chain it replaces, bit for bit, forward and every gradient, on
-/// each GEMM backend; and a frozen fc1 (only fc2 trains) gets fc2's gradients alone.
+/// each GEMM backend and in both precisions (with bf16 products its GELU runs inside fc2's products
+/// and in one backward pass: ck_gelu_linear_forward/backward); and a frozen fc1 (only fc2 trains) gets
+/// fc2's gradients alone.
 final class MLPOpTests: XCTestCase {
     override class func setUp() { GEMMChoiceGuard.install() }
 
     func testMLPMatchesLinearGELUThenLinearBitForBit() {
-        for tessera: Int32 in [0, 1] { _ = Runtime.withGEMM(tessera == 1 ? .tessera : .openBLAS) {
-            var results: [[[Float]]] = []
-            for fused in [false, true] {
-                let x = randomTensor([3, 37, 24], seed: 1, requiresGrad: true)
-                let w1 = randomTensor([96, 24], seed: 2, requiresGrad: true), b1 = randomTensor([96], seed: 3, requiresGrad: true)
-                let w2 = randomTensor([24, 96], seed: 4, requiresGrad: true), b2 = randomTensor([24], seed: 5, requiresGrad: true)
-                let y = fused ? x.mlp(w1, b1, w2, b2) : x.linearGELU(w1, b1).linear(w2, b2)
-                (y * y).sum().backward()
-                results.append([y.array] + [x, w1, b1, w2, b2].map { $0.grad!.array })
+        let computes: [Runtime.Compute] = [.init(gemm: .openBLAS, precision: .fp32), .init(gemm: .tessera, precision: .fp32),
+                                           .init(gemm: .tessera, precision: .bf16)]
+        for compute in computes { _ = Runtime.withCompute(compute) {
+            // Every layer training, then fc1 frozen (no pre-activation gradient), then fc2's weight frozen
+            // (no gelu(pre) for its gradient); 37 rows: a last row tile and K block of 1 row, 96 = 3 panels.
+            for frozen in ["none", "fc1", "fc2"] {
+                var results: [[[Float]]] = []
+                for fused in [false, true] {
+                    let x = randomTensor([3, 37, 24], seed: 1, requiresGrad: frozen != "fc1")
+                    let w1 = randomTensor([96, 24], seed: 2, requiresGrad: frozen != "fc1")
+                    let b1 = randomTensor([96], seed: 3, requiresGrad: frozen != "fc1")
+                    let w2 = randomTensor([24, 96], seed: 4, requiresGrad: frozen != "fc2"), b2 = randomTensor([24], seed: 5, requiresGrad: true)
+                    let y = fused ? x.mlp(w1, b1, w2, b2) : x.linearGELU(w1, b1).linear(w2, b2)
+                    (y * y).sum().backward()
+                    results.append([y.array] + [x, w1, b1, w2, b2].map { $0.grad?.array ?? [] })
+                }
+                XCTAssertEqual(results[0], results[1], "\(compute), \(frozen) frozen")
+                XCTAssertEqual(results[1].map { $0.isEmpty }, [false] + (frozen == "fc1" ? [true, true, true, false, false]
+                    : frozen == "fc2" ? [false, false, false, true, false] : [false, false, false, false, false]), "\(compute), \(frozen) frozen")
             }
-            XCTAssertEqual(results[0], results[1], "GEMM backend \(tessera == 1 ? "tessera" : "BLAS")")
         } }
     }
 

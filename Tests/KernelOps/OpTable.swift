@@ -759,7 +759,98 @@ let linearShapes: [[Int]] = [[1, 1, 1, 1, 0], [7, 5, 33, 1, 1], [30, 17, 70, 0, 
                              [3, 8, 9, 0, 0], [1100, 20, 64, 1, 0], [40, 64, 30, 1, 0], [12800, 192, 768, 1, 1],
                              [12800, 192, 576, 1, 0]]
 
+/// An MLP's second layer on the first layer's pre-activation (ck_gelu_linear_forward/backward):
+/// [R, Din] → [R, Dout], with bias or none. In fp32 (and on any BLAS) gelu(pre) is a pass into the
+/// scratch and the products read it; with bf16 products the forward computes it while packing, and the
+/// backward's GELU pass writes its bf16 values, which the weight gradient pairs. The reference: the
+/// product's reference (fp32 or bf16) of the GELU kernel's values (the gelu row checks those), the
+/// GELU's reference backward.
+func geluLinearCase(_ s: [Int], bf16: Bool) -> OpCase {
+    let R = s[0], Din = s[1], Dout = s[2], hasBias = s[3] == 1
+    let inputs = [opRandom(R * Din, seed: 66, -4, 4), opRandom(Dout * Din, seed: 67, -0.2, 0.2)] + (hasBias ? [opRandom(Dout, seed: 68)] : [])
+    let compute = Runtime.Compute(gemm: .tessera, precision: bf16 ? .bf16 : .fp32)
+    let product: GEMMCall
+    if bf16 { product = ref_sgemm_bf16 } else { product = ref_sgemm }
+    /// The kernel's scratch for `backward`, and a call with it.
+    func withScratch(backward: Bool, _ body: (UnsafeMutablePointer<Float>?) -> Void) {
+        var scratch = zeros(Int(ck_gelu_linear_scratch(backward ? 1 : 0, i64(R), i64(Din))))
+        scratch.withUnsafeMutableBufferPointer { body($0.count > 0 ? $0.baseAddress : nil) }
+    }
+    func gelu(_ x: [Float]) -> [Float] { var h = zeros(x.count); ck_gelu_forward(&h, x, i64(x.count)); return h }
+    /// out = gelu(pre)·Wᵀ + b for `rows` rows of pre.
+    func referenceForward(_ pre: [Float], rows: Int, _ v: [[Float]]) -> [Float] {
+        var sum = zeros(rows * Dout), out = zeros(rows * Dout)
+        product(0, 1, i64(rows), i64(Dout), i64(Din), 1, gelu(pre), i64(Din), v[1], i64(Din), 0, &sum, i64(Dout))
+        if hasBias { ref_bias_add(&out, sum, v[2], i64(rows), i64(Dout)) } else { out = sum }
+        return out
+    }
+    /// dpre for `rows` rows of dout and pre.
+    func referenceInputGradient(_ dout: [Float], _ pre: [Float], rows: Int, _ v: [[Float]]) -> [Float] {
+        var dh = zeros(rows * Din), dpre = zeros(rows * Din)
+        product(0, 0, i64(rows), i64(Din), i64(Dout), 1, dout, i64(Dout), v[1], i64(Din), 0, &dh, i64(Din))
+        ref_gelu_backward(&dpre, dh, pre, i64(rows * Din))
+        return dpre
+    }
+    let forward: Forward = { impl, v in
+        guard impl == .kernel else { return [referenceForward(v[0], rows: R, v)] }
+        var out = zeros(R * Dout)
+        let bias: [Float]? = hasBias ? v[2] : nil
+        _ = Runtime.withCompute(compute) {
+            withScratch(backward: false) { scratch in
+                ck_gelu_linear_forward(&out, v[0], scratch, v[1], bias, i64(R), i64(Din), i64(Dout))
+            }
+        }
+        return [out]
+    }
+    let backward: Backward = { impl, v, dout, gr, acc in
+        if impl == .kernel {
+            let dbias = hasBias ? g(gr[2], acc) : ck_grad()
+            _ = Runtime.withCompute(compute) {
+                withScratch(backward: true) { scratch in
+                    ck_gelu_linear_backward(g(gr[0], acc), g(gr[1], acc), dbias, dout, v[0], scratch, v[1], i64(R), i64(Din), i64(Dout))
+                }
+            }
+        } else {
+            let dpre = referenceInputGradient(dout, v[0], rows: R, v)
+            gr[0].update(from: dpre, count: dpre.count)
+            product(1, 0, i64(Dout), i64(Din), i64(R), 1, dout, i64(Dout), gelu(v[0]), i64(Din), 0, gr[1], i64(Din))
+            if hasBias { ref_bias_add_backward(nil, gr[2], dout, i64(R), i64(Dout)) }
+        }
+    }
+    let sampled: SampledReference = { v, out, grads, dout in
+        let rows = sampleIndices(R), cols = sampleIndices(Dout), r = rows.count, o = cols.count
+        let pre = pickRows(v[0], rows, ld: Din, width: Din)
+        var checks = [("rows \(rows) of the output", pickRows(out[0], rows, ld: Dout, width: Dout), referenceForward(pre, rows: r, v))]
+        guard !grads.isEmpty else { return checks }
+        checks.append(("rows \(rows) of dpre", pickRows(grads[0], rows, ld: Din, width: Din),
+                       referenceInputGradient(pickRows(dout, rows, ld: Dout, width: Dout), pre, rows: r, v)))
+        let doutColumns = pickColumns(dout, cols, rows: R, ld: Dout)
+        var dw = zeros(o * Din), db = zeros(o)
+        product(1, 0, i64(o), i64(Din), i64(R), 1, doutColumns, i64(o), gelu(v[0]), i64(Din), 0, &dw, i64(Din))
+        checks.append(("rows \(cols) of dweight", pickRows(grads[1], cols, ld: Din, width: Din), dw))
+        if hasBias {
+            ref_bias_add_backward(nil, &db, doutColumns, i64(R), i64(o))
+            checks.append(("entries \(cols) of dbias", cols.map { grads[2][$0] }, db))
+        }
+        return checks
+    }
+    return OpCase("gelu_linear [\(R), \(Din)] → \(Dout)\(hasBias ? " + bias" : "")", inputs: inputs,
+                  differentiable: hasBias ? [0, 1, 2] : [0, 1], finiteDifferences: !bf16, forward: forward, backward: backward,
+                  sampled: sampled)
+}
+
+/// One row per pair: a K block of 1 (R = 1025 in the weight gradient: an odd last pair), Din past the K
+/// block (1,100), N in two passes (Din = 400 · K 1,000), panels partly filled.
+let geluLinearShapes: [[Int]] = [[1, 1, 1, 1], [7, 33, 5, 1], [30, 70, 17, 0], [37, 96, 24, 1], [40, 1100, 30, 1], [1025, 40, 24, 1],
+                                 [1000, 400, 40, 1], [3328, 768, 192, 1]]
+
 let gemmRows: [KernelOp] = [
+    // The MLP's second layer with its GELU, in fp32 on Tessera's GEMM and in bf16 (where the GELU runs
+    // inside the products and one backward pass); bias gradients as linear's.
+    KernelOp("gelu_linear", kernels: ["ck_gelu_linear_forward", "ck_gelu_linear_backward", "ck_gelu_linear_scratch"], rtol: 2e-5,
+             atol: 2e-4, shapes: geluLinearShapes, production: [3328, 768, 192, 1]) { s in geluLinearCase(s, bf16: false) },
+    KernelOp("gelu_linear_bf16", kernels: ["ck_gelu_linear_forward", "ck_gelu_linear_backward", "ck_gelu_linear_scratch"], rtol: 2e-5,
+             atol: 2e-4, shapes: geluLinearShapes, production: [3328, 768, 192, 1]) { s in geluLinearCase(s, bf16: true) },
     // Bias gradients are float sums over up to 12,800 rows: atol for their rounding, as bias_add's.
     KernelOp("linear", kernels: ["ck_linear_forward", "ck_linear_backward"], rtol: 1e-4, atol: 1e-3, threadExact: false,
              shapes: linearShapes, production: [12800, 192, 768, 1, 1]) { s in linearCase(s, tesseraGEMM: false) },

@@ -25,6 +25,23 @@ void ck_linear_forward(float *out, float *pre, const float *x, const float *weig
 /// gradient is summed by the weight-gradient product's own tiles (no pass of its own).
 void ck_linear_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const float *dout, const float *x,
                         const float *weight, int64_t R, int64_t Din, int64_t Dout);
+/// An MLP's second layer on its first layer's pre-activation: out[R, Dout] = gelu(pre[R, Din]) ·
+/// weight[Dout, Din]ᵀ + bias[Dout] (bias may be null). `hidden` is scratch of ck_gelu_linear_scratch(0, R,
+/// Din) floats (null when 0): with fp32 products, or another GEMM, gelu(pre) is written there and read by
+/// the product; with bf16 products on Tessera's GEMM the GELU is computed while the product packs its
+/// operand. The same bits as ck_gelu_forward then ck_linear_forward either way.
+void ck_gelu_linear_forward(float *out, const float *pre, float *hidden, const float *weight, const float *bias, int64_t R,
+                            int64_t Din, int64_t Dout);
+/// Its backward for dout[R, Dout]: dpre[R, Din] (=|+=) (dout · weight) · gelu'(pre), dweight (=|+=) doutᵀ ·
+/// gelu(pre), dbias (=|+=) the column sums of dout (any gradient may be null). `hidden`: scratch of
+/// ck_gelu_linear_scratch(1, R, Din) floats, for gelu(pre) (needed only for dweight). The same bits as
+/// ck_gelu_forward, ck_linear_backward, then ck_gelu_backward.
+void ck_gelu_linear_backward(ck_grad dpre, ck_grad dweight, ck_grad dbias, const float *dout, const float *pre, float *hidden,
+                             const float *weight, int64_t R, int64_t Din, int64_t Dout);
+/// Floats of scratch that ck_gelu_linear_forward (backward = 0) or ck_gelu_linear_backward (1) needs for
+/// pre[R, Din]: R · Din where gelu(pre) is kept in fp32, its bf16 values (half as much) or nothing with bf16
+/// products on Tessera's GEMM.
+int64_t ck_gelu_linear_scratch(int backward, int64_t R, int64_t Din);
 /// on = 1: routes ck_sgemm to ck_matmul (and off oneDNN); on = 0: back to the linked BLAS.
 void ck_gemm_use_tessera(int on);
 /// on = 1: routes ck_sgemm to oneDNN's dnnl_sgemm, loading libdnnl at the first call; returns -1

@@ -65,9 +65,11 @@ extension Tensor {
     /// The same arithmetic as `x.linearGELU(W1, b1).linear(W2, b2)`, bit for bit, but it keeps only the
     /// pre-activation for the backward: the hidden activation (4x the width of the block's stream)
     /// is freed after the forward and recomputed from the pre-activation by the backward, which
-    /// needs it for fc2's weight gradient (measured: MAE vit-tiny's peak RSS 1047 → 917 MiB).
-    /// With `norm`, the MLP of `norm(x)`, whose rows are recomputed too (``RowNorm``); with `residual`,
-    /// `residual + mlp(…)` as ``linear(_:_:norm:residual:)``.
+    /// needs it for fc2's weight gradient (measured: MAE vit-tiny's peak RSS 1047 → 917 MiB). With bf16
+    /// products it never exists in fp32: the forward's fc2 product computes the GELU while it packs its
+    /// operand, and the backward's first product writes it as bf16 values for the second
+    /// (`ck_gelu_linear_forward`, `ck_gelu_linear_backward`). With `norm`, the MLP of `norm(x)`, whose rows are recomputed too
+    /// (``RowNorm``); with `residual`, `residual + mlp(…)` as ``linear(_:_:norm:residual:)``.
     public func mlp(_ fc1Weight: Tensor, _ fc1Bias: Tensor?, _ fc2Weight: Tensor, _ fc2Bias: Tensor?, norm: RowNorm? = nil,
                     residual: Tensor? = nil) -> Tensor {
         let input = ProductInput(source: self, norm: norm), w1 = fc1Weight, w2 = fc2Weight
@@ -77,27 +79,31 @@ extension Tensor {
         if let fc1Bias { precondition(fc1Bias.shape == [H], "mlp: fc1 bias \(fc1Bias.shape) for weight \(w1.shape)") }
         if let fc2Bias { precondition(fc2Bias.shape == [O], "mlp: fc2 bias \(fc2Bias.shape) for weight \(w2.shape)") }
         let lead = Array(shape.dropLast())
+        // Scratch for gelu(pre) where fc2's products read it from memory (fp32, or bf16 values in the backward).
+        func scratch(backward: Bool) -> Tensor? {
+            let floats = Int(ck_gelu_linear_scratch(backward ? 1 : 0, Int64(R), Int64(H)))
+            return floats > 0 ? Tensor(uninitialized: [floats]) : nil
+        }
         let pre = Tensor(uninitialized: lead + [H]), out = Tensor(uninitialized: lead + [O])
-        withExtendedLifetime((input.values(first: true), Tensor(uninitialized: lead + [H]))) { (x, hidden) in
-            ck_linear_forward(hidden.data, pre.data, x.data, w1.data, fc1Bias?.data, Int64(R), Int64(I), Int64(H), 1)
-            ck_linear_forward(out.data, nil, hidden.data, w2.data, fc2Bias?.data, Int64(R), Int64(H), Int64(O), 0)
+        withExtendedLifetime((input.values(first: true), scratch(backward: false))) { (x, hidden) in
+            ck_linear_forward(pre.data, nil, x.data, w1.data, fc1Bias?.data, Int64(R), Int64(I), Int64(H), 0)
+            ck_gelu_linear_forward(out.data, pre.data, hidden?.data, w2.data, fc2Bias?.data, Int64(R), Int64(H), Int64(O))
         }
         addResidual(residual, to: out, rows: R, width: O)
         let inputs = (residual.map { [$0] } ?? []) + input.tensors + [w1] + (fc1Bias.map { [$0] } ?? []) + [w2] + (fc2Bias.map { [$0] } ?? [])
         return out.recorded(norm == nil ? "mlp" : "normMLP", inputs) { g in
             residual?.receiveGradient(g)
-            let hidden = Tensor(uninitialized: lead + [H])   // recomputed: gelu(pre)
-            ck_gelu_forward(hidden.data, pre.data, Int64(R * H))
             let fc1NeedsGrad = input.needsGrad || w1.requiresGrad || (fc1Bias?.requiresGrad ?? false)
-            let dHidden = fc1NeedsGrad ? Tensor(uninitialized: lead + [H]) : nil
-            ck_linear_backward(ck_grad(data: dHidden?.data, accumulate: 0), w2.gradTarget(), fc2Bias?.gradTarget() ?? ck_grad(),
-                               g, hidden.data, w2.data, Int64(R), Int64(H), Int64(O))
-            guard let dHidden else { return }
-            // The pre-activation's gradient, written over the recomputed activation (no longer needed).
-            ck_gelu_backward(ck_grad(data: hidden.data, accumulate: 0), dHidden.data, pre.data, Int64(R * H))
-            withExtendedLifetime((input.values(), hidden)) { (x, hidden) in
+            // The pre-activation's gradient, written whole.
+            let dPre = fc1NeedsGrad ? Tensor(uninitialized: lead + [H]) : nil
+            withExtendedLifetime(w2.requiresGrad ? scratch(backward: true) : nil) { hidden in
+                ck_gelu_linear_backward(ck_grad(data: dPre?.data, accumulate: 0), w2.gradTarget(), fc2Bias?.gradTarget() ?? ck_grad(), g, pre.data, hidden?.data,
+                                        w2.data, Int64(R), Int64(H), Int64(O))
+            }
+            guard let dPre else { return }
+            withExtendedLifetime(input.values()) { x in
                 input.backward { dx in
-                    ck_linear_backward(dx, w1.gradTarget(), fc1Bias?.gradTarget() ?? ck_grad(), hidden.data, x.data, w1.data,
+                    ck_linear_backward(dx, w1.gradTarget(), fc1Bias?.gradTarget() ?? ck_grad(), dPre.data, x.data, w1.data,
                                        Int64(R), Int64(I), Int64(H))
                 }
             }
