@@ -30,18 +30,30 @@ CK_CLONES static void gelu_backward_chunk(float *dx, const float *dout, const fl
     }
 }
 
-// dx (=|+=) dout · gelu'(x) and g ← bf16(gelu(x)), from one exp and erfc per value (the arithmetic of
-// gelu_backward_chunk and of ck_gelu_values rounded by ck_bf16_bits); dx may be dout itself.
-CK_CLONES static void gelu_backward_bf16_chunk(float *dx, const float *dout, const float *restrict x, uint16_t *restrict g, int64_t n,
-                                               int accumulate) {
-    #pragma omp simd
-    CK_INTERLEAVE4
-    for (int64_t i = 0; i < n; i++) {
-        const float xi = x[i], e = ck_exp(-0.5f * xi * xi), cdf = ck_normal_cdf_given_exp(xi, e);
-        g[i] = (uint16_t)ck_bf16_bits(xi * cdf);
-        const float slope = cdf + xi * CK_INV_SQRT_2PI * e;   // gelu_slope's arithmetic
-        const float d = dout[i] * slope;
-        dx[i] = accumulate ? dx[i] + d : d;
+// dx (=|+=) dout · gelu'(x), keeping gelu(x) in g (fp32, or bf16 rounded by ck_bf16_bits), from one exp
+// and erfc per value: the arithmetic of gelu_backward_chunk and of ck_gelu_values. dx may be dout itself.
+#define DEFINE_GELU_BACKWARD_KEEPING(name, T, keep)                                                                    \
+    CK_CLONES static void name(float *dx, const float *dout, const float *restrict x, T *restrict g, int64_t n, int accumulate) { \
+        _Pragma("omp simd") CK_INTERLEAVE4                                                                          \
+        for (int64_t i = 0; i < n; i++) {                                                                           \
+            const float xi = x[i], e = ck_exp(-0.5f * xi * xi), cdf = ck_normal_cdf_given_exp(xi, e);               \
+            g[i] = keep(xi * cdf);                                                                                  \
+            const float slope = cdf + xi * CK_INV_SQRT_2PI * e;   /* gelu_slope's arithmetic */                     \
+            const float d = dout[i] * slope;                                                                        \
+            dx[i] = accumulate ? dx[i] + d : d;                                                                     \
+        }                                                                                                           \
+    }
+#define KEEP_FP32(v) (v)
+#define KEEP_BF16(v) ((uint16_t)ck_bf16_bits(v))
+DEFINE_GELU_BACKWARD_KEEPING(gelu_backward_keeping_fp32, float, KEEP_FP32)
+DEFINE_GELU_BACKWARD_KEEPING(gelu_backward_keeping_bf16, uint16_t, KEEP_BF16)
+
+void ck_gelu_backward_keeping(ck_grad dx, const float *dout, const float *x, float *g, int64_t N) {
+    const int64_t nchunk = (N + CK_CHUNK - 1) / CK_CHUNK;
+    #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
+    for (int64_t c = 0; c < nchunk; c++) {
+        int64_t i0 = c * CK_CHUNK;
+        gelu_backward_keeping_fp32(dx.data + i0, dout + i0, x + i0, g + i0, ck_min64(CK_CHUNK, N - i0), dx.accumulate);
     }
 }
 
@@ -50,7 +62,7 @@ void ck_gelu_backward_bf16(ck_grad dx, const float *dout, const float *x, uint16
     #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
     for (int64_t c = 0; c < nchunk; c++) {
         int64_t i0 = c * CK_CHUNK;
-        gelu_backward_bf16_chunk(dx.data + i0, dout + i0, x + i0, g + i0, ck_min64(CK_CHUNK, N - i0), dx.accumulate);
+        gelu_backward_keeping_bf16(dx.data + i0, dout + i0, x + i0, g + i0, ck_min64(CK_CHUNK, N - i0), dx.accumulate);
     }
 }
 

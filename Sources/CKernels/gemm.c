@@ -321,10 +321,15 @@ void ck_gelu_linear_backward(ck_grad dpre, ck_grad dweight, ck_grad dbias, const
         } else if (dbias.data) {
             ck_bias_add_backward((ck_grad){NULL, 0}, dbias, dout, R, Dout);
         }
-    } else {
-        if (dweight.data) ck_gelu_forward(hidden, pre, R * Din);
-        ck_linear_backward((ck_grad){dh, 0}, dweight, dbias, dout, hidden, weight, R, Din, Dout);
-        if (dh) ck_gelu_backward(dpre, dh, pre, R * Din);
+    } else {   // fp32 (or another GEMM): the same order, gelu(pre) kept in fp32 for the weight gradient
+        if (dh) {
+            ck_sgemm(0, 0, R, Din, Dout, 1.0f, dout, Dout, weight, Din, 0.0f, dh, Din);
+            if (dweight.data) ck_gelu_backward_keeping(dpre, dh, pre, hidden, R * Din);
+            else ck_gelu_backward(dpre, dh, pre, R * Din);
+        } else if (dweight.data) {
+            ck_gelu_forward(hidden, pre, R * Din);
+        }
+        ck_linear_backward((ck_grad){NULL, 0}, dweight, dbias, dout, hidden, weight, R, Din, Dout);
     }
     if (dh && dh != dpre.data) free(dh);
 }
