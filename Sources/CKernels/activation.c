@@ -15,7 +15,7 @@ CK_CLONES void ck_gelu_values(float *restrict out, const float *restrict x, int6
 }
 
 // The slope d/dx [x Φ(x)] = Φ(x) + x φ(x), φ(x) = exp(−x²/2) / √(2π), with one exp for both Φ and φ.
-static inline float gelu_slope(float v) {
+CK_ALWAYS_INLINE float gelu_slope(float v) {
     const float e = ck_exp(-0.5f * v * v);
     return ck_normal_cdf_given_exp(v, e) + v * CK_INV_SQRT_2PI * e;
 }

@@ -180,14 +180,17 @@ static inline ck_grad ck_grad_for_scatter(ck_grad g, int64_t n) {
 
 // ---------------------------------------------------------------------------------------------
 // Vectorizable elementary functions. libm's expf/erff are opaque calls that stop the vectorizer;
-// these are branch-free (selects only), so `#pragma omp simd` loops calling them vectorize.
+// these are branch-free (selects only), so `#pragma omp simd` loops calling them vectorize. Always
+// inlined, so each CK_CLONES clone computes them with its own instructions: an out-of-line copy is
+// compiled for the baseline (no FMA), and under AddressSanitizer ck_gelu_values called one while the
+// GELU backward pass inlined its own, which gave two GELUs one ulp apart.
 
 // e^x, accurate to about 2 ulp, for x ≤ 88.7: x = n·ln2 + r, |r| ≤ ln2/2, e^r by a degree-6
 // polynomial, 2^n by building the exponent bits. Every caller passes a shifted logit (x − max,
 // x − lse) or −z², so there is no overflow handling: larger x gives garbage, not +inf (2 of its ~25
 // vector operations, 13% of GELU's forward). Underflows to exactly 0 below −87.34 (so masked −inf
 // scores give 0). A NaN input gives NaN: it reaches r, while n, which becomes an integer, sees 0.
-static inline float ck_exp(float x) {
+CK_ALWAYS_INLINE float ck_exp(float x) {
     const float lo = -87.3365447f;
     // Inputs below lo are evaluated at 0 and replaced by 0 at the end: evaluating them at lo would
     // produce subnormal intermediates, which cost a microcode assist (~100 cycles) per vector.
@@ -215,7 +218,7 @@ static inline float ck_exp(float x) {
 // 2 atanh(s) = 2s (1 + s²/3 + s⁴/5 + … + s¹⁰/11), truncated where the next term is below 2e-9 of
 // the first. Inline and vectorizable, unlike a call to libm's logf (a call per softmax row was 10%
 // of the attention forward at N = 13).
-static inline float ck_log(float x) {
+CK_ALWAYS_INLINE float ck_log(float x) {
     int32_t bits;
     memcpy(&bits, &x, 4);
     int32_t e = ((bits >> 23) & 0xff) - 127;
@@ -241,7 +244,7 @@ static inline float ck_log(float x) {
 // relative error below x = 0 stays under 3.7e-4 down to x = −6 (Φ = 1e-9), larger beyond. PyTorch's
 // vectorized erf has the same absolute accuracy. exp(−z²) = exp(−x²/2) is passed in by the caller,
 // so that the GELU backward, which needs the same exponential for the normal pdf, evaluates it once.
-static inline float ck_normal_cdf_given_exp(float x, float exp_minus_half_x2) {
+CK_ALWAYS_INLINE float ck_normal_cdf_given_exp(float x, float exp_minus_half_x2) {
     const float t = 1.0f / (1.0f + 0.5f * 0.70710678118654752440f * fabsf(x));
     float q = 5.721535161e-02f;
     q = q * t - 2.105575353e-01f;
@@ -254,7 +257,7 @@ static inline float ck_normal_cdf_given_exp(float x, float exp_minus_half_x2) {
     return x >= 0.0f ? 1.0f - half_erfc : half_erfc;
 }
 
-static inline float ck_normal_cdf(float x) { return ck_normal_cdf_given_exp(x, ck_exp(-0.5f * x * x)); }
+CK_ALWAYS_INLINE float ck_normal_cdf(float x) { return ck_normal_cdf_given_exp(x, ck_exp(-0.5f * x * x)); }
 
 // ---- bf16 operands (the bf16 products of matmul.c and attention.c; the rule is stated in matmul.c) ----
 

@@ -157,7 +157,9 @@ final class MLPOpTests: XCTestCase {
                     (y * y).sum().backward()
                     results.append([y.array] + [x, w1, b1, w2, b2].map { $0.grad?.array ?? [] })
                 }
-                XCTAssertEqual(results[0], results[1], "\(compute), \(frozen) frozen")
+                for (i, name) in ["y", "dx", "dw1", "db1", "dw2", "db2"].enumerated() {
+                    XCTAssertEqual(results[0][i], results[1][i], "\(name), \(compute), \(frozen) frozen")
+                }
                 XCTAssertEqual(results[1].map { $0.isEmpty }, [false] + (frozen == "fc1" ? [true, true, true, false, false]
                     : frozen == "fc2" ? [false, false, false, true, false] : [false, false, false, false, false]), "\(compute), \(frozen) frozen")
             }
@@ -193,6 +195,43 @@ final class MLPOpTests: XCTestCase {
                 }
             }
         } }
+    }
+
+    /// A product's residual takes the output's gradient buffer instead of a copy where that is safe
+    /// (`Tensor.receiveGradient(takingOutputGradient:)`): the same bits as the chain `x + f(x)` when the
+    /// residual is also the product's input, with and without a norm (the un-normalized linear must copy:
+    /// its product writes that gradient while reading the output's), through a chain of blocks; and the
+    /// walk's root keeps its own gradient.
+    func testResidualTakingTheOutputGradientKeepsTheChainsBits() {
+        func run(_ fused: Bool) -> [[Float]] {
+            let x = randomTensor([3, 7, 8], seed: 1, requiresGrad: true)
+            let w = randomTensor([8, 8], seed: 2, requiresGrad: true), b = randomTensor([8], seed: 3, requiresGrad: true)
+            let w1 = randomTensor([16, 8], seed: 4, requiresGrad: true), w2 = randomTensor([8, 16], seed: 5, requiresGrad: true)
+            let nw = randomTensor([8], seed: 6, requiresGrad: true), nb = randomTensor([8], seed: 7, requiresGrad: true)
+            let ln = RowNorm.layer(weight: nw, bias: nb, eps: 1e-6)
+            var h = x
+            if fused {
+                h = h.linear(w, b, residual: h)                  // the input is the residual, no norm: a copy
+                h = h.linear(w, b, norm: ln, residual: h)        // with a norm: the buffer itself
+                h = h.mlp(w1, nil, w2, nil, residual: h)         // the MLP without a norm: the buffer itself
+                h = h.mlp(w1, nil, w2, nil, norm: ln, residual: h)
+            } else {
+                h = h + h.linear(w, b)
+                h = h + h.layerNorm(weight: nw, bias: nb, eps: 1e-6).linear(w, b)
+                h = h + h.mlp(w1, nil, w2, nil)
+                h = h + h.layerNorm(weight: nw, bias: nb, eps: 1e-6).mlp(w1, nil, w2, nil)
+            }
+            (h * h).sum().backward()
+            return [h.array] + [x, w, b, w1, w2, nw, nb].map { $0.grad!.array }
+        }
+        XCTAssertEqual(run(true), run(false))
+        // The root of the walk: a product's output whose gradient the caller seeds and reads afterwards.
+        // (Its residual also feeds the product's norm, whose backward adds to the residual's gradient.)
+        let x = randomTensor([2, 5, 8], seed: 8, requiresGrad: true), w = randomTensor([8, 8], seed: 9, requiresGrad: true)
+        let z = x.linear(w, nil), seed = randomTensor([2, 5, 8], seed: 10)
+        let y = z.linear(w, nil, norm: .layer(weight: nil, bias: nil, eps: 1e-6), residual: z)
+        y.backward(seed: seed)
+        XCTAssertEqual(y.grad?.array, seed.array, "the root's gradient is its seed after the walk")
     }
 
     /// A residual that needs no gradient (a block on constant input) gets none, and the rest train.

@@ -94,7 +94,11 @@ extension Tensor {
             guard let node = t.node else { continue }
             if let g = t.grad {
                 if StepProfile.isOn { StepProfile.lap("autograd walk", backward: true) }
+                // An intermediate output's gradient is dropped after its node: the node may hand the
+                // buffer itself to an input (``Tensor/receiveGradient(takingOutputGradient:)``).
+                Tensor.outputGradientInFlight = t !== self ? g : nil
                 node.backward(g.data)
+                Tensor.outputGradientInFlight = nil
                 if StepProfile.isOn { StepProfile.lap(node.name, backward: true) }
             }
             t.node = nil   // retain_graph = false: release saved tensors now

@@ -30,7 +30,11 @@ extension Tensor {
         addResidual(residual, to: out, rows: R, width: O)
         let inputs = (residual.map { [$0] } ?? []) + input.tensors + [weight] + (bias.map { [$0] } ?? [])
         return out.recorded(norm == nil ? "linear" : "normLinear", inputs) { g in
-            residual?.receiveGradient(g)
+            // The residual may take g itself unless the product then writes its gradient while reading g
+            // (the same tensor as the un-normalized input); a norm's backward writes after the product.
+            if let residual {
+                if norm == nil && residual === self { residual.receiveGradient(g) } else { residual.receiveGradient(takingOutputGradient: g) }
+            }
             withExtendedLifetime(input.values()) { x in
                 input.backward { dx in
                     ck_linear_backward(dx, weight.gradTarget(), bias?.gradTarget() ?? ck_grad(), g, x.data, weight.data,
@@ -92,7 +96,8 @@ extension Tensor {
         addResidual(residual, to: out, rows: R, width: O)
         let inputs = (residual.map { [$0] } ?? []) + input.tensors + [w1] + (fc1Bias.map { [$0] } ?? []) + [w2] + (fc2Bias.map { [$0] } ?? [])
         return out.recorded(norm == nil ? "mlp" : "normMLP", inputs) { g in
-            residual?.receiveGradient(g)
+            // g is read by fc2's backward alone, before fc1's writes any input gradient: the residual may take it.
+            residual?.receiveGradient(takingOutputGradient: g)
             let fc1NeedsGrad = input.needsGrad || w1.requiresGrad || (fc1Bias?.requiresGrad ?? false)
             // The pre-activation's gradient, written whole.
             let dPre = fc1NeedsGrad ? Tensor(uninitialized: lead + [H]) : nil
