@@ -6,6 +6,18 @@
 #define CK_INV_SQRT_2PI 0.39894228040143267794f
 #define CK_CHUNK 2048   // elements per parallel work item
 
+// Every pass's parallel loop: chunks of CK_CHUNK values, one work item each (so the split is the same
+// at any thread count); the statement after N sees the chunk's first index i0 and its length n.
+#define FOR_EACH_CHUNK(N, ...)                                                                           \
+    do {                                                                                                 \
+        const int64_t total_ = (N), chunks_ = (total_ + CK_CHUNK - 1) / CK_CHUNK;                         \
+        _Pragma("omp parallel for schedule(static) if (total_ >= CK_PAR_MIN)")                           \
+        for (int64_t c_ = 0; c_ < chunks_; c_++) {                                                       \
+            const int64_t i0 = c_ * CK_CHUNK, n = ck_min64(CK_CHUNK, total_ - i0);                        \
+            __VA_ARGS__;                                                                                 \
+        }                                                                                                \
+    } while (0)
+
 // gelu(x) for n values in a row: the arithmetic of every GELU here (the passes below, and the bf16
 // GEMM's packing of gelu(pre) as an operand, ck_gelu_linear_forward), so they all give the same bits.
 CK_CLONES void ck_gelu_values(float *restrict out, const float *restrict x, int64_t n) {
@@ -48,22 +60,9 @@ CK_CLONES static void gelu_backward_chunk(float *dx, const float *dout, const fl
 DEFINE_GELU_BACKWARD_KEEPING(gelu_backward_keeping_fp32, float, KEEP_FP32)
 DEFINE_GELU_BACKWARD_KEEPING(gelu_backward_keeping_bf16, uint16_t, KEEP_BF16)
 
-void ck_gelu_backward_keeping(ck_grad dx, const float *dout, const float *x, float *g, int64_t N) {
-    const int64_t nchunk = (N + CK_CHUNK - 1) / CK_CHUNK;
-    #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
-    for (int64_t c = 0; c < nchunk; c++) {
-        int64_t i0 = c * CK_CHUNK;
-        gelu_backward_keeping_fp32(dx.data + i0, dout + i0, x + i0, g + i0, ck_min64(CK_CHUNK, N - i0), dx.accumulate);
-    }
-}
-
-void ck_gelu_backward_bf16(ck_grad dx, const float *dout, const float *x, uint16_t *g, int64_t N) {
-    const int64_t nchunk = (N + CK_CHUNK - 1) / CK_CHUNK;
-    #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
-    for (int64_t c = 0; c < nchunk; c++) {
-        int64_t i0 = c * CK_CHUNK;
-        gelu_backward_keeping_bf16(dx.data + i0, dout + i0, x + i0, g + i0, ck_min64(CK_CHUNK, N - i0), dx.accumulate);
-    }
+void ck_gelu_backward_keeping(ck_grad dx, const float *dout, const float *x, float *g, uint16_t *g16, int64_t N) {
+    FOR_EACH_CHUNK(N, if (g) gelu_backward_keeping_fp32(dx.data + i0, dout + i0, x + i0, g + i0, n, dx.accumulate);
+                      else gelu_backward_keeping_bf16(dx.data + i0, dout + i0, x + i0, g16 + i0, n, dx.accumulate));
 }
 
 CK_CLONES static void gelu_bf16_chunk(uint16_t *restrict g, const float *restrict x, int64_t n) {
@@ -73,30 +72,15 @@ CK_CLONES static void gelu_bf16_chunk(uint16_t *restrict g, const float *restric
 }
 
 void ck_gelu_bf16(uint16_t *g, const float *x, int64_t N) {
-    const int64_t nchunk = (N + CK_CHUNK - 1) / CK_CHUNK;
-    #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
-    for (int64_t c = 0; c < nchunk; c++) {
-        int64_t i0 = c * CK_CHUNK;
-        gelu_bf16_chunk(g + i0, x + i0, ck_min64(CK_CHUNK, N - i0));
-    }
+    FOR_EACH_CHUNK(N, gelu_bf16_chunk(g + i0, x + i0, n));
 }
 
 void ck_gelu_forward(float *out, const float *x, int64_t N) {
-    const int64_t nchunk = (N + CK_CHUNK - 1) / CK_CHUNK;
-    #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
-    for (int64_t c = 0; c < nchunk; c++) {
-        int64_t i0 = c * CK_CHUNK;
-        ck_gelu_values(out + i0, x + i0, ck_min64(CK_CHUNK, N - i0));
-    }
+    FOR_EACH_CHUNK(N, ck_gelu_values(out + i0, x + i0, n));
 }
 
 void ck_gelu_backward(ck_grad dx, const float *dout, const float *x, int64_t N) {
-    const int64_t nchunk = (N + CK_CHUNK - 1) / CK_CHUNK;
-    #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
-    for (int64_t c = 0; c < nchunk; c++) {
-        int64_t i0 = c * CK_CHUNK;
-        gelu_backward_chunk(dx.data + i0, dout + i0, x + i0, ck_min64(CK_CHUNK, N - i0), dx.accumulate);
-    }
+    FOR_EACH_CHUNK(N, gelu_backward_chunk(dx.data + i0, dout + i0, x + i0, n, dx.accumulate));
 }
 
 CK_CLONES static void bias_gelu_row(float *restrict o, float *restrict p, const float *restrict bias, int64_t C) {

@@ -153,14 +153,13 @@ static inline __attribute__((cold, noreturn)) void ck_fatal(const char *message)
     fprintf(stderr, "CKernels: %s\n", message);
     abort();
 }
-// The GELU's arithmetic for the bf16 MLP (activation.c), the bits of ck_gelu_forward and ck_gelu_backward
+// The GELU's arithmetic for the MLP's fused forms (activation.c), the bits of ck_gelu_forward and ck_gelu_backward
 // (the bf16 values rounded by ck_bf16_bits): gelu(x) of n values in a row; g ← bf16(gelu(x)) (parallel);
-// dx (=|+=) dout · gelu'(x) with g ← bf16(gelu(x)) or (ck_gelu_backward_keeping) g ← gelu(x), from one exp
+// dx (=|+=) dout · gelu'(x), keeping gelu(x) in g (fp32) or in g16 (bf16; the other null), from one exp
 // and erfc per value (parallel; dx.data may be dout).
 void ck_gelu_values(float *restrict out, const float *restrict x, int64_t n);
 void ck_gelu_bf16(uint16_t *g, const float *x, int64_t n);
-void ck_gelu_backward_bf16(ck_grad dx, const float *dout, const float *x, uint16_t *g, int64_t n);
-void ck_gelu_backward_keeping(ck_grad dx, const float *dout, const float *x, float *g, int64_t n);
+void ck_gelu_backward_keeping(ck_grad dx, const float *dout, const float *x, float *g, uint16_t *g16, int64_t n);
 void ck_matmul_epilogue(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep);
 

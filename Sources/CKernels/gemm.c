@@ -308,7 +308,7 @@ void ck_gelu_linear_backward(ck_grad dpre, ck_grad dweight, ck_grad dbias, const
         uint16_t *const gelu = dweight.data ? (uint16_t *)hidden : NULL;   // bf16(gelu(pre)) [R, Din]
         if (dh) {   // dpre (=|+=) (dout · weight) · gelu'(pre), the pass writing gelu too
             ck_sgemm(0, 0, R, Din, Dout, 1.0f, dout, Dout, weight, Din, 0.0f, dh, Din);
-            if (gelu) ck_gelu_backward_bf16(dpre, dh, pre, gelu, R * Din);
+            if (gelu) ck_gelu_backward_keeping(dpre, dh, pre, NULL, gelu, R * Din);
             else ck_gelu_backward(dpre, dh, pre, R * Din);
         } else if (gelu) {
             ck_gelu_bf16(gelu, pre, R * Din);
@@ -324,7 +324,7 @@ void ck_gelu_linear_backward(ck_grad dpre, ck_grad dweight, ck_grad dbias, const
     } else {   // fp32 (or another GEMM): the same order, gelu(pre) kept in fp32 for the weight gradient
         if (dh) {
             ck_sgemm(0, 0, R, Din, Dout, 1.0f, dout, Dout, weight, Din, 0.0f, dh, Din);
-            if (dweight.data) ck_gelu_backward_keeping(dpre, dh, pre, hidden, R * Din);
+            if (dweight.data) ck_gelu_backward_keeping(dpre, dh, pre, hidden, NULL, R * Din);
             else ck_gelu_backward(dpre, dh, pre, R * Din);
         } else if (dweight.data) {
             ck_gelu_forward(hidden, pre, R * Din);
