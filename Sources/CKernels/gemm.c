@@ -266,14 +266,15 @@ void ck_linear_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const float 
     if (dbias.data) ck_bias_add_backward((ck_grad){NULL, 0}, dbias, dout, R, Dout);
 }
 
-// The fused forms run where the products are bf16 on Tessera's GEMM, whose packing rounds every operand
-// anyway: the forward computes gelu(pre) as it packs fc2's input, and the backward's GELU pass writes
-// gelu(pre) as the bf16 values that the weight gradient pairs, from the same exp and erfc as the
-// slope. So the activation never exists in fp32, and the backward evaluates the GELU once, not twice
-// (a C harness, 2 threads on Zen 4: the MLP's fc2 backward 8.30 → 6.89 ms at 3328 × 768 · 192, 14.03 →
-// 11.85 ms at 12800 × 512 · 128; the forward 3.33 → 3.11 and 6.40 → 5.99 ms). The slope as an epilogue of
-// the first product's tiles instead measured slower than this pass (7.62 and 14.42 ms): per 14 × 32
-// tile, the exp-and-erfc chain has too few values to overlap.
+// An MLP's second layer with its GELU. In both precisions the backward's one GELU pass applies the slope
+// and keeps gelu(pre) for the weight gradient, from the same exp and erfc (there was a recomputation pass
+// before it). Where the products are bf16 on Tessera's GEMM, whose packing rounds every operand anyway,
+// the activation never exists in fp32: the forward computes gelu(pre) as it packs fc2's input, and the
+// backward keeps it as the bf16 values that the weight gradient pairs. C harness, 2 threads on Zen 4:
+// bf16 fc2 backward 8.30 → 6.89 ms at 3328 × 768 · 192, 14.03 → 11.85 ms at 12800 × 512 · 128, forward
+// 3.33 → 3.11 and 6.40 → 5.99 ms; fp32 backward 12.45 → 11.77 and 22.96 → 21.65 ms. The slope as an
+// epilogue of the first product's tiles measured slower than the pass (7.62 and 14.42 ms in bf16): per
+// 14 × 32 tile, the exp-and-erfc chain has too few values to overlap.
 static int ck_gelu_linear_needs_hidden(void) { return !(tessera_gemm && ck_gemm_precision() == CK_PRECISION_BF16); }
 
 int64_t ck_gelu_linear_scratch(int backward, int64_t R, int64_t Din) {
