@@ -26,10 +26,12 @@ CK_CLONES void ck_gelu_values(float *restrict out, const float *restrict x, int6
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * ck_normal_cdf(x[i]);
 }
 
-// The slope d/dx [x Φ(x)] = Φ(x) + x φ(x), φ(x) = exp(−x²/2) / √(2π), with one exp for both Φ and φ.
+// The slope d/dx [x Φ(x)] = Φ(x) + x φ(x), φ(x) = exp(−x²/2) / √(2π), from Φ(x) and e = exp(−x²/2)
+// (one exp for both Φ and φ); gelu_slope computes them, the passes that keep gelu(x) pass theirs.
+CK_ALWAYS_INLINE float gelu_slope_given(float x, float cdf, float e) { return cdf + x * CK_INV_SQRT_2PI * e; }
 CK_ALWAYS_INLINE float gelu_slope(float v) {
     const float e = ck_exp(-0.5f * v * v);
-    return ck_normal_cdf_given_exp(v, e) + v * CK_INV_SQRT_2PI * e;
+    return gelu_slope_given(v, ck_normal_cdf_given_exp(v, e), e);
 }
 
 // dx (=|+=) dout · gelu'(x); dx may be dout itself (the backward in place).
@@ -50,8 +52,7 @@ CK_CLONES static void gelu_backward_chunk(float *dx, const float *dout, const fl
         for (int64_t i = 0; i < n; i++) {                                                                           \
             const float xi = x[i], e = ck_exp(-0.5f * xi * xi), cdf = ck_normal_cdf_given_exp(xi, e);               \
             g[i] = keep(xi * cdf);                                                                                  \
-            const float slope = cdf + xi * CK_INV_SQRT_2PI * e;   /* gelu_slope's arithmetic */                     \
-            const float d = dout[i] * slope;                                                                        \
+            const float d = dout[i] * gelu_slope_given(xi, cdf, e);                                                 \
             dx[i] = accumulate ? dx[i] + d : d;                                                                     \
         }                                                                                                           \
     }
