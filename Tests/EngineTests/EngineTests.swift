@@ -145,6 +145,31 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(tb.array, [0.25])
     }
 
+    /// startGradients/finishGradients give the gradients zeroGrad and a backward give, bit for bit,
+    /// over slices that hold the last step's values: a weight used twice (overwrite, then add), a
+    /// bias, and a parameter outside the graph (zeroed at the finish).
+    func testStartedGradientsEqualZeroedGradients() {
+        var rng = TesseraRNG(seed: 3)
+        let x = Tensor.randn([5, 4], rng: &rng)
+        func gradients(started: Bool) -> [[Float]] {
+            var r = TesseraRNG(seed: 7)
+            let w = Tensor.randn([3, 4], rng: &r, requiresGrad: true), b = Tensor.randn([3], rng: &r, requiresGrad: true)
+            let unused = Tensor.randn([2], rng: &r, requiresGrad: true)
+            let arena = ParameterArena([("w", w), ("b", b), ("unused", unused)])
+            arena.gradients!.base.update(repeating: .nan, count: arena.count)   // a last step's leftovers
+            if started { arena.startGradients() } else { arena.zeroGrad() }
+            let h = x.linear(w, b)
+            let y = h.linear(Tensor.randn([4, 3], rng: &r)).linear(w)   // w a second time
+            (y * y).sum().backward()
+            if started { arena.finishGradients() }
+            return [w.grad!.array, b.grad!.array, unused.grad!.array]
+        }
+        let zeroed = gradients(started: false), started = gradients(started: true)
+        XCTAssertEqual(started[2], [0, 0])
+        XCTAssertTrue(zeroed[0].allSatisfy(\.isFinite) && zeroed[0].contains { $0 != 0 })
+        for (a, b) in zip(zeroed, started) { XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern)) }
+    }
+
     func testFlopCounterCountsMatrixProducts() {
         var rng = TesseraRNG(seed: 0)
         let x = Tensor.randn([4, 8], rng: &rng), w = Tensor.randn([16, 8], rng: &rng)

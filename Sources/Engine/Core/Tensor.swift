@@ -24,6 +24,9 @@ public final class Tensor: CustomStringConvertible {
     public var requiresGrad: Bool
     /// Accumulated gradient (same shape), allocated on first use.
     public var grad: Tensor?
+    /// The next gradient contribution overwrites ``grad`` instead of adding to it: set for a parameter
+    /// whose arena slice still holds the last step's gradient (``ParameterArena/startGradients()``).
+    var gradOverwrites = false
     /// The op that produced this tensor, when it was recorded for autograd.
     var node: Node?
 
@@ -108,12 +111,16 @@ public final class Tensor: CustomStringConvertible {
     /// Where a backward kernel writes this tensor's gradient: the one place the engine decides the
     /// gradient contract (`ck_grad.h`). No gradient wanted (the tensor does not require one): a null
     /// buffer. No gradient yet: a new buffer, not zero-filled, which the kernel overwrites
-    /// (`accumulate` 0). A gradient already there (an earlier contribution, or a parameter's slice
-    /// of the optimizer arena): the kernel adds to it (`accumulate` 1). GEMMs take `accumulate` as
-    /// their beta.
+    /// (`accumulate` 0); the same for a parameter's arena slice at its first contribution of a step
+    /// (``gradOverwrites``). A gradient already there (an earlier contribution, or a parameter's
+    /// slice of the optimizer arena after ``ParameterArena/zeroGrad()``): the kernel adds to it
+    /// (`accumulate` 1). GEMMs take `accumulate` as their beta.
     func gradTarget() -> ck_grad {
         guard requiresGrad else { return ck_grad(data: nil, accumulate: 0) }
-        if let grad { return ck_grad(data: grad.data, accumulate: 1) }
+        if let grad {
+            if gradOverwrites { gradOverwrites = false; return ck_grad(data: grad.data, accumulate: 0) }
+            return ck_grad(data: grad.data, accumulate: 1)
+        }
         let g = Tensor(uninitialized: shape)
         grad = g
         return ck_grad(data: g.data, accumulate: 0)
@@ -146,7 +153,7 @@ public final class Tensor: CustomStringConvertible {
     }
 
     /// Clears the gradient (sets it to zero if allocated).
-    public func zeroGrad() { grad?.fill(0) }
+    public func zeroGrad() { grad?.fill(0); gradOverwrites = false }
 }
 
 // MARK: - creation

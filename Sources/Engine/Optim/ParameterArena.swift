@@ -49,6 +49,25 @@ public final class ParameterArena {
     /// Sets every gradient to zero (one memset).
     public func zeroGrad() {
         if let g = gradients { g.base.update(repeating: 0, count: count) }
+        for e in entries { e.tensor.gradOverwrites = false }
+    }
+
+    /// Starts the gradients of a step without a pass over them: each parameter's first contribution
+    /// overwrites its slice (the gradient contract's `accumulate` 0) instead of adding to zeros, which
+    /// gives the same values as ``zeroGrad()``. Until ``finishGradients()`` a slice nothing has written
+    /// yet still holds the last step's gradient. Measured: the memset was 0.5% of the MAE vit-tiny step.
+    public func startGradients() {
+        guard gradients != nil else { return }
+        for e in entries { e.tensor.gradOverwrites = true }
+    }
+
+    /// Ends what ``startGradients()`` began: the slices no op wrote (a parameter outside this step's
+    /// graph) are set to zero, so every gradient reads as after ``zeroGrad()`` and a backward.
+    public func finishGradients() {
+        for e in entries where e.tensor.gradOverwrites {
+            e.tensor.grad?.fill(0)
+            e.tensor.gradOverwrites = false
+        }
     }
 
     /// The global L2 norm of the gradients (summed in double over fixed blocks: thread-count independent).

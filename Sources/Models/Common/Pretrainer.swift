@@ -343,8 +343,7 @@ public final class Pretrainer {
                                                           from: Double(config.weightDecay), to: Double(end)))
         }
         StepProfile.lap("schedules")
-        optimizer.zeroGrad()
-        StepProfile.lap("zero gradients")
+        optimizer.arena.startGradients()
         var report = StepReport(losses: [], metrics: [], images: 0)
         for (micro, batch) in microBatches.enumerated() {
             var rng = TesseraRNG(seed: deriveSeed(config.seed, 100, UInt64(step * config.accumSteps + micro)))
@@ -366,6 +365,7 @@ public final class Pretrainer {
             report.metrics = zip(metrics, global.dropFirst()).map { ($0.0, $1) }
             report.images += batch.indices.count * comm.size
         }
+        optimizer.arena.finishGradients()
         StepProfile.lap("autograd walk", backward: true)
         averageGradientsOverProcesses()
         StepProfile.lap("gradient averaging")
