@@ -35,6 +35,12 @@ void ck_layernorm_forward(float *out, float *mean, float *rstd, const float *x, 
     }
 }
 
+void ck_layernorm_apply(float *out, const float *x, const float *weight, const float *bias, const float *mean,
+                        const float *rstd, int64_t R, int64_t C) {
+    #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) layernorm_row(out + r * C, x + r * C, weight, bias, mean[r], rstd[r], C);
+}
+
 // x̂ = (x − μ)·rstd, g = dout·w:  dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)).
 CK_CLONES static void layernorm_row_backward(float *dx, const float *dy, const float *x, const float *w,
                                              float m, float rs, int64_t C, int accumulate) {

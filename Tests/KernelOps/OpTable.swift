@@ -477,7 +477,8 @@ func attentionCase(_ s: [Int], bf16: Bool) -> OpCase {
 
 let normRows: [KernelOp] = [
     // Parameter gradients are summed in blocks of 32 columns: C = 31, 32, 33, 64, 65 and 192 cross them.
-    KernelOp("layernorm", kernels: ["ck_layernorm_forward", "ck_layernorm_backward"], rtol: 1e-4, atol: 1e-4,
+    // ck_layernorm_apply (the backward's recomputation from the saved statistics) is a second output.
+    KernelOp("layernorm", kernels: ["ck_layernorm_forward", "ck_layernorm_apply", "ck_layernorm_backward"], rtol: 1e-4, atol: 1e-4,
              shapes: [[1, 2, 1], [3, 7, 1], [17, 31, 1], [9, 32, 1], [9, 33, 1], [5, 64, 1], [40, 65, 1], [5, 193, 1], [64, 3, 1],
                       [6, 33, 0], [12800, 192, 1]], production: [12800, 192, 1]) { s in
         let R = s[0], C = s[1], affine = s[2] == 1
@@ -487,10 +488,13 @@ let normRows: [KernelOp] = [
             var out = zeros(R * C)
             let w = affine ? v[1] : nil, b = affine ? v[2] : nil
             if impl == .kernel {
-                var mean = zeros(R), rstd = zeros(R)
+                var mean = zeros(R), rstd = zeros(R), applied = zeros(R * C)
                 ck_layernorm_forward(&out, &mean, &rstd, v[0], w, b, i64(R), i64(C), 1e-5)
-            } else { ref_layernorm(&out, v[0], w, b, i64(R), i64(C), 1e-5) }
-            return [out]
+                ck_layernorm_apply(&applied, v[0], w, b, mean, rstd, i64(R), i64(C))
+                return [out, applied]
+            }
+            ref_layernorm(&out, v[0], w, b, i64(R), i64(C), 1e-5)
+            return [out, out]
         }, backward: { impl, v, dout, gr, acc in
             let w = affine ? v[1] : nil
             if impl == .kernel {

@@ -8,6 +8,10 @@
 /// biased variance. Saves mean[R] and rstd[R] for the backward. weight/bias may be null (no affine).
 void ck_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                           const float *bias, int64_t R, int64_t C, float eps);
+/// The forward's output from its saved mean[R] and rstd[R] (the same bits as ck_layernorm_forward's),
+/// for a backward that recomputes the normalized rows instead of keeping them.
+void ck_layernorm_apply(float *out, const float *x, const float *weight, const float *bias, const float *mean,
+                        const float *rstd, int64_t R, int64_t C);
 /// dx (=|+=) ..., dweight (=|+=) Σ_r dout · x̂, dbias (=|+=) Σ_r dout. Reads x, weight and the saved
 /// mean/rstd. Any gradient may be null.
 void ck_layernorm_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const float *dout, const float *x,

@@ -159,8 +159,8 @@ public enum RowNorm {
 struct ProductInput {
     let source: Tensor
     let norm: RowNorm?
-    /// Row statistics (LayerNorm: per row; BatchNorm: per column), rewritten with the same values by
-    /// each computation.
+    /// Row statistics (LayerNorm: per row; BatchNorm: per column): LayerNorm's are written by the
+    /// forward's computation and read by the backward's; BatchNorm's rewritten with the same values.
     private let mean: Tensor?, rstd: Tensor?
     let rows: Int, width: Int
 
@@ -184,13 +184,18 @@ struct ProductInput {
     var needsGrad: Bool { tensors.contains { $0.requiresGrad } }
 
     /// The rows: the source itself, or its normalization in a new tensor. `first`: the forward's
-    /// computation, the one that updates BatchNorm's running statistics.
+    /// computation, the one that computes LayerNorm's row statistics and updates BatchNorm's running
+    /// statistics; later ones (the backward's) normalize with LayerNorm's saved statistics.
     func values(first: Bool = false) -> Tensor {
         guard let norm, let mean, let rstd else { return source }
         let out = Tensor(uninitialized: source.shape)
         switch norm {
         case let .layer(w, b, eps):
-            ck_layernorm_forward(out.data, mean.data, rstd.data, source.data, w?.data, b?.data, Int64(rows), Int64(width), eps)
+            if first {
+                ck_layernorm_forward(out.data, mean.data, rstd.data, source.data, w?.data, b?.data, Int64(rows), Int64(width), eps)
+            } else {
+                ck_layernorm_apply(out.data, source.data, w?.data, b?.data, mean.data, rstd.data, Int64(rows), Int64(width))
+            }
         case let .batch(w, b, eps, runningMean, runningVar, momentum):
             ck_batchnorm_forward(out.data, mean.data, rstd.data, first ? runningMean?.data : nil, first ? runningVar?.data : nil,
                                  source.data, w?.data, b?.data, Int64(rows), Int64(width), eps, momentum, 1)
