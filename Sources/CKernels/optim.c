@@ -2,17 +2,31 @@
 #include "ck_internal.h"
 #include "ck_optim.h"
 
-// One contiguous range with a fixed decay factor (1 for the no-decay tail).
-static void adamw_range(float *restrict params, float *restrict m, float *restrict v, const float *restrict grads,
-                        int64_t N, float decay, float beta1, float beta2, float eps, float step_size, float bc2_sqrt) {
-    #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
-    for (int64_t i = 0; i < N; i++) {
-        float g = grads[i];
-        float mi = beta1 * m[i] + (1.0f - beta1) * g;
-        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+// Elements [i0, i1) of one range, a vector of lanes at a time. The square root and the divisions round
+// exactly per lane and nothing is contracted into a fused multiply-add, so every clone (and the scalar
+// loop this replaced, which the errno of sqrtf kept from vectorizing: 1.9% of the MAE vit-tiny step)
+// gives the same bits.
+CK_CLONES static void adamw_chunk(float *restrict params, float *restrict m, float *restrict v, const float *restrict grads,
+                                  int64_t i0, int64_t i1, float decay, float beta1, float beta2, float eps, float step_size,
+                                  float bc2_sqrt) {
+    #pragma clang fp contract(off)
+    #pragma omp simd
+    for (int64_t i = i0; i < i1; i++) {
+        const float g = grads[i];
+        const float mi = beta1 * m[i] + (1.0f - beta1) * g;
+        const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
         m[i] = mi; v[i] = vi;
-        params[i] = params[i] * decay - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+        params[i] = params[i] * decay - step_size * mi / (__builtin_elementwise_sqrt(vi) / bc2_sqrt + eps);
     }
+}
+
+// One contiguous range with a fixed decay factor (1 for the no-decay tail), in chunks across threads.
+static void adamw_range(float *params, float *m, float *v, const float *grads, int64_t N, float decay, float beta1,
+                        float beta2, float eps, float step_size, float bc2_sqrt) {
+    const int64_t chunk = 4096, nblk = (N + chunk - 1) / chunk;
+    #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
+    for (int64_t blk = 0; blk < nblk; blk++)
+        adamw_chunk(params, m, v, grads, blk * chunk, ck_min64(blk * chunk + chunk, N), decay, beta1, beta2, eps, step_size, bc2_sqrt);
 }
 
 void ck_adamw_step(float *params, float *m, float *v, const float *grads, int64_t N, int64_t N_decay,
