@@ -59,37 +59,52 @@ CK_CLONES static void layernorm_row_backward(float *dx, const float *dy, const f
     }
 }
 
-// dweight[c] (=|+=) Σ_r dout · x̂, dbias[c] (=|+=) Σ_r dout for c0 ≤ c < c1 (at most 32 columns), rows in order.
-CK_CLONES static void layernorm_param_grads(ck_grad dweight, ck_grad dbias, const float *dout, const float *x,
-                                            const float *mean, const float *rstd, int64_t R, int64_t C,
-                                            int64_t c0, int64_t c1) {
-    float aw[32] = {0}, ab[32] = {0};
-    for (int64_t r = 0; r < R; r++) {
+// The parameter gradients are summed by fixed blocks of LN_RB rows as the row backward passes them (each
+// block's rows in order into its own partial sums), then the blocks' partials in block order: the same
+// partition at any thread count, so the same bits; dy and x are read once for dx and the sums together.
+#define LN_RB 64
+
+// Rows r0 ≤ r < r1: dx (when wanted) and the block's column sums pw[c] = Σ dout·x̂, pb[c] = Σ dout.
+CK_CLONES static void layernorm_rows_backward(float *dx, int accumulate, float *restrict pw, float *restrict pb,
+                                              const float *dout, const float *x, const float *w, const float *mean,
+                                              const float *rstd, int64_t r0, int64_t r1, int64_t C) {
+    for (int64_t c = 0; c < C; c++) pw[c] = pb[c] = 0.0f;
+    for (int64_t r = r0; r < r1; r++) {
         const float *dy = dout + r * C, *xr = x + r * C;
         const float m = mean[r], rs = rstd[r];
+        if (dx) layernorm_row_backward(dx + r * C, dy, xr, w, m, rs, C, accumulate);
         #pragma omp simd
-        for (int64_t c = c0; c < c1; c++) { aw[c - c0] += dy[c] * (xr[c] - m) * rs; ab[c - c0] += dy[c]; }
-    }
-    for (int64_t c = c0; c < c1; c++) {
-        if (dweight.data) CK_PUT(dweight.accumulate, dweight.data[c], aw[c - c0]);
-        if (dbias.data) CK_PUT(dbias.accumulate, dbias.data[c], ab[c - c0]);
+        for (int64_t c = 0; c < C; c++) { pw[c] += dy[c] * (xr[c] - m) * rs; pb[c] += dy[c]; }
     }
 }
 
 void ck_layernorm_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const float *dout, const float *x,
                            const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C) {
-    if (dx.data) {
+    if (!dweight.data && !dbias.data) {
+        if (!dx.data) return;
         #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
         for (int64_t r = 0; r < R; r++)
             layernorm_row_backward(dx.data + r * C, dout + r * C, x + r * C, weight, mean[r], rstd[r], C, dx.accumulate);
+        return;
     }
-    if (dweight.data || dbias.data) {
-        // Parameter gradients: blocks of columns per thread, rows summed in order (thread-count independent).
-        const int64_t CB = 32, nblk = (C + CB - 1) / CB;
-        #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
+    const int64_t nblk = (R + LN_RB - 1) / LN_RB;
+    float *partial = malloc(sizeof(float) * (size_t)(2 * C * nblk));   // [nblk][2][C]
+    if (!partial) ck_fatal("ck_layernorm_backward: out of memory for the parameter gradients' partial sums");
+    #pragma omp parallel if (R * C >= CK_PAR_MIN)
+    {
+        #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < nblk; blk++)
-            layernorm_param_grads(dweight, dbias, dout, x, mean, rstd, R, C, blk * CB, ck_min64(blk * CB + CB, C));
+            layernorm_rows_backward(dx.data, dx.accumulate, partial + blk * 2 * C, partial + blk * 2 * C + C, dout, x, weight,
+                                    mean, rstd, blk * LN_RB, ck_min64(blk * LN_RB + LN_RB, R), C);
+        #pragma omp for schedule(static)
+        for (int64_t c = 0; c < C; c++) {
+            float sw = 0.0f, sb = 0.0f;
+            for (int64_t blk = 0; blk < nblk; blk++) { sw += partial[blk * 2 * C + c]; sb += partial[blk * 2 * C + C + c]; }
+            if (dweight.data) CK_PUT(dweight.accumulate, dweight.data[c], sw);
+            if (dbias.data) CK_PUT(dbias.accumulate, dbias.data[c], sb);
+        }
     }
+    free(partial);
 }
 
 // BatchNorm1d: each column is independent. Columns go in blocks of BN_CB across threads, and within a

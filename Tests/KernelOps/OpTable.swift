@@ -476,11 +476,12 @@ func attentionCase(_ s: [Int], bf16: Bool) -> OpCase {
 }
 
 let normRows: [KernelOp] = [
-    // Parameter gradients are summed in blocks of 32 columns: C = 31, 32, 33, 64, 65 and 192 cross them.
+    // Parameter gradients are summed by blocks of 64 rows: R = 64, 65, 129 and 12800 cross them; C = 1 to 193
+    // the row loops' vector widths.
     // ck_layernorm_apply (the backward's recomputation from the saved statistics) is a second output.
     KernelOp("layernorm", kernels: ["ck_layernorm_forward", "ck_layernorm_apply", "ck_layernorm_backward"], rtol: 1e-4, atol: 1e-4,
              shapes: [[1, 2, 1], [3, 7, 1], [17, 31, 1], [9, 32, 1], [9, 33, 1], [5, 64, 1], [40, 65, 1], [5, 193, 1], [64, 3, 1],
-                      [6, 33, 0], [12800, 192, 1]], production: [12800, 192, 1]) { s in
+                      [65, 17, 1], [129, 40, 1], [6, 33, 0], [12800, 192, 1]], production: [12800, 192, 1]) { s in
         let R = s[0], C = s[1], affine = s[2] == 1
         let inputs = [opRandom(R * C, seed: 40, -3, 5)] + (affine ? [opRandom(C, seed: 41), opRandom(C, seed: 42)] : [])
         return OpCase("layernorm [\(R), \(C)]\(affine ? "" : " no affine")", inputs: inputs, differentiable: affine ? [0, 1, 2] : [0],

@@ -13,7 +13,8 @@ void ck_layernorm_forward(float *out, float *mean, float *rstd, const float *x, 
 void ck_layernorm_apply(float *out, const float *x, const float *weight, const float *bias, const float *mean,
                         const float *rstd, int64_t R, int64_t C);
 /// dx (=|+=) ..., dweight (=|+=) Σ_r dout · x̂, dbias (=|+=) Σ_r dout. Reads x, weight and the saved
-/// mean/rstd. Any gradient may be null.
+/// mean/rstd. Any gradient may be null. The parameter gradients sum blocks of 64 rows, then the blocks
+/// in order (the same bits at any thread count).
 void ck_layernorm_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const float *dout, const float *x,
                            const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C);
 
