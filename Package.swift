@@ -18,7 +18,7 @@
 //
 // GEMM backend: Tessera's own (Sources/CKernels/matmul.c), OpenBLAS (linked), or oneDNN's dnnl_sgemm
 // (loaded at run time when libdnnl is installed); TESSERA_GEMM=auto|tessera|openblas|onednn chooses
-// (docs/benchmarks.md, "Threads and GEMM backend").
+// (docs/benchmarks.md, "Threads, backends and runtime settings").
 import PackageDescription
 
 // scripts/docs.sh sets TESSERA_DOCS=1 to add swift-docc-plugin; ordinary builds do not resolve it.

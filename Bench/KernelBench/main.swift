@@ -1,4 +1,4 @@
-// tessera-bench: kernel microbenchmarks (not a test; numbers go to the README).
+// tessera-bench: kernel microbenchmarks (not a test; its figures are in docs/benchmarks.md).
 //
 //   swift run -c release tessera-bench [--quick] [--rounds N] [--only memory|attention|gemm|ops]
 //

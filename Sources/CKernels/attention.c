@@ -322,7 +322,7 @@ CK_CLONES static void head_forward(float *o, float *restrict lse, const float *q
 // are formed transposed, Sᵀ [N keys, CK_VW queries], so the softmax over keys runs down the rows,
 // one vector per key for all queries at once: no per-row horizontal max and sum, and one vector of
 // logs for the log-sum-exps. Query lanes i ≥ N hold scores of zero queries and are never stored.
-// K and V are read in place. (N = 13, one thread, in cache: see the README's attention notes.)
+// K and V are read in place. (N = 13, one thread, in cache: docs/log/benchmarks.md, "Kernel benchmark".)
 static inline int short_sequence(int64_t N, int64_t D) { return N <= CK_VW && D % CK_VW == 0; }
 
 // Softmax over the N rows of st [N, CK_VW], every column (query) at once: p_ij = exp(s_ij − m_i) / l_i

@@ -135,7 +135,7 @@ const char *ck_matmul_tile_name(void);   // which tile ck_matmul runs: "AVX-512 
 // A Linear layer's epilogue, applied by ck_matmul_epilogue to each finished tile of C: bias[N] added
 // (if non-null). row_sums (if its data is non-null): the sums of op(A)'s rows over k, written under
 // the gradient contract (the bias gradient of a weight-gradient product). (The fp32 tiles take no GELU:
-// there it measured 1.14-1.34x slower than a separate pass; docs/benchmarks.md.)
+// there it measured 1.14-1.34x slower than a separate pass; docs/log/benchmarks.md.)
 // The bf16 driver only (ck_gelu_linear_forward/backward; the other drivers abort on them), for an MLP's
 // GELU, whose activation then never exists in fp32 memory:
 //   * gelu_a: op(A) = gelu(A) (A not transposed), computed while packing, before the rounding to bf16;

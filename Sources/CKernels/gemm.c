@@ -4,7 +4,7 @@
 // Two backends: OpenBLAS, linked (the default dependency), and oneDNN's dnnl_sgemm, loaded at run
 // time with dlopen when libdnnl is installed (Debian: libdnnl2 or libdnnl3), so no build option and
 // no second binary are needed. oneDNN is 1.3-2x faster on the skinny training shapes and scales
-// past 4 threads where OpenBLAS 0.3.21 does not (README, "Against PyTorch"). Its OpenMP calls bind
+// past 4 threads where OpenBLAS 0.3.21 does not (docs/log/benchmarks.md, "Against PyTorch on the same machine"). Its OpenMP calls bind
 // to the libomp the kernels already use, so there is one thread pool.
 #include "ck_internal.h"
 #include "ck_gemm.h"

@@ -161,7 +161,7 @@ __attribute__((target("avx512f"))) static void tile_avx512(int64_t rows, int64_t
 // The same arithmetic per element as `tile` (one fused multiply-add per k, in k order; row sums in k
 // order, here one 8-float load and add per k), so both tiles give the same bits. Unrolling k by two
 // spilled accumulators (0.6x). No software prefetch: both operands are read sequentially; without
-// the old tile's per-k prefetches the weight-gradient products ran 7-19% faster (docs/benchmarks.md).
+// the old tile's per-k prefetches the weight-gradient products ran 7-19% faster (docs/log/benchmarks.md).
 CK_ALWAYS_INLINE void tile8(const int ROWS, const int SUM, int64_t kc, const float *restrict ap, const float *restrict bp,
                             float *restrict c, int64_t ldc, int64_t cols, float alpha, float beta, float *restrict rowsum,
                             int sum_accumulate) {
@@ -257,7 +257,7 @@ static void pack_strips_row(float *restrict bp, const float *restrict src, int64
 // kept in L2). Each strip (16 KB at KC_BLOCK, in L1) then passes every tile of the block. A thread
 // owns whole blocks of rows. Read in place instead, a strip or a tile at a row stride of kilobytes
 // put its k rows in a few of L1's sets (1024 columns: one set), and the weight-gradient products ran
-// at 0.6-0.85x OpenBLAS (docs/benchmarks.md has what this layout measures). The same K blocks and
+// at 0.6-0.85x OpenBLAS (docs/log/benchmarks.md has what this layout measures). The same K blocks and
 // per-element order as every other tile: the same bits.
 static void matmul_avx2(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const ck_linear_epilogue *ep) {

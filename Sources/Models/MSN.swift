@@ -3,7 +3,7 @@ import TesseraData
 import TesseraEngine
 
 /// Options of MSN (Assran et al., 2022). Defaults are the official ViT-S/16 recipe's, with the view
-/// sizes adapted to small images (see the README's results section).
+/// sizes adapted to small images (docs/results.md).
 public struct MSNOptions: Codable, Equatable, Sendable {
     /// Small unmasked anchor views per image (official: 10 at 96 px for 224 px images).
     public var focalViews = 4

@@ -3,7 +3,7 @@ import TesseraData
 import TesseraEngine
 
 /// Options of SiameseIM (Tao et al., 2023), defaults from the released code with the mask and the
-/// negative weight scaled for small grids and widths (see the README's results section).
+/// negative weight scaled for small grids and widths (docs/results.md).
 public struct SIMOptions: Codable, Equatable, Sendable {
     /// Width, heads and depths of the projector (on both branches) and the predictor (online only).
     /// `nil` width: the encoder's width (the released config uses 768 = ViT-B's).
@@ -121,7 +121,7 @@ public final class SIM: PretrainingMethod {
     /// SiameseIM's released recipe: AdamW (0.9, 0.95), weight decay 0.05, gradient norm clipped to 1,
     /// and its lr of 1e-3 as the base lr. The release states blr 6.25e-5 at a batch of 4,096 (lr 1e-3);
     /// scaled linearly to a CPU batch of 256 that is 16 times smaller steps, which left SIM 5.8 kNN
-    /// points lower at 10 epochs on Fashion-MNIST (docs/results.md). `--blr 6.25e-5` is the release's.
+    /// points lower at 10 epochs on Fashion-MNIST (docs/results.md, "Four methods"). `--blr 6.25e-5` is the release's.
     public static var recipe: TrainingRecipe { TrainingRecipe(blr: 1e-3, betas: (0.9, 0.95), weightDecay: 0.05, clipGrad: 1) }
 
     public let options: SIMOptions

@@ -5,7 +5,7 @@ import TesseraModels
 import TestSupport
 import XCTest
 
-/// The README's library example with a small synthetic set in place of Fashion-MNIST and a tiny
+/// docs/engine.md's library example (a pretraining run from Swift) with a small synthetic set in place of Fashion-MNIST and a tiny
 /// encoder: it must compile, train with MSN's recipe, and write a checkpoint.
 final class ReadmeLibraryTests: XCTestCase {
     func testReadmeLibraryExampleTrainsWithTheMethodsRecipe() throws {

@@ -87,7 +87,7 @@ extension Tensor {
         // As each op's backward has run, drop what only it needed, as PyTorch does: its node (the saved
         // inputs), the output's gradient (an intermediate tensor's gradient is not kept), and this walk's
         // own reference, so activations and gradients are freed during the backward instead of all at
-        // its end (peak memory of an MAE vit-tiny step: README, "Where the time goes").
+        // its end (docs/benchmarks.md, "Peak memory").
         for i in order.indices.reversed() {
             guard let t = order[i] else { continue }
             order[i] = nil

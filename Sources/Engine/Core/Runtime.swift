@@ -172,7 +172,7 @@ public enum Runtime {
         case "auto", "":
             // oneDNN when installed; otherwise Tessera's GEMM where it was measured against OpenBLAS
             // (AVX-512: 1.07-1.45x on nine training shapes, 0.72-0.98x on a tenth; AVX2, an AMD EPYC:
-            // steps 1.10x MAE vit-tiny, 0.97x vit-small, 1.07x MSN, 1.06x SIM; docs/benchmarks.md),
+            // steps 1.10x MAE vit-tiny, 0.97x vit-small, 1.07x MSN, 1.06x SIM; docs/log/benchmarks.md),
             // where it also gives the same bits at any thread count (a BLAS splits sums by thread
             // count). Baseline CPUs keep OpenBLAS: the portable tile was never meant to race it.
             if ck_gemm_use_onednn(1) != 0, cpuLevel != "baseline" { ck_gemm_use_tessera(1) }
@@ -233,7 +233,7 @@ public enum Runtime {
     ///   are two pools on the same cores, and by default each keeps spinning for up to ~0.1–0.2 s
     ///   after its work, taking the cores from the other pool, which runs next (a training step
     ///   alternates GEMMs and kernels). With these both go to sleep (almost) at once (training-step
-    ///   measurements in the README, "Two thread pools, one set of cores").
+    ///   measurements in docs/log/benchmarks.md, "Two thread pools, one set of cores").
     ///
     /// - `TESSERA_OMP_COUNTS=1` with `countingParallelRegions` (`tessera bench`): the OpenMP runtime then
     ///   counts parallel regions, barriers and barrier waits (``openMPCounts``); its tool attaches only
