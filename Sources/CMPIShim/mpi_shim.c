@@ -24,7 +24,6 @@ int tmpi_sum_float(float *d, int64_t n, int64_t b, double t, char *e, int c) { (
 int tmpi_sum_double(double *d, int64_t n, int64_t b, double t, char *e, int c) { (void)d; (void)n; (void)b; (void)t; return unavailable(e, c); }
 int tmpi_broadcast(void *d, int64_t n, int r, double t, char *e, int c) { (void)d; (void)n; (void)r; (void)t; return unavailable(e, c); }
 int tmpi_allgather(const void *i, void *o, int64_t n, double t, char *e, int c) { (void)i; (void)o; (void)n; (void)t; return unavailable(e, c); }
-int tmpi_barrier(double t, char *e, int c) { (void)t; return unavailable(e, c); }
 
 #else
 
@@ -162,13 +161,6 @@ int tmpi_allgather(const void *in, void *out, int64_t bytes, double timeout_s, c
     int rc = MPI_Iallgather(in, (int)bytes, MPI_BYTE, out, (int)bytes, MPI_BYTE, MPI_COMM_WORLD, &req);
     if (rc != MPI_SUCCESS) return mpi_failed(rc, "MPI_Iallgather", error, capacity);
     return wait_bounded(&req, "MPI_Iallgather", timeout_s, error, capacity);
-}
-
-int tmpi_barrier(double timeout_s, char *error, int capacity) {
-    MPI_Request req;
-    int rc = MPI_Ibarrier(MPI_COMM_WORLD, &req);
-    if (rc != MPI_SUCCESS) return mpi_failed(rc, "MPI_Ibarrier", error, capacity);
-    return wait_bounded(&req, "MPI_Ibarrier", timeout_s, error, capacity);
 }
 
 #endif

@@ -95,8 +95,6 @@ public final class MPICommunicator: Communicator {
         return out
     }
 
-    /// Waits until every rank has arrived.
-    public func barrier() { if size > 1 { run { tmpi_barrier(timeout, $0, $1) } } }
 }
 
 /// Why a distributed job could not start.

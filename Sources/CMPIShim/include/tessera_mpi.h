@@ -34,4 +34,3 @@ int tmpi_sum_double(double *data, int64_t n, int64_t bucket, double timeout_s, c
 int tmpi_broadcast(void *data, int64_t bytes, int root, double timeout_s, char *error, int capacity);
 /// Gathers `bytes` bytes from every rank into `out` (size · bytes), in rank order.
 int tmpi_allgather(const void *in, void *out, int64_t bytes, double timeout_s, char *error, int capacity);
-int tmpi_barrier(double timeout_s, char *error, int capacity);

@@ -42,7 +42,6 @@ public final class BatchNorm1d: Module {
     /// Number of training batches seen: PyTorch's `num_batches_tracked` buffer (int64 there; a float
     /// scalar here, which `load_state_dict` casts), so the state dict loads with strict=True.
     public let numBatchesTracked: Tensor
-    public var batchesTracked: Int { Int(numBatchesTracked.item) }
     /// When set, training statistics cover every process's rows (SyncBatchNorm; see
     /// ``Module/synchronizeBatchNorm(over:)``).
     public var communicator: (any Communicator)?

@@ -4,7 +4,7 @@ import CKernels
 ///
 /// Building an arena copies each parameter into the flat buffer and re-points the tensor at its
 /// slice (and its ``Tensor/grad`` at the matching slice of the gradient buffer), so the optimizer,
-/// the gradient norm and an EMA update are each one pass over contiguous memory. Parameters that get
+/// the gradient norm and clipping are each one pass over contiguous memory. Parameters that get
 /// weight decay come first; `decayCount` elements of them.
 public final class ParameterArena {
     /// The parameters in arena order, with their element offset.
@@ -90,13 +90,6 @@ public final class ParameterArena {
         let coef = maxNorm / (norm + 1e-6)
         if coef < 1, let g = gradients { ck_scale(g.base, Int64(count), coef) }
         return norm
-    }
-
-    /// `self ← m·self + (1 − m)·student`, for an EMA teacher built with the same layout.
-    public func emaUpdate(from student: ParameterArena, momentum: Float) {
-        precondition(student.count == count && zip(entries, student.entries).allSatisfy { $0.name == $1.name && $0.tensor.shape == $1.tensor.shape },
-                     "emaUpdate: teacher and student arenas have different layouts")
-        ck_ema_update(values.base, student.values.base, Int64(count), momentum)
     }
 }
 
