@@ -65,6 +65,7 @@ let package = Package(
         .executable(name: "tessera", targets: ["tessera"]),
         .executable(name: "tessera-bench", targets: ["TesseraBench"]),
         .executable(name: "tessera-embed-example", targets: ["EmbedEngine"]),
+        .executable(name: "tessera-embed-checkpoint-example", targets: ["EmbedCheckpoint"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -141,6 +142,13 @@ let package = Package(
             dependencies: ["TesseraEngine"],
             path: "Examples/EmbedEngine"
         ),
+        // A program that loads a trained checkpoint of any method and embeds images through the library
+        // products alone (no command-line code), as `tessera embed` does.
+        .executableTarget(
+            name: "EmbedCheckpoint",
+            dependencies: ["TesseraModels", "TesseraData", "TesseraEngine"],
+            path: "Examples/EmbedCheckpoint"
+        ),
         // Naive references of every kernel, forward and backward: plain loops, double accumulation, no
         // OpenMP, no BLAS. The op table's reference column.
         .target(
@@ -200,7 +208,7 @@ let package = Package(
         // Runs the built `tessera` binary as a user would: bad input, and a tiny end-to-end run.
         .testTarget(
             name: "CLITests",
-            dependencies: ["tessera", "EmbedEngine", "TesseraEngine", "TesseraData", "TesseraModels", "TestSupport"],
+            dependencies: ["tessera", "EmbedEngine", "EmbedCheckpoint", "TesseraEngine", "TesseraData", "TesseraModels", "TestSupport"],
             path: "Tests/CLITests"
         ),
     ]

@@ -55,7 +55,7 @@ struct Bench: ParsableCommand {
         let set: any ImageDataset
         if let data {
             let t0 = Date()
-            set = try loadData(data, split: .train, channels: options.channels, limit: options.limit)
+            set = try DataSource.load(data, split: .train, channels: options.channels, limit: options.limit)
             print(String(format: "data: %@, indexed in %.2f s", set.summary, Date().timeIntervalSince(t0)))
         } else {
             // Two steps' worth of synthetic images, used alternately.

@@ -64,7 +64,7 @@ struct Eval: ParsableCommand {
         let dir = (checkpoint as NSString).deletingLastPathComponent
         let run = RunFolder(dir.isEmpty ? "." : dir)
         if FileManager.default.fileExists(atPath: run.config) {
-            var json = "{\"kind\":\"eval\",\"checkpoint\":\((checkpoint as NSString).lastPathComponent.debugDescription),\"epoch\":\(ck.file.metadata["epoch"] ?? "null"),\"random_init\":\(randomInit),\"data\":\(spec.debugDescription),\"pooling\":\"\(pooling.rawValue)\",\"knn\":\(result.knn)"
+            var json = "{\"kind\":\"eval\",\"checkpoint\":\((checkpoint as NSString).lastPathComponent.debugDescription),\"epoch\":\(ck.checkpoint.metadata["epoch"] ?? "null"),\"random_init\":\(randomInit),\"data\":\(spec.debugDescription),\"pooling\":\"\(pooling.rawValue)\",\"knn\":\(result.knn)"
             if let l = result.linear { json += ",\"linear\":\(l)" }
             for (s, v) in result.fewShot.sorted(by: { $0.key < $1.key }) { json += ",\"fewshot_\(s)\":[\(v[0]),\(v[1])]" }
             json += ",\"feature_rank\":\(result.featureRank)" + (splits.heldOut ? "" : ",\"held_out\":false")

@@ -191,7 +191,7 @@ struct Pretrain: ParsableCommand {
             return
         }
 
-        let train = try loadData(data, split: .train, channels: channels, limit: limit)
+        let train = try DataSource.load(data, split: .train, channels: channels, limit: limit)
         let config = try buildConfig(train: train)
         try execute(config, folder: folder, train: train, claim: claim)
     }
@@ -293,7 +293,7 @@ struct Pretrain: ParsableCommand {
                  completeOnly: Bool = false) throws {
         let comm = Processes.comm
         let channels = config.mae.encoder.channels
-        let train = try loaded ?? loadData(config.data, split: .train, channels: channels, limit: config.limit)
+        let train = try loaded ?? DataSource.load(config.data, split: .train, channels: channels, limit: config.limit)
         guard train.channels == channels else {
             throw CLIError("\(config.data) now has \(train.channels)-channel images, but the run trains on \(channels)-channel images; resume with the data it was trained on")
         }

@@ -54,7 +54,7 @@ enum Main {
             let code = Tessera.exitCode(for: error)
             if code == .success { Tessera.exit(withError: error) }   // --help, --version
             var message: String
-            if error is CLIError || error is DataError || error is FileIO.Error || error is TrainingError || error is SafeTensors.FormatError {
+            if error is CLIError || error is CheckpointError || error is DataError || error is FileIO.Error || error is TrainingError || error is SafeTensors.FormatError {
                 message = "\(error)"
             } else {
                 message = Tessera.message(for: error)
@@ -102,45 +102,14 @@ func warning(_ text: String) {
     FileHandle.standardError.write(Data(("warning: " + text + "\n").utf8))
 }
 
-/// Indexes a dataset split (nothing is decoded), the first `limit` images when given.
-func loadData(_ spec: String, split: DataSource.Split, channels: Int?, limit: Int? = nil) throws -> any ImageDataset {
-    try DataSource.load(spec, split: split, channels: channels, limit: limit)
-}
-
-/// A Tessera checkpoint: its configuration and the model it holds.
+/// A checkpoint (``Checkpoint``, the library's reader) with what the commands add: its data, checked
+/// against the model, and a warning when its weights are not finite.
 struct LoadedCheckpoint {
-    /// Throws unless the tensors that fix the encoder's (and, when present, the MAE decoder's) sizes
-    /// have the shapes `config` gives them, and the stacks have the depth it says.
-    static func checkShapes(_ file: SafeTensors.File, _ config: PretrainConfig, path: String) throws {
-        let e = config.mae.encoder, L = e.patches, p = e.patchSize, C = e.channels
-        func need(_ name: String, _ shape: [Int]) throws {
-            let found = file[name]?.shape
-            guard found == shape else {
-                throw CLIError("\(path): its configuration does not match its tensors (\(name) is \(found.map { "\($0)" } ?? "missing"), the configuration makes it \(shape)); the file is damaged or was edited")
-            }
-        }
-        func stack(_ prefix: String, depth: Int, dim: Int) throws {
-            try need("\(prefix).\(depth - 1).mlp.fc1.weight", [Int(Float(dim) * e.mlpRatio), dim])
-            if let extra = file.tensors.first(where: { $0.name.hasPrefix("\(prefix).\(depth).") }) {
-                throw CLIError("\(path): its configuration does not match its tensors (\(extra.name) is beyond the configured depth \(depth)); the file is damaged or was edited")
-            }
-        }
-        try need("patch_embed.proj.weight", [e.dim, C, p, p])
-        try need("pos_embed", [1, L + 1, e.dim])
-        try stack("blocks", depth: e.depth, dim: e.dim)
-        if config.method == .mae || config.method == .rcmae, file["decoder_pred.weight"] != nil {   // the full MAE, as built below
-            let m = config.mae
-            try need("decoder_pos_embed", [1, L + 1, m.decoderDim])
-            try need("decoder_pred.weight", [p * p * C, m.decoderDim])
-            try stack("decoder_blocks", depth: m.decoderDepth, dim: m.decoderDim)
-        }
-    }
-
     /// A split of `spec` for this checkpoint's model: its images must have the model's channels (one
     /// line naming both otherwise); images of another uniform size are resized to the model's, with a
     /// warning naming both sizes.
     func data(_ spec: String, split: DataSource.Split, limit: Int? = nil, warn: Bool = true) throws -> any ImageDataset {
-        try fitted(loadData(spec, split: split, channels: config.mae.encoder.channels, limit: limit), spec, warn: warn)
+        try fitted(DataSource.load(spec, split: split, channels: config.mae.encoder.channels, limit: limit), spec, warn: warn)
     }
 
     /// The labeled splits of `spec` for this checkpoint's model (see ``data(_:split:limit:warn:)``);
@@ -164,43 +133,17 @@ struct LoadedCheckpoint {
         return set
     }
 
-    let path: String
-    let file: SafeTensors.File
-    let config: PretrainConfig
-    let encoder: ViTEncoder
-    let model: MaskedAutoencoder?
+    let checkpoint: Checkpoint
+    var path: String { checkpoint.path }
+    var config: PretrainConfig { checkpoint.config }
+    var encoder: ViTEncoder { checkpoint.encoder }
+    var model: MaskedAutoencoder? { checkpoint.autoencoder }
 
     /// Reads a full model (`last.safetensors`) or an encoder-only file (`last.encoder.safetensors`).
     init(_ path: String) throws {
-        self.path = path
-        file = try SafeTensors.read(path)
-        guard let c = file.metadata["config"] else {
-            throw CLIError("\(path): no Tessera configuration in the metadata; only checkpoints written by 'tessera pretrain' can be read")
-        }
-        config = try PretrainConfig.decode(c)
-        // The configuration sizes the model built below: it must describe these tensors before
-        // anything is allocated (a small file claiming a huge model is one line, not an OOM kill).
-        try Self.checkShapes(file, config, path: path)
-        var rng = TesseraRNG(seed: 0)
-        if config.method == .mae || config.method == .rcmae, file["decoder_pred.weight"] != nil {   // the full MAE
-            let m = MaskedAutoencoder(config.mae, rng: &rng)
-            try loadWeights(file, into: m)
-            model = m
-            encoder = m.encoder
-        } else {
-            // An encoder-only file, or the encoder part of a method's checkpoint (MSN: + fc.*, prototypes;
-            // SIM: + projector and predictor). Every encoder tensor must be there (strict load below).
-            let e = ViTEncoder(config.mae.encoder, rng: &rng)
-            let encoderNames = Set(e.stateDict().map(\.name))
-            let sub = SafeTensors.File(tensors: file.tensors.filter { encoderNames.contains($0.name) }, metadata: file.metadata)
-            try loadWeights(sub, into: e)
-            encoder = e
-            model = nil
-        }
-        // Scanned in the loaded model, where the values already are (no copy of the file's tensors).
-        let loaded: Module = model ?? encoder
-        if let bad = loaded.stateDict().first(where: { t in UnsafeBufferPointer(start: t.tensor.data, count: t.tensor.count).contains { !$0.isFinite } }) {
-            warning("\(path): tensor '\(bad.name)' holds NaN or infinite values, so what is computed from it means nothing; evaluate an earlier checkpoint of the run")
+        checkpoint = try Checkpoint(contentsOf: path)
+        if let bad = checkpoint.nonFiniteTensor {
+            warning("\(path): tensor '\(bad)' holds NaN or infinite values, so what is computed from it means nothing; evaluate an earlier checkpoint of the run")
         }
     }
 }

@@ -129,6 +129,7 @@ public final class MaskedAutoencoder: Module {
 
 extension MaskedAutoencoder: PretrainingMethod {
     public static var kind: MethodKind { .mae }
+    public static var reportsAutoencoder: Bool { true }
     /// MAE's recipe (He et al., 2022, Table 8): AdamW (0.9, 0.95), weight decay 0.05, blr 1.5e-4.
     public static var recipe: TrainingRecipe { TrainingRecipe(blr: 1.5e-4, betas: (0.9, 0.95), weightDecay: 0.05) }
 

@@ -34,6 +34,7 @@ public struct RCMAEOptions: Codable, Equatable, Sendable {
 /// The teacher is the reported model: it is what the checkpoint holds under MAE's names.
 public final class RCMAE: PretrainingMethod {
     public static var kind: MethodKind { .rcmae }
+    public static var reportsAutoencoder: Bool { true }
     /// RC-MAE trains with MAE's recipe (Lee et al., 2023, Appendix: the MAE hyper-parameters).
     public static var recipe: TrainingRecipe { MaskedAutoencoder.recipe }
 

@@ -38,6 +38,41 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(try run("/usr/bin/ldd", [binary.path]).stdout.contains("libpng"))
     }
 
+    /// A program built on the library products alone (`Checkpoint`, `ViTEncoder.features`) loads a
+    /// model file of each of the four methods and an encoder-only file, and writes the same features as
+    /// `tessera embed`, byte for byte; a file that is not a Tessera checkpoint is one line.
+    func testLibraryProgramEmbedsEveryMethodsCheckpointAsTesseraEmbed() throws {
+        let dir = try tempDir()
+        let data = try tinyData(dir)
+        let common = ["--data", data, "--batch-size", "16", "--depth", "1", "--dim", "32", "--heads", "2", "--epochs", "1"]
+        let decoder = ["--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "2"]
+        let runs: [(String, [String])] = [("mae", decoder), ("rcmae", decoder), ("msn", ["--focal-views", "2", "--focal-size", "8", "--prototypes", "16"]),
+                                          ("sim", ["--decoder-heads", "2"])]
+        let example = product("tessera-embed-checkpoint-example").path
+        for (method, options) in runs {
+            let r = try tessera(["pretrain", "--method", method, "--run", dir + "/" + method] + options + common)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            for file in ["last.safetensors", "last.encoder.safetensors"] {
+                let ck = "\(dir)/\(method)/\(file)", viaCLI = "\(dir)/\(method)-\(file)-cli.npy", viaLibrary = "\(dir)/\(method)-\(file)-lib.npy"
+                let e = try tessera(["embed", ck, "--data", data, "--out", viaCLI])
+                XCTAssertEqual(e.status, 0, e.stderr)
+                let l = try run(example, [ck, data, viaLibrary])
+                XCTAssertEqual(l.status, 0, "\(ck): \(l.stdout)")
+                XCTAssertTrue(l.stdout.hasPrefix("\(method) checkpoint, epoch 1"), l.stdout)
+                let a = try Data(contentsOf: URL(fileURLWithPath: viaCLI)), b = try Data(contentsOf: URL(fileURLWithPath: viaLibrary))
+                XCTAssertEqual(a.count, 128 + 48 * 32 * 4, "\(ck)")   // [48, 32] float32 after the .npy header
+                XCTAssertEqual(a, b, "\(ck): the library's features differ from tessera embed's")
+            }
+        }
+        // A full MAE file loads the decoder too; the others hold an encoder alone.
+        XCTAssertNotNil(try Checkpoint(contentsOf: dir + "/rcmae/last.safetensors").autoencoder)
+        XCTAssertNil(try Checkpoint(contentsOf: dir + "/msn/last.safetensors").autoencoder)
+        XCTAssertThrowsError(try Checkpoint(contentsOf: data)) { XCTAssertTrue("\($0)".contains("tiny.npy"), "\($0)") }
+        let bad = try run(example, [dir + "/mae/config.json", data, dir + "/x.npy"])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/x.npy"))
+    }
+
     struct Result { let status: Int32; let stdout: String; let stderr: String }
 
     /// Runs `tessera args` on 2 threads under the tests' deadline (output through files: a child that

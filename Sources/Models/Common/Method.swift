@@ -19,6 +19,9 @@ public enum MethodKind: String, Codable, CaseIterable, Sendable, CustomStringCon
     /// The method's published optimization recipe (see each method's file).
     public var recipe: TrainingRecipe { implementation.recipe }
 
+    /// Whether the method's model file holds a whole MAE (``PretrainingMethod/reportsAutoencoder``).
+    public var reportsAutoencoder: Bool { implementation.reportsAutoencoder }
+
     /// The method a configuration names, initialized from the configuration's seed.
     public func make(_ config: PretrainConfig) -> any PretrainingMethod {
         var rng = TesseraRNG(seed: config.seed)
@@ -75,6 +78,9 @@ public protocol PretrainingMethod: AnyObject {
     var reportedModel: Module { get }
     /// The encoder whose frozen features are evaluated and exported.
     var evaluationEncoder: ViTEncoder { get }
+    /// Whether the reported model is a whole ``MaskedAutoencoder`` (encoder and the decoder that
+    /// reconstructs the pixels), so that its model file loads into one (default: false).
+    static var reportsAutoencoder: Bool { get }
     /// The parameters the optimizer updates.
     func optimizedParameters() -> [(name: String, tensor: Tensor)]
     /// The loss of one batch (builds the autograd graph) and named scalars to log.
@@ -100,6 +106,7 @@ public protocol PretrainingMethod: AnyObject {
 extension PretrainingMethod {
     /// The method's name on the command line and in checkpoints.
     public var methodName: String { Self.kind.rawValue }
+    public static var reportsAutoencoder: Bool { false }
     public func afterUpdate(step: Int, totalSteps: Int) {}
     public func extraState() -> [(name: String, tensor: Tensor)] { [] }
     public func decays(_ name: String, _ t: Tensor) -> Bool { ParameterArena.defaultDecay(name, t) }
