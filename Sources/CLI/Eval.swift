@@ -64,13 +64,17 @@ struct Eval: ParsableCommand {
         let dir = (checkpoint as NSString).deletingLastPathComponent
         let run = RunFolder(dir.isEmpty ? "." : dir)
         if FileManager.default.fileExists(atPath: run.config) {
-            var json = "{\"kind\":\"eval\",\"checkpoint\":\((checkpoint as NSString).lastPathComponent.debugDescription),\"epoch\":\(ck.checkpoint.metadata["epoch"] ?? "null"),\"random_init\":\(randomInit),\"data\":\(spec.debugDescription),\"pooling\":\"\(pooling.rawValue)\",\"knn\":\(result.knn)"
-            if let l = result.linear { json += ",\"linear\":\(l)" }
-            for (s, v) in result.fewShot.sorted(by: { $0.key < $1.key }) { json += ",\"fewshot_\(s)\":[\(v[0]),\(v[1])]" }
-            json += ",\"feature_rank\":\(result.featureRank)" + (splits.heldOut ? "" : ",\"held_out\":false")
+            var fields: [(name: String, value: MetricsRecord.Value)] = [
+                ("checkpoint", .text((checkpoint as NSString).lastPathComponent)),
+                ("epoch", ck.checkpoint.metadata["epoch"].flatMap { Int($0) }.map { .integer($0) } ?? .none),
+                ("random_init", .flag(randomInit)), ("data", .text(spec)), ("pooling", .text(pooling.rawValue)),
+                ("knn", .number(Double(result.knn))), ("feature_rank", .number(Double(result.featureRank)))]
+            if let l = result.linear { fields.append(("linear", .number(Double(l)))) }
+            for (s, v) in result.fewShot.sorted(by: { $0.key < $1.key }) { fields.append(("fewshot_\(s)", .numbers(v.map(Double.init)))) }
+            if !splits.heldOut { fields.append(("held_out", .flag(false))) }
             // The results are printed: a run folder that cannot take them (read-only storage) is a warning.
             do {
-                try FileIO.appendLine(json + "}", to: run.metricsJSONL)
+                try MetricsLog(path: run.metricsJSONL).append(MetricsRecord(kind: "eval", fields: fields))
                 print("appended to \(run.metricsJSONL)")
             } catch { warning("\(error); the results above were not recorded") }
         }

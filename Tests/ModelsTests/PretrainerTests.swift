@@ -161,3 +161,29 @@ final class PretrainerTests: XCTestCase {
         XCTAssertEqual(t.optimizer.step, 5)
     }
 }
+
+/// metrics.jsonl's records: valid JSON whatever a name or a text holds (quotes, control characters,
+/// non-ASCII), non-finite numbers as null, the same record the same line.
+final class MetricsRecordTests: XCTestCase {
+    func testRecordsAreValidJSONWhateverTheyHold() throws {
+        let hostile = "runs/a\"b\\c\u{7}\n\u{1F600}/data"
+        let record = MetricsRecord(kind: "eval", fields: [("data", .text(hostile)), ("epoch", .integer(3)), ("knn", .number(0.5)),
+                                                          ("loss", .number(.nan)), ("lr", .number(-.infinity)), ("fewshot_1", .numbers([0.25, .nan])),
+                                                          ("held_out", .flag(false)), ("missing", .none)]
+                                   + MetricsRecord.numbers([("np \"x\"", 2), ("max_t", 0.125)]))
+        let line = try record.jsonLine()
+        XCTAssertFalse(line.contains("\n"), line)
+        XCTAssertEqual(try record.jsonLine(), line)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        XCTAssertEqual(object["kind"] as? String, "eval")
+        XCTAssertEqual(object["data"] as? String, hostile)
+        XCTAssertEqual(object["epoch"] as? Int, 3)
+        XCTAssertEqual(object["knn"] as? Double, 0.5)
+        XCTAssertTrue(object["loss"] is NSNull && object["lr"] is NSNull && object["missing"] is NSNull)
+        XCTAssertEqual((object["fewshot_1"] as? [Any])?.count, 2)
+        XCTAssertTrue((object["fewshot_1"] as? [Any])?.last is NSNull)
+        XCTAssertEqual(object["held_out"] as? Bool, false)
+        XCTAssertEqual(object["np \"x\""] as? Double, 2)
+        XCTAssertEqual(object["max_t"] as? Double, 0.125)
+    }
+}

@@ -471,8 +471,8 @@ public final class Pretrainer {
                 group.removeAll()
                 meter.add(r); window.add(r)
                 if primary, !r.metrics.isEmpty {   // the method's monitors (MSN collapse, RC-MAE terms), every step
-                    try FileIO.appendLine("{\"kind\":\"monitor\",\"epoch\":\(epoch),\"step\":\(step),\"loss\":\(jsonNumber(Double(r.losses.last!)))"
-                                          + jsonFields(r.metrics) + "}", to: run.metricsJSONL)
+                    try MetricsLog(path: run.metricsJSONL).append(MetricsRecord(kind: "monitor", fields: [
+                        ("epoch", .integer(epoch)), ("step", .integer(step)), ("loss", .number(Double(r.losses.last!)))] + MetricsRecord.numbers(r.metrics)))
                 }
                 let inEpoch = step - epoch * stepsPerEpoch
                 if inEpoch % config.logEvery == 0 || inEpoch == stepsPerEpoch {
@@ -519,17 +519,11 @@ public final class Pretrainer {
     func logMetrics(kind: String, loss: Double, lr: Double, ips: Double, knn: Float?, extra: [(String, Float)]) throws {
         let k = knn.map { String(format: "%.4f", $0) } ?? ""
         try FileIO.appendLine("\(kind),\(epoch),\(step),\(String(format: "%.6f", loss)),\(String(format: "%.6e", lr)),\(String(format: "%.1f", ips)),\(k)", to: run.metricsCSV)
-        var json = "{\"kind\":\"\(kind)\",\"epoch\":\(epoch),\"step\":\(step),\"loss\":\(jsonNumber(loss)),\"lr\":\(jsonNumber(lr)),\"images_per_s\":\(jsonNumber(ips))"
-        if let knn { json += ",\"knn\":\(jsonNumber(Double(knn)))" }
-        try FileIO.appendLine(json + jsonFields(extra) + "}", to: run.metricsJSONL)
+        var fields: [(name: String, value: MetricsRecord.Value)] = [("epoch", .integer(epoch)), ("step", .integer(step)), ("loss", .number(loss)),
+                                                                    ("lr", .number(lr)), ("images_per_s", .number(ips))]
+        if let knn { fields.append(("knn", .number(Double(knn)))) }
+        try MetricsLog(path: run.metricsJSONL).append(MetricsRecord(kind: kind, fields: fields + MetricsRecord.numbers(extra)))
     }
-}
-
-func jsonNumber(_ v: Double) -> String { v.isFinite ? "\(v)" : "null" }
-
-/// `,"name":value` for each named scalar.
-func jsonFields(_ fields: [(String, Float)]) -> String {
-    fields.map { ",\($0.0.debugDescription):\(jsonNumber(Double($0.1)))" }.joined()
 }
 
 func formatDuration(_ s: Double) -> String {
