@@ -284,7 +284,7 @@ struct Pretrain: ParsableCommand {
         config.precision = try resolvedPrecision()
         // Sizes that only together can be wrong (divisibility, patches per image, kept patches): the
         // same checks every configuration read from a file passes.
-        do { try config.validate() } catch let e as FileIO.Error { throw CLIError(e.message) }
+        do { try config.validate() } catch let e as ConfigError { throw CLIError(e.message) }
         return config
     }
 

@@ -54,7 +54,7 @@ enum Main {
             let code = Tessera.exitCode(for: error)
             if code == .success { Tessera.exit(withError: error) }   // --help, --version
             var message: String
-            if error is CLIError || error is CheckpointError || error is DataError || error is FileIO.Error || error is TrainingError || error is SafeTensors.FormatError {
+            if error is CLIError || error is CheckpointError || error is ConfigError || error is DataError || error is FileIO.Error || error is TrainingError || error is SafeTensors.FormatError {
                 message = "\(error)"
             } else {
                 message = Tessera.message(for: error)

@@ -27,11 +27,20 @@ public enum ConfigLimits {
     public static let headHidden = 1...65536
 }
 
+/// A configuration that cannot train: a field out of range, sizes that do not fit together, or a saved
+/// configuration (`config.json`, a checkpoint's metadata) that is not a valid one. One line naming the
+/// field (and the option that sets it).
+public struct ConfigError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
 extension PretrainConfig {
-    /// Throws a one-line error naming the first field out of range (and the option that sets it).
+    /// Throws a ``ConfigError`` naming the first field out of range (and the option that sets it).
     public func validate() throws {
         func need(_ ok: Bool, _ what: @autoclosure () -> String) throws {
-            if !ok { throw FileIO.Error(message: what()) }
+            if !ok { throw ConfigError(what()) }
         }
         func int(_ name: String, _ v: Int, _ r: ClosedRange<Int>) throws {
             try need(r.contains(v), "\(name) must be \(r.lowerBound)…\(r.upperBound), got \(v)")
@@ -113,11 +122,11 @@ extension PretrainConfig {
         switch method {
         case .mae: break
         case .rcmae:
-            guard let o = rcmae else { throw FileIO.Error(message: "method rcmae without its rcmae options") }
+            guard let o = rcmae else { throw ConfigError("method rcmae without its rcmae options") }
             try real("rcmae.gamma (--gamma)", o.gamma, 0...1000)
             try real("rcmae.momentum (--teacher-momentum)", o.momentum, 0...1)
         case .msn:
-            guard let o = msn else { throw FileIO.Error(message: "method msn without its msn options") }
+            guard let o = msn else { throw ConfigError("method msn without its msn options") }
             // The projection head's BatchNorm normalizes over the (global) batch: one image has no variance.
             try need(batchSize >= 2, "--batch-size \(batchSize): MSN's BatchNorm head needs at least 2 images per step; raise --batch-size")
             try int("msn.focalViews (--focal-views)", o.focalViews, ConfigLimits.focalViews)
@@ -138,7 +147,7 @@ extension PretrainConfig {
             try real("msn.momentumStretch", o.momentumStretch, 0...1000, lowOpen: true)
             try photometric("msn.photometric", o.photometric)
         case .sim:
-            guard let o = sim else { throw FileIO.Error(message: "method sim without its sim options") }
+            guard let o = sim else { throw ConfigError("method sim without its sim options") }
             let w = o.width(encoderDim: e.dim)
             try int("sim.decoderDim (--decoder-dim)", w, ConfigLimits.width)
             try int("sim.decoderHeads (--decoder-heads)", o.decoderHeads, ConfigLimits.heads)

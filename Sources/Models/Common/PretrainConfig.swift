@@ -97,10 +97,10 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     public static func decode(_ text: String) throws -> PretrainConfig {
         let config: PretrainConfig
         do { config = try JSONDecoder().decode(PretrainConfig.self, from: Data(text.utf8)) } catch {
-            throw FileIO.Error(message: "configuration is not a valid Tessera config (\(error))")
+            throw ConfigError("configuration is not a valid Tessera config (\(error))")
         }
-        do { try config.validate() } catch let e as FileIO.Error {
-            throw FileIO.Error(message: "configuration is not a valid Tessera config (\(e.message))")
+        do { try config.validate() } catch let e as ConfigError {
+            throw ConfigError("configuration is not a valid Tessera config (\(e.message))")
         }
         return config
     }
