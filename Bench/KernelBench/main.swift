@@ -77,7 +77,7 @@ if wanted("memory") {
             MemCase(name: "softmax fwd", shape: label, bytes: 8 * n) { ck_softmax_forward(y, x, rr, cc) },
             MemCase(name: "softmax bwd", shape: label, bytes: 16 * n) { ck_softmax_backward(ck_grad(data: dx, accumulate: 0), dy, y, rr, cc) },
             MemCase(name: "layernorm fwd", shape: label, bytes: 8 * n) { ck_layernorm_forward(y, mean, rstd, x, w, b, rr, cc, 1e-6) },
-            MemCase(name: "layernorm bwd (dx)", shape: label, bytes: 12 * n) { ck_layernorm_backward(ck_grad(data: dx, accumulate: 0), ck_grad(), ck_grad(), dy, x, w, mean, rstd, rr, cc) },
+            MemCase(name: "layernorm bwd (dx)", shape: label, bytes: 12 * n) { ck_layernorm_backward(ck_grad(data: dx, accumulate: 0), ck_grad(), ck_grad(), dy, x, w, mean, rstd, nil, rr, cc) },
             MemCase(name: "gelu fwd", shape: label, bytes: 8 * n) { ck_gelu_forward(y, x, Int64(n)) },
             MemCase(name: "gelu bwd", shape: label, bytes: 12 * n) { ck_gelu_backward(ck_grad(data: dx, accumulate: 0), dy, x, Int64(n)) },
             MemCase(name: "residual add (binary)", shape: label, bytes: 12 * n) {

@@ -78,8 +78,10 @@ CK_CLONES static void layernorm_rows_backward(float *dx, int accumulate, float *
     }
 }
 
+int64_t ck_layernorm_backward_scratch(int64_t R, int64_t C) { return 2 * C * ((R + LN_RB - 1) / LN_RB); }
+
 void ck_layernorm_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const float *dout, const float *x,
-                           const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C) {
+                           const float *weight, const float *mean, const float *rstd, float *scratch, int64_t R, int64_t C) {
     if (!dweight.data && !dbias.data) {
         if (!dx.data) return;
         #pragma omp parallel for schedule(static) if (R * C >= CK_PAR_MIN)
@@ -88,8 +90,7 @@ void ck_layernorm_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const flo
         return;
     }
     const int64_t nblk = (R + LN_RB - 1) / LN_RB;
-    float *partial = malloc(sizeof(float) * (size_t)(2 * C * nblk));   // [nblk][2][C]
-    if (!partial) ck_fatal("ck_layernorm_backward: out of memory for the parameter gradients' partial sums");
+    float *const partial = scratch;   // [nblk][2][C]
     #pragma omp parallel if (R * C >= CK_PAR_MIN)
     {
         #pragma omp for schedule(static)
@@ -104,7 +105,6 @@ void ck_layernorm_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const flo
             if (dbias.data) CK_PUT(dbias.accumulate, dbias.data[c], sb);
         }
     }
-    free(partial);
 }
 
 // BatchNorm1d: each column is independent. Columns go in blocks of BN_CB across threads, and within a

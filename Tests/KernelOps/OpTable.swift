@@ -479,7 +479,7 @@ let normRows: [KernelOp] = [
     // Parameter gradients are summed by blocks of 64 rows: R = 64, 65, 129 and 12800 cross them; C = 1 to 193
     // the row loops' vector widths.
     // ck_layernorm_apply (the backward's recomputation from the saved statistics) is a second output.
-    KernelOp("layernorm", kernels: ["ck_layernorm_forward", "ck_layernorm_apply", "ck_layernorm_backward"], rtol: 1e-4, atol: 1e-4,
+    KernelOp("layernorm", kernels: ["ck_layernorm_forward", "ck_layernorm_apply", "ck_layernorm_backward", "ck_layernorm_backward_scratch"], rtol: 1e-4, atol: 1e-4,
              shapes: [[1, 2, 1], [3, 7, 1], [17, 31, 1], [9, 32, 1], [9, 33, 1], [5, 64, 1], [40, 65, 1], [5, 193, 1], [64, 3, 1],
                       [65, 17, 1], [129, 40, 1], [6, 33, 0], [12800, 192, 1]], production: [12800, 192, 1]) { s in
         let R = s[0], C = s[1], affine = s[2] == 1
@@ -501,8 +501,9 @@ let normRows: [KernelOp] = [
             if impl == .kernel {
                 var out = zeros(R * C), mean = zeros(R), rstd = zeros(R)
                 ck_layernorm_forward(&out, &mean, &rstd, v[0], w, affine ? v[2] : nil, i64(R), i64(C), 1e-5)
+                var scratch = zeros(Int(ck_layernorm_backward_scratch(i64(R), i64(C))))
                 ck_layernorm_backward(g(gr[0], acc), affine ? g(gr[1], acc) : ck_grad(), affine ? g(gr[2], acc) : ck_grad(),
-                                      dout, v[0], w, mean, rstd, i64(R), i64(C))
+                                      dout, v[0], w, mean, rstd, &scratch, i64(R), i64(C))
             } else { ref_layernorm_backward(gr[0], affine ? gr[1] : nil, affine ? gr[2] : nil, dout, v[0], w, i64(R), i64(C), 1e-5) }
         })
     },

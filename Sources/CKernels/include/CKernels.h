@@ -15,7 +15,7 @@
 //
 // Example, a LayerNorm over R rows of C channels and its backward:
 //   ck_layernorm_forward(y, mean, rstd, x, w, b, R, C, 1e-6f);
-//   ck_layernorm_backward((ck_grad){dx, 0}, (ck_grad){dw, 1}, (ck_grad){db, 1}, dy, x, w, mean, rstd, R, C);
+//   ck_layernorm_backward((ck_grad){dx, 0}, (ck_grad){dw, 1}, (ck_grad){db, 1}, dy, x, w, mean, rstd, scratch, R, C);
 //   (dx overwritten; dw and db added to the parameter gradients already there)
 #pragma once
 #include "ck_grad.h"
@@ -29,3 +29,4 @@
 #include "ck_activation.h"
 #include "ck_elementwise.h"
 #include "ck_optim.h"
+#include "ck_probe.h"

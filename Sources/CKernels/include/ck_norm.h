@@ -13,10 +13,12 @@ void ck_layernorm_forward(float *out, float *mean, float *rstd, const float *x, 
 void ck_layernorm_apply(float *out, const float *x, const float *weight, const float *bias, const float *mean,
                         const float *rstd, int64_t R, int64_t C);
 /// dx (=|+=) ..., dweight (=|+=) Σ_r dout · x̂, dbias (=|+=) Σ_r dout. Reads x, weight and the saved
-/// mean/rstd. Any gradient may be null. The parameter gradients sum blocks of 64 rows, then the blocks
+/// mean/rstd. Any gradient may be null. The parameter gradients sum blocks of 64 rows into `scratch`
+/// (ck_layernorm_backward_scratch(R, C) floats; may be null when neither is wanted), then the blocks
 /// in order (the same bits at any thread count).
 void ck_layernorm_backward(ck_grad dx, ck_grad dweight, ck_grad dbias, const float *dout, const float *x,
-                           const float *weight, const float *mean, const float *rstd, int64_t R, int64_t C);
+                           const float *weight, const float *mean, const float *rstd, float *scratch, int64_t R, int64_t C);
+int64_t ck_layernorm_backward_scratch(int64_t R, int64_t C);
 
 /// BatchNorm1d over the rows of x[R, C] (PyTorch semantics). training = 1: normalize with the batch
 /// mean and biased variance, then running = (1 − momentum)·running + momentum·batch (unbiased variance

@@ -13,8 +13,10 @@ extension Tensor {
         ck_layernorm_forward(out.data, mean.data, rstd.data, x.data, weight?.data, bias?.data, Int64(R), Int64(C), eps)
         let inputs = [x] + [weight, bias].compactMap { $0 }
         return out.recorded("layerNorm", inputs) { g in
-            ck_layernorm_backward(x.gradTarget(), weight?.gradTarget() ?? ck_grad(), bias?.gradTarget() ?? ck_grad(),
-                                  g, x.data, weight?.data, mean.data, rstd.data, Int64(R), Int64(C))
+            withLayerNormScratch(R, C) { scratch in
+                ck_layernorm_backward(x.gradTarget(), weight?.gradTarget() ?? ck_grad(), bias?.gradTarget() ?? ck_grad(),
+                                      g, x.data, weight?.data, mean.data, rstd.data, scratch, Int64(R), Int64(C))
+            }
         }
     }
 
@@ -212,8 +214,10 @@ struct ProductInput {
             write(ck_grad(data: dRows.data, accumulate: 0))
             switch norm {
             case let .layer(w, b, _):
-                ck_layernorm_backward(source.gradTarget(), w?.gradTarget() ?? ck_grad(), b?.gradTarget() ?? ck_grad(),
-                                      dRows.data, source.data, w?.data, mean.data, rstd.data, Int64(rows), Int64(width))
+                withLayerNormScratch(rows, width) { scratch in
+                    ck_layernorm_backward(source.gradTarget(), w?.gradTarget() ?? ck_grad(), b?.gradTarget() ?? ck_grad(),
+                                          dRows.data, source.data, w?.data, mean.data, rstd.data, scratch, Int64(rows), Int64(width))
+                }
             case let .batch(w, b, _, _, _, _):
                 // The input's gradient goes through a buffer and is then added, as it did through
                 // BatchNorm1d's reshape: the sum with the residual's gradient rounds the same way.
@@ -224,4 +228,10 @@ struct ProductInput {
             }
         }
     }
+}
+
+/// Runs `body` with the scratch of ck_layernorm_backward for R rows of C (the parameter gradients'
+/// partial sums), a pooled buffer the call owns.
+func withLayerNormScratch(_ R: Int, _ C: Int, _ body: (UnsafeMutablePointer<Float>) -> Void) {
+    withExtendedLifetime(Tensor(uninitialized: [max(Int(ck_layernorm_backward_scratch(Int64(R), Int64(C))), 1)])) { body($0.data) }
 }
