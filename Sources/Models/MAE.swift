@@ -133,6 +133,16 @@ extension MaskedAutoencoder: PretrainingMethod {
     /// MAE's recipe (He et al., 2022, Table 8): AdamW (0.9, 0.95), weight decay 0.05, blr 1.5e-4.
     public static var recipe: TrainingRecipe { TrainingRecipe(blr: 1.5e-4, betas: (0.9, 0.95), weightDecay: 0.05) }
 
+    /// The mask must keep a patch, and the per-patch normalized target needs two values per patch
+    /// (``PretrainConfig/validate()``).
+    public static func maskRatio(of config: PretrainConfig) -> Float? { config.mae.maskRatio }
+    public static func validateOptions(of config: PretrainConfig) throws {
+        let mae = config.mae, e = mae.encoder
+        try ConfigRule.need(mae.keptPatches >= 1, "--mask-ratio \(mae.maskRatio) keeps no patch of \(e.patches); lower it")
+        try ConfigRule.need(!mae.normPixLoss || e.patchSize * e.patchSize * e.channels >= 2,
+                            "patches of \(e.patchSize)x\(e.patchSize)x\(e.channels) hold one value, which the per-patch normalized target cannot standardize; raise --patch-size or pass --no-norm-pix")
+    }
+
     public convenience init(_ config: PretrainConfig, rng: inout TesseraRNG) { self.init(config.mae, rng: &rng) }
 
     public var reportedModel: Module { self }

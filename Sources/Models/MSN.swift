@@ -97,6 +97,32 @@ public final class MSN: PretrainingMethod {
         TrainingRecipe(blr: 1e-3, betas: (0.9, 0.999), weightDecay: 0.04, weightDecayEnd: 0.4, clipGrad: 3)
     }
 
+    public static func addDefaultOptions(to config: inout PretrainConfig) { config.msn = MSNOptions() }
+    /// Range checks of MSN's options against the encoder and the batch (``PretrainConfig/validate()``).
+    public static func validateOptions(of config: PretrainConfig) throws {
+        let batchSize = config.batchSize, e = config.mae.encoder
+        guard let o = config.msn else { throw ConfigError("method msn without its msn options") }
+        // The projection head's BatchNorm normalizes over the (global) batch: one image has no variance.
+        try ConfigRule.need(batchSize >= 2, "--batch-size \(batchSize): MSN's BatchNorm head needs at least 2 images per step; raise --batch-size")
+        try ConfigRule.int("msn.focalViews (--focal-views)", o.focalViews, ConfigLimits.focalViews)
+        try ConfigRule.int("msn.focalSize (--focal-size)", o.focalSize, ConfigLimits.imageSize)
+        try ConfigRule.need(o.focalSize % e.patchSize == 0 && o.focalSize >= e.patchSize,
+                            "--focal-size \(o.focalSize) must be a positive multiple of the patch size \(e.patchSize)")
+        try ConfigRule.range("msn.randomScale", o.randomScale, 0...1)
+        try ConfigRule.range("msn.focalScale", o.focalScale, 0...1)
+        try ConfigRule.real("msn.patchDrop (--patch-drop)", o.patchDrop, 0...1, highOpen: true)
+        try ConfigRule.int("msn.prototypes (--prototypes)", o.prototypes, ConfigLimits.prototypes)
+        try ConfigRule.int("msn.hiddenDim (--head-hidden)", o.hiddenDim, ConfigLimits.headHidden)
+        try ConfigRule.int("msn.outputDim", o.outputDim, ConfigLimits.headHidden)
+        try ConfigRule.real("msn.temperature", o.temperature, 0...100, lowOpen: true)
+        try ConfigRule.real("msn.sharpen", o.sharpen, 0...100, lowOpen: true)
+        try ConfigRule.int("msn.sinkhornIterations", o.sinkhornIterations, 0...1000)
+        try ConfigRule.real("msn.memaxWeight", o.memaxWeight, 0...1000)
+        try ConfigRule.real("msn.momentum", o.momentum, 0...1)
+        try ConfigRule.real("msn.momentumStretch", o.momentumStretch, 0...1000, lowOpen: true)
+        try ConfigRule.photometric("msn.photometric", o.photometric)
+    }
+
     public let options: MSNOptions
     public let config: ViTConfig
     public let anchor: MSNNetwork

@@ -38,6 +38,16 @@ public final class RCMAE: PretrainingMethod {
     /// RC-MAE trains with MAE's recipe (Lee et al., 2023, Appendix: the MAE hyper-parameters).
     public static var recipe: TrainingRecipe { MaskedAutoencoder.recipe }
 
+    /// MAE's checks, then the teacher's options (``PretrainConfig/validate()``).
+    public static func addDefaultOptions(to config: inout PretrainConfig) { config.rcmae = RCMAEOptions() }
+    public static func maskRatio(of config: PretrainConfig) -> Float? { config.mae.maskRatio }
+    public static func validateOptions(of config: PretrainConfig) throws {
+        try MaskedAutoencoder.validateOptions(of: config)
+        guard let o = config.rcmae else { throw ConfigError("method rcmae without its rcmae options") }
+        try ConfigRule.real("rcmae.gamma (--gamma)", o.gamma, 0...1000)
+        try ConfigRule.real("rcmae.momentum (--teacher-momentum)", o.momentum, 0...1)
+    }
+
     public let options: RCMAEOptions
     public let student: MaskedAutoencoder
     public let teacher: MaskedAutoencoder

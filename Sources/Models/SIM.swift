@@ -124,6 +124,28 @@ public final class SIM: PretrainingMethod {
     /// points lower at 10 epochs on Fashion-MNIST (docs/results.md, "Four methods"). `--blr 6.25e-5` is the release's.
     public static var recipe: TrainingRecipe { TrainingRecipe(blr: 1e-3, betas: (0.9, 0.95), weightDecay: 0.05, clipGrad: 1) }
 
+    public static func addDefaultOptions(to config: inout PretrainConfig) { config.sim = SIMOptions() }
+    public static func maskRatio(of config: PretrainConfig) -> Float? { (config.sim ?? SIMOptions()).maskRatio }
+    /// Range checks of SIM's options against the encoder (``PretrainConfig/validate()``).
+    public static func validateOptions(of config: PretrainConfig) throws {
+        let e = config.mae.encoder
+        guard let o = config.sim else { throw ConfigError("method sim without its sim options") }
+        let w = o.width(encoderDim: e.dim)
+        try ConfigRule.int("sim.decoderDim (--decoder-dim)", w, ConfigLimits.width)
+        try ConfigRule.int("sim.decoderHeads (--decoder-heads)", o.decoderHeads, ConfigLimits.heads)
+        try ConfigRule.need(w % o.decoderHeads == 0 && w % 4 == 0, "SIM width \(w) must be a multiple of 4 and of --decoder-heads \(o.decoderHeads)")
+        try ConfigRule.int("sim.projectorDepth", o.projectorDepth, 0...ConfigLimits.depth.upperBound)
+        try ConfigRule.int("sim.predictorDepth", o.predictorDepth, ConfigLimits.depth)
+        try ConfigRule.real("sim.maskRatio (--mask-ratio)", o.maskRatio, 0...1, highOpen: true)
+        try ConfigRule.need(SIM.maskedCount(patches: e.patches, ratio: o.maskRatio) < e.patches,
+                            "--mask-ratio \(o.maskRatio) keeps no patch of \(e.patches); lower it")
+        try ConfigRule.range("sim.cropScale", o.cropScale, 0...1)
+        try ConfigRule.real("sim.negWeight", o.negWeight, 0...1000)
+        try ConfigRule.real("sim.momentum", o.momentum, 0...1)
+        try ConfigRule.photometric("sim.onlinePhotometric", o.onlinePhotometric)
+        try ConfigRule.photometric("sim.targetPhotometric", o.targetPhotometric)
+    }
+
     public let options: SIMOptions
     public let config: ViTConfig
     public let online: SIMOnline

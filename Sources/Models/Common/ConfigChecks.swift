@@ -36,35 +36,49 @@ public struct ConfigError: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// The range checks every configuration passes (``PretrainConfig/validate()``, and each method's
+/// ``PretrainingMethod/validateOptions(of:)``): each throws a ``ConfigError`` naming the field.
+public enum ConfigRule {
+    public static func need(_ ok: Bool, _ what: @autoclosure () -> String) throws {
+        if !ok { throw ConfigError(what()) }
+    }
+    public static func int(_ name: String, _ v: Int, _ r: ClosedRange<Int>) throws {
+        try need(r.contains(v), "\(name) must be \(r.lowerBound)…\(r.upperBound), got \(v)")
+    }
+    public static func real<T: BinaryFloatingPoint>(_ name: String, _ v: T, _ r: ClosedRange<T>, lowOpen: Bool = false,
+                                                     highOpen: Bool = false) throws {
+        let ok = v.isFinite && (lowOpen ? v > r.lowerBound : v >= r.lowerBound) && (highOpen ? v < r.upperBound : v <= r.upperBound)
+        try need(ok, "\(name) must be in \(lowOpen ? "(" : "[")\(r.lowerBound), \(r.upperBound)\(highOpen ? ")" : "]"), got \(v)")
+    }
+    public static func range(_ name: String, _ v: ClosedRange<Float>, _ r: ClosedRange<Float>) throws {
+        try need(v.lowerBound.isFinite && v.upperBound.isFinite && v.lowerBound > r.lowerBound && v.upperBound <= r.upperBound,
+                 "\(name) must lie in (\(r.lowerBound), \(r.upperBound)], got \(v)")
+    }
+    public static func photometric(_ name: String, _ p: Photometric?) throws {
+        guard let p else { return }
+        for (field, v) in [("jitterProbability", p.jitterProbability), ("grayscaleProbability", p.grayscaleProbability),
+                           ("blurProbability", p.blurProbability), ("solarizeProbability", p.solarizeProbability)] {
+            try real("\(name).\(field)", v, 0...1)
+        }
+        for (field, v) in [("brightness", p.brightness), ("contrast", p.contrast), ("saturation", p.saturation)] {
+            try real("\(name).\(field)", v, 0...10)
+        }
+        try real("\(name).hue", p.hue, 0...0.5)
+        try range("\(name).blurSigma", p.blurSigma, 0...100)
+    }
+}
+
 extension PretrainConfig {
     /// Throws a ``ConfigError`` naming the first field out of range (and the option that sets it).
     public func validate() throws {
-        func need(_ ok: Bool, _ what: @autoclosure () -> String) throws {
-            if !ok { throw ConfigError(what()) }
-        }
-        func int(_ name: String, _ v: Int, _ r: ClosedRange<Int>) throws {
-            try need(r.contains(v), "\(name) must be \(r.lowerBound)…\(r.upperBound), got \(v)")
-        }
+        typealias R = ConfigRule
+        func need(_ ok: Bool, _ what: @autoclosure () -> String) throws { try R.need(ok, what()) }
+        func int(_ name: String, _ v: Int, _ r: ClosedRange<Int>) throws { try R.int(name, v, r) }
         func real<T: BinaryFloatingPoint>(_ name: String, _ v: T, _ r: ClosedRange<T>, lowOpen: Bool = false, highOpen: Bool = false) throws {
-            let ok = v.isFinite && (lowOpen ? v > r.lowerBound : v >= r.lowerBound) && (highOpen ? v < r.upperBound : v <= r.upperBound)
-            try need(ok, "\(name) must be in \(lowOpen ? "(" : "[")\(r.lowerBound), \(r.upperBound)\(highOpen ? ")" : "]"), got \(v)")
+            try R.real(name, v, r, lowOpen: lowOpen, highOpen: highOpen)
         }
-        func range(_ name: String, _ v: ClosedRange<Float>, _ r: ClosedRange<Float>) throws {
-            try need(v.lowerBound.isFinite && v.upperBound.isFinite && v.lowerBound > r.lowerBound && v.upperBound <= r.upperBound,
-                     "\(name) must lie in (\(r.lowerBound), \(r.upperBound)], got \(v)")
-        }
-        func photometric(_ name: String, _ p: Photometric?) throws {
-            guard let p else { return }
-            for (field, v) in [("jitterProbability", p.jitterProbability), ("grayscaleProbability", p.grayscaleProbability),
-                               ("blurProbability", p.blurProbability), ("solarizeProbability", p.solarizeProbability)] {
-                try real("\(name).\(field)", v, 0...1)
-            }
-            for (field, v) in [("brightness", p.brightness), ("contrast", p.contrast), ("saturation", p.saturation)] {
-                try real("\(name).\(field)", v, 0...10)
-            }
-            try real("\(name).hue", p.hue, 0...0.5)
-            try range("\(name).blurSigma", p.blurSigma, 0...100)
-        }
+        func range(_ name: String, _ v: ClosedRange<Float>, _ r: ClosedRange<Float>) throws { try R.range(name, v, r) }
+        func photometric(_ name: String, _ p: Photometric?) throws { try R.photometric(name, p) }
 
         // The encoder (--image-size, --patch-size, --channels, --dim, --depth, --heads).
         let e = mae.encoder
@@ -86,11 +100,6 @@ extension PretrainConfig {
         }
         try int("mae.decoderDepth (--decoder-depth)", mae.decoderDepth, ConfigLimits.depth)
         try real("mae.maskRatio (--mask-ratio)", mae.maskRatio, 0...1, highOpen: true)
-        if method == .mae || method == .rcmae {
-            try need(mae.keptPatches >= 1, "--mask-ratio \(mae.maskRatio) keeps no patch of \(e.patches); lower it")
-            try need(!mae.normPixLoss || e.patchSize * e.patchSize * e.channels >= 2,
-                     "patches of \(e.patchSize)x\(e.patchSize)x\(e.channels) hold one value, which the per-patch normalized target cannot standardize; raise --patch-size or pass --no-norm-pix")
-        }
 
         // Schedule and optimizer.
         try int("epochs (--epochs)", epochs, ConfigLimits.epochs)
@@ -118,50 +127,7 @@ extension PretrainConfig {
         for s in augmentation.std { try real("augmentation.std", s, 0...1e6, lowOpen: true) }
         try photometric("augmentation.photometric", augmentation.photometric)
 
-        // The method's own options.
-        switch method {
-        case .mae: break
-        case .rcmae:
-            guard let o = rcmae else { throw ConfigError("method rcmae without its rcmae options") }
-            try real("rcmae.gamma (--gamma)", o.gamma, 0...1000)
-            try real("rcmae.momentum (--teacher-momentum)", o.momentum, 0...1)
-        case .msn:
-            guard let o = msn else { throw ConfigError("method msn without its msn options") }
-            // The projection head's BatchNorm normalizes over the (global) batch: one image has no variance.
-            try need(batchSize >= 2, "--batch-size \(batchSize): MSN's BatchNorm head needs at least 2 images per step; raise --batch-size")
-            try int("msn.focalViews (--focal-views)", o.focalViews, ConfigLimits.focalViews)
-            try int("msn.focalSize (--focal-size)", o.focalSize, ConfigLimits.imageSize)
-            try need(o.focalSize % e.patchSize == 0 && o.focalSize >= e.patchSize,
-                     "--focal-size \(o.focalSize) must be a positive multiple of the patch size \(e.patchSize)")
-            try range("msn.randomScale", o.randomScale, 0...1)
-            try range("msn.focalScale", o.focalScale, 0...1)
-            try real("msn.patchDrop (--patch-drop)", o.patchDrop, 0...1, highOpen: true)
-            try int("msn.prototypes (--prototypes)", o.prototypes, ConfigLimits.prototypes)
-            try int("msn.hiddenDim (--head-hidden)", o.hiddenDim, ConfigLimits.headHidden)
-            try int("msn.outputDim", o.outputDim, ConfigLimits.headHidden)
-            try real("msn.temperature", o.temperature, 0...100, lowOpen: true)
-            try real("msn.sharpen", o.sharpen, 0...100, lowOpen: true)
-            try int("msn.sinkhornIterations", o.sinkhornIterations, 0...1000)
-            try real("msn.memaxWeight", o.memaxWeight, 0...1000)
-            try real("msn.momentum", o.momentum, 0...1)
-            try real("msn.momentumStretch", o.momentumStretch, 0...1000, lowOpen: true)
-            try photometric("msn.photometric", o.photometric)
-        case .sim:
-            guard let o = sim else { throw ConfigError("method sim without its sim options") }
-            let w = o.width(encoderDim: e.dim)
-            try int("sim.decoderDim (--decoder-dim)", w, ConfigLimits.width)
-            try int("sim.decoderHeads (--decoder-heads)", o.decoderHeads, ConfigLimits.heads)
-            try need(w % o.decoderHeads == 0 && w % 4 == 0, "SIM width \(w) must be a multiple of 4 and of --decoder-heads \(o.decoderHeads)")
-            try int("sim.projectorDepth", o.projectorDepth, 0...ConfigLimits.depth.upperBound)
-            try int("sim.predictorDepth", o.predictorDepth, ConfigLimits.depth)
-            try real("sim.maskRatio (--mask-ratio)", o.maskRatio, 0...1, highOpen: true)
-            try need(SIM.maskedCount(patches: e.patches, ratio: o.maskRatio) < e.patches,
-                     "--mask-ratio \(o.maskRatio) keeps no patch of \(e.patches); lower it")
-            try range("sim.cropScale", o.cropScale, 0...1)
-            try real("sim.negWeight", o.negWeight, 0...1000)
-            try real("sim.momentum", o.momentum, 0...1)
-            try photometric("sim.onlinePhotometric", o.onlinePhotometric)
-            try photometric("sim.targetPhotometric", o.targetPhotometric)
-        }
+        // The method's own options (each method's file).
+        try method.implementation.validateOptions(of: self)
     }
 }

@@ -81,6 +81,14 @@ public protocol PretrainingMethod: AnyObject {
     /// Whether the reported model is a whole ``MaskedAutoencoder`` (encoder and the decoder that
     /// reconstructs the pixels), so that its model file loads into one (default: false).
     static var reportsAutoencoder: Bool { get }
+    /// Range checks of the method's own options in `config` (its part of ``PretrainConfig/validate()``),
+    /// each a ``ConfigError`` naming the field and its option; the default checks nothing.
+    static func validateOptions(of config: PretrainConfig) throws
+    /// Puts the method's default options into a new configuration (``PretrainConfig/init(method:mae:augmentation:)``);
+    /// the default adds none.
+    static func addDefaultOptions(to config: inout PretrainConfig)
+    /// The fraction of patches the method masks in `config` (``PretrainConfig/maskRatio``); the default: none.
+    static func maskRatio(of config: PretrainConfig) -> Float?
     /// The parameters the optimizer updates.
     func optimizedParameters() -> [(name: String, tensor: Tensor)]
     /// The loss of one batch (builds the autograd graph) and named scalars to log.
@@ -107,6 +115,9 @@ extension PretrainingMethod {
     /// The method's name on the command line and in checkpoints.
     public var methodName: String { Self.kind.rawValue }
     public static var reportsAutoencoder: Bool { false }
+    public static func validateOptions(of config: PretrainConfig) throws {}
+    public static func addDefaultOptions(to config: inout PretrainConfig) {}
+    public static func maskRatio(of config: PretrainConfig) -> Float? { nil }
     public func afterUpdate(step: Int, totalSteps: Int) {}
     public func extraState() -> [(name: String, tensor: Tensor)] { [] }
     public func decays(_ name: String, _ t: Tensor) -> Bool { ParameterArena.defaultDecay(name, t) }

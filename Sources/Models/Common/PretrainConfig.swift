@@ -56,12 +56,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
         self.mae = mae
         self.augmentation = augmentation
         recipe = method.recipe
-        switch method {
-        case .mae: break
-        case .rcmae: rcmae = RCMAEOptions()
-        case .msn: msn = MSNOptions()
-        case .sim: sim = SIMOptions()
-        }
+        method.implementation.addDefaultOptions(to: &self)
     }
 
     /// The optimizer settings, as a recipe (setting it overwrites all of them).
@@ -75,13 +70,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
 
     /// The fraction of patches the method masks (MAE and RC-MAE: `mae.maskRatio`, SIM: its option;
     /// nil for MSN, whose anchor masking is `msn.patchDrop`).
-    public var maskRatio: Float? {
-        switch method {
-        case .mae, .rcmae: return mae.maskRatio
-        case .sim: return (sim ?? SIMOptions()).maskRatio
-        case .msn: return nil
-        }
-    }
+    public var maskRatio: Float? { method.implementation.maskRatio(of: self) }
 
     public var effectiveBatch: Int { batchSize * accumSteps }
     public var learningRate: Double { blr * Double(effectiveBatch) / 256 }
