@@ -4,19 +4,6 @@
 #include "ck_activation.h"
 
 #define CK_INV_SQRT_2PI 0.39894228040143267794f
-#define CK_CHUNK 2048   // elements per parallel work item
-
-// Every pass's parallel loop: chunks of CK_CHUNK values, one work item each (so the split is the same
-// at any thread count); the statement after N sees the chunk's first index i0 and its length n.
-#define FOR_EACH_CHUNK(N, ...)                                                                           \
-    do {                                                                                                 \
-        const int64_t total_ = (N), chunks_ = (total_ + CK_CHUNK - 1) / CK_CHUNK;                         \
-        _Pragma("omp parallel for schedule(static) if (total_ >= CK_PAR_MIN)")                           \
-        for (int64_t c_ = 0; c_ < chunks_; c_++) {                                                       \
-            const int64_t i0 = c_ * CK_CHUNK, n = ck_min64(CK_CHUNK, total_ - i0);                        \
-            __VA_ARGS__;                                                                                 \
-        }                                                                                                \
-    } while (0)
 
 // gelu(x) for n values in a row: the arithmetic of every GELU here (the passes below, and the bf16
 // GEMM's packing of gelu(pre) as an operand, ck_gelu_linear_forward), so they all give the same bits.

@@ -40,6 +40,20 @@ static inline int ck_thread_count(void) {
 // few microseconds to open, more than the whole loop on small tensors.
 #define CK_PAR_MIN 16384
 
+#define CK_CHUNK 2048   // elements per parallel work item
+
+// An elementwise pass's parallel loop: chunks of CK_CHUNK values, one work item each (so the split is the same
+// at any thread count); the statement after N sees the chunk's first index i0 and its length n.
+#define FOR_EACH_CHUNK(N, ...)                                                                           \
+    do {                                                                                                 \
+        const int64_t total_ = (N), chunks_ = (total_ + CK_CHUNK - 1) / CK_CHUNK;                         \
+        _Pragma("omp parallel for schedule(static) if (total_ >= CK_PAR_MIN)")                           \
+        for (int64_t c_ = 0; c_ < chunks_; c_++) {                                                       \
+            const int64_t i0 = c_ * CK_CHUNK, n = ck_min64(CK_CHUNK, total_ - i0);                        \
+            __VA_ARGS__;                                                                                 \
+        }                                                                                                \
+    } while (0)
+
 // Per-thread scratch is padded to this many floats so two threads never share a cache line.
 #define CK_CACHE_LINE_F32 16
 

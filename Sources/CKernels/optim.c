@@ -23,10 +23,7 @@ CK_CLONES static void adamw_chunk(float *restrict params, float *restrict m, flo
 // One contiguous range with a fixed decay factor (1 for the no-decay tail), in chunks across threads.
 static void adamw_range(float *params, float *m, float *v, const float *grads, int64_t N, float decay, float beta1,
                         float beta2, float eps, float step_size, float bc2_sqrt) {
-    const int64_t chunk = 4096, nblk = (N + chunk - 1) / chunk;
-    #pragma omp parallel for schedule(static) if (N >= CK_PAR_MIN)
-    for (int64_t blk = 0; blk < nblk; blk++)
-        adamw_chunk(params, m, v, grads, blk * chunk, ck_min64(blk * chunk + chunk, N), decay, beta1, beta2, eps, step_size, bc2_sqrt);
+    FOR_EACH_CHUNK(N, adamw_chunk(params, m, v, grads, i0, i0 + n, decay, beta1, beta2, eps, step_size, bc2_sqrt));
 }
 
 void ck_adamw_step(float *params, float *m, float *v, const float *grads, int64_t N, int64_t N_decay,

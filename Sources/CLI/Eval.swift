@@ -66,7 +66,7 @@ struct Eval: ParsableCommand {
         if FileManager.default.fileExists(atPath: run.config) {
             var fields: [(name: String, value: MetricsRecord.Value)] = [
                 ("checkpoint", .text((checkpoint as NSString).lastPathComponent)),
-                ("epoch", ck.checkpoint.metadata["epoch"].flatMap { Int($0) }.map { .integer($0) } ?? .none),
+                ("epoch", ck.checkpoint.metadata["epoch"].flatMap { Int($0) }.map { .integer($0) } ?? .null),
                 ("random_init", .flag(randomInit)), ("data", .text(spec)), ("pooling", .text(pooling.rawValue)),
                 ("knn", .number(Double(result.knn))), ("feature_rank", .number(Double(result.featureRank)))]
             if let l = result.linear { fields.append(("linear", .number(Double(l)))) }

@@ -52,6 +52,14 @@ final class CLITests: XCTestCase {
         for (method, options) in runs {
             let r = try tessera(["pretrain", "--method", method, "--run", dir + "/" + method] + options + common)
             XCTAssertEqual(r.status, 0, r.stderr)
+            // The encoder read from the model file holds exactly the encoder-only file's tensors (the one
+            // the method reports: MAE's, RC-MAE's and MSN's teacher, SIM's online encoder).
+            let exported = try SafeTensors.read("\(dir)/\(method)/last.encoder.safetensors")
+            let loaded = try Checkpoint(contentsOf: "\(dir)/\(method)/last.safetensors").encoder.stateDict()
+            XCTAssertEqual(loaded.map(\.name).sorted(), exported.tensors.map(\.name).sorted(), method)
+            for (name, tensor) in loaded {
+                XCTAssertEqual(tensor.array, exported[name]?.floats(), "\(method): \(name)")
+            }
             for file in ["last.safetensors", "last.encoder.safetensors"] {
                 let ck = "\(dir)/\(method)/\(file)", viaCLI = "\(dir)/\(method)-\(file)-cli.npy", viaLibrary = "\(dir)/\(method)-\(file)-lib.npy"
                 let e = try tessera(["embed", ck, "--data", data, "--out", viaCLI])

@@ -169,7 +169,7 @@ final class MetricsRecordTests: XCTestCase {
         let hostile = "runs/a\"b\\c\u{7}\n\u{1F600}/data"
         let record = MetricsRecord(kind: "eval", fields: [("data", .text(hostile)), ("epoch", .integer(3)), ("knn", .number(0.5)),
                                                           ("loss", .number(.nan)), ("lr", .number(-.infinity)), ("fewshot_1", .numbers([0.25, .nan])),
-                                                          ("held_out", .flag(false)), ("missing", .none)]
+                                                          ("held_out", .flag(false)), ("missing", .null)]
                                    + MetricsRecord.numbers([("np \"x\"", 2), ("max_t", 0.125)]))
         let line = try record.jsonLine()
         XCTAssertFalse(line.contains("\n"), line)

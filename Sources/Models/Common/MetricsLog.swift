@@ -10,8 +10,8 @@ public struct MetricsRecord: Encodable {
     /// A field's value.
     public enum Value {
         case number(Double), integer(Int), text(String), flag(Bool), numbers([Double])
-        /// A number, or JSON's null.
-        case none
+        /// JSON's null (a value the record does not have).
+        case null
     }
 
     public var kind: String
@@ -46,7 +46,7 @@ public struct MetricsRecord: Encodable {
             case let .text(v): try c.encode(v, forKey: key)
             case let .flag(v): try c.encode(v, forKey: key)
             case let .numbers(v): try c.encode(v.map { $0.isFinite ? $0 : nil }, forKey: key)
-            case .none: try c.encodeNil(forKey: key)
+            case .null: try c.encodeNil(forKey: key)
             }
         }
     }
