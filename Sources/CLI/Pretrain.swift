@@ -8,14 +8,10 @@ import TesseraModels
 struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Pretrain a ViT (MAE, RC-MAE, MSN or SIM); checkpoints, metrics and config go to the run folder.",
-        discussion: """
-        Each method trains with its own published recipe unless an option overrides it: \
-        MAE and RC-MAE AdamW (0.9, 0.95), weight decay 0.05, blr 1.5e-4, mask ratio 0.75, norm-pix loss; \
-        MSN AdamW (0.9, 0.999), weight decay cosine 0.04 to 0.4, clipping 3, blr 1e-3; \
-        SIM AdamW (0.9, 0.95), weight decay 0.05, clipping 1, blr 1e-3 (the release's lr at batch 256; its blr is 6.25e-5 at batch 4096), block mask ratio 0.6. \
-        lr = blr x effective batch / 256, linear warmup then cosine; RandomResizedCrop(scale 0.2-1) + flip. \
-        Image size and channels default to the data's; patch size to 4 for images up to 64 pixels, else 16.
-        """)
+        discussion: "Each method trains with its own published recipe unless an option overrides it: "
+            + MethodKind.allCases.map { "\($0.title) \($0.recipeSummary)" }.joined(separator: "; ") + ". "
+            + "lr = blr x effective batch / 256, linear warmup then cosine; RandomResizedCrop(scale 0.2-1) + flip. "
+            + "Image size and channels default to the data's; patch size to 4 for images up to 64 pixels, else 16.")
 
     @Option(help: "Method: \(MethodKind.choices).") var method: MethodKind = .mae
     @Option(help: "Model size: vit-tiny, vit-small or vit-base.") var model = "vit-tiny"
@@ -30,11 +26,7 @@ struct Pretrain: ParsableCommand {
     @Option(parsing: .unconditional, help: "Encoder depth.") var depth: Int?
     @Option(parsing: .unconditional, help: "Encoder width.") var dim: Int?
     @Option(parsing: .unconditional, help: "Encoder heads.") var heads: Int?
-    @Option(parsing: .unconditional, help: "Decoder width.") var decoderDim: Int?
-    @Option(parsing: .unconditional, help: "Decoder depth.") var decoderDepth: Int?
-    @Option(parsing: .unconditional, help: "Decoder heads.") var decoderHeads: Int?
-    @Option(parsing: .unconditional, help: "Fraction of patches masked (MAE and RC-MAE: default 0.75; SIM: 0.6, block-wise; MSN: see --patch-drop).") var maskRatio: Float?
-    @Flag(help: "Regress raw pixels instead of per-patch normalized ones.") var noNormPix = false
+    @OptionGroup var methods: MethodFlagGroups
 
     @Option(parsing: .unconditional, help: "Epochs (default 10; with --resume, the saved run's unless given).") var epochs: Int?
     @Option(parsing: .unconditional, help: "Warmup epochs.") var warmupEpochs: Double = 1
@@ -52,31 +44,12 @@ struct Pretrain: ParsableCommand {
     @Flag(help: "Decode every JPEG whole at full size, as torchvision does (default: reduced in the DCT domain while every crop keeps its output size, and only the rows the crops need).")
     var fullDecode = false
     @Option(parsing: .unconditional, help: "Progress line every N steps.") var logEvery = 20
-    // Method options: nil keeps the method's own default (shown in the help, read from its options type).
-    @Option(parsing: .unconditional, help: "RC-MAE: weight of the consistency term (default \(RCMAEOptions().gamma)).") var gamma: Float?
-    @Option(parsing: .unconditional, help: "RC-MAE, MSN and SIM: starting EMA momentum of the teacher/target (default RC-MAE \(RCMAEOptions().momentum), MSN \(MSNOptions().momentum), SIM \(SIMOptions().momentum)).")
-    var teacherMomentum: Double?
-    @Option(help: "RC-MAE: teacher momentum schedule, cosine (to 1, the paper) or constant (the released code); default \(RCMAEOptions().schedule.rawValue).")
-    var momentumSchedule: String?
-    @Option(parsing: .unconditional, help: "MSN: focal views per image (default \(MSNOptions().focalViews)).") var focalViews: Int?
-    @Option(parsing: .unconditional, help: "MSN: focal view size in pixels, a multiple of the patch size (default \(MSNOptions().focalSize)).") var focalSize: Int?
-    @Option(parsing: .unconditional, help: "MSN: fraction of the anchor view's patches dropped, shared by the batch (default \(MSNOptions().patchDrop)).") var patchDrop: Float?
-    @Option(parsing: .unconditional, help: "MSN: number of prototypes (default \(MSNOptions().prototypes)).") var prototypes: Int?
-    @Option(parsing: .unconditional, help: "MSN: projection head hidden width (default \(MSNOptions().hiddenDim)).") var headHidden: Int?
-    @Option(help: "SIM: normalization in projector and predictor blocks, batch (official) or layer (default \(SIMOptions().norm.rawValue)).")
-    var simNorm: String?
-    @Option(parsing: .unconditional, help: "SIM: UniGrad's weight on the correlation term, given at width 768 and scaled by 768 / width (default \(SIMOptions().negWeight)).")
-    var negWeight: Float?
     @Option(help: "Precision of the matrix products: auto (bf16 where this CPU multiplies bf16 faster than fp32, AMD Zen 4 and later; fp32 elsewhere), fp32, or bf16 (bf16 operands, fp32 sums; everything else stays fp32). Recorded in the run; --resume keeps it unless given.")
     var precision: String?
     @Flag(help: "After training, run 'tessera eval' on the last checkpoint.") var evaluate = false
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
-        if let simNorm, NormKind(rawValue: simNorm) == nil { throw CLIError("--sim-norm must be batch or layer") }
-        if let momentumSchedule, RCMAEOptions.Schedule(rawValue: momentumSchedule) == nil {
-            throw CLIError("--momentum-schedule must be cosine or constant")
-        }
         guard MAEConfig.named(model) != nil else { throw CLIError("unknown --model '\(model)'; choose one of \(MAEConfig.names.joined(separator: ", "))") }
         guard Interpolation(rawValue: interpolation) != nil else { throw CLIError("--interpolation must be bicubic or bilinear") }
         if let precision {
@@ -91,12 +64,6 @@ struct Pretrain: ParsableCommand {
         try Check.integer("--depth", depth, ConfigLimits.depth)
         try Check.integer("--dim", dim, ConfigLimits.width)
         try Check.integer("--heads", heads, ConfigLimits.heads)
-        try Check.integer("--decoder-dim", decoderDim, ConfigLimits.width)
-        try Check.integer("--decoder-depth", decoderDepth, ConfigLimits.depth)
-        try Check.integer("--decoder-heads", decoderHeads, ConfigLimits.heads)
-        try Check.number("--mask-ratio", maskRatio, 0, 1, lowOpen: true)
-        if let maskRatio, maskRatio >= 1 { throw CLIError("--mask-ratio must be below 1, got \(maskRatio)") }
-        if maskRatio != nil && method == .msn { throw CLIError("--mask-ratio does not apply to msn; its anchor masking is --patch-drop") }
         // Schedule and optimizer.
         try Check.integer("--epochs", epochs, ConfigLimits.epochs)
         try Check.number("--warmup-epochs", warmupEpochs, 0, 1_000_000)
@@ -105,22 +72,12 @@ struct Pretrain: ParsableCommand {
         try Check.number("--blr", blr, ConfigLimits.blr.lowerBound, ConfigLimits.blr.upperBound, lowOpen: true)
         try Check.number("--weight-decay", weightDecay, ConfigLimits.weightDecay.lowerBound, ConfigLimits.weightDecay.upperBound)
         try Check.number("--min-scale", minScale, 0, 1, lowOpen: true)
-        if teacherMomentum != nil && method == .mae { throw CLIError("--teacher-momentum does not apply to mae; it has no teacher") }
-        if negWeight != nil && method != .sim { throw CLIError("--neg-weight applies to sim only") }
         try Check.integer("--save-every", saveEvery, ConfigLimits.everyEpochs)
         try Check.integer("--knn-every", knnEvery, 0...ConfigLimits.everyEpochs.upperBound)
         try Check.integer("--limit", limit, 1...Int(Int32.max))
         try Check.integer("--log-every", logEvery, 1...Int(Int32.max))
-        // Methods.
-        try Check.number("--gamma", gamma, 0, 1000)
-        try Check.number("--teacher-momentum", teacherMomentum, 0, 1)
-        try Check.number("--neg-weight", negWeight, 0, 1000)
-        try Check.integer("--focal-views", focalViews, ConfigLimits.focalViews)
-        try Check.integer("--focal-size", focalSize, ConfigLimits.imageSize)
-        try Check.number("--patch-drop", patchDrop, 0, 1)
-        if let patchDrop, patchDrop >= 1 { throw CLIError("--patch-drop must be below 1, got \(patchDrop)") }
-        try Check.integer("--prototypes", prototypes, ConfigLimits.prototypes)
-        try Check.integer("--head-hidden", headHidden, ConfigLimits.headHidden)
+        // The method's flags (each group checks its own ranges) and the flags it does not read.
+        try methods.check(for: method)
     }
 
     func run() throws {
@@ -223,11 +180,10 @@ struct Pretrain: ParsableCommand {
         if let depth { mae.encoder.depth = depth }
         if let dim { mae.encoder.dim = dim }
         if let heads { mae.encoder.heads = heads }
-        if let decoderDim { mae.decoderDim = decoderDim }
-        if let decoderDepth { mae.decoderDepth = decoderDepth }
-        if let decoderHeads { mae.decoderHeads = decoderHeads }
-        mae.normPixLoss = !noNormPix
-        if let maskRatio, method == .mae || method == .rcmae { mae.maskRatio = maskRatio }
+        if let d = methods.shared.decoderDim { mae.decoderDim = d }
+        if let d = methods.shared.decoderDepth { mae.decoderDepth = d }
+        if let h = methods.shared.decoderHeads { mae.decoderHeads = h }
+        mae.normPixLoss = !methods.shared.noNormPix
 
         // Normalization: ImageNet statistics for RGB, the training set's own for grayscale.
         let stats = train.channels == 3 ? (mean: [Float](arrayLiteral: 0.485, 0.456, 0.406), std: [Float](arrayLiteral: 0.229, 0.224, 0.225))
@@ -241,33 +197,7 @@ struct Pretrain: ParsableCommand {
         var config = PretrainConfig(method: method, mae: mae, augmentation: aug)
         if let blr { config.blr = blr }
         if let weightDecay { config.weightDecay = weightDecay }
-        switch method {
-        case .mae: break
-        case .rcmae:
-            if let gamma { config.rcmae!.gamma = gamma }
-            if let teacherMomentum { config.rcmae!.momentum = teacherMomentum }
-            if let momentumSchedule { config.rcmae!.schedule = RCMAEOptions.Schedule(rawValue: momentumSchedule)! }
-        case .msn:
-            var o = config.msn!
-            if let focalViews { o.focalViews = focalViews }
-            if let focalSize { o.focalSize = focalSize }
-            if let patchDrop { o.patchDrop = patchDrop }
-            if let prototypes { o.prototypes = prototypes }
-            if let headHidden { o.hiddenDim = headHidden }
-            if let minScale { o.randomScale = minScale...max(minScale, o.randomScale.upperBound) }
-            if let teacherMomentum { o.momentum = teacherMomentum }
-            config.msn = o
-        case .sim:
-            var o = config.sim!
-            o.decoderDim = decoderDim ?? mae.encoder.dim
-            if let decoderHeads { o.decoderHeads = decoderHeads }
-            if let simNorm { o.norm = NormKind(rawValue: simNorm)! }
-            if let maskRatio { o.maskRatio = maskRatio }
-            if let minScale { o.cropScale = minScale...1 }
-            if let negWeight { o.negWeight = negWeight }
-            if let teacherMomentum { o.momentum = teacherMomentum }
-            config.sim = o
-        }
+        methods.flags(for: method).apply(methods.shared, minScale: minScale, to: &config)
         config.model = model
         config.data = data
         config.evalData = evalData

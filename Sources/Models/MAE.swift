@@ -8,11 +8,13 @@ public struct MAEConfig: Codable, Equatable, Sendable {
     public var decoderDepth: Int
     public var decoderHeads: Int
     /// Fraction of patches removed (0.75: the encoder sees 25%).
-    public var maskRatio: Float = 0.75
+    public var maskRatio: Float = MAEConfig.defaultMaskRatio
+    /// MAE's mask ratio (He et al., 2022).
+    public static let defaultMaskRatio: Float = 0.75
     /// Per-patch standardized pixel targets (unbiased variance, eps 1e-6).
     public var normPixLoss = true
 
-    public init(encoder: ViTConfig, decoderDim: Int, decoderDepth: Int, decoderHeads: Int, maskRatio: Float = 0.75,
+    public init(encoder: ViTConfig, decoderDim: Int, decoderDepth: Int, decoderHeads: Int, maskRatio: Float = MAEConfig.defaultMaskRatio,
                 normPixLoss: Bool = true) {
         self.encoder = encoder; self.decoderDim = decoderDim; self.decoderDepth = decoderDepth
         self.decoderHeads = decoderHeads; self.maskRatio = maskRatio; self.normPixLoss = normPixLoss
@@ -132,6 +134,8 @@ extension MaskedAutoencoder: PretrainingMethod {
     public static var reportsAutoencoder: Bool { true }
     /// MAE's recipe (He et al., 2022, Table 8): AdamW (0.9, 0.95), weight decay 0.05, blr 1.5e-4.
     public static var recipe: TrainingRecipe { TrainingRecipe(blr: 1.5e-4, betas: (0.9, 0.95), weightDecay: 0.05) }
+    public static var title: String { "MAE" }
+    public static var recipeDefaults: String { "mask ratio \(TrainingRecipe.number(Double(MAEConfig.defaultMaskRatio))), norm-pix loss" }
 
     /// The mask must keep a patch, and the per-patch normalized target needs two values per patch
     /// (``PretrainConfig/validate()``).

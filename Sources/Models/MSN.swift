@@ -96,6 +96,11 @@ public final class MSN: PretrainingMethod {
     public static var recipe: TrainingRecipe {
         TrainingRecipe(blr: 1e-3, betas: (0.9, 0.999), weightDecay: 0.04, weightDecayEnd: 0.4, clipGrad: 3)
     }
+    public static var title: String { "MSN" }
+    public static var recipeDefaults: String {
+        let o = MSNOptions(), n = TrainingRecipe.number
+        return "anchor patch drop \(n(Double(o.patchDrop))), \(o.focalViews) focal views, \(o.prototypes) prototypes, target momentum \(n(o.momentum))"
+    }
 
     public static func addDefaultOptions(to config: inout PretrainConfig) { config.msn = MSNOptions() }
     /// Range checks of MSN's options against the encoder and the batch (``PretrainConfig/validate()``).

@@ -37,6 +37,11 @@ public final class RCMAE: PretrainingMethod {
     public static var reportsAutoencoder: Bool { true }
     /// RC-MAE trains with MAE's recipe (Lee et al., 2023, Appendix: the MAE hyper-parameters).
     public static var recipe: TrainingRecipe { MaskedAutoencoder.recipe }
+    public static var title: String { "RC-MAE" }
+    public static var recipeDefaults: String {
+        let o = RCMAEOptions(), n = TrainingRecipe.number
+        return MaskedAutoencoder.recipeDefaults + ", consistency weight \(n(Double(o.gamma))), teacher momentum \(n(o.momentum)) (\(o.schedule.rawValue))"
+    }
 
     /// MAE's checks, then the teacher's options (``PretrainConfig/validate()``).
     public static func addDefaultOptions(to config: inout PretrainConfig) { config.rcmae = RCMAEOptions() }

@@ -123,6 +123,11 @@ public final class SIM: PretrainingMethod {
     /// scaled linearly to a CPU batch of 256 that is 16 times smaller steps, which left SIM 5.8 kNN
     /// points lower at 10 epochs on Fashion-MNIST (docs/results.md, "Four methods"). `--blr 6.25e-5` is the release's.
     public static var recipe: TrainingRecipe { TrainingRecipe(blr: 1e-3, betas: (0.9, 0.95), weightDecay: 0.05, clipGrad: 1) }
+    public static var title: String { "SIM" }
+    public static var recipeDefaults: String {
+        let o = SIMOptions(), n = TrainingRecipe.number
+        return "block mask ratio \(n(Double(o.maskRatio))), target momentum \(n(o.momentum)) (its blr is the release's lr at batch 256; the release states blr 6.25e-5 at batch 4096)"
+    }
 
     public static func addDefaultOptions(to config: inout PretrainConfig) { config.sim = SIMOptions() }
     public static func maskRatio(of config: PretrainConfig) -> Float? { (config.sim ?? SIMOptions()).maskRatio }

@@ -1,6 +1,7 @@
 import Foundation
 import TesseraData
 import TesseraEngine
+import TesseraModels
 import TestSupport
 import XCTest
 
@@ -20,6 +21,44 @@ final class DocumentedBehaviourTests: XCTestCase {
         var rng = TesseraRNG(seed: 11)
         try FileIO.writeAtomically(NpyArray.serialize(floats: (0..<(32 * 16 * 16)).map { _ in rng.uniform() }, shape: [32, 16, 16]), to: dir + "/d.npy")
         return dir + "/d.npy"
+    }
+
+    /// docs/cli.md's recipe table holds each method's recipe as the code states it (`MethodKind.recipeSummary`,
+    /// from which `tessera pretrain --help` is made), and its options column each method's flags as the
+    /// parser has them: its own option group's (`<title> options`) and the shared flags whose help names
+    /// it among their readers; a method option is refused under another method.
+    func testTheDocumentedRecipesAndMethodOptionsAreTheCode() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let doc = try String(contentsOf: root.appendingPathComponent("docs/cli.md"), encoding: .utf8)
+        for m in MethodKind.allCases {
+            XCTAssertTrue(doc.contains("| \(m.title) | \(m.recipeSummary) |"), "docs/cli.md's recipe table has no row '| \(m.title) | \(m.recipeSummary) |'")
+        }
+        let dump = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try tessera(["pretrain", "--experimental-dump-help"]).stdout.utf8)) as? [String: Any])
+        let arguments = try XCTUnwrap((dump["command"] as? [String: Any])?["arguments"] as? [[String: Any]])
+        var readers: [String: Set<String>] = [:]   // flag → the titles of the methods that read it
+        for a in arguments {
+            guard let name = (a["names"] as? [[String: Any]])?.first?["name"] as? String else { continue }
+            if let section = a["sectionTitle"] as? String, section.hasSuffix(" options") {
+                readers["--" + name] = [String(section.dropLast(" options".count))]
+            } else if let abstract = a["abstract"] as? String, let open = abstract.firstIndex(of: "(") {
+                // A shared flag's help starts its parenthesis with its readers: "(MAE, RC-MAE and SIM; …".
+                let head = abstract[abstract.index(after: open)...].prefix { $0 != ";" && $0 != ")" }
+                let titles = head.replacingOccurrences(of: " and ", with: ", ").components(separatedBy: ", ")
+                if titles.allSatisfy({ t in MethodKind.allCases.contains { $0.title == t } }) { readers["--" + name] = Set(titles) }
+            }
+        }
+        XCTAssertEqual(readers["--gamma"], ["RC-MAE"])
+        XCTAssertEqual(readers["--decoder-depth"], ["MAE", "RC-MAE"])
+        for m in MethodKind.allCases {
+            let row = try XCTUnwrap(doc.split(separator: "\n").first { $0.hasPrefix("| `\(m.rawValue)`") }, "no options row for \(m)")
+            let listed = Set(row.matches(of: /--[a-z][a-z-]*/).map { String($0.output) })
+            XCTAssertEqual(listed, Set(readers.filter { $0.value.contains(m.title) }.keys), "docs/cli.md's options of \(m)")
+        }
+        let refused = try tessera(["pretrain", "--method", "msn", "--decoder-depth", "2", "--run", try scratch() + "/r"])
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("--decoder-depth does not apply to msn (it applies to MAE and RC-MAE)"), refused.stderr)
+        let other = try tessera(["pretrain", "--method", "mae", "--focal-views", "2", "--run", try scratch() + "/r"])
+        XCTAssertTrue(other.stderr.contains("--focal-views applies to msn only"), other.stderr)
     }
 
     /// Only --epochs, --threads, --workers, --skip-unreadable and --evaluate apply to a resumed run;

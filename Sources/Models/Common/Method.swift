@@ -1,3 +1,4 @@
+import Foundation
 import TesseraData
 import TesseraEngine
 
@@ -18,6 +19,16 @@ public enum MethodKind: String, Codable, CaseIterable, Sendable, CustomStringCon
 
     /// The method's published optimization recipe (see each method's file).
     public var recipe: TrainingRecipe { implementation.recipe }
+
+    /// The method's name in prose (``PretrainingMethod/title``).
+    public var title: String { implementation.title }
+
+    /// The method's recipe in one phrase, for help texts and docs: the optimizer (``TrainingRecipe/summary``)
+    /// and the method's defaults beyond it (``PretrainingMethod/recipeDefaults``).
+    public var recipeSummary: String {
+        let extra = implementation.recipeDefaults
+        return recipe.summary + (extra.isEmpty ? "" : ", " + extra)
+    }
 
     /// Whether the method's model file holds a whole MAE (``PretrainingMethod/reportsAutoencoder``).
     public var reportsAutoencoder: Bool { implementation.reportsAutoencoder }
@@ -56,6 +67,24 @@ public struct TrainingRecipe: Equatable, Sendable {
         self.weightDecayEnd = weightDecayEnd; self.clipGrad = clipGrad
     }
 
+    /// `AdamW (0.9, 0.999), weight decay cosine 0.04 to 0.4, clipping 3, blr 0.001`: the recipe in one
+    /// phrase (help texts and docs/cli.md's recipe table are made or checked from it).
+    public var summary: String {
+        let n = TrainingRecipe.number
+        var parts = ["AdamW (\(n(Double(betas.0))), \(n(Double(betas.1))))"]
+        parts.append(weightDecayEnd.map { "weight decay cosine \(n(Double(weightDecay))) to \(n(Double($0)))" } ?? "weight decay \(n(Double(weightDecay)))")
+        if let clipGrad { parts.append("clipping \(n(Double(clipGrad)))") }
+        parts.append("blr \(n(blr))")
+        return parts.joined(separator: ", ")
+    }
+
+    /// A recipe number as people write it: `0.95`, `3`, `1.5e-4` (below 0.01: mantissa and exponent).
+    public static func number(_ x: Double) -> String {
+        guard x != 0, abs(x) < 0.01 else { return String(format: "%g", x) }
+        let e = Int((log10(abs(x))).rounded(.down)), m = x / pow(10, Double(e))
+        return String(format: "%ge%d", (m * 1e5).rounded() / 1e5, e)
+    }
+
     public static func == (a: TrainingRecipe, b: TrainingRecipe) -> Bool {
         a.blr == b.blr && a.betas == b.betas && a.weightDecay == b.weightDecay && a.weightDecayEnd == b.weightDecayEnd
             && a.clipGrad == b.clipGrad
@@ -72,6 +101,11 @@ public protocol PretrainingMethod: AnyObject {
     static var kind: MethodKind { get }
     /// The method's optimizer recipe: the defaults of a ``PretrainConfig`` for it.
     static var recipe: TrainingRecipe { get }
+    /// The method's name in prose: `MAE`, `RC-MAE`, … (default: its kind's name in capitals).
+    static var title: String { get }
+    /// The method's defaults beyond the optimizer, in a phrase read from its options' defaults (`mask
+    /// ratio 0.75, norm-pix loss`), for help texts; the default: none.
+    static var recipeDefaults: String { get }
     /// Builds the method's networks from a configuration (sizes and the method's options).
     init(_ config: PretrainConfig, rng: inout TesseraRNG)
     /// The reported model, saved as `<tag>.safetensors` with official names (for RC-MAE, the teacher).
@@ -115,6 +149,8 @@ extension PretrainingMethod {
     /// The method's name on the command line and in checkpoints.
     public var methodName: String { Self.kind.rawValue }
     public static var reportsAutoencoder: Bool { false }
+    public static var title: String { kind.rawValue.uppercased() }
+    public static var recipeDefaults: String { "" }
     public static func validateOptions(of config: PretrainConfig) throws {}
     public static func addDefaultOptions(to config: inout PretrainConfig) {}
     public static func maskRatio(of config: PretrainConfig) -> Float? { nil }
