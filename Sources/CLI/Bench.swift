@@ -159,20 +159,12 @@ struct Bench: ParsableCommand {
         if data != nil {
             // The loop as training runs it: the loader's thread and workers prepare batches while the steps run.
             let w = trainer.loader.workers
-            let stream = trainer.loader.batches(epoch: 0)
-            var waited = 0.0, n = 0
+            var epochSteps = trainer.steps(epoch: 0), n = 0
             let t0 = Date()
-            var group: [Batch] = []
-            while n < rounds * steps {
-                let w0 = Date()
-                guard let b = try stream.next() else { break }
-                waited += Date().timeIntervalSince(w0)
-                group.append(b)
-                if group.count == config.accumSteps { _ = try trainer.step(group); group.removeAll(); n += 1 }
-            }
+            while n < rounds * steps, let group = try epochSteps.next() { _ = try trainer.step(group); n += 1 }
             let total = Date().timeIntervalSince(t0)
             print(String(format: "training loop with %d decode worker%@: %.0f images/s over %d steps, %.1f%% of the time waiting for data",
-                         w, w == 1 ? "" : "s", Double(n * config.effectiveBatch) / total, n, 100 * waited / total))
+                         w, w == 1 ? "" : "s", Double(n * config.effectiveBatch) / total, n, 100 * epochSteps.waitSeconds / total))
         }
     }
 

@@ -7,11 +7,16 @@ import TesseraModels
 // method's options and refuses flags that the chosen method does not read.
 
 /// Flags that several methods read, each in its own way (`--mask-ratio` is MAE's random mask and SIM's
-/// block mask). A method's group lists those it reads (``MethodFlags/sharedFlags``); one given to a
-/// method that does not read it is refused.
+/// block mask). A method's group lists those it reads (``MethodFlags/sharedFlags``). The mask ratio and
+/// the teacher's momentum given to a method that does not read them are refused; the decoder's sizes
+/// and `--no-norm-pix` are part of the model's size (`--model`), recorded in every run's configuration,
+/// and accepted by every method (scripts pass one model size to all of them).
 enum SharedFlag: String, CaseIterable {
     case maskRatio = "--mask-ratio", teacherMomentum = "--teacher-momentum", decoderDim = "--decoder-dim",
          decoderDepth = "--decoder-depth", decoderHeads = "--decoder-heads", noNormPix = "--no-norm-pix"
+
+    /// Whether the flag is refused under a method that does not read it.
+    var refusedWhereUnread: Bool { self == .maskRatio || self == .teacherMomentum }
 
     /// The methods that read the flag, for its help: `MAE, RC-MAE and SIM`.
     var readers: String {
@@ -87,10 +92,11 @@ struct MethodFlagGroups: ParsableArguments {
     /// The flags of `method`.
     func flags(for method: MethodKind) -> any MethodFlags { all.first { type(of: $0).kind == method }! }
 
-    /// Refuses a shared flag that `method` does not read and any other method's own flag.
+    /// Refuses the mask ratio or teacher momentum where `method` does not read them, and any other
+    /// method's own flag.
     func check(for method: MethodKind) throws {
         let chosen = type(of: flags(for: method))
-        for flag in shared.given where !chosen.sharedFlags.contains(flag) {
+        for flag in shared.given where flag.refusedWhereUnread && !chosen.sharedFlags.contains(flag) {
             throw CLIError("\(flag.rawValue) does not apply to \(method) (it applies to \(flag.readers))" + (chosen.refusalHint(flag).map { "; \($0)" } ?? ""))
         }
         for other in all where type(of: other).kind != method {

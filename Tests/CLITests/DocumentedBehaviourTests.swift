@@ -54,9 +54,9 @@ final class DocumentedBehaviourTests: XCTestCase {
             let listed = Set(row.matches(of: /--[a-z][a-z-]*/).map { String($0.output) })
             XCTAssertEqual(listed, Set(readers.filter { $0.value.contains(m.title) }.keys), "docs/cli.md's options of \(m)")
         }
-        let refused = try tessera(["pretrain", "--method", "msn", "--decoder-depth", "2", "--run", try scratch() + "/r"])
+        let refused = try tessera(["pretrain", "--method", "mae", "--teacher-momentum", "0.9", "--run", try scratch() + "/r"])
         XCTAssertEqual(refused.status, 1, refused.stderr)
-        XCTAssertTrue(refused.stderr.contains("--decoder-depth does not apply to msn (it applies to MAE and RC-MAE)"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("--teacher-momentum does not apply to mae (it applies to RC-MAE, MSN and SIM); MAE has no teacher"), refused.stderr)
         let other = try tessera(["pretrain", "--method", "mae", "--focal-views", "2", "--run", try scratch() + "/r"])
         XCTAssertTrue(other.stderr.contains("--focal-views applies to msn only"), other.stderr)
     }

@@ -17,75 +17,6 @@ public struct TrainingError: Error, CustomStringConvertible {
     }
 }
 
-/// Files of a run folder.
-public struct RunFolder: Sendable {
-    public let path: String
-    public init(_ path: String) { self.path = path }
-    public var config: String { path + "/config.json" }
-    public var metricsCSV: String { path + "/metrics.csv" }
-    public var metricsJSONL: String { path + "/metrics.jsonl" }
-    public func model(_ tag: String) -> String { path + "/\(tag).safetensors" }
-    public func encoder(_ tag: String) -> String { path + "/\(tag).encoder.safetensors" }
-    public func trainState(_ tag: String) -> String { path + "/\(tag).train-state.safetensors" }
-}
-
-/// A run folder held by this process: created where missing and locked before anything else is read
-/// or written, so that two commands on one `--run` cannot both get past their checks (a second one
-/// is refused at once, naming the holder). If the command then fails before its first checkpoint,
-/// ``abandon()`` takes away what it added, leaving the file system as it found it.
-public final class RunClaim {
-    public let folder: RunFolder
-    public let lock: FileIO.DirectoryLock
-    /// Directories this claim created, outermost first.
-    private let created: [String]
-    /// Entries of the folder when it was claimed.
-    private let existed: Set<String>
-
-    public init(_ folder: RunFolder) throws {
-        created = try FileIO.makeDirectory(folder.path)
-        existed = Set((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])
-        do { lock = try FileIO.DirectoryLock(folder.path, recordingHolder: false) } catch {
-            for dir in created.reversed() { rmdir(dir) }
-            throw error
-        }
-        self.folder = folder
-        RunClaim.openLock.withLock { RunClaim.open[ObjectIdentifier(self)] = Weak(self) }
-    }
-
-    deinit { RunClaim.openLock.withLock { RunClaim.open[ObjectIdentifier(self)] = nil } }
-
-    private struct Weak { weak var claim: RunClaim?; init(_ c: RunClaim) { claim = c } }
-    private static let openLock = NSLock()
-    nonisolated(unsafe) private static var open: [ObjectIdentifier: Weak] = [:]
-
-    /// ``abandon()`` on every claim this process holds: for a process about to exit from a place no
-    /// error can be thrown through (memory that cannot be allocated, `BufferPool.onAllocationFailure`),
-    /// so that a run that never saved leaves nothing behind there either.
-    public static func abandonEveryOpenClaim() {
-        for claim in openLock.withLock({ open.values.compactMap(\.claim) }) { claim.abandon() }
-    }
-
-    /// Records this process in the lock file: once the command's checks under the lock have passed
-    /// (a refused command leaves the folder exactly as it was).
-    public func accept() { lock.recordHolder() }
-
-    /// Whether the folder holds a run to continue: its train state, which every save writes first.
-    public var holdsRun: Bool { FileManager.default.fileExists(atPath: folder.trainState("last")) }
-
-    /// After a failure: puts the lock file back as it was; when no train state was saved, removes the
-    /// files this command added (the lock, configuration, metrics, a checkpoint cut short) and the
-    /// directories it created; with a train state on disk everything else stays, to be resumed.
-    public func abandon() {
-        if let previous = lock.previous { lock.restore(previous.bytes, modified: previous.modified) }   // the last holder's pid, as it was
-        guard !holdsRun else { return }
-        let fm = FileManager.default
-        for name in (try? fm.contentsOfDirectory(atPath: folder.path)) ?? [] where !existed.contains(name) {
-            unlink(folder.path + "/" + name)
-        }
-        for dir in created.reversed() { rmdir(dir) }   // only emptied ones go
-    }
-}
-
 /// Runs the pretraining loop of any ``PretrainingMethod``: AdamW with MAE's parameter groups,
 /// per-iteration warmup + cosine learning rate, optional gradient accumulation, a background data
 /// loader, progress and metrics, atomic checkpoints every N epochs, full-state resume, and kNN
@@ -117,9 +48,9 @@ public final class Pretrainer {
     /// Where progress lines go (stdout unless replaced).
     public var print: (String) -> Void = { Swift.print($0) }
     /// Completed epochs and optimizer steps.
-    public private(set) var epoch = 0
-    public private(set) var step = 0
-    public private(set) var bestKNN: Float = -1
+    public internal(set) var epoch = 0
+    public internal(set) var step = 0
+    public internal(set) var bestKNN: Float = -1
 
     /// `workers` decode threads read and augment the training images (the results do not depend on
     /// how many); with `skipUnreadable` an image that cannot be read is replaced by the next one of
@@ -164,154 +95,6 @@ public final class Pretrainer {
 
     public var stepsPerEpoch: Int { loader.stepsPerEpoch / config.accumSteps }
     public var totalSteps: Int { stepsPerEpoch * config.epochs }
-
-    // MARK: checkpoints
-
-    /// Images the run has trained on (all processes together).
-    public var samplesConsumed: Int { step * config.effectiveBatch }
-
-    func metadata() -> [String: String] {
-        ["format": "pt", "method": method.methodName, "config": config.json(), "epoch": "\(epoch)", "step": "\(step)",
-         "producer": "tessera", "world_size": "\(comm.size)", "samples": "\(samplesConsumed)"]
-    }
-
-    /// Gives every process rank 0's parameters, buffers, optimizer moments and counters (at the
-    /// start of a data-parallel run, and after rank 0 resumed from a checkpoint).
-    public func synchronizeState() {
-        guard comm.size > 1 else { return }
-        for (_, t) in method.reportedModel.stateDict() { comm.broadcast(t) }
-        for (_, t) in method.extraState() { comm.broadcast(t) }
-        let arena = optimizer.arena
-        for storage in [arena.values, optimizer.m, optimizer.v] {
-            comm.broadcast(UnsafeMutableRawBufferPointer(start: storage.base, count: arena.count * MemoryLayout<Float>.stride), from: 0)
-        }
-        var counters: [Int64] = [Int64(step), Int64(epoch), Int64(optimizer.step), Int64(bestKNN.bitPattern)]
-        counters.withUnsafeMutableBytes { comm.broadcast($0, from: 0) }
-        step = Int(counters[0]); epoch = Int(counters[1]); optimizer.restore(step: Int(counters[2]))
-        bestKNN = Float(bitPattern: UInt32(counters[3]))
-    }
-
-    /// A checksum of the trained state, equal on every process unless they diverged.
-    func stateChecksum() -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        let arena = optimizer.arena
-        for storage in [arena.values, optimizer.m, optimizer.v] {
-            let words = UnsafeRawPointer(storage.base).bindMemory(to: UInt32.self, capacity: arena.count)
-            for i in 0..<arena.count { h = (h ^ UInt64(words[i])) &* 0x100_0000_01b3 }
-        }
-        return h
-    }
-
-    /// Checks that every process holds the same state (a deterministic reduction keeps them equal).
-    func verifyProcessesAgree() throws {
-        guard comm.size > 1 else { return }
-        let c = stateChecksum()
-        let all = comm.allGather([Int32(truncatingIfNeeded: c), Int32(truncatingIfNeeded: c >> 32)])
-        let disagreeing = (0..<comm.size).filter { all[2 * $0] != all[0] || all[2 * $0 + 1] != all[1] }
-        guard disagreeing.isEmpty else {
-            throw TrainingError(description: "processes \(disagreeing.map(String.init).joined(separator: ", ")) hold different parameters than rank 0 at step \(step); the job is not deterministic (mixed builds or CPUs?)",
-                                onEveryProcess: true)
-        }
-    }
-
-    /// Writes `<tag>.train-state`, then `<tag>` (full model) and `<tag>.encoder`, each atomically.
-    ///
-    /// The train state holds everything a resume needs (the reported model's tensors as `model.<name>`,
-    /// the AdamW moments, the method's extra state and the step), so resuming reads that one file, and
-    /// a run killed between two of the three writes resumes from whichever train state is on disk.
-    public func saveCheckpoint(tag: String, includeTrainState: Bool = true) throws {
-        let meta = metadata()
-        if includeTrainState {
-            var tensors: [(name: String, entry: SafeTensors.Entry)] = method.reportedModel.stateDict().map {
-                ("model." + $0.name, .init(floats: $0.tensor.array, shape: $0.tensor.shape))
-            }
-            for (name, t, off) in optimizer.arena.entries {
-                tensors.append(("exp_avg." + name, .init(floats: Array(UnsafeBufferPointer(start: optimizer.m.base + off, count: t.count)), shape: t.shape)))
-                tensors.append(("exp_avg_sq." + name, .init(floats: Array(UnsafeBufferPointer(start: optimizer.v.base + off, count: t.count)), shape: t.shape)))
-            }
-            for (name, t) in method.extraState() { tensors.append(("extra." + name, .init(floats: t.array, shape: t.shape))) }
-            tensors.append(("optimizer.step", .init(int64s: [Int64(optimizer.step)], shape: [])))
-            try SafeTensors.write(.init(tensors: tensors, metadata: meta), to: run.trainState(tag))
-        }
-        try SafeTensors.write(.init(tensors: method.reportedModel.stateDict().map { ($0.name, .init(floats: $0.tensor.array, shape: $0.tensor.shape)) }, metadata: meta),
-                              to: run.model(tag))
-        try SafeTensors.write(.init(tensors: method.evaluationEncoder.stateDict().map { ($0.name, .init(floats: $0.tensor.array, shape: $0.tensor.shape)) },
-                                    metadata: meta), to: run.encoder(tag))
-        logger.debug("checkpoint written", metadata: ["path": "\(run.model(tag))", "epoch": "\(epoch)", "step": "\(step)"])
-    }
-
-    /// Restores weights, optimizer moments, step counters and extra state from `<tag>.train-state`
-    /// (the weights from `<tag>` itself when the train state predates holding them).
-    public func resume(tag: String = "last") throws {
-        let state = try SafeTensors.read(run.trainState(tag))
-        let embedded = state.tensors.contains { $0.name.hasPrefix("model.") }
-        let model = embedded ? SafeTensors.File(tensors: state.tensors.filter { $0.name.hasPrefix("model.") }
-                                                    .map { (String($0.name.dropFirst(6)), $0.entry) }, metadata: state.metadata)
-                             : try SafeTensors.read(run.model(tag))
-        guard model.metadata["step"] == state.metadata["step"], let stepText = model.metadata["step"], let s = Int(stepText),
-              let e = Int(model.metadata["epoch"] ?? "") else {
-            throw TrainingError(description: "\(run.path): \(tag).safetensors and \(tag).train-state.safetensors are from different steps; start a new run or restore both files")
-        }
-        // Checkpoints are written at epoch ends: the step is the epochs done times the steps per epoch.
-        guard e >= 0, e <= ConfigLimits.epochs.upperBound, s >= 0, s == e * stepsPerEpoch else {
-            let was = e > 0 && s > 0 && s % e == 0 && s / e <= Int(Int32.max) ? s / e : nil
-            if let was, was != stepsPerEpoch {
-                throw TrainingError(description: "\(run.trainState(tag)) was saved after \(e) epoch\(e == 1 ? "" : "s") of \(was) steps, but the training data now gives \(stepsPerEpoch) steps per epoch; the data changed since the run started: resume with the data it was trained on")
-            }
-            throw TrainingError(description: "\(run.trainState(tag)): epoch \(e) and step \(s) are not a point of this run (\(stepsPerEpoch) steps per epoch); the file is damaged: restore it or start a new run")
-        }
-        if let c = model.metadata["config"] {
-            let saved = try PretrainConfig.decode(c)
-            // More epochs may be asked for on resume (the remaining schedule then stretches), the
-            // logging, saving and monitoring cadence may change, and so may the products' precision
-            // (a choice of arithmetic, not of the run); everything that shapes the run must match.
-            func shape(_ c: PretrainConfig) -> PretrainConfig {
-                var c = c
-                c.epochs = 0; c.logEvery = 0; c.saveEvery = 0; c.knnEvery = 0; c.evalData = nil; c.precision = nil
-                return c
-            }
-            guard shape(saved) == shape(config) else {
-                throw TrainingError(description: "\(run.path): the checkpoint was trained with a different configuration (see config.json); resume with the same options")
-            }
-        }
-        try loadWeights(model, into: method.reportedModel)
-        for (name, t, off) in optimizer.arena.entries {
-            guard let m = state["exp_avg." + name]?.floats(), let v = state["exp_avg_sq." + name]?.floats(), m.count == t.count, v.count == t.count else {
-                throw TrainingError(description: "\(run.trainState(tag)): optimizer state for '\(name)' is missing or has the wrong size")
-            }
-            (optimizer.m.base + off).update(from: m, count: t.count)
-            (optimizer.v.base + off).update(from: v, count: t.count)
-        }
-        for (name, t) in method.extraState() {
-            guard let v = state["extra." + name]?.floats(), v.count == t.count else {
-                throw TrainingError(description: "\(run.trainState(tag)): state '\(name)' is missing or has the wrong size")
-            }
-            t.data.update(from: v, count: t.count)
-        }
-        guard let st = state["optimizer.step"]?.int64s()?.first, st >= 0, st <= Int64(s) else {
-            throw TrainingError(description: "\(run.trainState(tag)): optimizer.step is missing or not within 0…\(s); the file is damaged: restore it or start a new run")
-        }
-        optimizer.restore(step: Int(st))
-        step = s
-        epoch = e
-    }
-
-    /// Tidies what a killed run may have left (called under the folder's lock, before writing):
-    /// temporary files of interrupted atomic writes are removed, and a metrics line cut off
-    /// mid-write is dropped.
-    func recoverFolder() throws {
-        let fm = FileManager.default
-        for name in (try? fm.contentsOfDirectory(atPath: run.path)) ?? [] where name.hasPrefix(".") && name.contains(".tmp-") {
-            try? fm.removeItem(atPath: run.path + "/" + name)
-        }
-        for path in [run.metricsCSV, run.metricsJSONL] {
-            guard fm.fileExists(atPath: path) else { continue }
-            let bytes = try FileIO.readAll(path, limit: 1 << 32)   // never blocks: a FIFO there is one line
-            guard let last = bytes.last, last != UInt8(ascii: "\n") else { continue }
-            let keep = (bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 }) ?? 0
-            try FileIO.writeAtomically(Array(bytes[0..<keep]), to: path)
-        }
-    }
 
     // MARK: the step
 
@@ -398,6 +181,31 @@ public final class Pretrainer {
 
     // MARK: the loop
 
+    /// The optimizer steps of one epoch as training takes them: the loader's micro-batches (prepared
+    /// by its thread and workers while the steps run) in groups of `config.accumSteps`; micro-batches
+    /// left after the epoch's last whole step are not used. `tessera bench` times the same loop.
+    public struct EpochSteps {
+        let batches: BatchStream
+        let accumSteps: Int
+        /// Seconds spent waiting for the loader so far.
+        public private(set) var waitSeconds = 0.0
+
+        /// The next step's micro-batches, or nil at the end of the epoch.
+        public mutating func next() throws -> [Batch]? {
+            var group: [Batch] = []
+            while group.count < accumSteps {
+                let start = Date()
+                guard let batch = try batches.next() else { return nil }
+                waitSeconds += Date().timeIntervalSince(start)
+                group.append(batch)
+            }
+            return group
+        }
+    }
+
+    /// The steps of `epoch` (from its start).
+    public func steps(epoch: Int) -> EpochSteps { EpochSteps(batches: loader.batches(epoch: epoch), accumSteps: config.accumSteps) }
+
     struct Meter {
         var start = Date()
         var images = 0
@@ -407,10 +215,11 @@ public final class Pretrainer {
         /// The trainer's gradient-reduction seconds when the window started.
         var reductionStart = 0.0
 
-        mutating func add(_ r: StepReport) {
+        mutating func add(_ r: StepReport, waited: Double) {
             images += r.images
             for l in r.losses { lossSum += Double(l) }
             lossCount += r.losses.count
+            dataSeconds += waited
         }
         var meanLoss: Double { lossSum / Double(max(lossCount, 1)) }
         var imagesPerSecond: Double { Double(images) / max(Date().timeIntervalSince(start), 1e-9) }
@@ -430,90 +239,118 @@ public final class Pretrainer {
         return try Runtime.withCompute(choice) { try trainLoop(stopAfter: stopAfter) } ?? .nan
     }
 
+    /// The loop: epochs of steps, a progress line and metrics every `logEvery` steps, and each epoch's
+    /// end (``finishEpoch(_:)``: kNN, metrics, checkpoints).
     private func trainLoop(stopAfter: Int?) throws -> Double {
-        let primary = comm.isPrimary
         // One writer per run folder: a claim given before (the CLI's) is kept; one taken here is held
         // until training returns.
-        let ownClaim = primary && claim == nil
+        let ownClaim = comm.isPrimary && claim == nil
         defer { if ownClaim { claim = nil } }
-        if primary {
-            if ownClaim { claim = try RunClaim(run) }
+        try start(claiming: ownClaim)
+        var lastEpochLoss = Double.nan
+        let progress = Progress(trainer: self)
+        while epoch < min(config.epochs, stopAfter ?? config.epochs) {
+            var meter = Meter(), window = Meter(reductionStart: reductionSeconds)
+            var steps = steps(epoch: epoch)
+            var waited = 0.0
+            while let group = try steps.next() {
+                if let f = injectedFailure, f.step == step + 1 { try f.trigger(on: group[0], parameters: optimizer.arena.values.base) }
+                let r = try step(group)
+                meter.add(r, waited: steps.waitSeconds - waited); window.add(r, waited: steps.waitSeconds - waited)
+                waited = steps.waitSeconds
+                try progress.stepDone(r, window: &window)
+            }
+            progress.epochDone()
+            epoch += 1
+            lastEpochLoss = meter.meanLoss
+            try finishEpoch(meter)
+        }
+        return lastEpochLoss
+    }
+
+    /// Before the first step: the folder claimed and tidied, the configuration and the metrics header
+    /// written (rank 0), every process given rank 0's state, and the run's header line.
+    private func start(claiming: Bool) throws {
+        if comm.isPrimary {
+            if claiming { claim = try RunClaim(run) }
             claim?.accept()
-            try recoverFolder()
+            try run.recover()
             try FileIO.writeAtomically(config.json() + "\n", to: run.config)
             if !FileManager.default.fileExists(atPath: run.metricsCSV) {
                 try FileIO.appendLine("kind,epoch,step,loss,lr,images_per_s,knn", to: run.metricsCSV)
             }
         }
         synchronizeState()
-        let print: (String) -> Void = primary ? self.print : { _ in }
-        let tty = primary && isatty(STDERR_FILENO) != 0
         let processes = comm.size == 1 ? "" : ", \(comm.size) processes × \(config.batchSize / comm.size) images"
-        print("\(method.methodName) on \(loader.dataset.summary), \(loader.workers) decode worker\(loader.workers == 1 ? "" : "s"): effective batch \(config.effectiveBatch) (\(config.batchSize) × \(config.accumSteps) accumulation\(processes)), lr \(String(format: "%.3g", config.learningRate)) (blr \(config.blr)), \(stepsPerEpoch) steps/epoch, \(config.epochs) epochs, \(Runtime.threads) threads")
-        var lastEpochLoss = Double.nan
-        let runStart = Date()
-        let stepsAtStart = step
-        while epoch < min(config.epochs, stopAfter ?? config.epochs) {
-            var meter = Meter(), window = Meter()
-            window.reductionStart = reductionSeconds
-            let batches = loader.batches(epoch: epoch)
-            var group: [Batch] = []
-            // Micro-batches left over after the epoch's last whole step are not used.
-            var waitStart = Date()
-            while let batch = try batches.next() {
-                let waited = Date().timeIntervalSince(waitStart)
-                meter.dataSeconds += waited; window.dataSeconds += waited
-                defer { waitStart = Date() }
-                group.append(batch)
-                guard group.count == config.accumSteps else { continue }
-                if let f = injectedFailure, f.step == step + 1 { try f.trigger(on: group[0], parameters: optimizer.arena.values.base) }
-                let r = try step(group)
-                group.removeAll()
-                meter.add(r); window.add(r)
-                if primary, !r.metrics.isEmpty {   // the method's monitors (MSN collapse, RC-MAE terms), every step
-                    try MetricsLog(path: run.metricsJSONL).append(MetricsRecord(kind: "monitor", fields: [
-                        ("epoch", .integer(epoch)), ("step", .integer(step)), ("loss", .number(Double(r.losses.last!)))] + MetricsRecord.numbers(r.metrics)))
-                }
-                let inEpoch = step - epoch * stepsPerEpoch
-                if inEpoch % config.logEvery == 0 || inEpoch == stepsPerEpoch {
-                    let ips = window.imagesPerSecond, wloss = window.meanLoss
-                    let eta = Date().timeIntervalSince(runStart) / Double(max(step - stepsAtStart, 1)) * Double(totalSteps - step)
-                    var line = String(format: "epoch %d/%d step %d/%d loss %.4f lr %.3e %.0f img/s data %.0f%% ETA %@",
-                                      epoch + 1, config.epochs, inEpoch, stepsPerEpoch, wloss, Double(optimizer.learningRate), ips,
-                                      window.dataShare * 100, formatDuration(eta))
-                    if comm.size > 1 { line += String(format: " comm %.0f%%", window.share(of: reductionSeconds) * 100) }
-                    for (k, v) in r.metrics { line += String(format: " %@ %.4g", k, v) }
-                    if tty { FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8)) } else { print(line) }
-                    if primary { try logMetrics(kind: "step", loss: wloss, lr: Double(optimizer.learningRate), ips: ips, knn: nil, extra: r.metrics) }
-                    window = Meter()
-                    window.reductionStart = reductionSeconds
-                }
-            }
-            if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-            epoch += 1
-            lastEpochLoss = meter.meanLoss
-            let ips = meter.imagesPerSecond
-            var knn: Float?
-            if primary, config.knnEvery > 0, epoch % config.knnEvery == 0 || epoch == config.epochs, let evalSets {   // rank 0 alone; the others wait
-                let enc = method.evaluationEncoder
-                let trF = try enc.features(of: evalSets.train, augmentation: config.augmentation, workers: loader.workers)
-                let teF = try enc.features(of: evalSets.test, augmentation: config.augmentation, workers: loader.workers)
-                knn = Probes.knn(train: trF, test: teF)
-            }
-            print(String(format: "epoch %d/%d done: loss %.4f, %.0f img/s, %.1f%% of the time waiting for data", epoch, config.epochs,
-                         lastEpochLoss, ips, meter.dataShare * 100)
-                  + (knn.map { String(format: ", kNN %.2f%%", $0 * 100) } ?? ""))
-            if primary { try logMetrics(kind: "epoch", loss: lastEpochLoss, lr: Double(optimizer.learningRate), ips: ips, knn: knn, extra: []) }
-            if epoch % config.saveEvery == 0 || epoch == config.epochs {
-                try verifyProcessesAgree()
-                if primary { try saveCheckpoint(tag: "last") }
-            }
-            if primary, let knn, knn > bestKNN {
-                bestKNN = knn
-                try saveCheckpoint(tag: "best", includeTrainState: false)
-            }
+        if comm.isPrimary {
+            print("\(method.methodName) on \(loader.dataset.summary), \(loader.workers) decode worker\(loader.workers == 1 ? "" : "s"): effective batch \(config.effectiveBatch) (\(config.batchSize) × \(config.accumSteps) accumulation\(processes)), lr \(String(format: "%.3g", config.learningRate)) (blr \(config.blr)), \(stepsPerEpoch) steps/epoch, \(config.epochs) epochs, \(Runtime.threads) threads")
         }
-        return lastEpochLoss
+    }
+
+    /// What the loop shows and logs after each step (rank 0): the method's monitors every step
+    /// (metrics.jsonl), and every `logEvery` steps and at the epoch's end a progress line (rewritten
+    /// in place on a terminal) and a metrics row of the window since the last.
+    private struct Progress {
+        unowned let trainer: Pretrainer
+        let tty: Bool
+        let runStart = Date()
+        let stepsAtStart: Int
+
+        init(trainer: Pretrainer) {
+            self.trainer = trainer
+            tty = trainer.comm.isPrimary && isatty(STDERR_FILENO) != 0
+            stepsAtStart = trainer.step
+        }
+
+        func stepDone(_ r: StepReport, window: inout Meter) throws {
+            let t = trainer, config = t.config
+            guard t.comm.isPrimary else { return }
+            if !r.metrics.isEmpty {   // the method's monitors (MSN collapse, RC-MAE terms), every step
+                try MetricsLog(path: t.run.metricsJSONL).append(MetricsRecord(kind: "monitor", fields: [
+                    ("epoch", .integer(t.epoch)), ("step", .integer(t.step)), ("loss", .number(Double(r.losses.last!)))] + MetricsRecord.numbers(r.metrics)))
+            }
+            let inEpoch = t.step - t.epoch * t.stepsPerEpoch
+            guard inEpoch % config.logEvery == 0 || inEpoch == t.stepsPerEpoch else { return }
+            let ips = window.imagesPerSecond, wloss = window.meanLoss, lr = Double(t.optimizer.learningRate)
+            let eta = Date().timeIntervalSince(runStart) / Double(max(t.step - stepsAtStart, 1)) * Double(t.totalSteps - t.step)
+            var line = String(format: "epoch %d/%d step %d/%d loss %.4f lr %.3e %.0f img/s data %.0f%% ETA %@",
+                              t.epoch + 1, config.epochs, inEpoch, t.stepsPerEpoch, wloss, lr, ips, window.dataShare * 100, formatDuration(eta))
+            if t.comm.size > 1 { line += String(format: " comm %.0f%%", window.share(of: t.reductionSeconds) * 100) }
+            for (k, v) in r.metrics { line += String(format: " %@ %.4g", k, v) }
+            if tty { FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8)) } else { t.print(line) }
+            try t.logMetrics(kind: "step", loss: wloss, lr: lr, ips: ips, knn: nil, extra: r.metrics)
+            window = Meter(reductionStart: t.reductionSeconds)
+        }
+
+        /// Ends the terminal's progress line.
+        func epochDone() { if tty { FileHandle.standardError.write(Data("\n".utf8)) } }
+    }
+
+    /// The end of an epoch: kNN on the evaluation sets when due (rank 0 alone; the others wait), the
+    /// epoch's line and metrics row, the checkpoint when due (after the processes agree on the state),
+    /// and `best` when the kNN improved.
+    private func finishEpoch(_ meter: Meter) throws {
+        let primary = comm.isPrimary, ips = meter.imagesPerSecond   // the steps' rate, before the kNN
+        var knn: Float?
+        if primary, config.knnEvery > 0, epoch % config.knnEvery == 0 || epoch == config.epochs, let evalSets {
+            let enc = method.evaluationEncoder
+            let trF = try enc.features(of: evalSets.train, augmentation: config.augmentation, workers: loader.workers)
+            let teF = try enc.features(of: evalSets.test, augmentation: config.augmentation, workers: loader.workers)
+            knn = Probes.knn(train: trF, test: teF)
+        }
+        if primary {
+            print(String(format: "epoch %d/%d done: loss %.4f, %.0f img/s, %.1f%% of the time waiting for data", epoch, config.epochs,
+                         meter.meanLoss, ips, meter.dataShare * 100) + (knn.map { String(format: ", kNN %.2f%%", $0 * 100) } ?? ""))
+            try logMetrics(kind: "epoch", loss: meter.meanLoss, lr: Double(optimizer.learningRate), ips: ips, knn: knn, extra: [])
+        }
+        if epoch % config.saveEvery == 0 || epoch == config.epochs {
+            try verifyProcessesAgree()
+            if primary { try saveCheckpoint(tag: "last") }
+        }
+        if primary, let knn, knn > bestKNN {
+            bestKNN = knn
+            try saveCheckpoint(tag: "best", includeTrainState: false)
+        }
     }
 
     func logMetrics(kind: String, loss: Double, lr: Double, ips: Double, knn: Float?, extra: [(String, Float)]) throws {
