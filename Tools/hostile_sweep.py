@@ -302,7 +302,7 @@ def sweep(s):
         s.case(cmd[0], 5, "a FIFO as the checkpoint", [cmd[0], d + "/fifo.safetensors"] + cmd[1:], "refused", "fifo.safetensors", [d])
     s.case("inspect", 0, "a directory as the checkpoint", ["inspect", d], "refused", "not a regular file", [d])
     cfg = config_of(run + "/last.safetensors")
-    cfg["mae"]["encoder"].update(depth=128, dim=4096, heads=64)
+    (cfg["encoder"] if "formatVersion" in cfg else cfg["mae"]["encoder"]).update(depth=128, dim=4096, heads=64)
     shutil.copy(run + "/last.safetensors", d + "/huge.safetensors")
     safetensors_meta(d + "/huge.safetensors", config=json.dumps(cfg))
     for cmd in (["eval"], ["embed", "--out", d + "/e.npy"], ["reconstruct", "--out", d + "/e.png"]):

@@ -35,7 +35,9 @@ args = ap.parse_args()
 with safe_open(args.checkpoint, framework="pt") as f:
     meta = f.metadata()
 cfg = json.loads(meta["config"])
-m, e = cfg["mae"], cfg["mae"]["encoder"]
+# Format 2 (formatVersion): the encoder at the top, MAE's options in "mae"; format 1: the encoder inside "mae".
+m = cfg["mae"]
+e = cfg["encoder"] if "formatVersion" in cfg else m["encoder"]
 print("metadata:", {k: v for k, v in meta.items() if k != "config"})
 model = MaskedAutoencoderViT(img_size=e["imageSize"], patch_size=e["patchSize"], in_chans=e["channels"], embed_dim=e["dim"],
                              depth=e["depth"], num_heads=e["heads"], decoder_embed_dim=m["decoderDim"],

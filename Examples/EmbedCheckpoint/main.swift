@@ -21,7 +21,7 @@ do {
         throw CheckpointError("pooling must be cls or mean, got '\(args[4])'")
     }
     // Both splits, so that the test split's labels are numbered as the training split's classes.
-    let splits = try EvaluationSplits.load(args[2], channels: checkpoint.config.mae.encoder.channels)
+    let splits = try EvaluationSplits.load(args[2], channels: checkpoint.config.encoder.channels)
     let features = try checkpoint.encoder.features(of: splits.test, augmentation: checkpoint.config.augmentation, pooling: pooling)
     try FileIO.writeAtomically(NpyArray.serialize(floats: features.values, shape: [features.count, features.dim]), to: args[3])
     print("\(checkpoint.config.method) checkpoint, epoch \(checkpoint.metadata["epoch"] ?? "?"): wrote \(args[3]) [\(features.count), \(features.dim)]")

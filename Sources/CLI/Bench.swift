@@ -84,7 +84,7 @@ struct Bench: ParsableCommand {
             next += 1
         }
 
-        let e = config.mae.encoder
+        let e = config.encoder
         print("tessera bench: \(config.method) \(config.model) (encoder \(e.dim)/\(e.depth)/\(e.heads), patch \(e.patchSize) on \(e.imageSize)x\(e.imageSize)x\(e.channels)), batch \(config.batchSize) x \(config.accumSteps), \(Runtime.threads) threads"
               + (comm.size > 1 ? " in each of \(comm.size) processes (\(config.batchSize / comm.size) images each)" : ""))
         print("BLAS: \(Runtime.computeDescription); \(rounds) rounds of \(steps) steps, alternating with a 2048³ sgemm")

@@ -46,7 +46,7 @@ struct Eval: ParsableCommand {
         var encoder = ck.encoder
         if randomInit {
             var rng = TesseraRNG(seed: ck.config.seed)
-            encoder = MaskedAutoencoder(ck.config.mae, rng: &rng).encoder
+            encoder = ViTEncoder(ck.config.encoder, rng: &rng)   // the encoder an MAE of this seed starts from
         }
         let spec = features.data ?? ck.config.evalData ?? ck.config.data
         let splits = try ck.splits(spec)

@@ -222,7 +222,7 @@ struct Pretrain: ParsableCommand {
     func execute(_ config: PretrainConfig, folder: RunFolder, train loaded: (any ImageDataset)?, claim: RunClaim?,
                  completeOnly: Bool = false) throws {
         let comm = Processes.comm
-        let channels = config.mae.encoder.channels
+        let channels = config.encoder.channels
         let train = try loaded ?? DataSource.load(config.data, split: .train, channels: channels, limit: config.limit)
         guard train.channels == channels else {
             throw CLIError("\(config.data) now has \(train.channels)-channel images, but the run trains on \(channels)-channel images; resume with the data it was trained on")
@@ -264,7 +264,7 @@ struct Pretrain: ParsableCommand {
             if comm.isPrimary { try trainer.resume() }   // the others receive rank 0's state when training starts
             say("resumed \(folder.path) at epoch \(trainer.epoch), step \(trainer.step) (saved configuration; \(config.epochs) epochs)")
         }
-        let e = config.mae.encoder
+        let e = config.encoder
         say("model: \(trainee.reportedModel.parameterCount) parameters (encoder \(e.dim)/\(e.depth)/\(e.heads), \(trainee.partsSummary)), patch \(e.patchSize) on \(e.imageSize)x\(e.imageSize)x\(e.channels)")
         let compute: Runtime.Compute
         do { compute = try Runtime.compute(for: config.precision ?? .fp32) } catch { throw CLIError("the run's products are in \(config.precision?.rawValue ?? "fp32"): \(error)") }

@@ -33,7 +33,7 @@ struct Reconstruct: ParsableCommand {
         guard let model = ck.model else {
             throw CLIError("\(checkpoint) has no MAE decoder; reconstruction needs the full model of an mae or rcmae run (last.safetensors, not last.encoder.safetensors)")
         }
-        let cfg = ck.config.mae, e = cfg.encoder, L = e.patches, S = e.imageSize, C = e.channels, p = e.patchSize
+        let cfg = model.config, e = cfg.encoder, L = e.patches, S = e.imageSize, C = e.channels, p = e.patchSize
         // The grid's size, bounded before anything is rendered.
         let z = scale ?? max(1, 112 / S)
         let gap = 2, cell = S * z

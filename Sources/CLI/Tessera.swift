@@ -109,13 +109,13 @@ struct LoadedCheckpoint {
     /// line naming both otherwise); images of another uniform size are resized to the model's, with a
     /// warning naming both sizes.
     func data(_ spec: String, split: DataSource.Split, limit: Int? = nil, warn: Bool = true) throws -> any ImageDataset {
-        try fitted(DataSource.load(spec, split: split, channels: config.mae.encoder.channels, limit: limit), spec, warn: warn)
+        try fitted(DataSource.load(spec, split: split, channels: config.encoder.channels, limit: limit), spec, warn: warn)
     }
 
     /// The labeled splits of `spec` for this checkpoint's model (see ``data(_:split:limit:warn:)``);
     /// a warning when the test split is the training split, unless `quiet`.
     func splits(_ spec: String, quiet: Bool = false) throws -> EvaluationSplits {
-        let s = try EvaluationSplits.load(spec, channels: config.mae.encoder.channels)
+        let s = try EvaluationSplits.load(spec, channels: config.encoder.channels)
         _ = try fitted(s.train, spec, warn: true)
         _ = try fitted(s.test, spec, warn: false)
         if !quiet, let w = s.warning(spec) { warning(w) }
@@ -123,7 +123,7 @@ struct LoadedCheckpoint {
     }
 
     private func fitted(_ set: any ImageDataset, _ spec: String, warn: Bool) throws -> any ImageDataset {
-        let e = config.mae.encoder
+        let e = config.encoder
         guard set.channels == e.channels else {
             throw CLIError("\(spec) has \(set.channels)-channel images, but \(path) was trained on \(e.channels)-channel images")
         }

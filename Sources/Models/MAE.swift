@@ -1,7 +1,24 @@
 import TesseraData
 import TesseraEngine
 
-/// Sizes and options of a masked autoencoder (He et al., 2022).
+/// MAE's options beyond the encoder (methods `mae` and `rcmae`, ``PretrainConfig/mae``): the decoder's
+/// sizes, the mask ratio and the target.
+public struct MAEOptions: Codable, Equatable, Sendable {
+    public var decoderDim: Int
+    public var decoderDepth: Int
+    public var decoderHeads: Int
+    /// Fraction of patches removed (0.75: the encoder sees 25%).
+    public var maskRatio: Float = MAEConfig.defaultMaskRatio
+    /// Per-patch standardized pixel targets (unbiased variance, eps 1e-6).
+    public var normPixLoss = true
+
+    public init(decoderDim: Int, decoderDepth: Int, decoderHeads: Int, maskRatio: Float = MAEConfig.defaultMaskRatio, normPixLoss: Bool = true) {
+        self.decoderDim = decoderDim; self.decoderDepth = decoderDepth; self.decoderHeads = decoderHeads
+        self.maskRatio = maskRatio; self.normPixLoss = normPixLoss
+    }
+}
+
+/// Sizes and options of a masked autoencoder (He et al., 2022): the encoder and ``MAEOptions``.
 public struct MAEConfig: Codable, Equatable, Sendable {
     public var encoder: ViTConfig
     public var decoderDim: Int
@@ -18,6 +35,16 @@ public struct MAEConfig: Codable, Equatable, Sendable {
                 normPixLoss: Bool = true) {
         self.encoder = encoder; self.decoderDim = decoderDim; self.decoderDepth = decoderDepth
         self.decoderHeads = decoderHeads; self.maskRatio = maskRatio; self.normPixLoss = normPixLoss
+    }
+
+    public init(encoder: ViTConfig, options o: MAEOptions) {
+        self.init(encoder: encoder, decoderDim: o.decoderDim, decoderDepth: o.decoderDepth, decoderHeads: o.decoderHeads,
+                  maskRatio: o.maskRatio, normPixLoss: o.normPixLoss)
+    }
+
+    /// Everything but the encoder.
+    public var options: MAEOptions {
+        MAEOptions(decoderDim: decoderDim, decoderDepth: decoderDepth, decoderHeads: decoderHeads, maskRatio: maskRatio, normPixLoss: normPixLoss)
     }
 
     /// Named sizes: `vit-tiny` (192/12/3, decoder 128/2/4, RC-MAE's tiny), `vit-small` (384/12/6,
@@ -137,17 +164,26 @@ extension MaskedAutoencoder: PretrainingMethod {
     public static var title: String { "MAE" }
     public static var recipeDefaults: String { "mask ratio \(TrainingRecipe.number(Double(MAEConfig.defaultMaskRatio))), norm-pix loss" }
 
-    /// The mask must keep a patch, and the per-patch normalized target needs two values per patch
-    /// (``PretrainConfig/validate()``).
-    public static func maskRatio(of config: PretrainConfig) -> Float? { config.mae.maskRatio }
+    /// The decoder's part of the model's sizes (``PretrainConfig/init(method:mae:augmentation:)``).
+    public static func addDefaultOptions(to config: inout PretrainConfig, model: MAEConfig) { config.mae = model.options }
+    public static func maskRatio(of config: PretrainConfig) -> Float? { config.mae?.maskRatio }
+    /// The decoder's sizes, the mask ratio (it must keep a patch), and the per-patch normalized target,
+    /// which needs two values per patch (``PretrainConfig/validate()``).
     public static func validateOptions(of config: PretrainConfig) throws {
-        let mae = config.mae, e = mae.encoder
-        try ConfigRule.need(mae.keptPatches >= 1, "--mask-ratio \(mae.maskRatio) keeps no patch of \(e.patches); lower it")
+        guard let model = config.maeModel else { throw ConfigError("method \(config.method) without its mae options") }
+        let mae = model.options, e = config.encoder
+        try ConfigRule.int("mae.decoderDim (--decoder-dim)", mae.decoderDim, ConfigLimits.width)
+        try ConfigRule.int("mae.decoderHeads (--decoder-heads)", mae.decoderHeads, ConfigLimits.heads)
+        try ConfigRule.need(mae.decoderDim % mae.decoderHeads == 0 && mae.decoderDim % 4 == 0,
+                            "decoder width \(mae.decoderDim) must be a multiple of 4 and of its head count \(mae.decoderHeads); adjust --decoder-dim/--decoder-heads")
+        try ConfigRule.int("mae.decoderDepth (--decoder-depth)", mae.decoderDepth, ConfigLimits.depth)
+        try ConfigRule.real("mae.maskRatio (--mask-ratio)", mae.maskRatio, 0...1, highOpen: true)
+        try ConfigRule.need(model.keptPatches >= 1, "--mask-ratio \(mae.maskRatio) keeps no patch of \(e.patches); lower it")
         try ConfigRule.need(!mae.normPixLoss || e.patchSize * e.patchSize * e.channels >= 2,
                             "patches of \(e.patchSize)x\(e.patchSize)x\(e.channels) hold one value, which the per-patch normalized target cannot standardize; raise --patch-size or pass --no-norm-pix")
     }
 
-    public convenience init(_ config: PretrainConfig, rng: inout TesseraRNG) { self.init(config.mae, rng: &rng) }
+    public convenience init(_ config: PretrainConfig, rng: inout TesseraRNG) { self.init(config.maeModel!, rng: &rng) }
 
     public var reportedModel: Module { self }
     public var evaluationEncoder: ViTEncoder { encoder }

@@ -102,10 +102,10 @@ public final class MSN: PretrainingMethod {
         return "anchor patch drop \(n(Double(o.patchDrop))), \(o.focalViews) focal views, \(o.prototypes) prototypes, target momentum \(n(o.momentum))"
     }
 
-    public static func addDefaultOptions(to config: inout PretrainConfig) { config.msn = MSNOptions() }
+    public static func addDefaultOptions(to config: inout PretrainConfig, model: MAEConfig) { config.msn = MSNOptions() }
     /// Range checks of MSN's options against the encoder and the batch (``PretrainConfig/validate()``).
     public static func validateOptions(of config: PretrainConfig) throws {
-        let batchSize = config.batchSize, e = config.mae.encoder
+        let batchSize = config.batchSize, e = config.encoder
         guard let o = config.msn else { throw ConfigError("method msn without its msn options") }
         // The projection head's BatchNorm normalizes over the (global) batch: one image has no variance.
         try ConfigRule.need(batchSize >= 2, "--batch-size \(batchSize): MSN's BatchNorm head needs at least 2 images per step; raise --batch-size")
@@ -152,7 +152,7 @@ public final class MSN: PretrainingMethod {
     }
 
     public convenience init(_ config: PretrainConfig, rng: inout TesseraRNG) {
-        self.init(config.mae.encoder, options: config.msn ?? MSNOptions(), rng: &rng)
+        self.init(config.encoder, options: config.msn ?? MSNOptions(), rng: &rng)
     }
 
     public var partsSummary: String { "head \(options.hiddenDim), \(options.prototypes) prototypes" }

@@ -44,8 +44,11 @@ public final class RCMAE: PretrainingMethod {
     }
 
     /// MAE's checks, then the teacher's options (``PretrainConfig/validate()``).
-    public static func addDefaultOptions(to config: inout PretrainConfig) { config.rcmae = RCMAEOptions() }
-    public static func maskRatio(of config: PretrainConfig) -> Float? { config.mae.maskRatio }
+    public static func addDefaultOptions(to config: inout PretrainConfig, model: MAEConfig) {
+        MaskedAutoencoder.addDefaultOptions(to: &config, model: model)
+        config.rcmae = RCMAEOptions()
+    }
+    public static func maskRatio(of config: PretrainConfig) -> Float? { config.mae?.maskRatio }
     public static func validateOptions(of config: PretrainConfig) throws {
         try MaskedAutoencoder.validateOptions(of: config)
         guard let o = config.rcmae else { throw ConfigError("method rcmae without its rcmae options") }
@@ -68,7 +71,7 @@ public final class RCMAE: PretrainingMethod {
     }
 
     public convenience init(_ config: PretrainConfig, rng: inout TesseraRNG) {
-        self.init(config.mae, options: config.rcmae ?? RCMAEOptions(), rng: &rng)
+        self.init(config.maeModel!, options: config.rcmae ?? RCMAEOptions(), rng: &rng)
     }
 
     public var reportedModel: Module { teacher }

@@ -129,11 +129,11 @@ public final class SIM: PretrainingMethod {
         return "block mask ratio \(n(Double(o.maskRatio))), target momentum \(n(o.momentum)) (its blr is the release's lr at batch 256; the release states blr 6.25e-5 at batch 4096)"
     }
 
-    public static func addDefaultOptions(to config: inout PretrainConfig) { config.sim = SIMOptions() }
+    public static func addDefaultOptions(to config: inout PretrainConfig, model: MAEConfig) { config.sim = SIMOptions() }
     public static func maskRatio(of config: PretrainConfig) -> Float? { (config.sim ?? SIMOptions()).maskRatio }
     /// Range checks of SIM's options against the encoder (``PretrainConfig/validate()``).
     public static func validateOptions(of config: PretrainConfig) throws {
-        let e = config.mae.encoder
+        let e = config.encoder
         guard let o = config.sim else { throw ConfigError("method sim without its sim options") }
         let w = o.width(encoderDim: e.dim)
         try ConfigRule.int("sim.decoderDim (--decoder-dim)", w, ConfigLimits.width)
@@ -172,7 +172,7 @@ public final class SIM: PretrainingMethod {
     }
 
     public convenience init(_ config: PretrainConfig, rng: inout TesseraRNG) {
-        self.init(config.mae.encoder, options: config.sim ?? SIMOptions(), rng: &rng)
+        self.init(config.encoder, options: config.sim ?? SIMOptions(), rng: &rng)
     }
 
     public var partsSummary: String {

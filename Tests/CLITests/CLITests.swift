@@ -242,7 +242,7 @@ final class CLITests: XCTestCase {
         // Each run trained with its method's recipe: the library's defaults and the CLI's agree.
         for (method, run) in [(MethodKind.rcmae, "rc"), (.msn, "msn"), (.sim, "sim")] {
             let saved = try PretrainConfig.decode(String(contentsOfFile: dir + "/\(run)/config.json", encoding: .utf8))
-            let library = PretrainConfig(method: method, mae: saved.mae, augmentation: saved.augmentation)
+            let library = PretrainConfig(method: method, mae: MAEConfig(encoder: saved.encoder, options: saved.mae ?? MAEOptions(decoderDim: 16, decoderDepth: 1, decoderHeads: 2)), augmentation: saved.augmentation)
             XCTAssertEqual(saved.method, method)
             XCTAssertEqual(saved.recipe, library.recipe, "\(method)")
             XCTAssertEqual(saved.recipe, method.implementation.recipe, "\(method)")

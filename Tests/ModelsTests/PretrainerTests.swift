@@ -68,7 +68,7 @@ final class PretrainerTests: XCTestCase {
         XCTAssertEqual(file.metadata["epoch"], "3")
         XCTAssertEqual(try SafeTensors.read(run.trainState("last")).metadata["step"], "15")
         var rng = TesseraRNG(seed: 9)
-        let fresh = MaskedAutoencoder(tinyConfig(epochs: 3).mae, rng: &rng)
+        let fresh = MaskedAutoencoder(tinyConfig(epochs: 3).maeModel!, rng: &rng)
         try loadWeights(file, into: fresh)
         XCTAssertEqual(fresh.decoderPred.weight.array, (second.method.reportedModel as! MaskedAutoencoder).decoderPred.weight.array)
         let enc = try SafeTensors.read(run.encoder("last"))
@@ -123,7 +123,7 @@ final class PretrainerTests: XCTestCase {
         static var kind: MethodKind { .mae }
         static var recipe: TrainingRecipe { MaskedAutoencoder.recipe }
         let mae: MaskedAutoencoder
-        init(_ config: PretrainConfig, rng: inout TesseraRNG) { mae = MaskedAutoencoder(config.mae, rng: &rng) }
+        init(_ config: PretrainConfig, rng: inout TesseraRNG) { mae = MaskedAutoencoder(config.maeModel!, rng: &rng) }
         var partsSummary: String { mae.partsSummary }
         var reportedModel: Module { mae }
         var evaluationEncoder: ViTEncoder { mae.encoder }

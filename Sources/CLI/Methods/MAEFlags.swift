@@ -9,6 +9,6 @@ struct MAEFlags: MethodFlags {
     var given: [String] { [] }
 
     func apply(_ shared: SharedMethodFlags, minScale: Float?, to config: inout PretrainConfig) {
-        if let r = shared.maskRatio { config.mae.maskRatio = r }
+        if let r = shared.maskRatio { config.mae!.maskRatio = r }
     }
 }

@@ -23,7 +23,7 @@ struct SIMFlags: MethodFlags {
 
     func apply(_ shared: SharedMethodFlags, minScale: Float?, to config: inout PretrainConfig) {
         var o = config.sim!
-        o.decoderDim = shared.decoderDim ?? config.mae.encoder.dim
+        o.decoderDim = shared.decoderDim ?? config.encoder.dim
         if let h = shared.decoderHeads { o.decoderHeads = h }
         if let simNorm { o.norm = NormKind(rawValue: simNorm)! }
         if let r = shared.maskRatio { o.maskRatio = r }

@@ -81,25 +81,20 @@ extension PretrainConfig {
         func photometric(_ name: String, _ p: Photometric?) throws { try R.photometric(name, p) }
 
         // The encoder (--image-size, --patch-size, --channels, --dim, --depth, --heads).
-        let e = mae.encoder
-        try int("mae.encoder.imageSize (--image-size)", e.imageSize, ConfigLimits.imageSize)
-        try int("mae.encoder.patchSize (--patch-size)", e.patchSize, 1...e.imageSize)
+        let e = encoder
+        try int("encoder.imageSize (--image-size)", e.imageSize, ConfigLimits.imageSize)
+        try int("encoder.patchSize (--patch-size)", e.patchSize, 1...e.imageSize)
         try need(e.imageSize % e.patchSize == 0, "image size \(e.imageSize) is not divisible by patch size \(e.patchSize); pass --patch-size with a divisor of \(e.imageSize) or --image-size")
         try need(ConfigLimits.patchesPerImage.contains(e.patches),
                  "image size \(e.imageSize) with patch size \(e.patchSize) makes \(e.patches) patches per image, more than \(ConfigLimits.patchesPerImage.upperBound); raise --patch-size")
-        try need(e.channels == 1 || e.channels == 3, "mae.encoder.channels (--channels) must be 1 or 3, got \(e.channels)")
-        try int("mae.encoder.depth (--depth)", e.depth, ConfigLimits.depth)
-        try real("mae.encoder.mlpRatio", e.mlpRatio, 0...64, lowOpen: true)
-        try need(Int(Float(e.dim) * e.mlpRatio) >= 1, "mae.encoder.mlpRatio \(e.mlpRatio) leaves no hidden unit")
-        try real("mae.encoder.layerNormEps", e.layerNormEps, 0...1, lowOpen: true)
-        for (name, d, h) in [("encoder", e.dim, e.heads), ("decoder", mae.decoderDim, mae.decoderHeads)] {
-            try int("\(name) width (--\(name == "encoder" ? "" : "decoder-")dim)", d, ConfigLimits.width)
-            try int("\(name) heads (--\(name == "encoder" ? "" : "decoder-")heads)", h, ConfigLimits.heads)
-            try need(d % h == 0 && d % 4 == 0,
-                     "\(name) width \(d) must be a multiple of 4 and of its head count \(h); adjust --dim/--heads or --decoder-dim/--decoder-heads")
-        }
-        try int("mae.decoderDepth (--decoder-depth)", mae.decoderDepth, ConfigLimits.depth)
-        try real("mae.maskRatio (--mask-ratio)", mae.maskRatio, 0...1, highOpen: true)
+        try need(e.channels == 1 || e.channels == 3, "encoder.channels (--channels) must be 1 or 3, got \(e.channels)")
+        try int("encoder.depth (--depth)", e.depth, ConfigLimits.depth)
+        try real("encoder.mlpRatio", e.mlpRatio, 0...64, lowOpen: true)
+        try need(Int(Float(e.dim) * e.mlpRatio) >= 1, "encoder.mlpRatio \(e.mlpRatio) leaves no hidden unit")
+        try real("encoder.layerNormEps", e.layerNormEps, 0...1, lowOpen: true)
+        try int("encoder width (--dim)", e.dim, ConfigLimits.width)
+        try int("encoder heads (--heads)", e.heads, ConfigLimits.heads)
+        try need(e.dim % e.heads == 0 && e.dim % 4 == 0, "encoder width \(e.dim) must be a multiple of 4 and of its head count \(e.heads); adjust --dim/--heads")
 
         // Schedule and optimizer.
         try int("epochs (--epochs)", epochs, ConfigLimits.epochs)

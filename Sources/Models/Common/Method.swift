@@ -118,9 +118,9 @@ public protocol PretrainingMethod: AnyObject {
     /// Range checks of the method's own options in `config` (its part of ``PretrainConfig/validate()``),
     /// each a ``ConfigError`` naming the field and its option; the default checks nothing.
     static func validateOptions(of config: PretrainConfig) throws
-    /// Puts the method's default options into a new configuration (``PretrainConfig/init(method:mae:augmentation:)``);
-    /// the default adds none.
-    static func addDefaultOptions(to config: inout PretrainConfig)
+    /// Puts the method's default options into a new configuration (``PretrainConfig/init(method:mae:augmentation:)``),
+    /// given the model's sizes (`model`: the encoder's, already in `config`, and MAE's decoder's); the default adds none.
+    static func addDefaultOptions(to config: inout PretrainConfig, model: MAEConfig)
     /// The fraction of patches the method masks in `config` (``PretrainConfig/maskRatio``); the default: none.
     static func maskRatio(of config: PretrainConfig) -> Float?
     /// The parameters the optimizer updates.
@@ -152,7 +152,7 @@ extension PretrainingMethod {
     public static var title: String { kind.rawValue.uppercased() }
     public static var recipeDefaults: String { "" }
     public static func validateOptions(of config: PretrainConfig) throws {}
-    public static func addDefaultOptions(to config: inout PretrainConfig) {}
+    public static func addDefaultOptions(to config: inout PretrainConfig, model: MAEConfig) {}
     public static func maskRatio(of config: PretrainConfig) -> Float? { nil }
     public func afterUpdate(step: Int, totalSteps: Int) {}
     public func extraState() -> [(name: String, tensor: Tensor)] { [] }

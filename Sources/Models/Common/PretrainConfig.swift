@@ -2,17 +2,25 @@ import Foundation
 import TesseraData
 import TesseraEngine
 
-/// Everything about a pretraining run except the model: saved as `config.json` in the run folder
-/// and in every checkpoint's metadata.
+/// Everything about a pretraining run except the model's weights: saved as `config.json` in the run
+/// folder and in every checkpoint's metadata (format ``formatVersion``; ``decode(_:)`` reads every
+/// earlier one too).
 ///
 /// ``init(method:mae:augmentation:)`` starts from the method's ``TrainingRecipe`` and default
 /// options, so a configuration built in code trains with the same optimizer as `tessera pretrain
 /// --method …` with no other options.
 public struct PretrainConfig: Codable, Equatable, Sendable {
+    /// The layout of the saved configuration: 2 since 2026-12-07 (the encoder at the top, MAE's options
+    /// only in MAE's and RC-MAE's); a file without it is version 1, whose `mae` held the encoder for
+    /// every method.
+    public var formatVersion = PretrainConfig.currentFormat
+    public static let currentFormat = 2
     public var method: MethodKind = .mae
     public var model = "vit-tiny"
-    /// Encoder sizes (every method) and MAE's decoder, mask ratio and loss (`mae`, `rcmae`).
-    public var mae: MAEConfig
+    /// The encoder's sizes (every method).
+    public var encoder: ViTConfig
+    /// MAE's decoder, mask ratio and target (methods `mae` and `rcmae`; nil for the others).
+    public var mae: MAEOptions?
     /// RC-MAE's options (method `rcmae`).
     public var rcmae: RCMAEOptions?
     /// Training data (a `DataSource` spec) and the labeled sets used by probes.
@@ -50,14 +58,18 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     /// fp32). bf16 rounds the products' operands to bf16 and sums in fp32; all else stays fp32.
     public var precision: Runtime.Precision?
 
-    /// A configuration for `method` with its recipe (optimizer) and its default options.
+    /// A configuration for `method` with its recipe (optimizer) and its default options, for a model of
+    /// `mae`'s sizes: its encoder, and its decoder where the method has one (MAE, RC-MAE).
     public init(method: MethodKind = .mae, mae: MAEConfig, augmentation: Augmentation) {
         self.method = method
-        self.mae = mae
+        self.encoder = mae.encoder
         self.augmentation = augmentation
         recipe = method.recipe
-        method.implementation.addDefaultOptions(to: &self)
+        method.implementation.addDefaultOptions(to: &self, model: mae)
     }
+
+    /// The whole MAE (encoder and ``mae``) of a method that has one.
+    public var maeModel: MAEConfig? { mae.map { MAEConfig(encoder: encoder, options: $0) } }
 
     /// The optimizer settings, as a recipe (setting it overwrites all of them).
     public var recipe: TrainingRecipe {
@@ -85,12 +97,34 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     /// (``validate()``): a damaged or crafted one is an error, never a model built from it.
     public static func decode(_ text: String) throws -> PretrainConfig {
         let config: PretrainConfig
-        do { config = try JSONDecoder().decode(PretrainConfig.self, from: Data(text.utf8)) } catch {
+        do { config = try JSONDecoder().decode(PretrainConfig.self, from: upgraded(Data(text.utf8))) } catch let e as ConfigError {
+            throw ConfigError("configuration is not a valid Tessera config (\(e.message))")
+        } catch {
             throw ConfigError("configuration is not a valid Tessera config (\(error))")
+        }
+        guard config.formatVersion <= currentFormat else {
+            throw ConfigError("configuration format \(config.formatVersion) is newer than this Tessera's (\(currentFormat)); update Tessera to read it")
         }
         do { try config.validate() } catch let e as ConfigError {
             throw ConfigError("configuration is not a valid Tessera config (\(e.message))")
         }
         return config
+    }
+
+    /// A saved configuration in the current layout: version 1 (no `formatVersion`: the encoder inside
+    /// `mae`, which every method carried) has its encoder moved to the top and keeps `mae` only where
+    /// the method is an MAE (``PretrainingMethod/reportsAutoencoder``); later versions are read as they are.
+    static func upgraded(_ json: Data) throws -> Data {
+        guard var object = try JSONSerialization.jsonObject(with: json) as? [String: Any] else { throw ConfigError("not a JSON object") }
+        guard object["formatVersion"] == nil else { return json }
+        guard var mae = object["mae"] as? [String: Any], let encoder = mae["encoder"] else {
+            throw ConfigError("a version 1 configuration needs mae.encoder")
+        }
+        mae["encoder"] = nil
+        object["encoder"] = encoder
+        let method = (object["method"] as? String).flatMap(MethodKind.init(rawValue:)) ?? .mae
+        object["mae"] = method.reportsAutoencoder ? mae : nil
+        object["formatVersion"] = currentFormat
+        return try JSONSerialization.data(withJSONObject: object)
     }
 }

@@ -18,7 +18,7 @@ public struct CheckpointError: Error, CustomStringConvertible {
 ///
 /// ```swift
 /// let checkpoint = try Checkpoint(contentsOf: "runs/msn/last.safetensors")
-/// let splits = try EvaluationSplits.load("fashion-mnist", channels: checkpoint.config.mae.encoder.channels)
+/// let splits = try EvaluationSplits.load("fashion-mnist", channels: checkpoint.config.encoder.channels)
 /// let features = try checkpoint.encoder.features(of: splits.test, augmentation: checkpoint.config.augmentation)
 /// ```
 ///
@@ -50,18 +50,19 @@ public struct Checkpoint {
         config = try PretrainConfig.decode(text)
         // The configuration sizes the models built below: it must describe these tensors before
         // anything is allocated (a small file claiming a huge model is one line, not an OOM kill).
-        let holdsAutoencoder = config.method.reportsAutoencoder && file["decoder_pred.weight"] != nil
+        let autoencoderModel = config.method.reportsAutoencoder && file["decoder_pred.weight"] != nil ? config.maeModel : nil
+        let holdsAutoencoder = autoencoderModel != nil
         try Self.checkShapes(file, config, autoencoder: holdsAutoencoder, path: path)
         var rng = TesseraRNG(seed: 0)
         if holdsAutoencoder {
-            let m = MaskedAutoencoder(config.mae, rng: &rng)
+            let m = MaskedAutoencoder(autoencoderModel!, rng: &rng)
             try loadWeights(file, into: m)
             autoencoder = m
             encoder = m.encoder
         } else {
             // An encoder-only file, or the encoder part of a method's model file (MSN: + fc.*, prototypes;
             // SIM: + projector and predictor). Every encoder tensor must be there (a strict load).
-            let e = ViTEncoder(config.mae.encoder, rng: &rng)
+            let e = ViTEncoder(config.encoder, rng: &rng)
             let names = Set(e.stateDict().map(\.name))
             try loadWeights(SafeTensors.File(tensors: file.tensors.filter { names.contains($0.name) }, metadata: file.metadata), into: e)
             autoencoder = nil
@@ -78,7 +79,7 @@ public struct Checkpoint {
     /// Throws unless the tensors that fix the encoder's (and, for a full autoencoder, the decoder's)
     /// sizes have the shapes `config` gives them, and the stacks have the depth it says.
     static func checkShapes(_ file: SafeTensors.File, _ config: PretrainConfig, autoencoder: Bool, path: String) throws {
-        let e = config.mae.encoder, L = e.patches, p = e.patchSize, C = e.channels
+        let e = config.encoder, L = e.patches, p = e.patchSize, C = e.channels
         func mismatch(_ what: String) -> CheckpointError {
             CheckpointError("\(path): its configuration does not match its tensors (\(what)); the file is damaged or was edited")
         }
@@ -97,8 +98,7 @@ public struct Checkpoint {
         try need("patch_embed.proj.weight", [e.dim, C, p, p])
         try need("pos_embed", [1, L + 1, e.dim])
         try stack("blocks", depth: e.depth, dim: e.dim)
-        if autoencoder {
-            let m = config.mae
+        if autoencoder, let m = config.mae {
             try need("decoder_pos_embed", [1, L + 1, m.decoderDim])
             try need("decoder_pred.weight", [p * p * C, m.decoderDim])
             try stack("decoder_blocks", depth: m.decoderDepth, dim: m.decoderDim)
