@@ -209,13 +209,13 @@ final class CLITests: XCTestCase {
         // A checkpoint whose saved configuration is damaged (patch size 0) is one line, not a trap.
         let file = try SafeTensors.read(run + "/last.safetensors")
         var json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(file.metadata["config"]!.utf8)) as? [String: Any])
-        var mae = json["mae"] as! [String: Any], encoder = mae["encoder"] as! [String: Any]
-        encoder["patchSize"] = 0; mae["encoder"] = encoder; json["mae"] = mae
+        var encoder = try XCTUnwrap(json["encoder"] as? [String: Any])
+        encoder["patchSize"] = 0; json["encoder"] = encoder
         var metadata = file.metadata
         metadata["config"] = String(decoding: try JSONSerialization.data(withJSONObject: json), as: UTF8.self)
         try SafeTensors.write(SafeTensors.File(tensors: file.tensors, metadata: metadata), to: dir + "/damaged.safetensors")
         for command in [["eval"], ["embed", "--out", dir + "/d.npy"], ["reconstruct", "--out", dir + "/d.png"]] {
-            assertOneLineError(try tessera([command[0], dir + "/damaged.safetensors"] + command.dropFirst()), mentions: "mae.encoder.patchSize")
+            assertOneLineError(try tessera([command[0], dir + "/damaged.safetensors"] + command.dropFirst()), mentions: "encoder.patchSize")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/d.npy"))
     }

@@ -21,11 +21,13 @@ final class ConfigCheckTests: XCTestCase {
         }
     }
 
-    /// The seeds the config fuzzer starts from (Tools/fuzz/seeds) are configurations `tessera pretrain` wrote.
+    /// The seeds the config fuzzer starts from (Tools/fuzz/seeds) are configurations `tessera pretrain` wrote:
+    /// one per method in the current format and in format 1 (`config_v1_*`).
     func testFuzzSeedsDecode() throws {
         let seeds = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Tools/fuzz/seeds").standardized
         let files = try FileManager.default.contentsOfDirectory(atPath: seeds.path).filter { $0.hasPrefix("config_") }
-        XCTAssertEqual(files.count, 4)
+        XCTAssertEqual(files.count, 8)
+        XCTAssertEqual(files.filter { $0.hasPrefix("config_v1_") }.count, 4)
         for f in files { XCTAssertNoThrow(try PretrainConfig.decode(String(contentsOf: seeds.appendingPathComponent(f), encoding: .utf8)), f) }
     }
 

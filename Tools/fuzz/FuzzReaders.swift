@@ -36,7 +36,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     case "config":
         // What every reader of a configuration then computes from it.
         if let c = try? PretrainConfig.decode(String(decoding: bytes, as: UTF8.self)) {
-            _ = (c.mae.keptPatches, c.learningRate, c.maskRatio, c.augmentation.evaluation)
+            _ = (c.maeModel?.keptPatches, c.learningRate, c.maskRatio, c.augmentation.evaluation)
         }
     case "tar":
         // An input that starts like a shard's index file is read as one; any other input is scanned
