@@ -69,7 +69,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ] + docsPlugin,
     targets: mpiTargets + [
         .systemLibrary(
@@ -116,7 +116,7 @@ let package = Package(
         ),
         .target(
             name: "TesseraData",
-            dependencies: ["TesseraEngine", "CImageData"],
+            dependencies: ["TesseraEngine", "CImageData", .product(name: "Logging", package: "swift-log")],
             path: "Sources/Data"
         ),
         .target(
@@ -128,7 +128,7 @@ let package = Package(
         .executableTarget(
             name: "tessera",
             dependencies: ["TesseraEngine", "TesseraData", "TesseraModels", "TesseraDistributed",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")],
             path: "Sources/CLI"
         ),
         .executableTarget(

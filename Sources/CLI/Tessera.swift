@@ -37,6 +37,7 @@ enum Main {
         // `tessera bench` also has the OpenMP runtime count its regions and barriers.
         Runtime.restartWithTunedRuntimeIfNeeded(countingParallelRegions: CommandLine.arguments.dropFirst().first == "bench")
         Runtime.lineBufferStandardOutput()   // progress lines reach a pipe or log file as they happen
+        LineLogHandler.bootstrap()   // the libraries' log lines as this command's output
         BufferPool.onAllocationFailure = { bytes in
             let message = String(format: "out of memory: a tensor of %.1f GiB does not fit; lower --batch-size, the image size or the model size",
                                  Double(bytes) / 1073741824)

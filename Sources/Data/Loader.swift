@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import TesseraEngine
 
 /// One training batch: the augmented views of its images, their labels (if any), which images they
@@ -100,8 +101,8 @@ public final class Loader: @unchecked Sendable {
     /// Replace an image that cannot be read by the next readable one in the epoch's order (with a
     /// warning naming it) instead of stopping.
     public var skipUnreadable = false
-    /// Where warnings go (standard error unless replaced).
-    public var warn: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8)) }
+    /// Where warnings go (a warning of the `tessera.data` logger unless replaced).
+    public var warn: @Sendable (String) -> Void = { Logger(label: "tessera.data").warning("\($0)") }
     private let pool: DecodeWorkers?
 
     public convenience init(_ set: any ImageDataset, batchSize: Int, augmentation: Augmentation, seed: UInt64, shuffle: Bool = true,

@@ -34,7 +34,7 @@ final class PretrainerTests: XCTestCase {
 
     func makeTrainer(_ config: PretrainConfig, _ set: ImageSet, _ dir: String) throws -> Pretrainer {
         let t = try Pretrainer(config: config, method: config.method.make(config), train: set, evalSets: nil, runFolder: dir)
-        t.print = { _ in }
+        t.logger.logLevel = .warning
         return t
     }
 
@@ -139,7 +139,7 @@ final class PretrainerTests: XCTestCase {
         var rng = TesseraRNG(seed: 0)
         let dir = tempDir("nan")
         let t = try Pretrainer(config: c, method: FailsInSecondEpoch(c, rng: &rng), train: syntheticSet(40), evalSets: nil, runFolder: dir)
-        t.print = { _ in }
+        t.logger.logLevel = .warning
         XCTAssertThrowsError(try t.train()) { e in
             let m = "\(e)"
             XCTAssertTrue(m.contains("loss is nan at epoch 2 step 6"), m)

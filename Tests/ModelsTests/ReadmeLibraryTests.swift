@@ -26,7 +26,7 @@ final class ReadmeLibraryTests: XCTestCase {
         addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
         let trainer = try Pretrainer(config: config, method: config.method.make(config), train: train,
                                      evalSets: nil, runFolder: dir)
-        trainer.print = { _ in }
+        trainer.logger.logLevel = .warning   // no progress lines in the test log
         try trainer.train()
         XCTAssertEqual(trainer.optimizer.beta2, 0.999)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/last.safetensors"))

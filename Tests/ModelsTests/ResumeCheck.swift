@@ -12,7 +12,7 @@ func assertResumeIsBitExact(_ config: PretrainConfig, set: ImageSet, stopAfter: 
                             make: () -> any PretrainingMethod, file: StaticString = #filePath, line: UInt = #line) throws -> (Pretrainer, Pretrainer) {
     func trainer(_ dir: String) throws -> Pretrainer {
         let t = try Pretrainer(config: config, method: make(), train: set, evalSets: nil, runFolder: dir)
-        t.print = { _ in }
+        t.logger.logLevel = .warning
         return t
     }
     let base = NSTemporaryDirectory() + "tessera-\(name)-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"

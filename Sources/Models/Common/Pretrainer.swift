@@ -44,9 +44,8 @@ public final class Pretrainer {
     /// The run folder's claim (and lock), held by the primary process from ``train(stopAfter:)`` on,
     /// or given before, as `tessera pretrain` does, so that it covers everything the command reads.
     public var claim: RunClaim?
+    /// Where the run's header, progress and epoch lines go (info), and each checkpoint written (debug).
     public var logger = Logger(label: "tessera.pretrain")
-    /// Where progress lines go (stdout unless replaced).
-    public var print: (String) -> Void = { Swift.print($0) }
     /// Completed epochs and optimizer steps.
     public internal(set) var epoch = 0
     public internal(set) var step = 0
@@ -283,7 +282,7 @@ public final class Pretrainer {
         synchronizeState()
         let processes = comm.size == 1 ? "" : ", \(comm.size) processes × \(config.batchSize / comm.size) images"
         if comm.isPrimary {
-            print("\(method.methodName) on \(loader.dataset.summary), \(loader.workers) decode worker\(loader.workers == 1 ? "" : "s"): effective batch \(config.effectiveBatch) (\(config.batchSize) × \(config.accumSteps) accumulation\(processes)), lr \(String(format: "%.3g", config.learningRate)) (blr \(config.blr)), \(stepsPerEpoch) steps/epoch, \(config.epochs) epochs, \(Runtime.threads) threads")
+            logger.info("\(method.methodName) on \(loader.dataset.summary), \(loader.workers) decode worker\(loader.workers == 1 ? "" : "s"): effective batch \(config.effectiveBatch) (\(config.batchSize) × \(config.accumSteps) accumulation\(processes)), lr \(String(format: "%.3g", config.learningRate)) (blr \(config.blr)), \(stepsPerEpoch) steps/epoch, \(config.epochs) epochs, \(Runtime.threads) threads")
         }
     }
 
@@ -317,7 +316,7 @@ public final class Pretrainer {
                               t.epoch + 1, config.epochs, inEpoch, t.stepsPerEpoch, wloss, lr, ips, window.dataShare * 100, formatDuration(eta))
             if t.comm.size > 1 { line += String(format: " comm %.0f%%", window.share(of: t.reductionSeconds) * 100) }
             for (k, v) in r.metrics { line += String(format: " %@ %.4g", k, v) }
-            if tty { FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8)) } else { t.print(line) }
+            if tty { FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8)) } else { t.logger.info("\(line)") }
             try t.logMetrics(kind: "step", loss: wloss, lr: lr, ips: ips, knn: nil, extra: r.metrics)
             window = Meter(reductionStart: t.reductionSeconds)
         }
@@ -339,8 +338,7 @@ public final class Pretrainer {
             knn = Probes.knn(train: trF, test: teF)
         }
         if primary {
-            print(String(format: "epoch %d/%d done: loss %.4f, %.0f img/s, %.1f%% of the time waiting for data", epoch, config.epochs,
-                         meter.meanLoss, ips, meter.dataShare * 100) + (knn.map { String(format: ", kNN %.2f%%", $0 * 100) } ?? ""))
+            logger.info("\(String(format: "epoch %d/%d done: loss %.4f, %.0f img/s, %.1f%% of the time waiting for data", epoch, config.epochs, meter.meanLoss, ips, meter.dataShare * 100) + (knn.map { String(format: ", kNN %.2f%%", $0 * 100) } ?? ""))")
             try logMetrics(kind: "epoch", loss: meter.meanLoss, lr: Double(optimizer.learningRate), ips: ips, knn: knn, extra: [])
         }
         if epoch % config.saveEvery == 0 || epoch == config.epochs {
