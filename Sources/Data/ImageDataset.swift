@@ -60,7 +60,7 @@ extension ImageDataset {
 
     public func epochOrder(seed: UInt64, epoch: Int) -> [Int] {
         var idx = Array(0..<count)
-        var rng = TesseraRNG(seed: deriveSeed(seed, 1, UInt64(epoch)))
+        var rng = TesseraRNG(seed: SeedStream.epochOrder(epoch: epoch).seed(seed))
         for i in stride(from: idx.count - 1, to: 0, by: -1) { idx.swapAt(i, rng.int(below: i + 1)) }
         return idx
     }

@@ -64,10 +64,44 @@ public struct EpochShard: Sendable, Equatable {
     public func contains(_ position: Int) -> Bool { (position % globalBatch) / localBatch == rank }
 }
 
-/// Mixes seeds: a reproducible child seed for (seed, a, b).
+/// Mixes seeds: a reproducible child seed for (seed, a, b). The (a, b) families in use are the named
+/// ``SeedStream``s; new randomness gets a new case there, not a bare number.
 public func deriveSeed(_ seed: UInt64, _ a: UInt64, _ b: UInt64 = 0) -> UInt64 {
     var r = TesseraRNG(seed: seed ^ (a &* 0x9E37_79B9_7F4A_7C15) ^ (b &* 0xC2B2_AE3D_27D4_EB4F))
     return r.next()
+}
+
+/// The random streams of a run and of its evaluation, each a family of ``deriveSeed(_:_:_:)`` child seeds
+/// of the run's seed. The training streams are disjoint (no two give the same (a, b)), so no randomness
+/// is reused within a run, however long; their numbers are the ones runs have always used, except where
+/// they would have met (the view augmentation of epochs from 98 on, which reached the method's stream
+/// 100), so every run of up to 98 epochs keeps its bits.
+public enum SeedStream: Sendable {
+    /// The order of epoch `epoch`'s images (a = 1).
+    case epochOrder(epoch: Int)
+    /// The views of the image at `position` of epoch `epoch`'s order (a = 2 + epoch below epoch 98, then
+    /// 2³² + epoch).
+    case viewAugmentation(epoch: Int, position: Int)
+    /// The method's randomness (masks, extra views) at global micro-batch `microStep` (a = 100).
+    case methodStep(microStep: Int)
+    /// The few-shot probe's class picks and its fit, split `split` (a = 7 and 8). Evaluation streams run
+    /// in their own process after training; their numbers are kept so that earlier probe figures
+    /// reproduce, and they share theirs with the view augmentation of epochs 5 and 6.
+    case fewShotPick(split: Int), fewShotFit(split: Int)
+
+    /// The stream's (a, b).
+    public var family: (a: UInt64, b: UInt64) {
+        switch self {
+        case .epochOrder(let e): return (1, UInt64(e))
+        case .viewAugmentation(let e, let j): return (e < 98 ? 2 + UInt64(e) : (1 << 32) + UInt64(e), UInt64(j))
+        case .methodStep(let t): return (100, UInt64(t))
+        case .fewShotPick(let s): return (7, UInt64(s))
+        case .fewShotFit(let s): return (8, UInt64(s))
+        }
+    }
+
+    /// The stream's seed under the run's `seed`.
+    public func seed(_ seed: UInt64) -> UInt64 { deriveSeed(seed, family.a, family.b) }
 }
 
 /// Epoch-based batching: images read, decoded and augmented by a pool of decode workers when their
@@ -153,7 +187,7 @@ public final class Loader: @unchecked Sendable {
         let renderer = SampleRenderer(views: viewAugmentations, channels: C, reducedDecoding: reducedDecoding)
         let sink = ResultSink(views: viewAugmentations.count, indices: Array(order[lo..<hi]))
         let work = { [self] (k: Int, scratch: inout SampleScratch) in
-            let rng = TesseraRNG(seed: deriveSeed(seed, 2 + UInt64(epoch), UInt64(lo + k)))
+            let rng = TesseraRNG(seed: SeedStream.viewAugmentation(epoch: epoch, position: lo + k).seed(seed))
             let slots = zip(outputs, viewAugmentations).map { $0.pointer + k * C * $1.size * $1.size }
             var index = order[lo + k]
             for attempt in 0..<16 {

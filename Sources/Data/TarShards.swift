@@ -204,7 +204,7 @@ public struct TarShards: ImageDataset {
 
     /// Shards in a seeded order, their samples in file order through a seeded shuffle buffer.
     public func epochOrder(seed: UInt64, epoch: Int) -> [Int] {
-        var rng = TesseraRNG(seed: deriveSeed(seed, 1, UInt64(epoch)))
+        var rng = TesseraRNG(seed: SeedStream.epochOrder(epoch: epoch).seed(seed))
         var buffer: [Int] = [], out: [Int] = []
         buffer.reserveCapacity(shuffleBuffer); out.reserveCapacity(count)
         for i in entrySequence(shardOrder(rng: &rng)) {
@@ -239,7 +239,7 @@ public struct TarShards: ImageDataset {
                             shard: EpochShard) -> (any EpochReader)? {
         var shardSeq = Array(0..<shards.count)
         if shuffled {
-            var rng = TesseraRNG(seed: deriveSeed(seed, 1, UInt64(epoch)))
+            var rng = TesseraRNG(seed: SeedStream.epochOrder(epoch: epoch).seed(seed))
             shardSeq = shardOrder(rng: &rng)
         }
         return ShardStreamer(self, entries: entrySequence(shardSeq), order: order, start: start, shard: shard,

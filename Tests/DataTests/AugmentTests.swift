@@ -78,6 +78,24 @@ final class AugmentTests: XCTestCase {
         XCTAssertEqual(c.left, 13)
     }
 
+    /// The training streams never share a family (a, b), for runs of any length: the view augmentation's
+    /// a differs from every other stream's and from itself across epochs; below epoch 98 it is the
+    /// historic 2 + epoch (runs keep their bits). The evaluation streams' overlap is the one documented.
+    func testTrainingSeedStreamsAreDisjoint() {
+        var augmentation = Set<UInt64>()
+        for e in 0..<200_000 {
+            let a = SeedStream.viewAugmentation(epoch: e, position: 0).family.a
+            XCTAssertTrue(augmentation.insert(a).inserted, "epoch \(e)")
+            if e < 98 { XCTAssertEqual(a, 2 + UInt64(e)) }
+        }
+        let others = [SeedStream.epochOrder(epoch: 0).family.a, SeedStream.methodStep(microStep: 0).family.a]
+        XCTAssertEqual(Set(others).count, 2)
+        for a in others { XCTAssertFalse(augmentation.contains(a), "stream \(a)") }
+        XCTAssertEqual(SeedStream.viewAugmentation(epoch: 97, position: 3).seed(9), deriveSeed(9, 99, 3))
+        XCTAssertEqual(SeedStream.fewShotPick(split: 1).family.a, SeedStream.viewAugmentation(epoch: 5, position: 1).family.a)
+        XCTAssertEqual(SeedStream.fewShotFit(split: 1).family.a, SeedStream.viewAugmentation(epoch: 6, position: 1).family.a)
+    }
+
     func testLoaderIsAFunctionOfSeedEpochAndStep() throws {
         var rng = TesseraRNG(seed: 2)
         let px = (0..<(50 * 8 * 8)).map { _ in UInt8(rng.int(below: 256)) }

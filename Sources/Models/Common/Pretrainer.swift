@@ -128,7 +128,7 @@ public final class Pretrainer {
         optimizer.arena.startGradients()
         var report = StepReport(losses: [], metrics: [], images: 0)
         for (micro, batch) in microBatches.enumerated() {
-            var rng = TesseraRNG(seed: deriveSeed(config.seed, 100, UInt64(step * config.accumSteps + micro)))
+            var rng = TesseraRNG(seed: SeedStream.methodStep(microStep: step * config.accumSteps + micro).seed(config.seed))
             let (loss, metrics) = method.trainingLoss(batch, rng: &rng)
             // The global batch's loss and monitors: their mean over the processes (one small collective),
             // so every process takes the same decision below. A monitor that is not a mean over the

@@ -162,14 +162,14 @@ public enum Probes {
         for (i, l) in train.labels.enumerated() { byClass[l].append(i) }
         var accs: [Float] = []
         for split in 0..<splits {
-            var rng = TesseraRNG(seed: deriveSeed(seed, 7, UInt64(split)))
+            var rng = TesseraRNG(seed: SeedStream.fewShotPick(split: split).seed(seed))
             var pick: [Int] = []
             for c in 0..<train.classCount {
                 var ids = byClass[c]
                 for i in 0..<min(shots, ids.count) { ids.swapAt(i, i + rng.int(below: ids.count - i)) }
                 pick += ids.prefix(shots)
             }
-            accs.append(fitFewShot(train.subset(pick), statisticsFrom: train, seed: deriveSeed(seed, 8, UInt64(split))).accuracy(test))
+            accs.append(fitFewShot(train.subset(pick), statisticsFrom: train, seed: SeedStream.fewShotFit(split: split).seed(seed)).accuracy(test))
         }
         let mean = accs.reduce(0, +) / Float(accs.count)
         let std = (accs.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(max(accs.count - 1, 1))).squareRoot()
