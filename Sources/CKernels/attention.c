@@ -669,7 +669,6 @@ void ck_attention_forward(float *out, float *lse, const float *qkv, float *scrat
                           int64_t B, int64_t N, int64_t H, int64_t D, float scale) {
     const int64_t ld = 3 * H * D;              // row stride of q, k and v inside qkv
     const int64_t per_thread = ck_attention_scratch_floats(N, D);
-    ck_flop_counter_add(4 * (uint64_t)(B * H * N) * (uint64_t)(N * D));
     const int prefetch = prefetch_next_head(N, D), transposed = transposed_forward(D);
     const bf16_products *bf16 = ck_gemm_precision() == CK_PRECISION_BF16 && !short_sequence(N, D) ? bf16_products_here() : NULL;
     #pragma omp parallel for schedule(static) if (B * H * N * N * D >= CK_PAR_MIN)
@@ -807,7 +806,6 @@ void ck_attention_backward(ck_grad g, const float *dout, const float *qkv, const
     const int accumulate = g.accumulate;
     const int64_t ld = 3 * H * D;
     const int64_t per_thread = ck_attention_scratch_floats(N, D);
-    ck_flop_counter_add(10 * (uint64_t)(B * H * N) * (uint64_t)(N * D));
     const int prefetch = prefetch_next_head(N, D), short_path = short_sequence(N, D);
     const bf16_products *bf16 = ck_gemm_precision() == CK_PRECISION_BF16 && !short_path ? bf16_products_here() : NULL;
     // Each (b, h) owns its own slices of dq, dk and dv, so threads never write the same element.

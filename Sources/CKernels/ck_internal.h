@@ -135,10 +135,9 @@ static inline int64_t ck_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t ck_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 // Plumbing between kernel files: the BLAS's own thread pool size (gemm.c; set by ck_set_num_threads),
-// and the instruments' side of a product (probe.c): the FLOP counter that ck_flop_counter_read reports,
-// and a product's clock reads for the per-shape profile (its start, then its shape, op and backend).
+// and the instruments' side of a product (probe.c): a product's clock reads for the per-shape profile
+// and the FLOP counter (its start, then its shape, op and backend).
 void ck_gemm_set_num_threads(int n);
-void ck_flop_counter_add(uint64_t flops);
 double ck_probe_product_begin(void);
 void ck_probe_product_end(double t0, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, const char *op, const char *backend);
 // The instruction-set level the kernels run (runtime.c): ck_cpu_level() as an enum, for the code that

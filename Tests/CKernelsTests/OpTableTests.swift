@@ -106,7 +106,7 @@ final class OpTableTests: XCTestCase {
             }
             for shape in op.shapes {
                 let c = op.make(shape)
-                if quickTier, shape == op.production || shape.reduce(1) { $0 * max($1, 1) } > 1 << 20, let reference = c.sampled {
+                if quickTier, shape == op.production || shape.reduce(1, { $0 * max($1, 1) }) > 1 << 20, let reference = c.sampled {
                     let outputs = c.forward(.kernel, c.inputs)
                     let dout = opRandom(outputs[0].count, seed: 99)
                     let grads = c.backward == nil ? [] : gradients(c, .kernel, dout: dout)

@@ -11,10 +11,13 @@ uint64_t ck_fma_peak_run(int64_t iterations);
 // The bf16 peak: every thread runs `iterations` rounds of 12 independent `vdpbf16ps` (64 FLOPs each);
 // returns the FLOPs done, or 0 on a CPU without AVX512-BF16.
 uint64_t ck_bf16_peak_run(int64_t iterations);
-// Matrix-product FLOP counter: ck_sgemm adds 2·M·N·K per call, fused attention its QKᵀ/PV products
-// (forward 4·B·H·N²·D, backward 10·B·H·N²·D). Not thread-safe: call from the thread that runs ops.
+// Matrix-product FLOP counter, counted from shapes outside the kernels: every GEMM entry point adds
+// 2·M·N·K per call (the product probe), the engine's fused-attention op its QKᵀ/PV products (forward
+// 4·B·H·N²·D, backward 10·B·H·N²·D) with ck_flop_counter_add. Not thread-safe: call from the thread
+// that runs ops.
 uint64_t ck_flop_counter_read(void);
 void ck_flop_counter_reset(void);
+void ck_flop_counter_add(uint64_t flops);
 
 /// One row of the per-shape GEMM profile: op(A)[M, K] · op(B)[K, N] done as `op` ("product",
 /// "product+bias", "product+bias-grad") on `backend` ("tessera", "openblas",

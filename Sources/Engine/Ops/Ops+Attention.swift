@@ -14,11 +14,15 @@ extension Tensor {
         let s = scale ?? 1 / Float(D).squareRoot()
         let out = Tensor(uninitialized: [B, N, H * D]), lse = Tensor(uninitialized: [B, H, N])
         let perThread = Int(ck_attention_scratch_floats(Int64(N), Int64(D)))
+        // The products' FLOPs, from the shapes: QKᵀ and PV forward, and with dP, dQ, dK, dV backward.
+        let headProducts = UInt64(B * H * N) * UInt64(N * D)
         ck_attention_forward(out.data, lse.data, qkv.data, Scratch.floats(perThread * Runtime.threads),
                              Int64(B), Int64(N), Int64(H), Int64(D), s)
+        ck_flop_counter_add(4 * headProducts)
         return out.recorded("fusedAttention", [qkv]) { g in
             ck_attention_backward(qkv.gradTarget(), g, qkv.data, lse.data, Scratch.floats(perThread * Runtime.threads),
                                   Int64(B), Int64(N), Int64(H), Int64(D), s)
+            ck_flop_counter_add(10 * headProducts)
         }
     }
 }
