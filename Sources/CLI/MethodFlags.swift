@@ -9,8 +9,8 @@ import TesseraModels
 /// Flags that several methods read, each in its own way (`--mask-ratio` is MAE's random mask and SIM's
 /// block mask). A method's group lists those it reads (``MethodFlags/sharedFlags``). The mask ratio and
 /// the teacher's momentum given to a method that does not read them are refused; the decoder's sizes
-/// and `--no-norm-pix` are part of the model's size (`--model`), recorded in every run's configuration,
-/// and accepted by every method (scripts pass one model size to all of them).
+/// and `--no-norm-pix` are part of the model's size (`--model`) and accepted by every method (scripts
+/// pass one model size to all of them): a method without a decoder (MSN) ignores them.
 enum SharedFlag: String, CaseIterable {
     case maskRatio = "--mask-ratio", teacherMomentum = "--teacher-momentum", decoderDim = "--decoder-dim",
          decoderDepth = "--decoder-depth", decoderHeads = "--decoder-heads", noNormPix = "--no-norm-pix"
