@@ -100,7 +100,7 @@ public let notKernels: [String: String] = [
     "ck_stdout_line_buffered": "process setting (stdio)", "ck_gemm_use_onednn": "GEMM backend choice",
     "ck_gemm_backend": "GEMM backend query", "ck_gemm_use_tessera": "GEMM backend choice",
     "ck_gemm_choice": "GEMM backend query", "ck_gemm_choose": "GEMM backend choice", "ck_gemm_core_name": "GEMM backend query",
-    "ck_flop_counter_read": "benchmark accounting", "ck_fma_peak_run": "benchmark (the FMA peak loop)", "ck_bf16_peak_run": "benchmark (the bf16 peak loop)", "ck_flop_counter_reset": "benchmark accounting",
+    "ck_flop_counter_read": "benchmark accounting", "ck_fma_peak_run": "benchmark (the FMA peak loop)", "ck_bf16_peak_run": "benchmark (the bf16 peak loop)", "ck_flop_counter_reset": "benchmark accounting", "ck_flop_counter_add": "benchmark accounting (the engine's fused attention counts its products)",
     "ck_gemm_profile": "benchmark accounting", "ck_gemm_profile_count": "benchmark accounting", "ck_gemm_profile_row": "benchmark accounting",
     "ck_gemm_profile_seconds": "benchmark accounting", "ck_omp_counts_available": "benchmark accounting (OpenMP's own counts)",
     "ck_omp_counts_read": "benchmark accounting (OpenMP's own counts)",
