@@ -326,8 +326,10 @@ CK_CLONES static void head_forward(float *o, float *restrict lse, const float *q
 // hold the scores of zero queries and are never stored. K and V are read in place; only the block's Qᵀ
 // is packed. Against head_forward (one thread, medians of 5 alternating runs, Zen 4, 2026-12-07):
 // N = 50 1.24x at D = 32 and 1.15x at D = 64, N = 197 1.02x, N = 17 1.42x. Short sequences (N ≤ CK_VW:
-// MAE's encoder sees N = 13, the same code as before) are one block. (The same layout with bf16 products measured no faster than head_forward_bf16
-// at N = 50 and slower at N = 197: their operands' packing costs what the products save.)
+// MAE's encoder sees N = 13, the same code as before) are one block. (The same layout with bf16
+// products measured no faster than head_forward_bf16 at N = 50 and slower at N = 197: their operands'
+// packing costs what the products save.) Its scratch, Qᵀ [D, CK_VW] and Sᵀ [N, CK_VW], fits inside
+// ck_attention_scratch_floats' (2·D·Np ≥ 16·D, 3·N·Dp ≥ 16·N).
 static inline int transposed_forward(int64_t D) { return D % CK_VW == 0; }
 
 // Softmax over the N rows of st [N, CK_VW], every column (query) at once: p_ij = exp(s_ij − m_i) / l_i

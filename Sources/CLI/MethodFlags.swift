@@ -31,7 +31,7 @@ struct SharedMethodFlags: ParsableArguments {
     var decoderDim: Int?
     @Option(parsing: .unconditional, help: "Decoder depth (\(SharedFlag.decoderDepth.readers)).") var decoderDepth: Int?
     @Option(parsing: .unconditional, help: "Decoder heads (\(SharedFlag.decoderHeads.readers); SIM's projector and predictor).") var decoderHeads: Int?
-    @Option(parsing: .unconditional, help: "Fraction of patches masked (\(SharedFlag.maskRatio.readers); default MAE and RC-MAE \(MAEConfig.defaultMaskRatio), random; SIM \(SIMOptions().maskRatio), block-wise).")
+    @Option(parsing: .unconditional, help: "Fraction of patches masked (\(SharedFlag.maskRatio.readers); default MAE and RC-MAE \(MAEOptions.defaultMaskRatio), random; SIM \(SIMOptions().maskRatio), block-wise).")
     var maskRatio: Float?
     @Flag(help: "Regress raw pixels instead of per-patch normalized ones (\(SharedFlag.noNormPix.readers)).") var noNormPix = false
     @Option(parsing: .unconditional, help: "Starting EMA momentum of the teacher or target (\(SharedFlag.teacherMomentum.readers); default RC-MAE \(RCMAEOptions().momentum), MSN \(MSNOptions().momentum), SIM \(SIMOptions().momentum)).")

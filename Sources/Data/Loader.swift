@@ -72,8 +72,8 @@ public func deriveSeed(_ seed: UInt64, _ a: UInt64, _ b: UInt64 = 0) -> UInt64 {
 }
 
 /// The random streams of a run and of its evaluation, each a family of ``deriveSeed(_:_:_:)`` child seeds
-/// of the run's seed. The training streams are disjoint (no two give the same (a, b)), so no randomness
-/// is reused within a run, however long; their numbers are the ones runs have always used, except where
+/// of the run's seed. The training streams' families are disjoint (no two give the same (a, b)), however
+/// long the run; their numbers are the ones runs have always used, except where
 /// they would have met (the view augmentation of epochs from 98 on, which reached the method's stream
 /// 100), so every run of up to 98 epochs keeps its bits.
 public enum SeedStream: Sendable {

@@ -8,43 +8,37 @@ public struct MAEOptions: Codable, Equatable, Sendable {
     public var decoderDepth: Int
     public var decoderHeads: Int
     /// Fraction of patches removed (0.75: the encoder sees 25%).
-    public var maskRatio: Float = MAEConfig.defaultMaskRatio
+    public var maskRatio: Float = MAEOptions.defaultMaskRatio
     /// Per-patch standardized pixel targets (unbiased variance, eps 1e-6).
     public var normPixLoss = true
+    /// MAE's mask ratio (He et al., 2022).
+    public static let defaultMaskRatio: Float = 0.75
 
-    public init(decoderDim: Int, decoderDepth: Int, decoderHeads: Int, maskRatio: Float = MAEConfig.defaultMaskRatio, normPixLoss: Bool = true) {
+    public init(decoderDim: Int, decoderDepth: Int, decoderHeads: Int, maskRatio: Float = MAEOptions.defaultMaskRatio, normPixLoss: Bool = true) {
         self.decoderDim = decoderDim; self.decoderDepth = decoderDepth; self.decoderHeads = decoderHeads
         self.maskRatio = maskRatio; self.normPixLoss = normPixLoss
     }
 }
 
-/// Sizes and options of a masked autoencoder (He et al., 2022): the encoder and ``MAEOptions``.
+/// Sizes and options of a masked autoencoder (He et al., 2022): the encoder and ``MAEOptions``, whose
+/// fields read and write through it (`config.decoderDim`).
+@dynamicMemberLookup
 public struct MAEConfig: Codable, Equatable, Sendable {
     public var encoder: ViTConfig
-    public var decoderDim: Int
-    public var decoderDepth: Int
-    public var decoderHeads: Int
-    /// Fraction of patches removed (0.75: the encoder sees 25%).
-    public var maskRatio: Float = MAEConfig.defaultMaskRatio
-    /// MAE's mask ratio (He et al., 2022).
-    public static let defaultMaskRatio: Float = 0.75
-    /// Per-patch standardized pixel targets (unbiased variance, eps 1e-6).
-    public var normPixLoss = true
-
-    public init(encoder: ViTConfig, decoderDim: Int, decoderDepth: Int, decoderHeads: Int, maskRatio: Float = MAEConfig.defaultMaskRatio,
-                normPixLoss: Bool = true) {
-        self.encoder = encoder; self.decoderDim = decoderDim; self.decoderDepth = decoderDepth
-        self.decoderHeads = decoderHeads; self.maskRatio = maskRatio; self.normPixLoss = normPixLoss
-    }
-
-    public init(encoder: ViTConfig, options o: MAEOptions) {
-        self.init(encoder: encoder, decoderDim: o.decoderDim, decoderDepth: o.decoderDepth, decoderHeads: o.decoderHeads,
-                  maskRatio: o.maskRatio, normPixLoss: o.normPixLoss)
-    }
-
     /// Everything but the encoder.
-    public var options: MAEOptions {
-        MAEOptions(decoderDim: decoderDim, decoderDepth: decoderDepth, decoderHeads: decoderHeads, maskRatio: maskRatio, normPixLoss: normPixLoss)
+    public var options: MAEOptions
+
+    public init(encoder: ViTConfig, options: MAEOptions) { self.encoder = encoder; self.options = options }
+
+    public init(encoder: ViTConfig, decoderDim: Int, decoderDepth: Int, decoderHeads: Int, maskRatio: Float = MAEOptions.defaultMaskRatio,
+                normPixLoss: Bool = true) {
+        self.init(encoder: encoder, options: MAEOptions(decoderDim: decoderDim, decoderDepth: decoderDepth, decoderHeads: decoderHeads,
+                                                        maskRatio: maskRatio, normPixLoss: normPixLoss))
+    }
+
+    public subscript<T>(dynamicMember field: WritableKeyPath<MAEOptions, T>) -> T {
+        get { options[keyPath: field] }
+        set { options[keyPath: field] = newValue }
     }
 
     /// Named sizes: `vit-tiny` (192/12/3, decoder 128/2/4, RC-MAE's tiny), `vit-small` (384/12/6,
@@ -61,7 +55,7 @@ public struct MAEConfig: Codable, Equatable, Sendable {
     public static let names = ["vit-tiny", "vit-small", "vit-base"]
 
     /// Patches kept per image: `Int(L · (1 − ratio))` as the official code.
-    public var keptPatches: Int { MaskIndices.keptCount(patches: encoder.patches, maskRatio: maskRatio) }
+    public var keptPatches: Int { MaskIndices.keptCount(patches: encoder.patches, maskRatio: options.maskRatio) }
 }
 
 /// The official `MaskedAutoencoderViT`: a ViT encoder on the visible patches, a light decoder that
@@ -162,7 +156,7 @@ extension MaskedAutoencoder: PretrainingMethod {
     /// MAE's recipe (He et al., 2022, Table 8): AdamW (0.9, 0.95), weight decay 0.05, blr 1.5e-4.
     public static var recipe: TrainingRecipe { TrainingRecipe(blr: 1.5e-4, betas: (0.9, 0.95), weightDecay: 0.05) }
     public static var title: String { "MAE" }
-    public static var recipeDefaults: String { "mask ratio \(TrainingRecipe.number(Double(MAEConfig.defaultMaskRatio))), norm-pix loss" }
+    public static var recipeDefaults: String { "mask ratio \(TrainingRecipe.number(Double(MAEOptions.defaultMaskRatio))), norm-pix loss" }
 
     /// The decoder's part of the model's sizes (``PretrainConfig/init(method:mae:augmentation:)``).
     public static func addDefaultOptions(to config: inout PretrainConfig, model: MAEConfig) { config.mae = model.options }

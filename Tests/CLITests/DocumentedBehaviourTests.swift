@@ -59,6 +59,21 @@ final class DocumentedBehaviourTests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("--teacher-momentum does not apply to mae (it applies to RC-MAE, MSN and SIM); MAE has no teacher"), refused.stderr)
         let other = try tessera(["pretrain", "--method", "mae", "--focal-views", "2", "--run", try scratch() + "/r"])
         XCTAssertTrue(other.stderr.contains("--focal-views applies to msn only"), other.stderr)
+        // Every method's own flag (a valid value each) is refused under each other method: a flag its
+        // group forgets to list among those given would slip through.
+        let valid = ["--gamma": "1", "--momentum-schedule": "constant", "--focal-views": "2", "--focal-size": "8", "--patch-drop": "0.1",
+                     "--prototypes": "16", "--head-hidden": "16", "--sim-norm": "layer", "--neg-weight": "0.1"]
+        for (flag, owners) in readers where owners.count == 1 && arguments.contains(where: {
+            ($0["sectionTitle"] as? String)?.hasSuffix(" options") == true && ((($0["names"] as? [[String: Any]])?.first?["name"] as? String).map { "--" + $0 } == flag)
+        }) {
+            let value = try XCTUnwrap(valid[flag], "\(flag): give it a valid value here")
+            let owner = try XCTUnwrap(MethodKind.allCases.first { $0.title == owners.first })
+            for m in MethodKind.allCases where m != owner {
+                let r = try tessera(["pretrain", "--method", m.rawValue, flag, value, "--run", try scratch() + "/r"])
+                XCTAssertEqual(r.status, 1, "\(flag) under \(m): \(r.stderr)")
+                XCTAssertTrue(r.stderr.contains("\(flag) applies to \(owner) only"), "\(flag) under \(m): \(r.stderr)")
+            }
+        }
     }
 
     /// Only --epochs, --threads, --workers, --skip-unreadable and --evaluate apply to a resumed run;

@@ -57,6 +57,11 @@ final class ConfigFormatTests: XCTestCase {
         XCTAssertThrowsError(try PretrainConfig.decode(newer)) { error in
             XCTAssertTrue("\(error)".contains("newer than this Tessera's"), "\(error)")
         }
+        // A newer layout is refused as newer before its fields are read (here: no encoder where format 2 has it).
+        let newerLayout = newer.replacingOccurrences(of: "\"encoder\"", with: "\"backbone\"")
+        XCTAssertThrowsError(try PretrainConfig.decode(newerLayout)) { error in
+            XCTAssertTrue("\(error)".contains("newer than this Tessera's"), "\(error)")
+        }
         let broken = text.replacingOccurrences(of: "\"encoder\"", with: "\"encodr\"")
         XCTAssertThrowsError(try PretrainConfig.decode(broken)) { error in
             XCTAssertTrue("\(error)".contains("mae.encoder"), "\(error)")

@@ -102,9 +102,6 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
         } catch {
             throw ConfigError("configuration is not a valid Tessera config (\(error))")
         }
-        guard config.formatVersion <= currentFormat else {
-            throw ConfigError("configuration format \(config.formatVersion) is newer than this Tessera's (\(currentFormat)); update Tessera to read it")
-        }
         do { try config.validate() } catch let e as ConfigError {
             throw ConfigError("configuration is not a valid Tessera config (\(e.message))")
         }
@@ -113,10 +110,16 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
 
     /// A saved configuration in the current layout: version 1 (no `formatVersion`: the encoder inside
     /// `mae`, which every method carried) has its encoder moved to the top and keeps `mae` only where
-    /// the method is an MAE (``PretrainingMethod/reportsAutoencoder``); later versions are read as they are.
+    /// the method is an MAE (``PretrainingMethod/reportsAutoencoder``); the current version is read as it
+    /// is, and a newer one refused before its fields are read (they may not be this version's).
     static func upgraded(_ json: Data) throws -> Data {
         guard var object = try JSONSerialization.jsonObject(with: json) as? [String: Any] else { throw ConfigError("not a JSON object") }
-        guard object["formatVersion"] == nil else { return json }
+        if let version = object["formatVersion"] {
+            guard let v = version as? Int, v <= currentFormat else {
+                throw ConfigError("configuration format \(version) is newer than this Tessera's (\(currentFormat)); update Tessera to read it")
+            }
+            return json
+        }
         guard var mae = object["mae"] as? [String: Any], let encoder = mae["encoder"] else {
             throw ConfigError("a version 1 configuration needs mae.encoder")
         }
