@@ -69,7 +69,9 @@ final class DocumentedBehaviourTests: XCTestCase {
             let value = try XCTUnwrap(valid[flag], "\(flag): give it a valid value here")
             let owner = try XCTUnwrap(MethodKind.allCases.first { $0.title == owners.first })
             for m in MethodKind.allCases where m != owner {
-                let r = try tessera(["pretrain", "--method", m.rawValue, flag, value, "--run", try scratch() + "/r"])
+                // A missing data file: a flag that slipped through ends the command there, not in a run.
+                let dir = try scratch()
+                let r = try tessera(["pretrain", "--method", m.rawValue, flag, value, "--data", dir + "/missing.npy", "--run", dir + "/r"])
                 XCTAssertEqual(r.status, 1, "\(flag) under \(m): \(r.stderr)")
                 XCTAssertTrue(r.stderr.contains("\(flag) applies to \(owner) only"), "\(flag) under \(m): \(r.stderr)")
             }
